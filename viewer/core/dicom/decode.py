@@ -1,0 +1,197 @@
+"""Decode a sorted stack of frames into one preallocated array, in parallel.
+
+Uncompressed little-endian single-frame files are read straight from disk into the volume's
+buffer (no pydicom dataset, no intermediate copy); everything else (JPEG, JPEG-LS, JPEG 2000,
+RLE, big-endian, deflated, multi-frame) goes through pydicom's pixel handlers (pylibjpeg,
+python-gdcm).  CT becomes int16 Hounsfield units with each frame's own rescale applied; other
+modalities keep their stored type when all frames share one rescale, else become float32 values.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+
+import numpy as np
+import pydicom
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+from viewer.core.dicom.geometry import StackGeometry
+from viewer.core.dicom.header import InstanceHeader
+from viewer.core.errors import HounsfieldError
+
+_NATIVE_LE = {ExplicitVRLittleEndian, ImplicitVRLittleEndian}
+_PIXEL_TAG = b"\xe0\x7f\x10\x00"
+
+
+class LoadCancelled(HounsfieldError):
+    """Loading was cancelled by the user."""
+
+
+def stored_dtype(h: InstanceHeader) -> np.dtype:
+    signed = h.pixel_representation == 1
+    bits = {8: "8", 16: "16", 32: "32"}.get(h.bits_allocated)
+    if bits is None:
+        raise HounsfieldError(f"Images with {h.bits_allocated} bits per pixel are not supported.")
+    return np.dtype(("int" if signed else "uint") + bits)
+
+
+def output_plan(geom: StackGeometry) -> tuple[np.dtype, tuple[float, float], str]:
+    """Choose the volume dtype and rescale: (dtype, (slope, intercept), mode)."""
+    first = geom.frames[0].instance
+    if first.samples_per_pixel != 1:
+        return np.dtype(np.uint8), (1.0, 0.0), "luma"
+    rescales = {(f.frame.slope, f.frame.intercept) for f in geom.frames}
+    if first.modality == "CT" or first.rescale_type.upper() == "HU":
+        return np.dtype(np.int16), (1.0, 0.0), "hu"
+    if len(rescales) == 1:
+        return stored_dtype(first), next(iter(rescales)), "stored"
+    return np.dtype(np.float32), (1.0, 0.0), "real"
+
+
+def _native_offset(h: InstanceHeader, nbytes: int) -> int | None:
+    """File offset of the pixel bytes when they are the file's last element, else None."""
+    if h.transfer_syntax not in _NATIVE_LE or h.frames[0].index is not None:
+        return None
+    length = nbytes + (nbytes & 1)
+    explicit = h.transfer_syntax == ExplicitVRLittleEndian
+    start = h.size - length - (12 if explicit else 8)
+    if start < 0:
+        return None
+    with open(h.path, "rb") as fh:
+        fh.seek(start)
+        head = fh.read(12 if explicit else 8)
+    if head[:4] != _PIXEL_TAG:
+        return None
+    got = int.from_bytes(head[8:12] if explicit else head[4:8], "little")
+    return start + len(head) if got == length else None
+
+
+def _fix_bits(raw: np.ndarray, h: InstanceHeader) -> np.ndarray:
+    """Mask unused high bits (and sign-extend) as the DICOM pixel module requires."""
+    ba, bs = h.bits_allocated, h.bits_stored
+    if not bs or bs >= ba or raw.dtype.kind not in "iu":
+        return raw
+    if h.pixel_representation == 0:
+        raw &= (1 << bs) - 1
+    else:
+        shift = ba - bs
+        raw <<= shift
+        raw >>= shift  # arithmetic shift on a signed dtype
+    return raw
+
+
+def read_native(h: InstanceHeader) -> np.ndarray | None:
+    """Read an uncompressed single-frame image straight from its file, or None if not possible."""
+    dtype = stored_dtype(h)
+    nbytes = h.rows * h.columns * dtype.itemsize
+    offset = _native_offset(h, nbytes)
+    if offset is None or h.samples_per_pixel != 1:
+        return None
+    raw = np.fromfile(h.path, dtype=dtype.newbyteorder("<"), count=h.rows * h.columns, offset=offset)
+    if raw.size != h.rows * h.columns:
+        return None
+    return _fix_bits(raw.reshape(h.rows, h.columns), h)
+
+
+def read_pydicom(h: InstanceHeader) -> np.ndarray:
+    """Decode all frames of a file with pydicom: (frames, rows, cols[, samples])."""
+    ds = pydicom.dcmread(h.path)
+    arr = ds.pixel_array
+    n_frames = len(h.frames)
+    if n_frames == 1 and arr.ndim == (2 if h.samples_per_pixel == 1 else 3):
+        arr = arr[None]
+    return arr
+
+
+def _to_output(raw: np.ndarray, out: np.ndarray, slope: float, intercept: float, mode: str) -> None:
+    if mode == "luma":
+        out[...] = raw if raw.ndim == 2 else np.rint(raw[..., :3] @ np.array([0.299, 0.587, 0.114]))
+    elif mode == "stored":
+        out[...] = raw
+    elif mode == "hu" and slope == 1.0 and float(intercept).is_integer():
+        np.clip(raw.astype(np.int32) + int(intercept), -32768, 32767, out=out, casting="unsafe")
+    elif mode == "hu":
+        vals = raw.astype(np.float64) * slope + intercept
+        np.clip(np.rint(vals), -32768, 32767, out=out, casting="unsafe")
+    else:
+        out[...] = raw.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+
+
+def blank_value(mode: str, dtype: np.dtype) -> float:
+    return -1024 if mode == "hu" else 0
+
+
+def decode_stack(geom: StackGeometry, out: np.ndarray, mode: str, *,
+                 order: list[int] | None = None,
+                 on_slice: Callable[[int], None] | None = None,
+                 cancel: threading.Event | None = None,
+                 workers: int | None = None) -> list[str]:
+    """Fill ``out[k]`` for every frame of ``geom``; return one sentence per frame that failed.
+
+    ``order`` lists positions in ``geom.frames`` in the order to decode (default: the middle
+    slice first, then outwards).  ``on_slice(k)`` is called in this thread as each slot fills.
+    """
+    by_file: dict[str, list[int]] = defaultdict(list)
+    for pos, ref in enumerate(geom.frames):
+        by_file[ref.instance.path].append(pos)
+    if order is None:
+        mid = len(geom.frames) // 2
+        order = sorted(range(len(geom.frames)), key=lambda p: (abs(p - mid), p))
+    files, seen = [], set()
+    for pos in order:
+        path = geom.frames[pos].instance.path
+        if path not in seen:
+            seen.add(path)
+            files.append(path)
+
+    def work(path: str) -> list[int]:
+        if cancel is not None and cancel.is_set():
+            return []
+        positions = by_file[path]
+        first = geom.frames[positions[0]].instance
+        raw = read_native(first) if len(positions) == 1 else None
+        if raw is not None:
+            f = geom.frames[positions[0]].frame
+            _to_output(raw, out[geom.slots[positions[0]]], f.slope, f.intercept, mode)
+            return [geom.slots[positions[0]]]
+        arr = read_pydicom(first)
+        done = []
+        for pos in positions:
+            ref = geom.frames[pos]
+            idx = ref.frame.index or 0
+            if idx >= len(arr):
+                raise ValueError(f"frame {idx + 1} is missing from the pixel data")
+            _to_output(arr[idx], out[geom.slots[pos]], ref.frame.slope, ref.frame.intercept, mode)
+            done.append(geom.slots[pos])
+        return done
+
+    failures: list[str] = []
+    workers = workers or min(8, (os.cpu_count() or 2) * 2)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
+        futures = {pool.submit(work, p): p for p in files}
+        try:
+            for fut in as_completed(futures):
+                if cancel is not None and cancel.is_set():
+                    raise LoadCancelled("Loading was cancelled.")
+                try:
+                    slots = fut.result()
+                except Exception as exc:  # a broken file must not stop the rest
+                    path = futures[fut]
+                    n = len(by_file[path])
+                    failures.append(f"{os.path.basename(path)}: {n} frame(s) could not be decoded "
+                                    f"({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}).")
+                    for pos in by_file[path]:
+                        out[geom.slots[pos]] = blank_value(mode, out.dtype)
+                    continue
+                if on_slice is not None:
+                    for k in slots:
+                        on_slice(k)
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            raise
+    return failures

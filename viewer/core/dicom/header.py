@@ -1,0 +1,257 @@
+"""Read what Hounsfield needs from a DICOM file's header, never its pixel data.
+
+One ``InstanceHeader`` per file, made of plain values (JSON-serialisable, so the study index
+can store it).  Enhanced multi-frame objects carry one ``FrameHeader`` per frame, taken from
+the shared and per-frame functional groups; classic single-frame images carry one frame too,
+so everything downstream sorts and stacks frames without caring where they came from.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+
+import pydicom
+from pydicom.errors import InvalidDicomError
+
+# Classes that are DICOM but not images to stack into a volume.  Matched on the SOP class name.
+_NON_IMAGE_WORDS = ("Segmentation", "SR Storage", "Structure Set", "Presentation State", "Key Object",
+                    "Encapsulated", "RT Plan", "RT Treatment", "Raw Data", "Spectroscopy",
+                    "Waveform", "Registration", "Media Storage Directory", "Surface")
+_NON_IMAGE_MODALITIES = {"SR", "SEG", "RTSTRUCT", "RTPLAN", "PR", "KO", "DOC", "REG", "RWV"}
+
+_TAGS = [
+    "SOPClassUID", "SOPInstanceUID", "Modality", "PatientName", "PatientID", "PatientBirthDate",
+    "PatientSex", "StudyInstanceUID", "StudyDate", "StudyTime", "StudyDescription", "AccessionNumber",
+    "SeriesInstanceUID", "SeriesNumber", "SeriesDescription", "FrameOfReferenceUID", "Manufacturer",
+    "Rows", "Columns", "NumberOfFrames", "SamplesPerPixel", "PhotometricInterpretation",
+    "BitsAllocated", "BitsStored", "PixelRepresentation", "ImagePositionPatient",
+    "ImageOrientationPatient", "PixelSpacing", "SliceThickness", "SpacingBetweenSlices",
+    "RescaleSlope", "RescaleIntercept", "RescaleType", "WindowCenter", "WindowWidth",
+    "AcquisitionNumber", "InstanceNumber", "EchoNumbers", "TemporalPositionIdentifier",
+    "GantryDetectorTilt", "ImageType", "SharedFunctionalGroupsSequence",
+    "PerFrameFunctionalGroupsSequence", "ReferencedSeriesSequence", "DirectoryRecordSequence",
+]
+
+
+@dataclass
+class FrameHeader:
+    """Geometry and value mapping of one 2D frame."""
+
+    index: int | None  # frame number in a multi-frame object (0-based), None for single-frame files
+    position: tuple[float, float, float] | None
+    orientation: tuple[float, ...] | None  # six direction cosines: row direction, column direction
+    pixel_spacing: tuple[float, float] | None  # (between rows, between columns) in mm
+    slope: float = 1.0
+    intercept: float = 0.0
+    stack: str = ""  # distinguishes frames that share a position (echo, phase, stack id)
+
+
+@dataclass
+class InstanceHeader:
+    path: str
+    mtime_ns: int
+    size: int
+    transfer_syntax: str
+    sop_class_uid: str
+    sop_instance_uid: str
+    modality: str
+    patient_name: str
+    patient_id: str
+    patient_birth_date: str
+    patient_sex: str
+    study_uid: str
+    study_date: str
+    study_description: str
+    accession_number: str
+    series_uid: str
+    series_number: int | None
+    series_description: str
+    frame_of_reference_uid: str
+    manufacturer: str
+    rows: int
+    columns: int
+    samples_per_pixel: int
+    photometric: str
+    bits_allocated: int
+    bits_stored: int
+    pixel_representation: int
+    rescale_type: str
+    window: tuple[float, float] | None
+    acquisition_number: int | None
+    instance_number: int | None
+    slice_thickness: float | None
+    gantry_tilt: float
+    is_image: bool
+    frames: list[FrameHeader] = field(default_factory=list)
+
+    @property
+    def sop_class_name(self) -> str:
+        return pydicom.uid.UID(self.sop_class_uid).name
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> InstanceHeader:
+        data = dict(data)
+        data["frames"] = [FrameHeader(**_tuples(f)) for f in data["frames"]]
+        return cls(**_tuples(data))
+
+
+def _tuples(d: dict) -> dict:
+    return {k: tuple(v) if isinstance(v, list) and k != "frames" else v for k, v in d.items()}
+
+
+class NotDicomError(Exception):
+    """The file is not DICOM at all (quietly skipped when scanning folders)."""
+
+
+def read_header(path: str) -> InstanceHeader:
+    """Read one file's header.  Raises NotDicomError or another exception for a broken file."""
+    st = os.stat(path)
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_TAGS)
+    except InvalidDicomError:
+        # Files without the 128-byte preamble are still DICOM when they start with a group-8 tag.
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+        if head[:2] not in (b"\x08\x00", b"\x02\x00"):
+            raise NotDicomError(path) from None
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_TAGS, force=True)
+    if "SOPClassUID" not in ds and "DirectoryRecordSequence" not in ds:
+        raise NotDicomError(path)
+    return header_from_dataset(ds, path, st.st_mtime_ns, st.st_size)
+
+
+def _str(ds, name: str) -> str:
+    value = ds.get(name)
+    return "" if value is None else str(value).strip()
+
+
+def _int(ds, name: str) -> int | None:
+    value = ds.get(name)
+    try:
+        return None if value in (None, "") else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _float(ds, name: str, default: float | None = None) -> float | None:
+    value = ds.get(name)
+    try:
+        if isinstance(value, pydicom.multival.MultiValue):
+            value = value[0]
+        return default if value in (None, "") else float(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _floats(ds, name: str, n: int) -> tuple[float, ...] | None:
+    value = ds.get(name)
+    if value is None:
+        return None
+    try:
+        out = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    return out if len(out) == n else None
+
+
+def _window(ds) -> tuple[float, float] | None:
+    c, w = _float(ds, "WindowCenter"), _float(ds, "WindowWidth")
+    return (c, w) if c is not None and w is not None and w > 0 else None
+
+
+def _group(item, seq: str):
+    """The first item of a functional-group sequence, or None."""
+    if item is None or seq not in item or not item[seq].value:
+        return None
+    return item[seq][0]
+
+
+def _frames_from_functional_groups(ds) -> list[FrameHeader]:
+    shared = ds.SharedFunctionalGroupsSequence[0] if "SharedFunctionalGroupsSequence" in ds else None
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
+    n = _int(ds, "NumberOfFrames") or len(per_frame) or 1
+    frames = []
+    for f in range(n):
+        item = per_frame[f] if f < len(per_frame) else None
+
+        def pick(seq, item=item):
+            return _group(item, seq) or _group(shared, seq)
+
+        pos = pick("PlanePositionSequence")
+        ori = pick("PlaneOrientationSequence")
+        meas = pick("PixelMeasuresSequence")
+        vt = pick("PixelValueTransformationSequence")
+        content = _group(item, "FrameContentSequence")
+        stack = ""
+        if content is not None:
+            stack = "/".join(str(content.get(k, "")) for k in ("StackID", "TemporalPositionIndex"))
+            dims = content.get("DimensionIndexValues")
+            if dims is not None and not content.get("StackID"):
+                stack = "dims"
+        frames.append(FrameHeader(
+            index=f,
+            position=_floats(pos, "ImagePositionPatient", 3) if pos else None,
+            orientation=_floats(ori, "ImageOrientationPatient", 6) if ori else None,
+            pixel_spacing=_floats(meas, "PixelSpacing", 2) if meas else None,
+            slope=_float(vt, "RescaleSlope", 1.0) if vt else _float(ds, "RescaleSlope", 1.0),
+            intercept=_float(vt, "RescaleIntercept", 0.0) if vt else _float(ds, "RescaleIntercept", 0.0),
+            stack=stack,
+        ))
+    return frames
+
+
+def is_image_object(sop_class_uid: str, modality: str, rows: int) -> bool:
+    if rows <= 0 or modality in _NON_IMAGE_MODALITIES:
+        return False
+    name = pydicom.uid.UID(sop_class_uid).name
+    return not any(word in name for word in _NON_IMAGE_WORDS)
+
+
+def header_from_dataset(ds, path: str, mtime_ns: int = 0, size: int = 0) -> InstanceHeader:
+    meta = getattr(ds, "file_meta", None)
+    ts = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+    if not ts:
+        ts = pydicom.uid.ImplicitVRLittleEndian
+    sop_class = _str(ds, "SOPClassUID")
+    if not sop_class and meta is not None:
+        sop_class = str(meta.get("MediaStorageSOPClassUID", ""))
+    modality = _str(ds, "Modality")
+    rows = _int(ds, "Rows") or 0
+    if "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds:
+        frames = _frames_from_functional_groups(ds)
+    else:
+        n = _int(ds, "NumberOfFrames") or 1
+        base = FrameHeader(
+            index=None,
+            position=_floats(ds, "ImagePositionPatient", 3),
+            orientation=_floats(ds, "ImageOrientationPatient", 6),
+            pixel_spacing=_floats(ds, "PixelSpacing", 2),
+            slope=_float(ds, "RescaleSlope", 1.0),
+            intercept=_float(ds, "RescaleIntercept", 0.0),
+            stack="/".join(str(ds.get(k, "")) for k in ("EchoNumbers", "TemporalPositionIdentifier")),
+        )
+        # A legacy multi-frame without functional groups (e.g. NM, US cine): frames share geometry.
+        frames = [base] if n == 1 else [FrameHeader(**{**asdict(base), "index": f}) for f in range(n)]
+    return InstanceHeader(
+        path=os.path.abspath(path), mtime_ns=mtime_ns, size=size, transfer_syntax=ts,
+        sop_class_uid=sop_class, sop_instance_uid=_str(ds, "SOPInstanceUID"), modality=modality,
+        patient_name=_str(ds, "PatientName"), patient_id=_str(ds, "PatientID"),
+        patient_birth_date=_str(ds, "PatientBirthDate"), patient_sex=_str(ds, "PatientSex"),
+        study_uid=_str(ds, "StudyInstanceUID"), study_date=_str(ds, "StudyDate"),
+        study_description=_str(ds, "StudyDescription"), accession_number=_str(ds, "AccessionNumber"),
+        series_uid=_str(ds, "SeriesInstanceUID"), series_number=_int(ds, "SeriesNumber"),
+        series_description=_str(ds, "SeriesDescription"),
+        frame_of_reference_uid=_str(ds, "FrameOfReferenceUID"), manufacturer=_str(ds, "Manufacturer"),
+        rows=rows, columns=_int(ds, "Columns") or 0, samples_per_pixel=_int(ds, "SamplesPerPixel") or 1,
+        photometric=_str(ds, "PhotometricInterpretation"), bits_allocated=_int(ds, "BitsAllocated") or 0,
+        bits_stored=_int(ds, "BitsStored") or _int(ds, "BitsAllocated") or 0,
+        pixel_representation=_int(ds, "PixelRepresentation") or 0, rescale_type=_str(ds, "RescaleType"),
+        window=_window(ds), acquisition_number=_int(ds, "AcquisitionNumber"),
+        instance_number=_int(ds, "InstanceNumber"), slice_thickness=_float(ds, "SliceThickness"),
+        gantry_tilt=_float(ds, "GantryDetectorTilt", 0.0) or 0.0,
+        is_image=is_image_object(sop_class, modality, rows), frames=frames,
+    )

@@ -1,0 +1,73 @@
+"""The local study index: a SQLite database of scanned folders and their instance headers.
+
+Reopening a known folder reads no DICOM header again: files whose size and modification time
+are unchanged reuse the stored header; changed files are re-read and vanished ones dropped.
+It lives in the user's data directory (``HOUNSFIELD_DATA_DIR`` overrides it, as tests do).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+
+import platformdirs
+
+from viewer.core.dicom.header import InstanceHeader
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS folders (root TEXT PRIMARY KEY, scanned_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS instances (
+    path TEXT PRIMARY KEY, root TEXT NOT NULL, study_uid TEXT, series_uid TEXT, header TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS instances_root ON instances(root);
+CREATE INDEX IF NOT EXISTS instances_study ON instances(study_uid);
+"""
+
+
+def data_dir() -> str:
+    return os.environ.get("HOUNSFIELD_DATA_DIR") or platformdirs.user_data_dir("hounsfield")
+
+
+class StudyIndex:
+    def __init__(self, path: str | None = None):
+        if path is None:
+            os.makedirs(data_dir(), exist_ok=True)
+            path = os.path.join(data_dir(), "index.sqlite")
+        self.path = path
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False)
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def folders(self) -> list[tuple[str, float]]:
+        """Scanned roots, most recent first: (root, unix time of the scan)."""
+        with self._lock:
+            rows = self._db.execute("SELECT root, scanned_at FROM folders ORDER BY scanned_at DESC")
+            return [(r, t) for r, t in rows]
+
+    def headers_under(self, root: str) -> dict[str, InstanceHeader]:
+        """Stored headers of files recorded for ``root`` (exactly that scan root)."""
+        with self._lock:
+            rows = self._db.execute("SELECT header FROM instances WHERE root = ?", (root,)).fetchall()
+        out = {}
+        for (text,) in rows:
+            h = InstanceHeader.from_json(json.loads(text))
+            out[h.path] = h
+        return out
+
+    def record(self, root: str, headers: list[InstanceHeader], files: list[str]) -> None:
+        """Replace what is stored for ``root`` with ``headers`` (one transaction)."""
+        rows = [(h.path, root, h.study_uid, h.series_uid, json.dumps(h.to_json())) for h in headers]
+        with self._lock, self._db:
+            self._db.execute("DELETE FROM instances WHERE root = ?", (root,))
+            self._db.executemany("INSERT OR REPLACE INTO instances VALUES (?, ?, ?, ?, ?)", rows)
+            self._db.execute("INSERT OR REPLACE INTO folders VALUES (?, ?)", (root, time.time()))
+
+    def forget(self, root: str) -> None:
+        with self._lock, self._db:
+            self._db.execute("DELETE FROM instances WHERE root = ?", (root,))
+            self._db.execute("DELETE FROM folders WHERE root = ?", (root,))

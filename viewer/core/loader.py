@@ -1,0 +1,153 @@
+"""The public entry points: ``scan`` a path and ``load`` a volume from it.
+
+``SeriesLoader`` is the progressive form the viewer uses: it allocates the volume at once
+(geometry known from headers) and fills slices in the background, calling back per slice.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+
+import numpy as np
+
+from viewer.core.dicom.decode import blank_value, decode_stack, output_plan
+from viewer.core.dicom.geometry import StackGeometry, stack_geometry
+from viewer.core.dicom.index import StudyIndex
+from viewer.core.dicom.scan import ScanResult, scan_path
+from viewer.core.dicom.series import SeriesInfo
+from viewer.core.errors import HounsfieldError
+from viewer.core.formats import is_volume_file, read_volume
+from viewer.core.volume import SourceInfo, Volume
+
+
+def scan(path, *, use_index: bool = True) -> ScanResult:
+    """Scan a folder, file or DICOMDIR (headers only), remembering it in the study index."""
+    index = None
+    if use_index:
+        try:
+            index = StudyIndex()
+        except Exception:  # an unwritable data dir must not stop reading
+            index = None
+    try:
+        return scan_path(path, index)
+    finally:
+        if index is not None:
+            index.close()
+
+
+def choose_series(result: ScanResult, series: str | None) -> tuple[SeriesInfo, list[str]]:
+    """The series to load (by id or UID, else the largest image series) and notes about the choice."""
+    notes: list[str] = []
+    images = result.image_series
+    if series is not None:
+        found = result.find(series)
+        if not found:
+            raise HounsfieldError(f"No image series with UID {series} in {result.root}; "
+                                  "run 'hounsfield info' to list the series.")
+        if len(found) > 1:
+            notes.append(f"Series {series} was split into {len(found)} volumes ({found[0].split_reason}); "
+                         f"loaded {found[0].id}, the largest.")
+        return max(found, key=lambda s: len(s.frames)), notes
+    if not images:
+        what = ", ".join(sorted({s.sop_class_name for s in result.other_objects}))
+        extra = f" (it holds only {what})" if what else ""
+        errs = f"; {len(result.errors)} file(s) could not be read" if result.errors else ""
+        raise HounsfieldError(f"No DICOM images were found in {result.root}{extra}{errs}.")
+    best = max(images, key=lambda s: len(s.frames))
+    if len(images) > 1:
+        notes.append(f"{len(images)} image series found; loaded the largest ({best.id}); "
+                     "pass series= to choose another.")
+    return best, notes
+
+
+def source_info(series: SeriesInfo, sop_uids: tuple[str, ...]) -> SourceInfo:
+    h = series.first
+    return SourceInfo(
+        patient_name=h.patient_name, patient_id=h.patient_id, patient_birth_date=h.patient_birth_date,
+        patient_sex=h.patient_sex, study_instance_uid=h.study_uid, study_date=h.study_date,
+        study_description=h.study_description, accession_number=h.accession_number,
+        series_instance_uid=h.series_uid, series_number=h.series_number,
+        series_description=h.series_description, frame_of_reference_uid=h.frame_of_reference_uid,
+        sop_class_uid=h.sop_class_uid, sop_instance_uids=sop_uids, manufacturer=h.manufacturer,
+        path=os.path.dirname(h.path),
+    )
+
+
+class SeriesLoader:
+    """Allocate a series' volume from its headers, then decode its slices into it.
+
+    ``volume`` is usable (geometry, blank slices) before ``run`` fills it; ``loaded`` marks
+    which k slices hold decoded pixels.
+    """
+
+    def __init__(self, series: SeriesInfo, notes: list[str] | None = None):
+        if not series.frames:
+            raise HounsfieldError(f"Series {series.id} holds no images ({series.sop_class_name}).")
+        self.series = series
+        self.geometry: StackGeometry = stack_geometry(series.frames)
+        first = series.first
+        sizes = {(f.instance.rows, f.instance.columns) for f in self.geometry.frames}
+        if len(sizes) != 1:
+            raise HounsfieldError(f"Series {series.id} mixes image sizes and cannot be stacked.")
+        dtype, rescale, self.mode = output_plan(self.geometry)
+        shape = (self.geometry.depth, first.rows, first.columns)
+        array = np.empty(shape, dtype=dtype)
+        filled = set(self.geometry.slots)
+        for k in range(shape[0]):
+            if k not in filled:
+                array[k] = blank_value(self.mode, dtype)
+        sop_uids = tuple(dict.fromkeys(f.instance.sop_instance_uid for f in self.geometry.frames))
+        self.volume = Volume(
+            array, self.geometry.affine, modality=first.modality or "OT",
+            units="HU" if self.mode == "hu" else "", rescale=rescale,
+            source=source_info(series, sop_uids),
+            warnings=[*(notes or []), *self.geometry.warnings], window=first.window,
+        )
+        self.loaded = np.zeros(shape[0], dtype=bool)
+        self.cancel_event = threading.Event()
+
+    def cancel(self) -> None:
+        self.cancel_event.set()
+
+    def run(self, on_slice: Callable[[int], None] | None = None, order: list[int] | None = None) -> Volume:
+        """Decode every slice (blocking); ``on_slice(k)`` after each.  Raises LoadCancelled."""
+
+        def mark(k: int) -> None:
+            self.loaded[k] = True
+            if on_slice is not None:
+                on_slice(k)
+
+        failures = decode_stack(self.geometry, self.volume.array, self.mode, order=order,
+                                on_slice=mark, cancel=self.cancel_event)
+        total = len(self.geometry.frames)
+        if failures and len(failures) >= len({f.instance.path for f in self.geometry.frames}):
+            raise HounsfieldError(f"None of the {total} images of series {self.series.id} could be decoded: "
+                                  f"{failures[0]}")
+        self.volume.warnings.extend(failures)
+        return self.volume
+
+
+def load(path, series: str | None = None, *, progress: Callable[[int, int], None] | None = None,
+         use_index: bool = True) -> Volume:
+    """Load one volume.  ``progress(done, total)`` is called as slices decode."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise HounsfieldError(f"There is no file or folder at {path}; check the path.")
+    if os.path.isfile(path) and is_volume_file(path):
+        return read_volume(path)
+    result = scan(path, use_index=use_index)
+    chosen, notes = choose_series(result, series)
+    if result.errors:
+        notes.append(f"{len(result.errors)} file(s) could not be read and were left out: {result.errors[0]}")
+    loader = SeriesLoader(chosen, notes)
+    total = len(loader.geometry.frames)
+    counter = [0]
+
+    def on_slice(_k: int) -> None:
+        counter[0] += 1
+        if progress is not None:
+            progress(counter[0], total)
+
+    return loader.run(on_slice)
