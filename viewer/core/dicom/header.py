@@ -14,6 +14,9 @@ from dataclasses import asdict, dataclass, field
 import pydicom
 from pydicom.errors import InvalidDicomError
 
+# Bump whenever what is read from a header changes: the study index drops headers of older versions.
+HEADER_VERSION = 2
+
 # Classes that are DICOM but not images to stack into a volume.  Matched on the SOP class name.
 _NON_IMAGE_WORDS = ("Segmentation", "SR Storage", "Structure Set", "Presentation State", "Key Object",
                     "Encapsulated", "RT Plan", "RT Treatment", "Raw Data", "Spectroscopy",
@@ -186,12 +189,14 @@ def _frames_from_functional_groups(ds) -> list[FrameHeader]:
         meas = pick("PixelMeasuresSequence")
         vt = pick("PixelValueTransformationSequence")
         content = _group(item, "FrameContentSequence")
-        stack = ""
-        if content is not None:
-            stack = "/".join(str(content.get(k, "")) for k in ("StackID", "TemporalPositionIndex"))
-            dims = content.get("DimensionIndexValues")
-            if dims is not None and not content.get("StackID"):
-                stack = "dims"
+        ftype = pick("MRImageFrameTypeSequence") or pick("CTImageFrameTypeSequence")
+        echo = pick("MREchoSequence")
+        # Frames that share a position differ by stack, time point, image type (M/P/field map) or echo.
+        stack = "/".join([
+            *(str(content.get(k, "")) if content is not None else "" for k in ("StackID", "TemporalPositionIndex")),
+            "\\".join(ftype.get("FrameType", [])) if ftype is not None else "",
+            str(echo.get("EffectiveEchoTime", "")) if echo is not None else "",
+        ])
         frames.append(FrameHeader(
             index=f,
             position=_floats(pos, "ImagePositionPatient", 3) if pos else None,

@@ -15,7 +15,7 @@ import time
 
 import platformdirs
 
-from viewer.core.dicom.header import InstanceHeader
+from viewer.core.dicom.header import HEADER_VERSION, InstanceHeader
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS folders (root TEXT PRIMARY KEY, scanned_at REAL NOT NULL);
@@ -23,6 +23,7 @@ CREATE TABLE IF NOT EXISTS instances (
     path TEXT PRIMARY KEY, root TEXT NOT NULL, study_uid TEXT, series_uid TEXT, header TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS instances_root ON instances(root);
 CREATE INDEX IF NOT EXISTS instances_study ON instances(study_uid);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 """
 
 
@@ -39,6 +40,11 @@ class StudyIndex:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False)
         self._db.executescript(_SCHEMA)
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'header_version'").fetchone()
+        if row is None or row[0] != str(HEADER_VERSION):  # headers of an older reader: read again
+            with self._db:
+                self._db.execute("DELETE FROM instances")
+                self._db.execute("INSERT OR REPLACE INTO meta VALUES ('header_version', ?)", (str(HEADER_VERSION),))
 
     def close(self) -> None:
         self._db.close()

@@ -111,7 +111,15 @@ def _split_repeats(frames: list[FrameRef]) -> tuple[list[list[FrameRef]], str]:
             groups[key(f)].append(f)
         if len(groups) > 1 and not any(_has_repeated_positions(g) for g in groups.values()):
             return [groups[k] for k in sorted(groups, key=lambda k: (k is None, str(k)))], reason
-    return [frames], ""
+    # Nothing tells the repeats apart: the n-th frame at each position goes to volume n.
+    normal = _normal(frames[0].frame.orientation)
+    seen: dict = defaultdict(int)
+    stacks: dict = defaultdict(list)
+    for f in sorted(frames, key=lambda f: (f.instance.instance_number or 0, f.frame.index or 0)):
+        d = round(float(np.dot(f.frame.position, normal)), 2)
+        stacks[seen[d]].append(f)
+        seen[d] += 1
+    return [stacks[n] for n in sorted(stacks)], "repeated positions"
 
 
 def split_series(uid: str, frames: list[FrameRef]) -> list[tuple[list[FrameRef], str]]:

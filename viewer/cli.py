@@ -1,0 +1,90 @@
+"""The ``hounsfield`` command line.
+
+    hounsfield                      open the viewer on the built-in demo study
+    hounsfield PATH [--series UID]  open the viewer on a folder, file or DICOMDIR
+    hounsfield info PATH [--json]   list studies and series with their geometry and warnings
+    hounsfield convert PATH OUT [--series UID]   write NIfTI / NRRD / MHA
+
+Bad input prints one sentence to stderr and exits with status 2; tracebacks go to the log file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from viewer.core.errors import HounsfieldError
+from viewer.logs import log, setup_logging
+
+COMMANDS = ("info", "convert")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hounsfield", description="Hounsfield reading viewer.")
+    sub = p.add_subparsers(dest="command", required=True)
+    info = sub.add_parser("info", help="list studies, series, geometry and warnings")
+    info.add_argument("path")
+    info.add_argument("--json", action="store_true", help="machine-readable output")
+    conv = sub.add_parser("convert", help="write a series as NIfTI (.nii/.nii.gz), NRRD or MHA")
+    conv.add_argument("path")
+    conv.add_argument("out")
+    conv.add_argument("--series", help="SeriesInstanceUID (or id from 'info') to convert")
+    return p
+
+
+def _open_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hounsfield", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("path", nargs="?", help="folder, DICOM file, DICOMDIR or NIfTI/NRRD/MHA file")
+    p.add_argument("--series", help="SeriesInstanceUID to open")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    log_file = setup_logging()
+    try:
+        if argv and argv[0] in COMMANDS:
+            args = _parser().parse_args(argv)
+            if args.command == "info":
+                from viewer.info import print_info
+
+                return print_info(args.path, as_json=args.json)
+            if args.command == "convert":
+                return convert(args.path, args.out, args.series)
+        args = _open_parser().parse_args(argv)
+        from viewer.ui.app import run_viewer
+
+        return run_viewer(args.path, series=args.series)
+    except HounsfieldError as exc:
+        log.info("user error: %s", exc)
+        print(f"hounsfield: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # never a traceback in the user's face
+        log.exception("unexpected error")
+        print(f"hounsfield: an unexpected error stopped the command ({type(exc).__name__}); "
+              f"details are in {log_file}.", file=sys.stderr)
+        return 1
+
+
+def convert(path: str, out: str, series: str | None) -> int:
+    import viewer
+
+    vol = viewer.load(path, series=series)
+    viewer.save(vol, out)
+    for w in vol.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    print(f"wrote {out}: {vol.shape[2]}x{vol.shape[1]}x{vol.shape[0]} {vol.array.dtype}, "
+          f"spacing {', '.join(f'{s:.4g}' for s in vol.spacing)} mm")
+    return 0
+
+
+def dumps(obj) -> str:
+    return json.dumps(obj, indent=2)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

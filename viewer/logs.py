@@ -1,0 +1,35 @@
+"""Logging: tracebacks go to a log file in the user's log directory, never to the user's face.
+
+Log records must not carry patient-identifying data: log paths and UIDs, never names or IDs.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+
+import platformdirs
+
+log = logging.getLogger("hounsfield")
+
+
+def log_path() -> str:
+    folder = os.environ.get("HOUNSFIELD_LOG_DIR") or platformdirs.user_log_dir("hounsfield")
+    return os.path.join(folder, "hounsfield.log")
+
+
+def setup_logging(level: int = logging.INFO) -> str:
+    """Send the 'hounsfield' logger to a rotating file; return the file's path."""
+    path = log_path()
+    if any(isinstance(h, logging.handlers.RotatingFileHandler) for h in log.handlers):
+        return path
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        handler: logging.Handler = logging.handlers.RotatingFileHandler(path, maxBytes=2_000_000, backupCount=3)
+    except OSError:
+        handler = logging.NullHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(threadName)s: %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(level)
+    return path
