@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 import gdcm
+import pydicom
 
 from viewer.core.dicom.header import FrameHeader, InstanceHeader, is_image_object
 
@@ -28,8 +29,13 @@ _TAGS = {
     "thickness": (0x0018, 0x0050), "slope": (0x0028, 0x1053), "intercept": (0x0028, 0x1052),
     "rescale_type": (0x0028, 0x1054), "wc": (0x0028, 0x1050), "ww": (0x0028, 0x1051),
     "acquisition": (0x0020, 0x0012), "instance": (0x0020, 0x0013), "echo": (0x0018, 0x0086),
-    "temporal": (0x0020, 0x0100), "tilt": (0x0018, 0x1120), "per_frame": (0x5200, 0x9230),
+    "temporal": (0x0020, 0x0100), "tilt": (0x0018, 0x1120),
 }
+# Objects with functional groups (SOP class names with these words) need pydicom.  The
+# functional-group tags themselves are not asked of GDCM: a tag as high as (5200,9230) makes
+# it read past the pixel data, doubling the scan time.
+_FUNCTIONAL_GROUP_WORDS = ("Enhanced", "Legacy Converted", "Segmentation", "Parametric Map",
+                           "Whole Slide", "Multi-frame")
 _REQUIRED = ("ts", "sop_class", "sop_uid", "rows", "columns", "bits_allocated")
 
 
@@ -66,7 +72,10 @@ def _int(v: str | None) -> int | None:
 
 
 def _header(path: str, get) -> InstanceHeader:
-    if any(get(k) is None for k in _REQUIRED) or (_int(get("frames")) or 1) > 1 or get("per_frame") is not None:
+    if any(get(k) is None for k in _REQUIRED) or (_int(get("frames")) or 1) > 1:
+        raise _Skip
+    sop_class = _text(get("sop_class"))
+    if any(w in pydicom.uid.UID(sop_class).name for w in _FUNCTIONAL_GROUP_WORDS):
         raise _Skip
     charset = _text(get("charset"))
     if charset not in ("", "ISO_IR 6", "ISO_IR 100", "ISO_IR 192"):
@@ -75,7 +84,6 @@ def _header(path: str, get) -> InstanceHeader:
     modality = _text(get("modality"))
     rows = _int(get("rows")) or 0
     wc, ww = _first(get("wc")), _first(get("ww"))
-    sop_class = _text(get("sop_class"))
     frame = FrameHeader(
         index=None, position=_nums(get("position"), 3), orientation=_nums(get("orientation"), 6),
         pixel_spacing=_nums(get("spacing"), 2), slope=_first(get("slope"), 1.0),
