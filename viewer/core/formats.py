@@ -50,8 +50,11 @@ def read_volume(path) -> Volume:
         raise HounsfieldError(f"{os.path.basename(path)} could not be read as an image volume "
                               f"({str(exc).strip().splitlines()[-1][:100]}).") from exc
     vol = volume_from_sitk(image, path=path)
-    if vol.array.dtype.kind == "i" and vol.array.min() >= -1100 and vol.array.max() > 200:
-        vol.modality = "CT"  # int images spanning air to bone: almost surely HU
+    lo = int(vol.array.min()) if vol.array.size and vol.array.dtype.kind == "i" else 0
+    # Signed integers spanning air (about -1000, or the -2048/-3024 padding outside the scan
+    # field) to bone are almost surely HU; MR magnitude images start at 0.
+    if vol.array.dtype.kind == "i" and -3100 <= lo <= -900 and vol.array.max() > 200:
+        vol.modality = "CT"
         vol.units = "HU"
         if vol.array.dtype != np.int16 and vol.array.min() >= -32768 and vol.array.max() <= 32767:
             vol.array = vol.array.astype(np.int16)
@@ -59,19 +62,29 @@ def read_volume(path) -> Volume:
 
 
 def write_volume(volume: Volume, path) -> None:
+    """Write ``volume``; a gantry-tilted one is resampled first and a note added to its warnings."""
     path = os.fspath(path)
     if not is_volume_file(path):
         raise HounsfieldError(f"{os.path.basename(path)}: choose a .nii, .nii.gz, .nrrd, .mha or .mhd file name.")
-    image = sitk_from_volume(volume)
-    tmp = path + ".partial" + os.path.splitext(path)[1] if not path.endswith(".gz") else path[:-7] + ".partial.nii.gz"
+    written = orthogonalised(volume)
+    image = sitk_from_volume(written)
+    low = path.lower()
+    suffix = next(s for s in VOLUME_SUFFIXES if low.endswith(s))
+    # A detached header (.mhd, .nhdr) names its data file after itself: write those in place.
+    tmp = path if suffix in (".mhd", ".nhdr") else path[:-len(suffix)] + ".partial" + suffix
     try:
-        sitk.WriteImage(image, tmp, useCompression=path.endswith((".gz", ".nrrd", ".mha")))
-        os.replace(tmp, path)
+        sitk.WriteImage(image, tmp, useCompression=low.endswith((".gz", ".nrrd", ".mha")))
+        if tmp != path:
+            os.replace(tmp, path)
     except (RuntimeError, OSError) as exc:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise HounsfieldError(f"{os.path.basename(path)} could not be written "
                               f"({str(exc).strip().splitlines()[-1][:100]}); check the folder and free space.") from exc
+    if written is not volume:
+        note = f"{os.path.basename(path)} was resampled onto a grid along the slice normal to remove the gantry tilt."
+        if note not in volume.warnings:
+            volume.warnings.append(note)
 
 
 def is_sheared(affine: np.ndarray, tol: float = 1e-4) -> bool:

@@ -42,8 +42,8 @@ def stored_dtype(h: InstanceHeader) -> np.dtype:
 def output_plan(geom: StackGeometry) -> tuple[np.dtype, tuple[float, float], str]:
     """Choose the volume dtype and rescale: (dtype, (slope, intercept), mode)."""
     first = geom.frames[0].instance
-    if first.samples_per_pixel != 1:
-        return np.dtype(np.uint8), (1.0, 0.0), "luma"
+    if first.samples_per_pixel != 1:  # colour: luma in the stored sample type (8, 16 or 32 bits)
+        return stored_dtype(first), (1.0, 0.0), "luma"
     rescales = {(f.frame.slope, f.frame.intercept) for f in geom.frames}
     if first.modality == "CT" or first.rescale_type.upper() == "HU":
         return np.dtype(np.int16), (1.0, 0.0), "hu"

@@ -15,7 +15,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 
 # Bump whenever what is read from a header changes: the study index drops headers of older versions.
-HEADER_VERSION = 2
+HEADER_VERSION = 3
 
 # Classes that are DICOM but not images to stack into a volume.  Matched on the SOP class name.
 _NON_IMAGE_WORDS = ("Segmentation", "SR Storage", "Structure Set", "Presentation State", "Key Object",
@@ -113,23 +113,43 @@ class NotDicomError(Exception):
 def read_header(path: str) -> InstanceHeader:
     """Read one file's header.  Raises NotDicomError or another exception for a broken file."""
     st = os.stat(path)
+    marked = True  # the file has the "DICM" marker after its preamble
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_TAGS)
     except InvalidDicomError:
-        # Files without the 128-byte preamble are still DICOM when they start with a group-8 tag.
+        marked = False
         with open(path, "rb") as fh:
-            head = fh.read(4)
+            head = fh.read(132)
+        if head[128:132] == b"DICM":
+            raise  # DICOM by its marker, but broken (e.g. cut inside its meta information): report it
+        # Files without the 128-byte preamble are still DICOM when they start with a group-8 tag.
         if head[:2] not in (b"\x08\x00", b"\x02\x00"):
             raise NotDicomError(path) from None
         ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_TAGS, force=True)
     if "SOPClassUID" not in ds and "DirectoryRecordSequence" not in ds:
+        if marked:
+            raise ValueError("it has a DICOM marker but no SOP Class UID; the file may be truncated")
         raise NotDicomError(path)
-    return header_from_dataset(ds, path, st.st_mtime_ns, st.st_size)
+    header = header_from_dataset(ds, path, st.st_mtime_ns, st.st_size)
+    if not header.rows and "Image Storage" in header.sop_class_name:
+        # Every image class requires Rows: a file that ends before it was cut short.
+        raise ValueError("the header ends before the image attributes; the file may be truncated")
+    return header
 
 
 def _str(ds, name: str) -> str:
     value = ds.get(name)
     return "" if value is None else str(value).strip()
+
+
+def _joined(ds, name: str) -> str:
+    """A value as DICOM writes it ("" when absent or empty, backslash between values), as GDCM reads it."""
+    value = ds.get(name)
+    if value is None or value == "":
+        return ""
+    if isinstance(value, pydicom.multival.MultiValue):
+        return "\\".join(str(v).strip() for v in value)
+    return str(value).strip()
 
 
 def _int(ds, name: str) -> int | None:
@@ -237,7 +257,7 @@ def header_from_dataset(ds, path: str, mtime_ns: int = 0, size: int = 0) -> Inst
             pixel_spacing=_floats(ds, "PixelSpacing", 2),
             slope=_float(ds, "RescaleSlope", 1.0),
             intercept=_float(ds, "RescaleIntercept", 0.0),
-            stack="/".join(str(ds.get(k, "")) for k in ("EchoNumbers", "TemporalPositionIdentifier")),
+            stack="/".join(_joined(ds, k) for k in ("EchoNumbers", "TemporalPositionIdentifier")),
         )
         # A legacy multi-frame without functional groups (e.g. NM, US cine): frames share geometry.
         frames = [base] if n == 1 else [FrameHeader(**{**asdict(base), "index": f}) for f in range(n)]

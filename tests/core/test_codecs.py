@@ -1,0 +1,181 @@
+"""Pixel decoding across transfer syntaxes: real files and pydicom's (and pydicom-data's) test files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+
+import viewer
+from tests import dicom_factory as F
+from tests.conftest import data_path
+from viewer.core.dicom.decode import read_native, read_pydicom
+from viewer.core.dicom.header import read_header
+
+LOSSLESS = {
+    pydicom.uid.ExplicitVRLittleEndian, pydicom.uid.ImplicitVRLittleEndian, pydicom.uid.ExplicitVRBigEndian,
+    pydicom.uid.RLELossless, pydicom.uid.JPEGLosslessSV1, pydicom.uid.JPEGLossless, pydicom.uid.JPEGLSLossless,
+    pydicom.uid.JPEG2000Lossless, pydicom.uid.DeflatedExplicitVRLittleEndian,
+}
+
+
+def _transfer_syntax_files():
+    folder = data_path("codecs", "transfer-syntaxes")
+    return sorted(folder.glob("*.dcm"), key=lambda p: int(p.stem))
+
+
+def test_nine_transfer_syntaxes_decode_to_identical_pixels():
+    files = _transfer_syntax_files()
+    assert len(files) == 9
+    syntaxes = {}
+    arrays = {}
+    for f in files:
+        ds = pydicom.dcmread(f, stop_before_pixels=True)
+        syntaxes[f.name] = ds.file_meta.TransferSyntaxUID
+        vol = viewer.load(f)
+        assert vol.shape == (1, 384, 384) and vol.array.dtype == np.uint16 and vol.modality == "MR"
+        arrays[f.name] = vol
+    reference = next(v for n, v in arrays.items() if syntaxes[n] == pydicom.uid.ExplicitVRLittleEndian)
+    assert len(set(syntaxes.values())) >= 6
+    for name, vol in arrays.items():
+        assert syntaxes[name] in LOSSLESS, f"{name}: {syntaxes[name].name} is not lossless"
+        np.testing.assert_array_equal(vol.array, reference.array, err_msg=f"{name} ({syntaxes[name].name})")
+        np.testing.assert_allclose(vol.affine, reference.affine)
+    assert reference.array.max() > 100  # not an empty image
+
+
+@pytest.mark.parametrize("index", range(9))
+def test_each_transfer_syntax_equals_pydicom(index):
+    f = _transfer_syntax_files()[index]
+    vol = viewer.load(f)
+    np.testing.assert_array_equal(vol.array[0], pydicom.dcmread(f).pixel_array)
+
+
+def test_transfer_syntax_folder_splits_into_one_volume_per_file():
+    # nine copies of the same slice at the same position: nothing to stack, nine volumes
+    result = viewer.scan(data_path("codecs", "transfer-syntaxes"))
+    assert sorted(len(s.frames) for s in result.image_series) == [1] * 9
+
+
+def _expected(ds) -> np.ndarray:
+    """What the loader should give: pydicom's pixels after the rescale rules, as [k, j, i]."""
+    arr = ds.pixel_array
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    spp = int(ds.get("SamplesPerPixel", 1))
+    if frames == 1:
+        arr = arr[None]
+    if spp == 3:
+        return np.rint(arr[..., :3] @ np.array([0.299, 0.587, 0.114]))
+    if ds.get("Modality") == "CT":
+        return np.rint(arr.astype(np.float64) * float(ds.get("RescaleSlope", 1) or 1)
+                       + float(ds.get("RescaleIntercept", 0) or 0))
+    return arr
+
+
+CASES = [
+    # (file, what it exercises)
+    ("CT_small.dcm", "explicit little endian CT"),
+    ("MR_small.dcm", "explicit little endian MR"),
+    ("MR_small_implicit.dcm", "implicit little endian"),
+    ("MR_small_bigendian.dcm", "explicit big endian"),
+    ("MR_small_expb.dcm", "explicit big endian"),
+    ("MR_small_padded.dcm", "trailing padding after the pixel data"),
+    ("MR_small_RLE.dcm", "RLE lossless"),
+    ("MR_small_jpeg_ls_lossless.dcm", "JPEG-LS lossless"),
+    ("MR_small_jp2klossless.dcm", "JPEG 2000 lossless"),
+    ("JPEGLSNearLossless_16.dcm", "JPEG-LS near lossless"),
+    ("JPGExtended.dcm", "JPEG extended 12 bit"),
+    ("JPEG2000.dcm", "JPEG 2000"),
+    ("JPEG-LL.dcm", "JPEG lossless process 14"),
+    ("JPGLosslessP14SV1_1s_1f_8b.dcm", "JPEG lossless SV1 8 bit"),
+    ("SC_rgb_jpeg_dcmtk.dcm", "JPEG baseline YBR"),
+    ("SC_rgb_dcmtk_+eb+cy+np.dcm", "JPEG baseline YBR 4:2:2"),
+    ("SC_rgb_jpeg_gdcm.dcm", "JPEG lossless RGB"),
+    ("image_dfl.dcm", "deflated explicit little endian"),
+    ("ExplVR_BigEnd.dcm", "big endian RGB"),
+    ("693_J2KR.dcm", "JPEG 2000 lossless CT"),
+    ("693_UNCI.dcm", "14-bit signed CT"),
+    ("J2K_pixelrep_mismatch.dcm", "JPEG 2000 with a pixel representation mismatch"),
+    ("bad_sequence.dcm", "JPEG lossless CT with a broken sequence"),
+    ("MR2_J2KR.dcm", "JPEG 2000 MR with rescale"),
+    ("emri_small.dcm", "multi-frame MR"),
+    ("emri_small_RLE.dcm", "multi-frame RLE"),
+    ("emri_small_big_endian.dcm", "multi-frame big endian"),
+    ("emri_small_jpeg_ls_lossless.dcm", "multi-frame JPEG-LS"),
+    ("emri_small_jpeg_2k_lossless.dcm", "multi-frame JPEG 2000"),
+    ("SC_rgb_rle_2frame.dcm", "multi-frame RGB RLE"),
+    ("SC_rgb_16bit.dcm", "16-bit RGB"),
+    ("SC_rgb_rle_16bit.dcm", "16-bit RGB RLE"),
+    ("SC_rgb_32bit_2frame.dcm", "32-bit RGB"),
+]
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom warns about the damage it tolerates
+@pytest.mark.parametrize(("name", "what"), CASES, ids=[c[0] for c in CASES])
+def test_pydicom_test_files_load_like_pydicom_decodes_them(name, what):
+    path = get_testdata_file(name)
+    if path is None:
+        pytest.skip(f"{name} ({what}) is not installed")
+    ds = pydicom.dcmread(path)
+    vol = viewer.load(path)
+    expected = _expected(ds)
+    assert vol.shape == expected.shape[:3], what
+    if ds.get("Modality") == "CT":
+        assert vol.array.dtype == np.int16 and vol.units == "HU", what
+    elif int(ds.get("SamplesPerPixel", 1)) == 1:
+        assert vol.array.dtype == ds.pixel_array.dtype.newbyteorder("="), what
+    else:  # colour: luma in the stored sample width, never wrapped around
+        assert vol.array.dtype.itemsize * 8 == ds.BitsAllocated, what
+    np.testing.assert_array_equal(vol.array, expected, err_msg=what)
+
+
+def test_ct_hu_from_compressed_and_uncompressed_copies_agree():
+    a, b = get_testdata_file("693_UNCR.dcm"), get_testdata_file("693_J2KR.dcm")
+    if a is None or b is None:
+        pytest.skip("pydicom-data is not installed")
+    va, vb = viewer.load(a), viewer.load(b)
+    assert va.array.dtype == vb.array.dtype == np.int16
+    np.testing.assert_array_equal(va.array, vb.array)
+    np.testing.assert_allclose(va.affine, vb.affine)
+
+
+def test_native_reader_masks_unused_high_bits_like_pydicom():
+    path = get_testdata_file("MR-SIEMENS-DICOM-WithOverlays.dcm")  # 12 bits stored, overlays above
+    if path is None:
+        pytest.skip("pydicom-data is not installed")
+    h = read_header(path)
+    native = read_native(h)
+    assert native is not None
+    np.testing.assert_array_equal(native, pydicom.dcmread(path).pixel_array)
+
+
+def test_native_and_pydicom_readers_agree_on_signed_14_bit(tmp_path):
+    path = get_testdata_file("693_UNCI.dcm")
+    if path is None:
+        pytest.skip("pydicom-data is not installed")
+    h = read_header(path)
+    np.testing.assert_array_equal(read_native(h), read_pydicom(h)[0])
+
+
+def test_pydicom_path_on_chest_ct_ignores_the_malformed_private_tag(chest_ct_dir):
+    path = sorted(chest_ct_dir.glob("*.dcm"))[5]
+    h = read_header(str(path))
+    np.testing.assert_array_equal(read_pydicom(h)[0], read_native(h))
+
+
+def test_native_path_declines_what_it_cannot_read_in_place(tmp_path):
+    # compressed, big endian, or pixel data followed by trailing padding: left to pydicom
+    for name in ("MR_small_RLE.dcm", "MR_small_padded.dcm", "MR_small_bigendian.dcm", "CT_small.dcm"):
+        assert read_native(read_header(get_testdata_file(name))) is None, name
+    stored = F.phantom((2, 12, 10))
+    ws = F.write_series(tmp_path, stored, F.axial(), transfer_syntax=pydicom.uid.ImplicitVRLittleEndian)
+    np.testing.assert_array_equal(read_native(read_header(ws.paths[1])), stored[1])
+
+
+def test_generated_rle_series_with_per_slice_rescale(tmp_path):
+    stored = F.phantom((6, 24, 20))
+    ws = F.write_series(tmp_path, stored, F.oblique(), transfer_syntax=F.RLELossless,
+                        slope=[1, 2, 1, 2, 1, 1], intercept=[-1024, -2048, -1000, 0, 5, -1024])
+    vol = viewer.load(tmp_path)
+    np.testing.assert_array_equal(vol.array, ws.real(stored).astype(np.int16))

@@ -1,0 +1,463 @@
+"""The viewing state of the reading viewer, with no Qt and no VTK (napari's ViewerModel role).
+
+Qt widgets observe a ``ViewerModel`` through its ``Signal``s and change it only through its
+methods, so every view of a series agrees on one point, one set of crosshair axes and one
+window/level, and tests can drive the viewer's logic without a display.
+
+Geometry is LPS millimetres throughout.  A 2D view shows the plane through its series' ``point``
+whose normal comes from the series' crosshair axes (``rotation``).  In-plane axes follow the
+radiological convention: ``u`` is screen right and ``v`` screen up, with the viewer looking along
+``-n`` where ``n = u x v``:
+
+- axial: u = patient left (+x), v = anterior (-y); seen from the feet,
+- coronal: u = patient left (+x), v = superior (+z); seen from the front,
+- sagittal: u = posterior (+y), v = superior (+z); anterior on the left.
+
+Rotating the crosshair axes turns the *other* planes: each plane keeps its screen axes as close
+to the ones above as its normal allows, so the view in which one rotates stays still.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from viewer.core.volume import Volume
+
+PLANES = ("axial", "coronal", "sagittal")
+SLOT_PLANES = ("axial", "coronal", "sagittal", "3d")
+LAYOUTS = ("1x1", "1x3", "2x2")
+TOOLS = ("wl", "crosshair", "zoom", "pan", "rotate")
+
+_BASE = {  # (u, v) of each plane with no rotation: screen right and screen up, in LPS
+    "axial": ((1.0, 0.0, 0.0), (0.0, -1.0, 0.0)),
+    "coronal": ((1.0, 0.0, 0.0), (0.0, 0.0, 1.0)),
+    "sagittal": ((0.0, 1.0, 0.0), (0.0, 0.0, 1.0)),
+}
+# "Next image" goes to the feet (axial), backwards (coronal) and to the patient's left (sagittal).
+_FORWARD = {"axial": 1.0, "coronal": -1.0, "sagittal": 1.0}
+_LETTERS = (("L", "R"), ("P", "A"), ("S", "I"))  # +x, -x; +y, -y; +z, -z
+
+
+class Signal:
+    """A minimal observer list: ``connect(fn)``, ``disconnect(fn)``, ``emit(*args)``."""
+
+    def __init__(self) -> None:
+        self._slots: list[Callable] = []
+
+    def connect(self, fn: Callable) -> Callable:
+        if fn not in self._slots:
+            self._slots.append(fn)
+        return fn
+
+    def disconnect(self, fn: Callable) -> None:
+        if fn in self._slots:
+            self._slots.remove(fn)
+
+    def emit(self, *args) -> None:
+        for fn in list(self._slots):
+            fn(*args)
+
+
+# ---------------------------------------------------------------------------------------------
+# plane geometry
+
+def plane_axes(plane: str, rotation: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(u, v, n) unit vectors in LPS of ``plane`` under the crosshair axes ``rotation``."""
+    bu, bv = (np.asarray(a) for a in _BASE[plane])
+    n = rotation @ np.cross(bu, bv)
+    pu = bu - (bu @ n) * n
+    if np.linalg.norm(pu) > 0.3:
+        u = pu / np.linalg.norm(pu)
+        return u, np.cross(n, u), n
+    pv = bv - (bv @ n) * n
+    v = pv / np.linalg.norm(pv) if np.linalg.norm(pv) > 1e-6 else rotation @ bv
+    return np.cross(v, n), v, n
+
+
+def direction_letters(vec, threshold: float = 0.25) -> str:
+    """Orientation letters of an LPS direction, strongest first: (1, 0, 0) -> 'L', (0, -.7, .7) -> 'AS'."""
+    vec = np.asarray(vec, dtype=np.float64)
+    order = np.argsort(-np.abs(vec))
+    out = [_LETTERS[d][0 if vec[d] > 0 else 1] for d in order if abs(vec[d]) >= threshold]
+    return "".join(out[:2]) if out else "?"
+
+
+def rotation_about(axis, angle: float) -> np.ndarray:
+    """3x3 rotation by ``angle`` radians about the unit vector ``axis`` (right-hand rule)."""
+    x, y, z = np.asarray(axis, dtype=np.float64) / np.linalg.norm(axis)
+    c, s, t = np.cos(angle), np.sin(angle), 1 - np.cos(angle)
+    return np.array([[t * x * x + c, t * x * y - s * z, t * x * z + s * y],
+                     [t * x * y + s * z, t * y * y + c, t * y * z - s * x],
+                     [t * x * z - s * y, t * y * z + s * x, t * z * z + c]])
+
+
+def acquisition_rotation(affine: np.ndarray) -> np.ndarray:
+    """Crosshair axes that show an oblique acquisition's own slices (identity for a standard stack).
+
+    The volume's (orthonormalised) axes are matched to the nearest patient axes; the rotation
+    between the two turns the standard planes onto the acquired ones.
+    """
+    a = np.asarray(affine, dtype=np.float64)[:3, :3]
+    i = a[:, 0] / np.linalg.norm(a[:, 0])
+    j = a[:, 1] - (a[:, 1] @ i) * i
+    j /= np.linalg.norm(j)
+    d = np.column_stack([i, j, np.cross(i, j)])  # columns: volume axes, orthonormal, right-handed
+    p = np.zeros((3, 3))  # the signed permutation nearest to d
+    for col in range(3):
+        row = int(np.argmax(np.abs(d[:, col])))
+        p[row, col] = np.sign(d[row, col])
+    if np.linalg.matrix_rank(p) < 3 or np.linalg.det(p) < 0:
+        return np.eye(3)
+    return d @ p.T
+
+
+@dataclass(frozen=True)
+class SliceGeometry:
+    """Where a 2D view's plane lies: plane (x, y) mm map to LPS ``origin + x u + y v``."""
+
+    origin: np.ndarray
+    u: np.ndarray
+    v: np.ndarray
+    n: np.ndarray
+    extent: tuple[float, float, float, float]  # xmin, xmax, ymin, ymax in plane mm (voxel centres)
+    spacing: float  # sampling step in plane mm
+
+    @property
+    def size(self) -> tuple[int, int]:
+        x0, x1, y0, y1 = self.extent
+        return int(round((x1 - x0) / self.spacing)) + 1, int(round((y1 - y0) / self.spacing)) + 1
+
+    def to_lps(self, x: float, y: float) -> np.ndarray:
+        return self.origin + x * self.u + y * self.v
+
+    def from_lps(self, p) -> tuple[float, float]:
+        d = np.asarray(p, dtype=np.float64) - self.origin
+        return float(d @ self.u), float(d @ self.v)
+
+    def matrix(self) -> np.ndarray:
+        """4x4 mapping plane (x, y, z, 1) to LPS."""
+        m = np.eye(4)
+        m[:3, 0], m[:3, 1], m[:3, 2], m[:3, 3] = self.u, self.v, self.n, self.origin
+        return m
+
+
+def volume_centre(volume: Volume) -> np.ndarray:
+    nk, nj, ni = volume.shape
+    return volume.index_to_lps([(ni - 1) / 2, (nj - 1) / 2, (nk - 1) / 2])
+
+
+def volume_corners(volume: Volume) -> np.ndarray:
+    nk, nj, ni = volume.shape
+    idx = np.array([[i, j, k] for i in (0, ni - 1) for j in (0, nj - 1) for k in (0, nk - 1)], float)
+    return volume.index_to_lps(idx)
+
+
+def slice_geometry(volume: Volume, u, v, n, point, max_size: int = 2048) -> SliceGeometry:
+    """The plane through ``point`` with axes (u, v, n) covering the whole volume.
+
+    Plane coordinates are measured from the volume centre's projection, so that moving the point
+    does not move the picture; sampling uses the finest voxel spacing, on voxel centres when the
+    plane is aligned with the grid.
+    """
+    c = volume_centre(volume)
+    origin = c + ((np.asarray(point, float) - c) @ n) * n
+    rel = volume_corners(volume) - c
+    xs, ys = rel @ u, rel @ v
+    spacing = float(volume.spacing.min())
+    span = max(xs.max() - xs.min(), ys.max() - ys.min())
+    spacing = max(spacing, span / (max_size - 1))
+    return SliceGeometry(origin, u, v, n, (xs.min(), xs.max(), ys.min(), ys.max()), spacing)
+
+
+def slice_step(volume: Volume, n) -> float:
+    """Distance (mm) along ``n`` that moves one voxel along the most aligned index axis."""
+    inv = np.linalg.inv(volume.affine[:3, :3])
+    return float(1.0 / np.abs(inv @ np.asarray(n, float)).max())
+
+
+def aligned_axis(volume: Volume, n, tol: float = 1e-3) -> int | None:
+    """The index axis (0=i, 1=j, 2=k) that ``n`` steps along alone, or None for an oblique plane."""
+    m = np.linalg.inv(volume.affine[:3, :3]) @ np.asarray(n, float)
+    m = np.abs(m) / np.abs(m).max()
+    axis = int(np.argmax(m))
+    return axis if np.sort(m)[1] < tol else None
+
+
+def auto_window(volume: Volume, loaded=None) -> tuple[float, float]:
+    """A (centre, width) from the histogram of the volume's foreground (MR's 'auto' preset)."""
+    arr = volume.array
+    step = max(1, int(round((arr.size / 5e5) ** (1 / 3))))
+    ks = np.arange(0, arr.shape[0], step)
+    if loaded is not None:
+        ks = ks[np.asarray(loaded)[ks]]
+        if ks.size == 0:
+            return volume.window or (0.0, 1.0)
+    sample = volume.real_values(np.s_[ks, ::step, ::step]).astype(np.float32).ravel()
+    top = float(np.percentile(sample, 99.5))
+    bottom = float(sample.min())
+    fg = sample[sample > bottom + 0.05 * (top - bottom)]
+    if fg.size < 100:
+        fg = sample
+    lo, hi = np.percentile(fg, [0.5, 99.5])
+    width = max(float(hi - lo), 1e-3)
+    return float(lo + width / 2), width
+
+
+# ---------------------------------------------------------------------------------------------
+# the state of one opened series and of the whole viewer
+
+class SeriesState:
+    """The reading state of one opened volume: point, crosshair axes, window/level, colour."""
+
+    def __init__(self, key: str, volume: Volume, window: tuple[float, float] | None = None):
+        self.key = key
+        self.volume = volume
+        self.loaded: np.ndarray | None = None  # bool per k slice while loading, None when complete
+        self.home_rotation = acquisition_rotation(volume.affine)
+        self.rotation = self.home_rotation.copy()
+        nk, nj, ni = volume.shape
+        self.point = volume.index_to_lps([ni // 2, nj // 2, nk // 2])
+        self.home_window = window or volume.window or (40.0, 400.0)
+        self.window = tuple(self.home_window)
+        self.preset = ""
+        self.invert = False
+        self.colormap = "Grey"
+        self.point_changed = Signal()
+        self.rotation_changed = Signal()
+        self.window_changed = Signal()  # window, invert, colour map or preset
+        self.data_changed = Signal()  # slices were decoded: (k or None for many)
+
+    @property
+    def frame_of_reference(self) -> str:
+        return self.volume.source.frame_of_reference_uid
+
+    def axes(self, plane: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return plane_axes(plane, self.rotation)
+
+    def geometry(self, plane: str) -> SliceGeometry:
+        return slice_geometry(self.volume, *self.axes(plane), self.point)
+
+    def clamp(self, lps) -> np.ndarray:
+        """``lps`` moved into the volume's box and snapped to slices along grid-aligned normals."""
+        idx = self.volume.lps_to_index(lps)
+        for plane in PLANES:
+            axis = aligned_axis(self.volume, self.axes(plane)[2])
+            if axis is not None:
+                idx[axis] = np.round(idx[axis])
+        nk, nj, ni = self.volume.shape
+        idx = np.clip(idx, 0, [ni - 1, nj - 1, nk - 1])
+        return self.volume.index_to_lps(idx)
+
+    def set_point(self, lps) -> bool:
+        new = self.clamp(lps)
+        if np.allclose(new, self.point, atol=1e-6):
+            return False
+        self.point = new
+        self.point_changed.emit()
+        return True
+
+    def step(self, plane: str, count: float) -> bool:
+        """Move ``count`` slices forward (positive) or back along ``plane``'s normal."""
+        n = self.axes(plane)[2] * _FORWARD[plane]
+        return self.set_point(self.point + count * slice_step(self.volume, n) * n)
+
+    def slice_position(self, plane: str) -> tuple[int, int] | None:
+        """(1-based slice number, slice count) along a grid-aligned plane, else None."""
+        n = self.axes(plane)[2]
+        axis = aligned_axis(self.volume, n)
+        if axis is None:
+            return None
+        idx = self.volume.lps_to_index(self.point)
+        count = self.volume.shape[2 - axis]
+        return int(round(idx[axis])) + 1, count
+
+    def rotate(self, plane: str, angle: float) -> None:
+        """Turn the crosshair axes by ``angle`` radians about ``plane``'s normal (seen on screen)."""
+        n = self.axes(plane)[2]
+        self.rotation = rotation_about(n, angle) @ self.rotation
+        self.point = self.clamp(self.point)
+        self.rotation_changed.emit()
+
+    def reset_rotation(self) -> None:
+        if not np.allclose(self.rotation, self.home_rotation):
+            self.rotation = self.home_rotation.copy()
+            self.point = self.clamp(self.point)
+            self.rotation_changed.emit()
+
+    @property
+    def oblique(self) -> bool:
+        return not np.allclose(self.rotation, self.home_rotation)
+
+    def set_window(self, center: float, width: float, preset: str = "") -> None:
+        width = max(float(width), 1e-3)
+        if (center, width) != self.window or preset != self.preset:
+            self.window, self.preset = (float(center), width), preset
+            self.window_changed.emit()
+
+    def set_invert(self, on: bool) -> None:
+        if on != self.invert:
+            self.invert = bool(on)
+            self.window_changed.emit()
+
+    def set_colormap(self, name: str) -> None:
+        if name != self.colormap:
+            self.colormap = name
+            self.window_changed.emit()
+
+    def value_at(self, lps) -> tuple[float, tuple[int, int, int]] | None:
+        """(real value, (i, j, k)) of the voxel nearest ``lps``; None outside or not yet loaded."""
+        idx = np.round(self.volume.lps_to_index(lps)).astype(int)
+        nk, nj, ni = self.volume.shape
+        i, j, k = (int(x) for x in idx)
+        if not (0 <= i < ni and 0 <= j < nj and 0 <= k < nk):
+            return None
+        if self.loaded is not None and not self.loaded[k]:
+            return None
+        return float(self.volume.real_values(np.s_[k, j, i])), (i, j, k)
+
+
+@dataclass
+class Viewport:
+    """One slot of the layout: which series, which plane, and its own zoom and pan."""
+
+    series: str | None
+    plane: str
+    zoom: float = 1.0  # 1 fits the whole plane in the view
+    pan: tuple[float, float] = (0.0, 0.0)  # plane mm of the view centre from the plane's centre
+
+
+class ViewerModel:
+    """Everything the viewer shows: opened series, layout, viewports, crosshair, tool, links."""
+
+    def __init__(self) -> None:
+        self.series: dict[str, SeriesState] = {}
+        self.viewports = [Viewport(None, p) for p in SLOT_PLANES]
+        self.layout = "2x2"
+        self.active = 0
+        self.maximised: int | None = None
+        self.crosshair_visible = True
+        self.link_series = True
+        self.tool = "wl"
+        self.series_added = Signal()  # key
+        self.series_removed = Signal()  # key
+        self.layout_changed = Signal()  # layout or maximised
+        self.viewport_changed = Signal()  # slot: series, zoom or pan
+        self.active_changed = Signal()  # slot
+        self.crosshair_changed = Signal()
+        self.tool_changed = Signal()
+        self.link_changed = Signal()
+
+    # series
+    def add_series(self, state: SeriesState, slots: list[int] | None = None) -> None:
+        """Register an opened series and show it in ``slots`` (default: every slot)."""
+        self.series[state.key] = state
+        self.series_added.emit(state.key)
+        for slot in range(len(self.viewports)) if slots is None else slots:
+            self.show_series(slot, state.key)
+
+    def remove_series(self, key: str) -> None:
+        if self.series.pop(key, None) is None:
+            return
+        fallback = next(iter(self.series), None)
+        for slot, vp in enumerate(self.viewports):
+            if vp.series == key:
+                self.show_series(slot, fallback)
+        self.series_removed.emit(key)
+
+    def show_series(self, slot: int, key: str | None) -> None:
+        vp = self.viewports[slot]
+        vp.series, vp.zoom, vp.pan = key, 1.0, (0.0, 0.0)
+        self.viewport_changed.emit(slot)
+
+    def state(self, slot: int) -> SeriesState | None:
+        key = self.viewports[slot].series
+        return self.series.get(key) if key is not None else None
+
+    @property
+    def active_state(self) -> SeriesState | None:
+        return self.state(self.active)
+
+    # layout
+    def visible_slots(self) -> list[int]:
+        if self.maximised is not None:
+            return [self.maximised]
+        return {"1x1": [self.active], "1x3": [0, 1, 2], "2x2": [0, 1, 2, 3]}[self.layout]
+
+    def set_layout(self, name: str) -> None:
+        if name not in LAYOUTS:
+            raise ValueError(f"unknown layout {name!r}")
+        if name != self.layout or self.maximised is not None:
+            self.layout, self.maximised = name, None
+            self.layout_changed.emit()
+
+    def toggle_maximise(self, slot: int) -> None:
+        self.maximised = None if self.maximised is not None else slot
+        self.set_active(slot)
+        self.layout_changed.emit()
+
+    def set_active(self, slot: int) -> None:
+        if slot != self.active:
+            self.active = slot
+            self.active_changed.emit(slot)
+
+    # point, crosshair, links
+    def set_point(self, key: str, lps) -> None:
+        """Move a series' point; linked series of the same frame of reference follow."""
+        state = self.series[key]
+        state.set_point(lps)
+        for other in self.linked(key):
+            other.set_point(state.point)
+
+    def linked(self, key: str) -> list[SeriesState]:
+        state = self.series[key]
+        if not self.link_series or not state.frame_of_reference:
+            return []
+        return [s for k, s in self.series.items()
+                if k != key and s.frame_of_reference == state.frame_of_reference]
+
+    def step(self, slot: int, count: float) -> None:
+        state, vp = self.state(slot), self.viewports[slot]
+        if state is not None and vp.plane in PLANES:
+            state.step(vp.plane, count)
+            for other in self.linked(state.key):
+                other.set_point(state.point)
+
+    def set_crosshair_visible(self, on: bool) -> None:
+        if on != self.crosshair_visible:
+            self.crosshair_visible = bool(on)
+            self.crosshair_changed.emit()
+
+    def set_link_series(self, on: bool) -> None:
+        if on != self.link_series:
+            self.link_series = bool(on)
+            self.link_changed.emit()
+
+    def set_tool(self, tool: str) -> None:
+        if tool not in TOOLS:
+            raise ValueError(f"unknown tool {tool!r}")
+        if tool != self.tool:
+            self.tool = tool
+            self.tool_changed.emit()
+
+    # zoom and pan
+    def set_zoom(self, slot: int, zoom: float) -> None:
+        vp = self.viewports[slot]
+        vp.zoom = float(np.clip(zoom, 0.05, 40.0))
+        self.viewport_changed.emit(slot)
+
+    def set_pan(self, slot: int, pan: tuple[float, float]) -> None:
+        self.viewports[slot].pan = (float(pan[0]), float(pan[1]))
+        self.viewport_changed.emit(slot)
+
+    def reset(self) -> None:
+        """Home: fit every view, undo oblique rotation, restore the default window of each series."""
+        for slot, vp in enumerate(self.viewports):
+            vp.zoom, vp.pan = 1.0, (0.0, 0.0)
+            self.viewport_changed.emit(slot)
+        for state in self.series.values():
+            state.reset_rotation()
+            state.set_invert(False)
+            state.set_window(*state.home_window)
