@@ -8,6 +8,7 @@ import numpy as np
 
 from viewer.core.dicom.geometry import stack_geometry
 from viewer.core.dicom.scan import ScanResult
+from viewer.core.errors import HounsfieldError
 from viewer.core.formats import is_volume_file, read_volume
 from viewer.core.volume import Volume
 
@@ -64,7 +65,13 @@ def describe_volume_file(path: str) -> dict:
 def print_info(path: str, as_json: bool = False) -> int:
     from viewer.core.loader import scan
 
-    data = describe_volume_file(path) if is_volume_file(path) else describe(scan(path))
+    if is_volume_file(path):
+        data = describe_volume_file(path)
+    else:
+        result = scan(path)
+        if not result.series and not result.errors:
+            raise HounsfieldError(f"No DICOM files were found in {result.root}.")
+        data = describe(result)
     if as_json:
         print(json.dumps(data, indent=2))
         return 0

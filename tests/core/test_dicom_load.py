@@ -563,3 +563,19 @@ def test_dicomdir_written_by_pydicom_fileset(tmp_path):
     np.testing.assert_allclose(vol.affine, ws.affine, atol=1e-6)
     assert vol.source.series_instance_uid == ws.series_uid
     assert vol.source.path.startswith(str(tmp_path / "media"))  # the copies the DICOMDIR points to
+
+
+def test_rt_dose_frames_lie_at_their_grid_offsets_and_scale_to_gray():
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file("rtdose.dcm")
+    ds = pydicom.dcmread(path)
+    vol = viewer.load(path)
+    offsets = [float(x) for x in ds.GridFrameOffsetVector]
+    assert vol.shape[0] == len(offsets) == int(ds.NumberOfFrames)
+    # k steps by the grid offsets along the slice normal, starting at ImagePositionPatient
+    assert np.allclose(vol.origin, [float(x) for x in ds.ImagePositionPatient])
+    assert np.isclose(vol.spacing[2], offsets[1] - offsets[0])
+    assert vol.rescale == (float(ds.DoseGridScaling), 0.0)
+    assert np.allclose(vol.real_values(), ds.pixel_array * float(ds.DoseGridScaling))

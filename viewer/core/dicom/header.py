@@ -15,7 +15,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 
 # Bump whenever what is read from a header changes: the study index drops headers of older versions.
-HEADER_VERSION = 3
+HEADER_VERSION = 5
 
 # Classes that are DICOM but not images to stack into a volume.  Matched on the SOP class name.
 _NON_IMAGE_WORDS = ("Segmentation", "SR Storage", "Structure Set", "Presentation State", "Key Object",
@@ -32,7 +32,8 @@ _TAGS = [
     "ImageOrientationPatient", "PixelSpacing", "SliceThickness", "SpacingBetweenSlices",
     "RescaleSlope", "RescaleIntercept", "RescaleType", "WindowCenter", "WindowWidth",
     "AcquisitionNumber", "InstanceNumber", "EchoNumbers", "TemporalPositionIdentifier",
-    "GantryDetectorTilt", "ImageType", "SharedFunctionalGroupsSequence",
+    "GantryDetectorTilt", "ImageType", "SharedFunctionalGroupsSequence", "GridFrameOffsetVector",
+    "DoseGridScaling",
     "PerFrameFunctionalGroupsSequence", "ReferencedSeriesSequence", "DirectoryRecordSequence",
 ]
 
@@ -229,6 +230,24 @@ def _frames_from_functional_groups(ds) -> list[FrameHeader]:
     return frames
 
 
+def _legacy_frames(ds, base: FrameHeader, n: int) -> list[FrameHeader]:
+    """Frames of a multi-frame object without functional groups (RT Dose, NM, US cine).
+
+    With a GridFrameOffsetVector (RT Dose) each frame lies at its offset along the slice normal;
+    without one the frames share the geometry of the first.
+    """
+    offsets = _floats(ds, "GridFrameOffsetVector", n)
+    frames = []
+    for f in range(n):
+        position = base.position
+        if offsets is not None and base.position is not None and base.orientation is not None:
+            o = base.orientation
+            normal = (o[1] * o[5] - o[2] * o[4], o[2] * o[3] - o[0] * o[5], o[0] * o[4] - o[1] * o[3])
+            position = tuple(p + offsets[f] * c for p, c in zip(base.position, normal))
+        frames.append(FrameHeader(**{**asdict(base), "index": f, "position": position}))
+    return frames
+
+
 def is_image_object(sop_class_uid: str, modality: str, rows: int) -> bool:
     if rows <= 0 or modality in _NON_IMAGE_MODALITIES:
         return False
@@ -255,12 +274,11 @@ def header_from_dataset(ds, path: str, mtime_ns: int = 0, size: int = 0) -> Inst
             position=_floats(ds, "ImagePositionPatient", 3),
             orientation=_floats(ds, "ImageOrientationPatient", 6),
             pixel_spacing=_floats(ds, "PixelSpacing", 2),
-            slope=_float(ds, "RescaleSlope", 1.0),
+            slope=_float(ds, "RescaleSlope", None) or _float(ds, "DoseGridScaling", 1.0),  # RT Dose: Gy
             intercept=_float(ds, "RescaleIntercept", 0.0),
             stack="/".join(_joined(ds, k) for k in ("EchoNumbers", "TemporalPositionIdentifier")),
         )
-        # A legacy multi-frame without functional groups (e.g. NM, US cine): frames share geometry.
-        frames = [base] if n == 1 else [FrameHeader(**{**asdict(base), "index": f}) for f in range(n)]
+        frames = [base] if n == 1 else _legacy_frames(ds, base, n)
     return InstanceHeader(
         path=os.path.abspath(path), mtime_ns=mtime_ns, size=size, transfer_syntax=ts,
         sop_class_uid=sop_class, sop_instance_uid=_str(ds, "SOPInstanceUID"), modality=modality,
