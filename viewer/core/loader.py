@@ -18,7 +18,6 @@ from viewer.core.dicom.index import StudyIndex
 from viewer.core.dicom.scan import ScanResult, scan_path
 from viewer.core.dicom.series import SeriesInfo
 from viewer.core.errors import HounsfieldError
-from viewer.core.formats import is_volume_file, read_volume
 from viewer.core.volume import SourceInfo, Volume
 
 
@@ -135,6 +134,8 @@ def load(path, series: str | None = None, *, progress: Callable[[int, int], None
     path = os.fspath(path)
     if not os.path.exists(path):
         raise HounsfieldError(f"There is no file or folder at {path}; check the path.")
+    from viewer.core.formats import is_volume_file, read_volume  # SimpleITK: off the DICOM start-up path
+
     if os.path.isfile(path) and is_volume_file(path):
         return read_volume(path)
     result = scan(path, use_index=use_index)

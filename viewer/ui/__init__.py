@@ -1,0 +1,1 @@
+"""Qt widgets, views, tools, panels and the main window (see viewer/ui/app.py)."""

@@ -1,0 +1,220 @@
+"""2D annotations drawn over a slice, in display pixels: crosshair, orientation letters,
+corner text, scale bar and a centred notice.  Each class owns its actors; ``add_to(renderer)``
+puts them in a scene and ``update(...)`` changes them from plain numbers and strings.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from vtkmodules.vtkCommonCore import vtkPoints, vtkUnsignedCharArray
+from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkPolyData
+from vtkmodules.vtkRenderingCore import vtkActor2D, vtkCoordinate, vtkPolyDataMapper2D, vtkTextActor
+
+import viewer.render.backends  # noqa: F401
+
+# Plane colours (as in 3D Slicer): a crosshair line has the colour of the plane it shows.
+PLANE_COLOURS = {"axial": (0.93, 0.33, 0.30), "coronal": (0.42, 0.78, 0.35), "sagittal": (0.95, 0.83, 0.30)}
+TEXT_COLOUR = (0.92, 0.92, 0.90)
+LABEL_COLOUR = (1.0, 0.80, 0.45)
+FONT_SIZE = 14
+
+
+def text_actor(size: int = FONT_SIZE, colour=TEXT_COLOUR, bold: bool = False) -> vtkTextActor:
+    actor = vtkTextActor()
+    prop = actor.GetTextProperty()
+    prop.SetFontFamilyToArial()
+    prop.SetFontSize(size)
+    prop.SetColor(*colour)
+    prop.SetBold(bold)
+    prop.SetShadow(True)
+    prop.SetShadowOffset(1, -1)
+    prop.SetLineSpacing(1.15)
+    actor.SetPickable(False)
+    return actor
+
+
+def _lines_actor() -> tuple[vtkActor2D, vtkPolyData]:
+    poly = vtkPolyData()
+    mapper = vtkPolyDataMapper2D()
+    mapper.SetInputData(poly)
+    coord = vtkCoordinate()
+    coord.SetCoordinateSystemToDisplay()
+    mapper.SetTransformCoordinate(coord)
+    mapper.SetColorModeToDirectScalars()
+    actor = vtkActor2D()
+    actor.SetMapper(mapper)
+    actor.SetPickable(False)
+    return actor, poly
+
+
+def _set_segments(poly: vtkPolyData, segments, colours) -> None:
+    """Replace ``poly``'s content with line segments ((x0, y0), (x1, y1)) and RGB colours in [0, 1]."""
+    points, cells, rgb = vtkPoints(), vtkCellArray(), vtkUnsignedCharArray()
+    rgb.SetNumberOfComponents(3)
+    for (a, b), colour in zip(segments, colours):
+        i0 = points.InsertNextPoint(a[0], a[1], 0.0)
+        i1 = points.InsertNextPoint(b[0], b[1], 0.0)
+        cells.InsertNextCell(2)
+        cells.InsertCellPoint(i0)
+        cells.InsertCellPoint(i1)
+        rgb.InsertNextTuple3(*(int(round(255 * c)) for c in colour))
+    poly.SetPoints(points)
+    poly.SetLines(cells)
+    poly.GetCellData().SetScalars(rgb)
+    poly.Modified()
+
+
+class Crosshair:
+    """Lines through the crosshair centre, with a gap around it so the point itself stays visible."""
+
+    def __init__(self, gap: float = 14.0):
+        self.actor, self._poly = _lines_actor()
+        self.actor.GetProperty().SetLineWidth(1.0)
+        self.gap = gap
+        self.lines: list[tuple[tuple[float, float], tuple[float, float], tuple]] = []
+
+    def add_to(self, renderer) -> None:
+        renderer.AddViewProp(self.actor)
+
+    def update(self, centre, lines, width: int, height: int, visible: bool = True) -> None:
+        """``lines``: [(display direction (dx, dy), colour)], each through ``centre`` (display px)."""
+        self.actor.SetVisibility(bool(visible and lines))
+        reach = 2.0 * math.hypot(width, height)
+        segments, colours = [], []
+        self.lines = []
+        for (dx, dy), colour in lines:
+            norm = math.hypot(dx, dy)
+            if norm < 1e-9:
+                continue
+            d = np.array([dx, dy]) / norm
+            c = np.asarray(centre, dtype=np.float64)
+            self.lines.append((tuple(c), tuple(d), colour))
+            for sign in (1.0, -1.0):
+                segments.append((c + sign * self.gap * d, c + sign * reach * d))
+                colours.append(colour)
+        _set_segments(self._poly, segments, colours)
+
+
+class OrientationLabels:
+    """Letters naming the patient direction at the middle of each edge (right, left, top, bottom)."""
+
+    def __init__(self):
+        self.actors = {edge: text_actor(FONT_SIZE + 3, LABEL_COLOUR, bold=True)
+                       for edge in ("right", "left", "top", "bottom")}
+        for edge, actor in self.actors.items():
+            prop = actor.GetTextProperty()
+            prop.SetJustification({"right": 2, "left": 0}.get(edge, 1))
+            prop.SetVerticalJustification({"top": 2, "bottom": 0}.get(edge, 1))
+
+    def add_to(self, renderer) -> None:
+        for actor in self.actors.values():
+            renderer.AddViewProp(actor)
+
+    def update(self, letters: dict[str, str], width: int, height: int, margin: int = 8) -> None:
+        pos = {"right": (width - margin, height / 2), "left": (margin, height / 2),
+               "top": (width / 2, height - margin), "bottom": (width / 2, margin)}
+        for edge, actor in self.actors.items():
+            actor.SetInput(letters.get(edge, ""))
+            actor.SetDisplayPosition(int(pos[edge][0]), int(pos[edge][1]))
+
+    def text(self, edge: str) -> str:
+        return self.actors[edge].GetInput() or ""
+
+
+class CornerText:
+    """Four blocks of text in the view's corners."""
+
+    CORNERS = ("top_left", "top_right", "bottom_left", "bottom_right")
+
+    def __init__(self):
+        self.actors = {c: text_actor() for c in self.CORNERS}
+        for corner, actor in self.actors.items():
+            prop = actor.GetTextProperty()
+            prop.SetJustification(2 if corner.endswith("right") else 0)
+            prop.SetVerticalJustification(2 if corner.startswith("top") else 0)
+
+    def add_to(self, renderer) -> None:
+        for actor in self.actors.values():
+            renderer.AddViewProp(actor)
+
+    def update(self, texts: dict[str, str], width: int, height: int, margin: int = 8) -> None:
+        for corner, actor in self.actors.items():
+            text = texts.get(corner, "")
+            if text != (actor.GetInput() or ""):
+                actor.SetInput(text)
+            x = width - margin if corner.endswith("right") else margin
+            y = height - margin if corner.startswith("top") else margin
+            actor.SetDisplayPosition(int(x), int(y))
+
+    def text(self, corner: str) -> str:
+        return self.actors[corner].GetInput() or ""
+
+
+def nice_length(target_mm: float) -> float:
+    """The largest 1, 2 or 5 x 10^n mm not longer than ``target_mm``."""
+    if target_mm <= 0:
+        return 0.0
+    base = 10 ** math.floor(math.log10(target_mm))
+    return max(m * base for m in (1, 2, 5) if m * base <= target_mm)
+
+
+def length_label(mm: float) -> str:
+    if mm >= 10 and mm % 10 == 0:
+        return f"{mm / 10:g} cm"
+    return f"{mm:g} mm"
+
+
+class ScaleBar:
+    """A ruler along the bottom edge with ticks every fifth of its length and its length in words."""
+
+    def __init__(self, colour=TEXT_COLOUR):
+        self.actor, self._poly = _lines_actor()
+        self.label = text_actor(FONT_SIZE - 1)
+        self.label.GetTextProperty().SetJustification(1)
+        self.label.GetTextProperty().SetVerticalJustification(0)
+        self.colour = colour
+        self.length_mm = 0.0
+
+    def add_to(self, renderer) -> None:
+        renderer.AddViewProp(self.actor)
+        renderer.AddViewProp(self.label)
+
+    def update(self, mm_per_pixel: float, width: int, height: int, bottom: int = 34) -> None:
+        length = nice_length(0.2 * width * mm_per_pixel)
+        self.length_mm = length
+        visible = length > 0 and width > 120
+        self.actor.SetVisibility(visible)
+        self.label.SetVisibility(visible)
+        if not visible:
+            return
+        px = length / mm_per_pixel
+        x1 = width - 16.0
+        x0 = x1 - px
+        y = float(bottom + 44)
+        segs = [((x0, y), (x1, y))]
+        for t in range(6):
+            x = x0 + t * px / 5
+            h = 7.0 if t in (0, 5) else 4.0
+            segs.append(((x, y), (x, y + h)))
+        _set_segments(self._poly, segs, [self.colour] * len(segs))
+        self.label.SetInput(length_label(length))
+        self.label.SetDisplayPosition(int((x0 + x1) / 2), int(y + 9))
+
+
+class Notice:
+    """A line of text in the middle of the view (e.g. 'Loading slice...')."""
+
+    def __init__(self):
+        self.actor = text_actor(FONT_SIZE + 2, LABEL_COLOUR)
+        self.actor.GetTextProperty().SetJustification(1)
+        self.actor.GetTextProperty().SetVerticalJustification(1)
+
+    def add_to(self, renderer) -> None:
+        renderer.AddViewProp(self.actor)
+
+    def update(self, text: str, width: int, height: int) -> None:
+        self.actor.SetInput(text)
+        self.actor.SetVisibility(bool(text))
+        self.actor.SetDisplayPosition(int(width / 2), int(height / 2))

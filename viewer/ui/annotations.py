@@ -1,0 +1,79 @@
+"""What a 2D view writes over its image: corner text, orientation letters and the read-out.
+
+Plain functions of the viewing state, so tests can check the words without rendering.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from viewer.core.viewstate import SeriesState, Viewport, direction_letters
+
+PLANE_TITLES = {"axial": "Axial", "coronal": "Coronal", "sagittal": "Sagittal"}
+_POSITION_AXIS = {"axial": 2, "coronal": 1, "sagittal": 0}  # LPS component named by "Pos"
+
+
+def person_name(dicom_name: str) -> str:
+    """'DOE^JOHN^^^' -> 'DOE, JOHN'; empty -> 'Anonymous'."""
+    parts = [p for p in dicom_name.split("^") if p]
+    if not parts:
+        return "Anonymous"
+    return ", ".join(parts[:2]) + (" " + " ".join(parts[2:]) if len(parts) > 2 else "")
+
+
+def dicom_date(text: str) -> str:
+    return f"{text[:4]}-{text[4:6]}-{text[6:8]}" if len(text) == 8 and text.isdigit() else text
+
+
+def orientation_letters(u, v) -> dict[str, str]:
+    return {"right": direction_letters(u), "left": direction_letters(-np.asarray(u)),
+            "top": direction_letters(v), "bottom": direction_letters(-np.asarray(v))}
+
+
+def fmt_number(x: float) -> str:
+    return f"{x:.0f}" if abs(x) >= 10 or float(x).is_integer() else f"{x:.3g}"
+
+
+def corner_texts(state: SeriesState, vp: Viewport, zoom_percent: float, loading: str = "") -> dict[str, str]:
+    src, vol = state.volume.source, state.volume
+    nk, nj, ni = vol.shape
+    top_left = [person_name(src.patient_name)]
+    if src.patient_id:
+        top_left.append(f"ID: {src.patient_id}")
+    study = " ".join(x for x in (dicom_date(src.study_date), src.study_description) if x)
+    if study:
+        top_left.append(study)
+    number = f"Se: {src.series_number}  " if src.series_number is not None else ""
+    top_right = [src.series_description] if src.series_description else []
+    top_right.append(f"{number}{vol.modality}  {ni} x {nj} x {nk}")
+    if loading:
+        top_right.append(loading)
+    u, v, n = state.axes(vp.plane)
+    bottom_left = [PLANE_TITLES[vp.plane] + (" (oblique)" if state.oblique else "")]
+    pos = state.slice_position(vp.plane)
+    if pos is not None:
+        bottom_left.append(f"Im: {pos[0]} / {pos[1]}")
+    if state.oblique:
+        bottom_left.append(f"Pos: {float(state.point @ n):.1f} mm")
+    else:
+        bottom_left.append(f"Pos: {state.point[_POSITION_AXIS[vp.plane]]:.1f} mm")
+    center, width = state.window
+    wl = f"W: {fmt_number(width)}  L: {fmt_number(center)}"
+    bottom_right = [f"{state.preset}" if state.preset else "", wl, f"Zoom: {zoom_percent:.0f}%"]
+    if state.invert:
+        bottom_right.insert(0, "Inverted")
+    return {"top_left": "\n".join(top_left), "top_right": "\n".join(top_right),
+            "bottom_left": "\n".join(bottom_left), "bottom_right": "\n".join(x for x in bottom_right if x)}
+
+
+def readout_text(state: SeriesState, lps) -> str:
+    """Status bar read-out under the cursor: value (HU for CT), LPS mm and voxel index."""
+    lps = np.asarray(lps, dtype=np.float64)
+    where = f"LPS ({lps[0]:.1f}, {lps[1]:.1f}, {lps[2]:.1f}) mm"
+    hit = state.value_at(lps)
+    if hit is None:
+        return where
+    value, (i, j, k) = hit
+    unit = "HU" if state.volume.units == "HU" else "Value"
+    shown = f"{value:.0f}" if float(value).is_integer() or abs(value) >= 100 else f"{value:.4g}"
+    return f"{unit}: {shown}    {where}    voxel ({i}, {j}, {k})"

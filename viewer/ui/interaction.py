@@ -1,0 +1,123 @@
+"""Mouse conventions of a 2D view, turned into changes of the viewing model.
+
+Left button: the active tool (window/level by default; a click without dragging moves the
+crosshair there); Shift+left: crosshair; Ctrl+left: rotate the crosshair axes (oblique MPR).
+Right-drag zooms (up: in), middle-drag pans, the wheel scrolls slices (Ctrl+wheel zooms),
+double-click maximises the view or restores the layout.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from PySide6.QtCore import QPointF, Qt
+
+from viewer.core.viewstate import PLANES
+
+CLICK_SLOP = 3.0  # pixels a press may move and still count as a click
+
+
+@dataclass
+class Drag:
+    mode: str
+    button: Qt.MouseButton
+    start: QPointF
+    last: QPointF
+    window: tuple[float, float]
+    zoom: float
+    pan: tuple[float, float]
+    moved: bool = False
+
+
+class ViewInteraction:
+    """Drag, click and wheel handling for one ``SliceView``."""
+
+    def __init__(self, view):
+        self.view = view
+        self.model = view.model
+        self.drag: Drag | None = None
+        self._wheel_rest = 0.0
+
+    @property
+    def slot(self) -> int:
+        return self.view.slot
+
+    def _mode(self, button, modifiers) -> str | None:
+        if button == Qt.MouseButton.RightButton:
+            return "zoom"
+        if button == Qt.MouseButton.MiddleButton:
+            return "pan"
+        if button != Qt.MouseButton.LeftButton:
+            return None
+        if modifiers & Qt.KeyboardModifier.ControlModifier:
+            return "rotate"
+        if modifiers & Qt.KeyboardModifier.ShiftModifier:
+            return "crosshair"
+        return self.model.tool
+
+    def press(self, pos: QPointF, button, modifiers) -> None:
+        self.model.set_active(self.slot)
+        state = self.model.state(self.slot)
+        mode = self._mode(button, modifiers)
+        if state is None or mode is None:
+            self.drag = None
+            return
+        vp = self.model.viewports[self.slot]
+        self.drag = Drag(mode, button, QPointF(pos), QPointF(pos), state.window, vp.zoom, vp.pan)
+        if mode == "crosshair":
+            self.view.move_point_to(pos)
+
+    def move(self, pos: QPointF) -> None:
+        d = self.drag
+        if d is None:
+            self.view.emit_readout(pos)
+            return
+        state = self.model.state(self.slot)
+        if state is None:
+            return
+        dx, dy = pos.x() - d.start.x(), pos.y() - d.start.y()
+        if not d.moved and math.hypot(dx, dy) >= CLICK_SLOP:
+            d.moved = True
+        if d.mode == "wl" and d.moved:
+            c0, w0 = d.window
+            k = max(w0, 1.0) / 300.0
+            state.set_window(c0 + dy * k, max(1.0, w0 + dx * k))
+        elif d.mode == "zoom" and d.moved:
+            self.model.set_zoom(self.slot, d.zoom * math.exp(-dy * 0.01))
+        elif d.mode == "pan" and d.moved:
+            mm = self.view.mm_per_pixel_logical()
+            self.model.set_pan(self.slot, (d.pan[0] - dx * mm, d.pan[1] + dy * mm))
+        elif d.mode == "crosshair":
+            self.view.move_point_to(pos)
+        elif d.mode == "rotate" and d.moved:
+            vp = self.model.viewports[self.slot]
+            if vp.plane in PLANES:
+                c = self.view.crosshair_centre_logical()
+                a0 = math.atan2(-(d.last.y() - c[1]), d.last.x() - c[0])
+                a1 = math.atan2(-(pos.y() - c[1]), pos.x() - c[0])
+                delta = math.remainder(a1 - a0, 2 * math.pi)
+                if abs(delta) > 1e-6:
+                    state.rotate(vp.plane, delta)
+        d.last = QPointF(pos)
+        self.view.emit_readout(pos)
+
+    def release(self, pos: QPointF, button) -> None:
+        d = self.drag
+        if d is None or button != d.button:
+            return
+        if d.mode == "wl" and not d.moved:
+            self.view.move_point_to(pos)  # a click with the W/L tool moves the crosshair
+        self.drag = None
+
+    def wheel(self, angle_delta_y: int, modifiers) -> None:
+        self.model.set_active(self.slot)
+        if modifiers & Qt.KeyboardModifier.ControlModifier:
+            vp = self.model.viewports[self.slot]
+            self.model.set_zoom(self.slot, vp.zoom * (1.1 ** (angle_delta_y / 120.0)))
+            return
+        self._wheel_rest += -angle_delta_y / 120.0  # wheel towards the user: next image
+        steps = int(self._wheel_rest)
+        if steps:
+            self._wheel_rest -= steps
+            self.model.step(self.slot, steps)

@@ -1,0 +1,79 @@
+"""Developer tool: open a study in the viewer, wait until it is loaded, save a screenshot.
+
+    xvfb-run -a -s "-screen 0 1920x1080x24" python -m viewer.ui.screenshot PATH \
+        --out docs/screenshot-2x2.png [--layout 2x2] [--size 1600x1000] [--preset 2]
+
+The window is captured with QScreen.grabWindow, which sees the OpenGL views under X11 (QWidget.grab()
+does not).  Settings go to a temporary folder, so the user's own layout is untouched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+
+def wait_until(app, predicate, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        app.processEvents()
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("path", nargs="?", help="study folder or file (default: the demo study)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--layout", default="2x2", choices=("1x1", "1x3", "2x2"))
+    p.add_argument("--size", default="1600x1000")
+    p.add_argument("--preset", help="number key of a window/level preset to apply")
+    p.add_argument("--voxel", help="crosshair point as a voxel index 'i,j,k'")
+    args = p.parse_args(argv)
+    os.environ.setdefault("HOUNSFIELD_DATA_DIR", tempfile.mkdtemp(prefix="hounsfield-shot-"))
+
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    from viewer.ui.mainwindow import MainWindow
+    from viewer.ui.theme import apply_theme
+
+    apply_theme(app)
+    window = MainWindow()
+    w, h = (int(x) for x in args.size.split("x"))
+    window.resize(w, h)
+    window.model.set_layout(args.layout)
+    window.show()
+    if args.path:
+        window.open_path(args.path)
+    else:
+        window.open_demo()
+    ok = wait_until(app, lambda: window.model.series and not window.session.jobs, 120)
+    if not ok:
+        print("the study did not finish loading", file=sys.stderr)
+        return 1
+    if args.preset:
+        window.cmd_preset(args.preset)
+    if args.voxel:
+        state = window.model.active_state
+        ijk = [float(x) for x in args.voxel.split(",")]
+        window.model.set_point(state.key, state.volume.index_to_lps(ijk))
+    wait_until(app, lambda: False, 1.5)  # thumbnails, the index, last renders
+    for view in window.grid.visible_views():
+        view.render_now()
+    app.processEvents()
+    shot = window.screen().grabWindow(window.winId())
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    shot.save(args.out)
+    print(f"saved {args.out} ({shot.width()}x{shot.height()})")
+    window.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

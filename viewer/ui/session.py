@@ -1,0 +1,222 @@
+"""The opened series of a viewer window: their volumes, VTK images, states and load jobs.
+
+``Session`` is the one place that turns a path (or the demo) into a ``SeriesState`` in the
+``ViewerModel``: it starts a ``LoadJob``, shows the series as soon as its volume is allocated,
+forwards decoded slices to the views (throttled), and reports progress and errors as signals.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from viewer.core.viewstate import SeriesState, ViewerModel, auto_window, window_saturates
+from viewer.core.volume import Volume
+from viewer.logs import log
+from viewer.ui.loading import LoadJob
+from viewer.ui.resources import colormaps
+
+
+@dataclass
+class Opened:
+    state: SeriesState
+    vtk: object  # viewer.render.image.VtkVolume
+    job: LoadJob | None = None
+    done: int = 0
+    total: int = 0
+    pending: set = field(default_factory=set)
+    auto_window: bool = False  # the window comes from the histogram and follows the loading
+
+
+def series_key(volume: Volume, fallback: str) -> str:
+    return volume.source.series_instance_uid or fallback
+
+
+class Session(QObject):
+    message = Signal(str)  # one sentence for the user: something went wrong
+    note = Signal(str)  # one sentence for the status bar: something worth knowing
+    progress = Signal(str, int, int)  # label, done, total (total 0: busy, unknown length)
+    load_started = Signal(object)  # LoadJob
+    load_ended = Signal(object)  # LoadJob
+    series_opened = Signal(str)  # key
+    first_slice = Signal(str)  # key: the first decoded slice of a series is in its volume
+    scanned = Signal(object)  # ScanResult of an opened folder
+
+    FLUSH_MS = 80
+
+    def __init__(self, model: ViewerModel, parent=None):
+        super().__init__(parent)
+        self.model = model
+        self.opened: dict[str, Opened] = {}
+        self.jobs: list[LoadJob] = []
+        self._flush_timer = QTimer(self)
+        self._flush_timer.setSingleShot(True)
+        self._flush_timer.timeout.connect(self._flush)
+        self._last_flush = 0.0
+        self.startup_done = False  # until the first slice is in (or a load ended) only slot 0 renders
+
+    # what the views ask for
+    def vtk_volume(self, key: str):
+        return self.opened[key].vtk
+
+    def colormap_points(self, name: str):
+        return colormaps().get(name)
+
+    def loading_text(self, key: str) -> str:
+        o = self.opened.get(key)
+        if o is None or o.job is None or o.total == 0:
+            return ""
+        return f"Loading {o.done} / {o.total}"
+
+    # opening
+    def open_path(self, path: str, series: str | None = None, slots: list[int] | None = None) -> LoadJob:
+        path = os.path.abspath(os.path.expanduser(path))
+        return self._start(LoadJob(path, series), slots)
+
+    def open_builtin(self, make_volume, label: str, slots: list[int] | None = None) -> LoadJob:
+        return self._start(LoadJob(make_volume=make_volume, label=label), slots)
+
+    def _start(self, job: LoadJob, slots) -> LoadJob:
+        self.adopt(job, slots, started=False)
+        job.start()
+        return job
+
+    def adopt(self, job: LoadJob, slots=None, started: bool = True) -> LoadJob:
+        """Take charge of ``job`` (possibly started early with ``hold=True``) and let it go on."""
+        self.jobs.append(job)
+        job.scanned.connect(self.scanned)
+        job.allocated.connect(lambda vol, loaded, j=job: self._on_allocated(j, vol, loaded, slots))
+        job.slice_done.connect(lambda k, done, total, j=job: self._on_slice(j, k, done, total))
+        job.finished.connect(lambda j=job: self._on_end(j, None))
+        job.failed.connect(lambda msg, j=job: self._on_end(j, msg))
+        job.cancelled.connect(lambda j=job: self._on_end(j, "cancelled"))
+        self.load_started.emit(job)
+        self.progress.emit(f"Opening {job.label}", 0, 0)
+        if started:
+            job.release()
+        return job
+
+    def cancel_all(self) -> None:
+        for job in list(self.jobs):
+            job.cancel()
+
+    def _job_entry(self, job: LoadJob) -> Opened | None:
+        return next((o for o in self.opened.values() if o.job is job), None)
+
+    def _on_allocated(self, job: LoadJob, volume: Volume, loaded, slots) -> None:
+        key = series_key(volume, job.path or job.label)
+        if key in self.opened:  # already open: show it where asked, keep the first copy
+            job.quiet = True
+            job.cancel()
+            self._show(key, slots)
+            return
+        window = volume.window
+        auto = volume.modality != "CT"  # follows the histogram while slices arrive
+        if auto and loaded is None:
+            window = self._fitting_window(volume, None)
+        state = SeriesState(key, volume, window=window or (40.0, 400.0))
+        state.loaded = loaded
+        from viewer.render.image import VtkVolume
+
+        entry = Opened(state, VtkVolume(volume), job if loaded is not None else None, auto_window=auto)
+        entry.total = int(loaded.size) if loaded is not None else 0
+        self.opened[key] = entry
+        self._show(key, slots, new_state=state)
+        self.series_opened.emit(key)
+        if loaded is None:
+            self._first(key)
+        for note in volume.warnings[:1]:
+            self.note.emit(note if note.endswith(".") else note + ".")
+
+    def _show(self, key: str, slots, new_state: SeriesState | None = None) -> None:
+        if new_state is not None:
+            self.model.add_series(new_state, slots)
+        else:
+            for slot in slots if slots is not None else range(len(self.model.viewports)):
+                self.model.show_series(slot, key)
+        self.release_unshown()
+
+    def release_unshown(self) -> None:
+        """Close series that no view shows any more (their memory goes back; reopening is quick)."""
+        shown = {vp.series for vp in self.model.viewports}
+        for key in [k for k in self.opened if k not in shown]:
+            entry = self.opened.pop(key)
+            if entry.job is not None:
+                entry.job.quiet = True  # no "cancelled" message: the user moved on
+                entry.job.cancel()
+            self.model.remove_series(key)
+            log.info("closed series %s (no longer shown)", key)
+
+    def _on_slice(self, job: LoadJob, k: int, done: int, total: int) -> None:
+        entry = self._job_entry(job)
+        if entry is None:
+            return
+        first = entry.done == 0
+        entry.done, entry.total = done, total
+        entry.pending.add(k)
+        self.progress.emit(f"Loading {job.label}", done, total)
+        if first or time.perf_counter() - self._last_flush > self.FLUSH_MS / 1000:
+            self._flush(rewindow=first)
+            if first:
+                self._first(entry.state.key)
+        elif not self._flush_timer.isActive():
+            self._flush_timer.start(self.FLUSH_MS)
+
+    @staticmethod
+    def _fitting_window(volume: Volume, loaded) -> tuple[float, float]:
+        """The study's own window if it fits the pixels, else one from the histogram (not CT)."""
+        if volume.window is not None and not window_saturates(volume, volume.window, loaded):
+            return volume.window
+        return auto_window(volume, loaded)
+
+    def _first(self, key: str) -> None:
+        self.startup_done = True
+        self.first_slice.emit(key)
+
+    def _flush(self, rewindow: bool = False) -> None:
+        self._last_flush = time.perf_counter()
+        for entry in self.opened.values():
+            if not entry.pending:
+                continue
+            entry.pending.clear()
+            entry.vtk.modified()
+            state = entry.state
+            if rewindow and entry.auto_window and not state.preset and state.window == state.home_window:
+                state.home_window = self._fitting_window(state.volume, state.loaded)
+                state.set_window(*state.home_window)
+            state.data_changed.emit(None)
+
+    def _on_end(self, job: LoadJob, error: str | None) -> None:
+        if job in self.jobs:
+            self.jobs.remove(job)
+        entry = self._job_entry(job)
+        if entry is not None:
+            self._flush_timer.stop()
+            entry.pending.add(-1)
+            self._flush(rewindow=True)
+            entry.job = None
+            state = entry.state
+            if error is None:
+                state.loaded = None
+            elif error == "cancelled":
+                n = int(state.loaded.sum())
+                self.message.emit(f"Loading was cancelled; {n} of {state.loaded.size} slices are shown.")
+            state.data_changed.emit(None)
+        if job.quiet:
+            pass
+        elif error not in (None, "cancelled"):
+            self.message.emit(error)
+        elif error == "cancelled" and entry is None:
+            self.message.emit(f"Opening {job.label} was cancelled.")
+        log.info("load of %s ended: %s", job.path or job.label, error or "complete")
+        self.startup_done = True
+        self.progress.emit("", 1, 1)
+        self.load_ended.emit(job)
+
+    def close_all(self) -> None:
+        self.cancel_all()
+        for job in list(self.jobs):
+            job.done.wait(5.0)

@@ -1,0 +1,234 @@
+"""A 2D view: one plane (axial, coronal, sagittal or oblique) of one series, with its overlays.
+
+It observes the ``ViewerModel`` (its viewport slot) and the ``SeriesState`` it shows; it changes
+them only through ``ViewInteraction``.  Reslicing happens only when the plane moves; a crosshair,
+text or window change re-renders the same slice.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from PySide6.QtCore import QPointF, Signal
+
+from viewer.core.viewstate import PLANES, SeriesState, ViewerModel, aligned_axis
+from viewer.render.camera import View2D, apply_camera, view_for
+from viewer.render.overlays import PLANE_COLOURS, CornerText, Crosshair, Notice, OrientationLabels, ScaleBar
+from viewer.render.slice import GREY, SlicePipeline
+from viewer.ui.annotations import corner_texts, orientation_letters, readout_text
+from viewer.ui.interaction import ViewInteraction
+from viewer.ui.vtkwidget import VtkWidget
+
+SERIES_MIME = "application/x-hounsfield-series"
+
+
+class SliceView(VtkWidget):
+    readout = Signal(str)
+    maximise_requested = Signal(int)
+    series_dropped = Signal(int, dict)  # slot, {"root": ..., "series": ...}
+
+    def __init__(self, model: ViewerModel, slot: int, session, parent=None):
+        super().__init__(parent)
+        self.model, self.slot, self.session = model, slot, session
+        self.pipeline: SlicePipeline | None = None
+        self.state: SeriesState | None = None
+        self.view2d: View2D | None = None
+        self.crosshair, self.labels, self.corners = Crosshair(), OrientationLabels(), CornerText()
+        self.scalebar, self.notice = ScaleBar(), Notice()
+        for overlay in (self.crosshair, self.labels, self.corners, self.scalebar, self.notice):
+            overlay.add_to(self.renderer)
+        self.interaction = ViewInteraction(self)
+        self._dirty = True
+        self.setAcceptDrops(True)
+        model.viewport_changed.connect(self._on_viewport)
+        model.crosshair_changed.connect(self._on_overlay)
+        model.layout_changed.connect(self._on_overlay)
+        self._bind()
+
+    @property
+    def plane(self) -> str:
+        return self.model.viewports[self.slot].plane
+
+    # binding to the series shown
+    def _bind(self) -> None:
+        state = self.model.state(self.slot)
+        if state is self.state:
+            return
+        if self.state is not None:
+            for sig, fn in self._state_slots():
+                sig.disconnect(fn)
+            self.renderer.RemoveViewProp(self.pipeline.actor)
+            self.pipeline = None
+        self.state = state
+        if state is not None:
+            vtk_volume = self.session.vtk_volume(state.key)
+            background = -1024.0 if state.volume.units == "HU" else 0.0
+            self.pipeline = SlicePipeline(vtk_volume, background)
+            self.renderer.AddViewProp(self.pipeline.actor)
+            self.pipeline.actor.SetPosition(0, 0, -1)  # under the overlays
+            for sig, fn in self._state_slots():
+                sig.connect(fn)
+            self._apply_window()
+        self._on_overlay()
+
+    def _state_slots(self):
+        s = self.state
+        return ((s.point_changed, self._on_overlay), (s.rotation_changed, self._on_overlay),
+                (s.window_changed, self._on_window), (s.data_changed, self._on_data))
+
+    def _on_viewport(self, slot: int) -> None:
+        if slot == self.slot:
+            self._bind()
+            self._on_overlay()
+
+    def _on_overlay(self, *_args) -> None:
+        self._dirty = True
+        self.request_render()
+
+    def _on_window(self) -> None:
+        self._apply_window()
+        self._on_overlay()
+
+    def _on_data(self, k) -> None:
+        self._on_overlay()
+
+    def _apply_window(self) -> None:
+        s = self.state
+        if s is None or self.pipeline is None:
+            return
+        self.pipeline.set_window(*s.window, rescale=s.volume.rescale)
+        points = self.session.colormap_points(s.colormap) or GREY
+        self.pipeline.set_colormap(points, s.invert)
+
+    def may_render(self) -> bool:
+        return self.session.startup_done or (self.slot == 0 and self.state is not None)
+
+    # scene update, just before drawing
+    def resizeEvent(self, ev):  # noqa: N802
+        super().resizeEvent(ev)
+        self._dirty = True
+
+    def before_render(self) -> None:
+        if self._dirty:
+            self._dirty = False
+            self.update_scene()
+
+    def update_scene(self) -> None:
+        w, h = self.size_px()
+        s, vp = self.state, self.model.viewports[self.slot]
+        if s is None or self.pipeline is None or vp.plane not in PLANES:
+            self.crosshair.update((0, 0), [], w, h, False)
+            self.labels.update({}, w, h)
+            self.corners.update({}, w, h)
+            self.notice.update("No series" if s is None else "", w, h)
+            self.scalebar.update(1.0, 0, h)
+            return
+        geom = s.geometry(vp.plane)
+        old = self.pipeline.geometry
+        if old is None or not (np.allclose(old.origin, geom.origin) and np.allclose(old.n, geom.n)
+                               and np.allclose(old.u, geom.u) and old.extent == geom.extent):
+            self.pipeline.set_geometry(geom)
+        self.view2d = view_for(geom.extent, w, h, vp.zoom, vp.pan)
+        apply_camera(self.renderer.GetActiveCamera(), self.view2d)
+        centre = self.view2d.to_display(*geom.from_lps(s.point))
+        lines = []
+        for other in PLANES:
+            if other != vp.plane:
+                d = np.cross(geom.n, s.axes(other)[2])
+                lines.append(((float(d @ geom.u), float(d @ geom.v)), PLANE_COLOURS[other]))
+        self.crosshair.update(centre, lines, w, h, self.model.crosshair_visible)
+        self.labels.update(orientation_letters(geom.u, geom.v), w, h)
+        zoom_pct = 100.0 * geom.spacing / self.view2d.mm_per_pixel
+        self.corners.update(corner_texts(s, vp, zoom_pct, self.session.loading_text(s.key)), w, h)
+        self.scalebar.update(self.view2d.mm_per_pixel, w, h)
+        self.notice.update(self._notice_text(s, vp.plane), w, h)
+
+    def _notice_text(self, s: SeriesState, plane: str) -> str:
+        if s.loaded is None or aligned_axis(s.volume, s.axes(plane)[2]) != 2:
+            return ""
+        k = int(np.clip(np.round(s.volume.lps_to_index(s.point)[2]), 0, s.volume.shape[0] - 1))
+        return "" if s.loaded[k] else "Loading this slice..."
+
+    # geometry helpers for interaction (Qt logical pixels in, plane/LPS out)
+    def _dpr(self) -> float:
+        w, _ = self.size_px()
+        return w / max(self.width(), 1)
+
+    def lps_at(self, pos: QPointF) -> np.ndarray | None:
+        if self.state is None or self.pipeline is None or self.plane not in PLANES:
+            return None
+        if self._dirty or self.view2d is None:
+            self.update_scene()
+            self._dirty = False
+        dpr = self._dpr()
+        _, h = self.size_px()
+        x, y = self.view2d.to_plane(pos.x() * dpr, h - pos.y() * dpr)
+        return self.pipeline.geometry.to_lps(x, y)
+
+    def move_point_to(self, pos: QPointF) -> None:
+        lps = self.lps_at(pos)
+        if lps is not None:
+            # stay on this view's slice: only the in-plane position changes
+            n = self.pipeline.geometry.n
+            lps = lps - ((lps - self.state.point) @ n) * n
+            self.model.set_point(self.state.key, lps)
+
+    def mm_per_pixel_logical(self) -> float:
+        return (self.view2d.mm_per_pixel if self.view2d else 1.0) * self._dpr()
+
+    def crosshair_centre_logical(self) -> tuple[float, float]:
+        if self.view2d is None or self.state is None:
+            return self.width() / 2, self.height() / 2
+        geom = self.pipeline.geometry
+        x, y = self.view2d.to_display(*geom.from_lps(self.state.point))
+        dpr = self._dpr()
+        _, h = self.size_px()
+        return x / dpr, (h - y) / dpr
+
+    def emit_readout(self, pos: QPointF) -> None:
+        lps = self.lps_at(pos)
+        if lps is not None:
+            self.readout.emit(readout_text(self.state, lps))
+
+    # Qt events
+    def mousePressEvent(self, ev):  # noqa: N802
+        self.setFocus()
+        self.interaction.press(ev.position(), ev.button(), ev.modifiers())
+
+    def mouseMoveEvent(self, ev):  # noqa: N802
+        self.interaction.move(ev.position())
+
+    def mouseReleaseEvent(self, ev):  # noqa: N802
+        self.interaction.release(ev.position(), ev.button())
+
+    def mouseDoubleClickEvent(self, ev):  # noqa: N802
+        self.maximise_requested.emit(self.slot)
+
+    def wheelEvent(self, ev):  # noqa: N802
+        self.interaction.wheel(ev.angleDelta().y(), ev.modifiers())
+
+    def enterEvent(self, ev):  # noqa: N802
+        pass
+
+    def leaveEvent(self, ev):  # noqa: N802
+        pass
+
+    def dragEnterEvent(self, ev):  # noqa: N802
+        if ev.mimeData().hasFormat(SERIES_MIME):
+            ev.acceptProposedAction()
+
+    def dropEvent(self, ev):  # noqa: N802
+        payload = json.loads(bytes(ev.mimeData().data(SERIES_MIME)).decode("utf-8"))
+        ev.acceptProposedAction()
+        self.series_dropped.emit(self.slot, payload)
+
+    def dispose(self) -> None:
+        if self.state is not None:
+            for sig, fn in self._state_slots():
+                sig.disconnect(fn)
+        for sig, fn in ((self.model.viewport_changed, self._on_viewport),
+                        (self.model.crosshair_changed, self._on_overlay),
+                        (self.model.layout_changed, self._on_overlay)):
+            sig.disconnect(fn)
+        super().dispose()
