@@ -107,13 +107,25 @@ def read_pydicom(h: InstanceHeader) -> np.ndarray:
     return arr
 
 
-def _to_output(raw: np.ndarray, out: np.ndarray, slope: float, intercept: float, mode: str) -> None:
+def _stored_range(h: InstanceHeader) -> tuple[int, int]:
+    """The smallest and largest value the header's BitsStored and PixelRepresentation allow."""
+    bits = h.bits_stored or h.bits_allocated
+    return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if h.pixel_representation else (0, (1 << bits) - 1)
+
+
+def _to_output(raw: np.ndarray, out: np.ndarray, slope: float, intercept: float, mode: str,
+               stored: tuple[int, int] = (-(1 << 31), 1 << 32)) -> None:
     if mode == "luma":
         out[...] = raw if raw.ndim == 2 else np.rint(raw[..., :3] @ np.array([0.299, 0.587, 0.114]))
     elif mode == "stored":
         out[...] = raw
     elif mode == "hu" and slope == 1.0 and float(intercept).is_integer():
-        np.clip(raw.astype(np.int32) + int(intercept), -32768, 32767, out=out, casting="unsafe")
+        icpt = int(intercept)
+        if raw.dtype.itemsize <= 2 and -32768 <= stored[0] + icpt and stored[1] + icpt <= 32767:
+            # Every possible value fits int16 (12-bit CT, say): one pass, no temporary array.
+            np.add(raw, np.int32(icpt), out=out, casting="unsafe")
+        else:
+            np.clip(raw.astype(np.int32) + icpt, -32768, 32767, out=out, casting="unsafe")
     elif mode == "hu":
         vals = raw.astype(np.float64) * slope + intercept
         np.clip(np.rint(vals), -32768, 32767, out=out, casting="unsafe")
@@ -156,7 +168,7 @@ def decode_stack(geom: StackGeometry, out: np.ndarray, mode: str, *,
         raw = read_native(first) if len(positions) == 1 else None
         if raw is not None:
             f = geom.frames[positions[0]].frame
-            _to_output(raw, out[geom.slots[positions[0]]], f.slope, f.intercept, mode)
+            _to_output(raw, out[geom.slots[positions[0]]], f.slope, f.intercept, mode, _stored_range(first))
             return [geom.slots[positions[0]]]
         arr = read_pydicom(first)
         done = []
@@ -165,7 +177,8 @@ def decode_stack(geom: StackGeometry, out: np.ndarray, mode: str, *,
             idx = ref.frame.index or 0
             if idx >= len(arr):
                 raise ValueError(f"frame {idx + 1} is missing from the pixel data")
-            _to_output(arr[idx], out[geom.slots[pos]], ref.frame.slope, ref.frame.intercept, mode)
+            _to_output(arr[idx], out[geom.slots[pos]], ref.frame.slope, ref.frame.intercept, mode,
+                       _stored_range(first))
             done.append(geom.slots[pos])
         return done
 
