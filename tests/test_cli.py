@@ -207,3 +207,9 @@ def test_unexpected_errors_are_logged_not_shown(tmp_path, capsys, monkeypatch):
     log_dir = os.environ["HOUNSFIELD_LOG_DIR"]
     with open(os.path.join(log_dir, "hounsfield.log")) as fh:
         assert "internal detail that must not reach the user" in fh.read()
+
+
+def test_info_on_an_empty_folder_exits_2(tmp_path, capsys):
+    assert main(["info", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "No DICOM files were found" in err and "\n" not in err

@@ -4,6 +4,7 @@
     hounsfield PATH [--series UID]  open the viewer on a folder, file or DICOMDIR
     hounsfield info PATH [--json]   list studies and series with their geometry and warnings
     hounsfield convert PATH OUT [--series UID]   write NIfTI / NRRD / MHA
+    hounsfield pacs {node,local,echo,query,get,send} ...   PACS query, retrieve and send (see 'pacs -h')
 
 Bad input prints one sentence to stderr and exits with status 2; tracebacks go to the log file.
 """
@@ -17,7 +18,7 @@ import sys
 from viewer.core.errors import HounsfieldError
 from viewer.logs import log, setup_logging
 
-COMMANDS = ("info", "convert")
+COMMANDS = ("info", "convert", "pacs")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     log_file = setup_logging()
     try:
+        if argv and argv[0] == "pacs":
+            from viewer.pacs.cli import pacs_command
+
+            return pacs_command(argv[1:])
         if argv and argv[0] in COMMANDS:
             args = _parser().parse_args(argv)
             if args.command == "info":
@@ -72,7 +77,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def convert(path: str, out: str, series: str | None) -> int:
     import viewer
+    from viewer.core.formats import is_volume_file
 
+    if not is_volume_file(out):  # before a long load, not after it
+        raise HounsfieldError(f"{out}: choose a .nii, .nii.gz, .nrrd, .mha or .mhd file name.")
     vol = viewer.load(path, series=series)
     viewer.save(vol, out)
     for w in vol.warnings:
