@@ -5,6 +5,7 @@
     hounsfield info PATH [--json]   list studies and series with their geometry and warnings
     hounsfield convert PATH OUT [--series UID]   write NIfTI / NRRD / MHA
     hounsfield pacs {node,local,echo,query,get,send} ...   PACS query, retrieve and send (see 'pacs -h')
+    hounsfield run PLUGIN INPUT --out DIR [--device cpu|cuda] [--param k=v]   run an AI plugin headless
 
 Bad input prints one sentence to stderr and exits with status 2; tracebacks go to the log file.
 """
@@ -18,7 +19,7 @@ import sys
 from viewer.core.errors import HounsfieldError
 from viewer.logs import log, setup_logging
 
-COMMANDS = ("info", "convert", "pacs")
+COMMANDS = ("info", "convert", "run", "pacs")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,6 +32,9 @@ def _parser() -> argparse.ArgumentParser:
     conv.add_argument("path")
     conv.add_argument("out")
     conv.add_argument("--series", help="SeriesInstanceUID (or id from 'info') to convert")
+    from viewer.ai.headless import add_arguments as add_run_arguments
+
+    add_run_arguments(sub.add_parser("run", help="run an AI plugin headless and write its results"))
     return p
 
 
@@ -58,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
                 return print_info(args.path, as_json=args.json)
             if args.command == "convert":
                 return convert(args.path, args.out, args.series)
+            if args.command == "run":
+                from viewer.ai.headless import run_command
+
+                return run_command(args)
         args = _open_parser().parse_args(argv)
         from viewer.ui.app import run_viewer
 

@@ -244,6 +244,8 @@ class SeriesState:
         self.rotation_changed = Signal()
         self.window_changed = Signal()  # window, invert, colour map or preset
         self.data_changed = Signal()  # slices were decoded: (k or None for many)
+        self.heatmaps: list = []  # viewer.core.layers.HeatmapLayer, drawn over the slices
+        self.layers_changed = Signal()  # a heatmap was added or removed
 
     @property
     def frame_of_reference(self) -> str:
@@ -322,6 +324,15 @@ class SeriesState:
             self.colormap = name
             self.window_changed.emit()
 
+    def add_heatmap(self, layer) -> None:
+        self.heatmaps.append(layer)
+        self.layers_changed.emit()
+
+    def remove_heatmap(self, layer) -> None:
+        if layer in self.heatmaps:
+            self.heatmaps.remove(layer)
+            self.layers_changed.emit()
+
     def value_at(self, lps) -> tuple[float, tuple[int, int, int]] | None:
         """(real value, (i, j, k)) of the voxel nearest ``lps``; None outside or not yet loaded."""
         idx = np.round(self.volume.lps_to_index(lps)).astype(int)
@@ -382,10 +393,36 @@ class ViewerModel:
                 self.show_series(slot, fallback)
         self.series_removed.emit(key)
 
-    def show_series(self, slot: int, key: str | None) -> None:
+    def show_series(self, slot: int, key: str | None, keep_view: bool = False) -> None:
+        """Show ``key`` in ``slot``; ``keep_view`` keeps zoom and pan (flicker comparison)."""
         vp = self.viewports[slot]
-        vp.series, vp.zoom, vp.pan = key, 1.0, (0.0, 0.0)
+        vp.series = key
+        if not keep_view:
+            vp.zoom, vp.pan = 1.0, (0.0, 0.0)
         self.viewport_changed.emit(slot)
+
+    def set_plane(self, slot: int, plane: str) -> None:
+        """Change the plane of a 2D slot (the 3D slot keeps its own)."""
+        if plane not in PLANES or self.viewports[slot].plane not in PLANES:
+            raise ValueError(f"slot {slot} cannot show the {plane!r} plane")
+        vp = self.viewports[slot]
+        if vp.plane != plane:
+            vp.plane, vp.zoom, vp.pan = plane, 1.0, (0.0, 0.0)
+            self.viewport_changed.emit(slot)
+
+    def compare(self, first: str, second: str, plane: str = "axial") -> None:
+        """Side by side: ``first`` and ``second`` in the same plane (slots 0 and 1), the second's
+        next plane in slot 2; layout 1 x 3.  Linked series scroll together."""
+        others = [p for p in PLANES if p != plane]
+        for slot, (key, p) in enumerate(((first, plane), (second, plane), (second, others[0]))):
+            self.set_plane(slot, p)
+            self.show_series(slot, key)
+        self.set_layout("1x3")
+
+    def restore_planes(self) -> None:
+        """Back to the standard planes per slot (axial, coronal, sagittal)."""
+        for slot, plane in enumerate(SLOT_PLANES[:3]):
+            self.set_plane(slot, plane)
 
     def state(self, slot: int) -> SeriesState | None:
         key = self.viewports[slot].series

@@ -44,6 +44,7 @@ COMMANDS = (
     Command("previous_page", "Back 10 slices", "Navigate", ("PgUp",), views_only=True),
     Command("default_window", "Default window (from the study)", "Image", ("0",)),
     Command("invert", "Invert", "Image", ("I",), "invert", True),
+    Command("ai_flicker", "Flicker original / AI result", "AI", ("T",)),
     Command("tool_wl", "Window/level tool", "Tools", ("W",), "wl", True, "tool"),
     Command("tool_crosshair", "Crosshair tool", "Tools", ("C",), "crosshair", True, "tool"),
     Command("tool_zoom", "Zoom tool", "Tools", ("Z",), "zoom", True, "tool"),

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 import viewer
 from viewer.core.viewstate import LAYOUTS, TOOLS, ViewerModel, auto_window
 from viewer.logs import log
+from viewer.ui import ai as ai_ui
 from viewer.ui.actions import build_actions
 from viewer.ui.browser import StudyBrowser
 from viewer.ui.messagebar import MessageBar
@@ -64,6 +65,7 @@ class MainWindow(QMainWindow):
         self.actions_ = build_actions(self)
         self._build_menus()
         self._build_toolbar()
+        ai_ui.install(self)
         self._connect()
         self._sync_actions()
         self._restore_window_settings()
@@ -123,7 +125,7 @@ class MainWindow(QMainWindow):
         tools = mb.addMenu("&Tools")
         for name in ("tool_wl", "tool_crosshair", "tool_zoom", "tool_pan", "tool_rotate"):
             tools.addAction(a[name])
-        help_menu = mb.addMenu("&Help")
+        self.help_menu = help_menu = mb.addMenu("&Help")
         help_menu.addAction(a["shortcuts"])
         help_menu.addAction(a["about"])
         self._rebuild_recent()
@@ -165,6 +167,8 @@ class MainWindow(QMainWindow):
     def open_path(self, path: str, series: str | None = None, slots=None) -> None:
         path = os.path.abspath(os.path.expanduser(path))
         self.message_bar.dismiss()
+        if slots is None:
+            self.model.restore_planes()
         self.session.open_path(path, series, slots)
         add_recent(self.settings, path)
         self._rebuild_recent()
@@ -356,6 +360,9 @@ class MainWindow(QMainWindow):
     def cmd_tool_rotate(self, _c=True) -> None:
         self._tool("rotate")
 
+    def cmd_ai_flicker(self) -> None:
+        self.ai.flicker()
+
     def cmd_shortcuts(self) -> None:
         from viewer.ui.shortcuts import ShortcutSheet
 
@@ -408,6 +415,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, ev):  # noqa: N802
         self.save_settings()
+        self.ai.shutdown()
         self.session.close_all()
         self.grid.dispose()
         super().closeEvent(ev)

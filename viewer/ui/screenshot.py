@@ -1,7 +1,7 @@
 """Developer tool: open a study in the viewer, wait until it is loaded, save a screenshot.
 
     xvfb-run -a -s "-screen 0 1920x1080x24" python -m viewer.ui.screenshot PATH \
-        --out docs/screenshot-2x2.png [--layout 2x2] [--size 1600x1000] [--preset 2]
+        --out docs/screenshot-2x2.png [--layout 2x2] [--size 1600x1000] [--preset 2] [--ai ct-denoising]
 
 The window is captured with QScreen.grabWindow, which sees the OpenGL views under X11 (QWidget.grab()
 does not).  Settings go to a temporary folder, so the user's own layout is untouched.
@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", default="1600x1000")
     p.add_argument("--preset", help="number key of a window/level preset to apply")
     p.add_argument("--voxel", help="crosshair point as a voxel index 'i,j,k'")
+    p.add_argument("--ai", metavar="PLUGIN", help="run this AI plugin on the study and show its results")
     args = p.parse_args(argv)
     os.environ.setdefault("HOUNSFIELD_DATA_DIR", tempfile.mkdtemp(prefix="hounsfield-shot-"))
 
@@ -63,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         state = window.model.active_state
         ijk = [float(x) for x in args.voxel.split(",")]
         window.model.set_point(state.key, state.volume.index_to_lps(ijk))
+    if args.ai:
+        if window.ai.start(args.ai) is None or not wait_until(app, lambda: bool(window.ai.entries), 600):
+            print(f"the AI run gave no result: {window.message_bar.text()}", file=sys.stderr)
+            return 1
     wait_until(app, lambda: False, 1.5)  # thumbnails, the index, last renders
     for view in window.grid.visible_views():
         view.render_now()

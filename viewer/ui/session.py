@@ -99,6 +99,20 @@ class Session(QObject):
             job.release()
         return job
 
+    def add_volume(self, volume: Volume, key: str, slots: list[int],
+                   window: tuple[float, float] | None = None) -> SeriesState:
+        """Open a volume made in memory (an AI result) as a series, shown in ``slots`` (a series
+        no slot shows is closed, so give at least one)."""
+        from viewer.render.image import VtkVolume
+
+        if key in self.opened:
+            raise ValueError(f"series {key!r} is already open")
+        state = SeriesState(key, volume, window=window or volume.window or auto_window(volume, None))
+        self.opened[key] = Opened(state, VtkVolume(volume))
+        self._show(key, slots, new_state=state)
+        self.series_opened.emit(key)
+        return state
+
     def cancel_all(self) -> None:
         for job in list(self.jobs):
             job.cancel()

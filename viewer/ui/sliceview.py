@@ -32,6 +32,7 @@ class SliceView(VtkWidget):
         super().__init__(parent)
         self.model, self.slot, self.session = model, slot, session
         self.pipeline: SlicePipeline | None = None
+        self.heatmaps: list = []  # HeatmapPipeline per heatmap layer of the shown series
         self.state: SeriesState | None = None
         self.view2d: View2D | None = None
         self.crosshair, self.labels, self.corners = Crosshair(), OrientationLabels(), CornerText()
@@ -60,6 +61,7 @@ class SliceView(VtkWidget):
                 sig.disconnect(fn)
             self.renderer.RemoveViewProp(self.pipeline.actor)
             self.pipeline = None
+            self._clear_heatmaps()
         self.state = state
         if state is not None:
             vtk_volume = self.session.vtk_volume(state.key)
@@ -70,12 +72,40 @@ class SliceView(VtkWidget):
             for sig, fn in self._state_slots():
                 sig.connect(fn)
             self._apply_window()
+            self._sync_heatmaps()
         self._on_overlay()
 
     def _state_slots(self):
         s = self.state
         return ((s.point_changed, self._on_overlay), (s.rotation_changed, self._on_overlay),
-                (s.window_changed, self._on_window), (s.data_changed, self._on_data))
+                (s.window_changed, self._on_window), (s.data_changed, self._on_data),
+                (s.layers_changed, self._sync_heatmaps))
+
+    # heatmap layers of the series (viewer.render.heatmap)
+    def _clear_heatmaps(self) -> None:
+        for hp in self.heatmaps:
+            hp.layer.changed.disconnect(hp.on_changed)
+            hp.remove_from(self.renderer)
+        self.heatmaps = []
+
+    def _sync_heatmaps(self) -> None:
+        from viewer.render.heatmap import HeatmapPipeline
+
+        self._clear_heatmaps()
+        for layer in self.state.heatmaps if self.state is not None else []:
+            hp = HeatmapPipeline(layer)
+
+            def on_changed(hp=hp):
+                hp.update_style()
+                self.request_render()
+
+            hp.on_changed = on_changed
+            layer.changed.connect(on_changed)
+            hp.add_to(self.renderer)
+            if self.pipeline is not None and self.pipeline.geometry is not None:
+                hp.set_geometry(self.pipeline.geometry)
+            self.heatmaps.append(hp)
+        self._on_overlay()
 
     def _on_viewport(self, slot: int) -> None:
         if slot == self.slot:
@@ -129,6 +159,8 @@ class SliceView(VtkWidget):
         if old is None or not (np.allclose(old.origin, geom.origin) and np.allclose(old.n, geom.n)
                                and np.allclose(old.u, geom.u) and old.extent == geom.extent):
             self.pipeline.set_geometry(geom)
+            for hp in self.heatmaps:
+                hp.set_geometry(geom)
         self.view2d = view_for(geom.extent, w, h, vp.zoom, vp.pan)
         apply_camera(self.renderer.GetActiveCamera(), self.view2d)
         centre = self.view2d.to_display(*geom.from_lps(s.point))
@@ -227,6 +259,7 @@ class SliceView(VtkWidget):
         if self.state is not None:
             for sig, fn in self._state_slots():
                 sig.disconnect(fn)
+        self._clear_heatmaps()
         for sig, fn in ((self.model.viewport_changed, self._on_viewport),
                         (self.model.crosshair_changed, self._on_overlay),
                         (self.model.layout_changed, self._on_overlay)):

@@ -79,6 +79,7 @@ class ViewGrid(QWidget):
 
     def _mark_active(self, slot: int) -> None:
         for i, frame in enumerate(self.frames):
+            frame.plane = self.model.viewports[i].plane  # a comparison may put one plane in two slots
             frame.set_active(i == slot and len(self.model.visible_slots()) > 1)
 
     def _render_all(self, *_args) -> None:

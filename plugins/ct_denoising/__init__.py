@@ -1,0 +1,1 @@
+"""CT denoising: the first built-in AI plugin (manifest: plugin.json; code: plugin.py)."""

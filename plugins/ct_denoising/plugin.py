@@ -1,0 +1,99 @@
+"""CT denoising: the plugin code (runs in the AI worker; declared in plugin.json).
+
+The network (network.py) sees three neighbouring slices and the dose level, and removes the
+noise of the centre slice.  ``dose`` is the fraction of a normal dose the input was taken at:
+0.25 for a quarter-dose scan; lower values remove more.  The heatmap is the removed noise.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from viewer.ai.api import DerivedImage, Heatmap, Results
+
+WEIGHTS = Path(__file__).resolve().parent / "weights.pt"
+HEATMAP_FULL_SCALE_HU = 100.0  # removed noise of this many HU shows as 1.0
+
+
+class CTDenoiser:
+    def __init__(self):
+        self._net = None
+        self._device = None
+
+    def _model(self, device: str):
+        import torch
+
+        from plugins.ct_denoising.network import DenoiseNet
+        from viewer.ai.models import load_state_dict
+
+        if self._net is None:
+            # weights_only loading: no pickled code runs; the shape is read off the tensors
+            self._net = DenoiseNet.from_state_dict(load_state_dict(WEIGHTS)).eval()
+        if self._device != device:
+            fmt = torch.channels_last if device == "cpu" else torch.contiguous_format
+            self._net = self._net.to(device=device, memory_format=fmt)
+            self._device = device
+        return self._net
+
+    def run(self, inputs, params, context) -> Results:
+        from plugins.ct_denoising.network import dose_channel_value
+
+        vol = inputs["image"]
+        dose = float(params.get("dose", 0.25))
+        hu = vol.real_values()
+        depth, rows, cols = hu.shape
+        net = self._model(context.device)
+        pad_r, pad_c = (-rows) % 4, (-cols) % 4
+        on_cuda = context.device.startswith("cuda")
+        batch = 32 if on_cuda else 8
+        cond = dose_channel_value(dose)
+        out = np.empty(hu.shape, np.int16)
+        context.progress(0.0, "denoising")
+        # Cancel is also checked inside the network (between its stages), so a press of Cancel
+        # stops the run within a fraction of a batch rather than after it
+        hooks = [m.register_forward_pre_hook(lambda *_: context.check_cancelled())
+                 for m in (net.enc, net.mid, net.dec)]
+        try:
+            self._denoise(net, hu, out, batch, cond, pad_r, pad_c, on_cuda, context)
+        finally:
+            for h in hooks:
+                h.remove()
+        results = Results(images=[DerivedImage(out, vol.affine.copy(), f"Denoised (dose {dose:g})", "CT", "HU",
+                                               f"CT denoising at an assumed dose fraction of {dose:g}.")])
+        if params.get("heatmap", True):
+            removed = np.abs(np.asarray(hu, np.float32) - out) / HEATMAP_FULL_SCALE_HU
+            results.heatmaps.append(Heatmap(np.clip(removed, 0, 1, out=removed), vol.affine.copy(), "Removed noise",
+                                            "removed-noise", f"|input - denoised|; 1.0 = {HEATMAP_FULL_SCALE_HU:g} HU "
+                                            "or more removed."))
+        return results
+
+    @staticmethod
+    def _denoise(net, hu, out, batch, cond, pad_r, pad_c, on_cuda, context) -> None:
+        import torch
+
+        from plugins.ct_denoising.network import HU_SCALE
+
+        depth, rows, cols = hu.shape
+        slices = net.slices
+        half = slices // 2
+        for k0 in range(0, depth, batch):
+            context.check_cancelled()
+            k1 = min(k0 + batch, depth)
+            idx = np.clip(np.arange(k0 - half, k1 + half), 0, depth - 1)
+            block = np.clip(np.asarray(hu[idx], np.float32), -1024, 3071) / HU_SCALE
+            if pad_r or pad_c:
+                block = np.pad(block, ((0, 0), (0, pad_r), (0, pad_c)), mode="reflect")
+            stack = np.lib.stride_tricks.sliding_window_view(block, slices, axis=0)  # (n, H, W, slices)
+            x = np.empty((k1 - k0, slices + 1, *block.shape[1:]), np.float32)
+            x[:, :slices] = np.moveaxis(stack, -1, 1)
+            x[:, slices] = cond
+            xt = torch.from_numpy(x).to(context.device)
+            if not on_cuda:
+                xt = xt.contiguous(memory_format=torch.channels_last)
+            with torch.inference_mode(), context.autocast():
+                y = net(xt).float()
+            y = y[:, 0, :rows, :cols].cpu().numpy() * HU_SCALE
+            out[k0:k1] = np.clip(np.rint(y), -1024, 32767).astype(np.int16)
+            context.progress(k1 / depth, "denoising")

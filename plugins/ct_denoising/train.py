@@ -1,0 +1,261 @@
+"""Train the CT denoiser on real CT with low dose simulated in the projection domain.
+
+    python plugins/ct_denoising/train.py                   # prepare the cache (once), then train
+    python plugins/ct_denoising/train.py --prepare-only --jobs 2
+    python plugins/ct_denoising/train.py --minutes 20 --threads 1
+
+Data (see data.py): chest-ct, totalseg example_ct and the invesalius-examples head CT; the
+held-out evaluation CT (ct-aorta) is refused.  For every slice of every training volume the
+cache holds the original (int16 HU) and one low-dose version per level in ``DOSES`` (Poisson
+noise in the projection domain, filtered back-projection; lowdose.py), each an independent draw.
+During training a sample takes three neighbouring slices; half the time the target is itself made
+noisier (one cached draw, rescaled to a dose g in 0.35..1 of the original's), so targets span more
+noise levels than the three scans have; the input adds a second, independent draw rescaled to a
+dose fraction (of the target's dose) between 1/12 and 0.7, log-uniform (noise variance goes as
+1/dose - 1, the Gaussian limit of the Poisson draws); in 5% of samples the input is the target
+(full dose, nothing to remove).  Loss: mean squared error against the original slice.  Weights are written as a
+plain ``state_dict`` (``torch.save``), which the plugin loads with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+if __package__ in (None, ""):
+    sys.path.insert(0, str(HERE.parents[1]))
+
+from plugins.ct_denoising import data, lowdose  # noqa: E402
+from plugins.ct_denoising.network import SLICES  # noqa: E402
+
+DOSES = (0.5, 0.25, 0.125)
+SIM_VERSION = 2
+VAL_SLICES = 8  # the last slices of each volume are kept out of training for monitoring
+LR = 1e-3
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name)
+
+
+def _simulate_slice(args):
+    hu, pixel_mm, i0, seeds = args
+    p = lowdose.line_integrals(hu, pixel_mm)
+    out = []
+    for dose, seed in zip(DOSES, seeds):
+        noise = lowdose.inserted_noise(p, hu.shape, pixel_mm, dose, i0, np.random.default_rng(seed))
+        out.append(np.clip(np.rint(hu.astype(np.float32) + noise), -32768, 32767).astype(np.int16))
+    return out
+
+
+def prepare(cache: Path, jobs: int = 1) -> list[Path]:
+    """Simulate every training slice at every level in DOSES (skips volumes already cached)."""
+    folders = []
+    for vi, name in enumerate(data.TRAINING):
+        folder = cache / "sim" / _slug(name)
+        folders.append(folder)
+        meta_path = folder / "meta.json"
+        if meta_path.exists():
+            meta = json.loads(meta_path.read_text())
+            if meta.get("version") == SIM_VERSION and tuple(meta.get("doses", ())) == DOSES:
+                continue
+        vol = data.load_training_volume(name)
+        folder.mkdir(parents=True, exist_ok=True)
+        t0 = time.time()
+        i0 = lowdose.calibrate_i0(vol.hu, vol.pixel_mm)
+        depth = vol.hu.shape[0]
+        noisy = [np.lib.format.open_memmap(folder / f"dose_{d:g}.npy", "w+", np.int16, vol.hu.shape) for d in DOSES]
+        tasks = ((vol.hu[k], vol.pixel_mm, i0, [(vi, k, di) for di in range(len(DOSES))]) for k in range(depth))
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            for k, slices in enumerate(pool.map(_simulate_slice, tasks, chunksize=2)):
+                for arr, s in zip(noisy, slices):
+                    arr[k] = s
+                if k % 20 == 0:
+                    print(f"  {name}: slice {k + 1}/{depth} ({time.time() - t0:.0f} s)", flush=True)
+        for arr in noisy:
+            arr.flush()
+        np.save(folder / "clean.npy", vol.hu)
+        meta = {"version": SIM_VERSION, "name": name, "doses": DOSES, "i0": i0, "pixel_mm": vol.pixel_mm,
+                "slice_mm": vol.slice_mm, "shape": list(vol.hu.shape), "seconds": round(time.time() - t0, 1)}
+        meta_path.write_text(json.dumps(meta, indent=2))
+        print(f"{name}: I0 {i0:.3g} photons/ray, {depth} slices in {time.time() - t0:.0f} s", flush=True)
+    return folders
+
+
+class Sampler:
+    """Random 2.5D training patches from the cache (numpy; augmentation included)."""
+
+    def __init__(self, folders: list[Path], patch: int, seed: int = 0):
+        self.vols = []
+        for f in folders:
+            meta = json.loads((f / "meta.json").read_text())
+            clean = np.load(f / "clean.npy")
+            noisy = [np.load(f / f"dose_{d:g}.npy") for d in DOSES]
+            self.vols.append((meta, clean, noisy))
+        sizes = np.array([v[1].size for v in self.vols], dtype=np.float64)
+        self.weights = np.sqrt(sizes) / np.sqrt(sizes).sum()
+        self.patch = patch
+        self.rng = np.random.default_rng(seed)
+
+    def sample(self, val: bool = False):
+        rng, p = self.rng, self.patch
+        meta, clean, noisy = self.vols[rng.choice(len(self.vols), p=self.weights)]
+        depth, rows, cols = clean.shape
+        lo, hi = (depth - VAL_SLICES, depth) if val else (0, depth - VAL_SLICES)
+        for _ in range(10):
+            k = int(rng.integers(lo, hi))
+            r, c = int(rng.integers(0, rows - p + 1)), int(rng.integers(0, cols - p + 1))
+            if clean[k, r:r + p, c:c + p].mean() > -850:  # mostly air teaches nothing
+                break
+        half = SLICES // 2
+        ks = [min(max(k + d, 0), depth - 1) for d in range(-half, half + 1)]
+        cl = clean[ks, r:r + p, c:c + p].astype(np.float32)
+        level_a, level_b = (int(v) for v in rng.permutation(len(DOSES))[:2])
+        # the target: the original, or (half the time) the original at a lower dose g, so that targets
+        # carry more noise of their own than the three scans do (independent draw A)
+        g = 1.0 if rng.random() < 0.5 else float(rng.uniform(0.35, 1.0))
+        target = cl
+        if g < 1.0:
+            noise_a = noisy[level_a][ks, r:r + p, c:c + p].astype(np.float32) - cl
+            target = cl + noise_a * math.sqrt((1 / g - 1) / (1 / DOSES[level_a] - 1))
+        # the input: the target at a fraction ``dose`` of its dose (independent draw B); 5% full dose
+        if rng.random() < 0.05:
+            dose, x = 1.0, target.copy()
+        else:
+            dose = float(math.exp(rng.uniform(math.log(0.08), math.log(0.7))))
+            noise_b = noisy[level_b][ks, r:r + p, c:c + p].astype(np.float32) - cl
+            x = target + noise_b * math.sqrt((1 / g) * (1 / dose - 1) / (1 / DOSES[level_b] - 1))
+        y = target[half:half + 1]
+        if rng.random() < 0.5:
+            x, y = x[:, :, ::-1], y[:, :, ::-1]
+        if rng.random() < 0.5:
+            x, y = x[:, ::-1], y[:, ::-1]
+        rot = int(rng.integers(4))
+        x, y = np.rot90(x, rot, (1, 2)), np.rot90(y, rot, (1, 2))
+        if rng.random() < 0.5:
+            x = x[::-1]
+        return np.ascontiguousarray(x), np.ascontiguousarray(y), dose
+
+    def batch(self, n: int, val: bool = False):
+        from plugins.ct_denoising.network import HU_SCALE, dose_channel_value
+
+        xs, ys = [], []
+        for _ in range(n):
+            x, y, dose = self.sample(val)
+            cond = np.full((1, *x.shape[1:]), dose_channel_value(dose), np.float32)
+            xs.append(np.concatenate([np.clip(x, -1024, 3071) / HU_SCALE, cond]))
+            ys.append(y / HU_SCALE)
+        return np.stack(xs), np.stack(ys)
+
+
+def train(folders: list[Path], out: Path, minutes: float, iterations: int, batch: int, patch: int,
+          threads: int, seed: int = 0) -> dict:
+    import torch
+
+    from plugins.ct_denoising.network import DenoiseNet
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    sampler = Sampler(folders, patch, seed)
+    val_rng_state = np.random.default_rng(seed + 1)
+    sampler.rng, train_rng = val_rng_state, sampler.rng
+    val = [sampler.batch(batch, val=True) for _ in range(8)]
+    sampler.rng = train_rng
+    net = DenoiseNet()
+    opt = torch.optim.Adam(net.parameters(), lr=LR)
+    t0 = time.time()
+    history = []
+    it = 0
+
+    def lr_at(frac: float) -> float:  # short warm-up, then cosine decay
+        warm = min(1.0, frac / 0.02)
+        return warm * (1e-5 + 0.5 * (LR - 1e-5) * (1 + math.cos(math.pi * min(frac, 1.0))))
+
+    def validate() -> float:
+        net.eval()
+        with torch.no_grad():
+            losses = [torch.mean((net(torch.from_numpy(x)) - torch.from_numpy(y)) ** 2).item() for x, y in val]
+        net.train()
+        return float(np.mean(losses))
+
+    centre = SLICES // 2
+    base_val = float(np.mean([np.mean((x[:, centre:centre + 1] - y) ** 2) for x, y in val]))
+    print(f"network: {sum(p.numel() for p in net.parameters())} parameters; validation MSE of the noisy input "
+          f"{base_val * 1e6:.1f} HU^2", flush=True)
+    running = 0.0
+    skipped = 0
+    best: tuple = (float("inf"), None, 0)
+    while True:
+        elapsed = time.time() - t0
+        frac = max(elapsed / (minutes * 60), it / iterations)
+        if frac >= 1.0:
+            break
+        for g in opt.param_groups:
+            g["lr"] = lr_at(frac)
+        x, y = sampler.batch(batch)
+        loss = torch.mean((net(torch.from_numpy(x)) - torch.from_numpy(y)) ** 2)
+        it += 1
+        if not torch.isfinite(loss) or (it > 100 and loss.item() > 50 * running):
+            skipped += 1  # an outlier batch must not blow the weights up
+            continue
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        running = 0.98 * running + 0.02 * loss.item() if it > 1 else loss.item()
+        if it % 250 == 0:
+            v = validate()
+            history.append({"iteration": it, "seconds": round(time.time() - t0), "train_mse_hu2": running * 1e6,
+                            "val_mse_hu2": v * 1e6})
+            if v < best[0]:
+                best = (v, {k: t.detach().clone().contiguous() for k, t in net.state_dict().items()}, it)
+            print(f"it {it:6d}  {time.time() - t0:6.0f} s  train {running * 1e6:8.1f}  val {v * 1e6:8.1f} HU^2 "
+                  f"(input {base_val * 1e6:.1f}){'  *' if best[2] == it else ''}", flush=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    final = validate()
+    if final < best[0]:
+        best = (final, {k: t.detach().clone().contiguous() for k, t in net.state_dict().items()}, it)
+    torch.save(best[1], out)  # the weights with the lowest validation error
+    summary = {"iterations": it, "seconds": round(time.time() - t0), "batch": batch, "patch": patch,
+               "threads": threads, "learning_rate": LR, "skipped_batches": skipped, "kept_iteration": best[2],
+               "val_mse_hu2": best[0] * 1e6, "input_val_mse_hu2": base_val * 1e6, "history": history}
+    print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB): weights of iteration {best[2]} of {it}", flush=True)
+    return summary
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cache", type=Path, default=data.CACHE)
+    ap.add_argument("--jobs", type=int, default=1, help="processes for the low-dose simulation")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads for training")
+    ap.add_argument("--minutes", type=float, default=20.0, help="training time budget")
+    ap.add_argument("--iterations", type=int, default=100_000, help="iteration budget")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--patch", type=int, default=64)
+    ap.add_argument("--out", type=Path, default=HERE / "weights.pt")
+    ap.add_argument("--prepare-only", action="store_true")
+    args = ap.parse_args(argv)
+    folders = prepare(args.cache, args.jobs)
+    if args.prepare_only:
+        return 0
+    summary = train(folders, args.out, args.minutes, args.iterations, args.batch, args.patch, args.threads)
+    metas = [json.loads((f / "meta.json").read_text()) for f in folders]
+    summary["data"] = [{k: m[k] for k in ("name", "shape", "pixel_mm", "slice_mm", "i0")} for m in metas]
+    summary["doses"] = list(DOSES)
+    summary["held_out"] = data.HELD_OUT
+    (HERE / "training_log.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    sys.exit(main())

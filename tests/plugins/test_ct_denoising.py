@@ -1,0 +1,210 @@
+"""The CT denoising plugin: the real network through the real worker on real CT (CPU)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import viewer
+from tests.conftest import REPO, data_path
+from viewer.core.errors import HounsfieldError
+
+PLUGIN = REPO / "plugins" / "ct_denoising"
+CHEST_I0 = 7.36e5  # photons/ray at the chest CT's own dose (lowdose.calibrate_i0; see training_log.json)
+
+
+@pytest.fixture(scope="module")
+def chest():
+    return viewer.load(data_path("chest-ct"))
+
+
+@pytest.fixture(scope="module")
+def host():
+    from viewer.ai.discovery import Registry
+    from viewer.ai.worker import AIHost
+
+    h = AIHost(Registry(models=Path("/nonexistent-models"), entry_points=False), device="cpu", threads=2)
+    yield h
+    h.shutdown()
+
+
+def _wait_until(cond, timeout=120):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_manifest_declares_the_plugin_and_its_model_card():
+    from viewer.ai.discovery import Registry
+
+    info = Registry(models=Path("/nonexistent-models"), entry_points=False).get("ct-denoising")
+    assert info.task.value == "image-to-image" and info.inputs[0].modalities == ("CT",)
+    dose = {p.name: p for p in info.parameters}["dose"]
+    assert dose.default == 0.25 and dose.kind == "float" and dose.minimum > 0 and dose.maximum == 1.0
+    card = info.card
+    for needle in ("chest-ct", "example_ct", "invesalius", "0.5, 0.25 and 0.125", "ct-aorta", "Poisson"):
+        assert needle in card.training_data, needle
+    assert "no CUDA GPU" in card.limitations
+    figures = {f.metric: f.value for f in card.evaluation}
+    net = figures["PSNR, network (ours)"]
+    # the issue's target: >= 1 dB above the best of the Gaussian, bilateral and NLM filters (2D NLM, as
+    # usually compared); the volumetric NLM added as a stronger baseline must at least be beaten
+    named = ("gaussian (tuned)", "bilateral (tuned)", "nlm (tuned)")
+    assert net >= max(figures[f"PSNR, {b}"] for b in named) + 1.0
+    assert net > figures["PSNR, nlm-3d (tuned)"] > figures["PSNR, quarter-dose input"]
+    best_ssim = max(v for k, v in figures.items() if k.startswith("SSIM, ") and "(tuned)" in k)
+    assert figures["SSIM, network (ours)"] > best_ssim
+
+
+def test_weights_are_small_and_load_without_pickled_code():
+    import torch
+
+    from plugins.ct_denoising.network import DenoiseNet
+
+    weights = PLUGIN / "weights.pt"
+    assert weights.stat().st_size < 5 * 2**20
+    state = torch.load(weights, weights_only=True)
+    net = DenoiseNet()
+    net.load_state_dict(state)  # strict: every tensor present, none extra
+    assert 50_000 < sum(p.numel() for p in net.parameters()) < 2_000_000
+
+
+def test_denoises_the_real_chest_ct_through_the_worker(host, chest):
+    progress = []
+    results = host.run("ct-denoising", chest, {"dose": 0.25},
+                       on_progress=lambda f, m: progress.append(f)).result(600)
+    img = results.images[0]
+    assert img.array.shape == chest.shape and img.array.dtype == np.int16
+    np.testing.assert_allclose(img.affine, chest.affine)
+    assert img.modality == "CT" and img.units == "HU"
+    hm = results.heatmaps[0]
+    assert hm.kind == "removed-noise" and hm.array.shape == chest.shape and hm.array.dtype == np.float32
+    assert 0.0 <= hm.array.min() and hm.array.max() <= 1.0
+    assert results.provenance["device"] == "cpu" and results.provenance["plugin_version"] == "1.0.0"
+    assert progress[-1] == pytest.approx(1.0) and len(progress) > 3
+    # the anatomy stays: air stays air, soft tissue stays soft tissue (a mean over the body)
+    body = chest.array > -500
+    assert abs(float(img.array[body].mean()) - float(chest.array[body].mean())) < 15
+    assert np.mean(img.array[chest.array < -950] < -900) > 0.99
+
+
+def _simulated_quarter_dose(hu_slices: np.ndarray, pixel_mm: float, i0: float, seed: int) -> np.ndarray:
+    from plugins.ct_denoising import lowdose
+
+    return np.stack([lowdose.simulate_slice(s, pixel_mm, 0.25, i0, np.random.default_rng([seed, n]))
+                     for n, s in enumerate(hu_slices)])
+
+
+def test_noise_is_reduced_on_a_simulated_quarter_dose_slice(host, chest):
+    pytest.importorskip("skimage")
+    from scipy import ndimage
+
+    clean = chest.array[69:72].astype(np.float32)
+    noisy = _simulated_quarter_dose(clean, float(chest.spacing[0]), CHEST_I0, seed=7)
+    vol = viewer.Volume(np.rint(noisy).astype(np.int16), chest.affine, modality="CT")
+    out = host.run_sync("ct-denoising", vol, {"dose": 0.25}).images[0].array[1].astype(np.float32)
+    body = ndimage.binary_erosion(clean[1] > -500, iterations=5)
+    rmse_in = np.sqrt(np.mean((noisy[1] - clean[1])[body] ** 2))
+    rmse_out = np.sqrt(np.mean((out - clean[1])[body] ** 2))
+    assert rmse_in > 25  # the simulation really is noisy
+    assert rmse_out < 0.6 * rmse_in
+
+
+def test_beats_a_gaussian_filter_tuned_on_the_held_out_slices_themselves(host):
+    """Quality on slices of the held-out CT (never trained on) against an oracle-tuned Gaussian."""
+    pytest.importorskip("skimage")
+    from scipy import ndimage
+
+    from plugins.ct_denoising import lowdose
+
+    aorta = viewer.load(data_path("ct-aorta", "ct_cropped.nii.gz"))
+    clean = aorta.array[78:85].astype(np.float32)
+    i0 = lowdose.calibrate_i0(aorta.array, float(aorta.spacing[0]), n_slices=3)
+    noisy = _simulated_quarter_dose(clean, float(aorta.spacing[0]), i0, seed=11)
+    vol = viewer.Volume(np.rint(noisy).astype(np.int16), aorta.affine, modality="CT")
+    out = host.run_sync("ct-denoising", vol, {"dose": 0.25, "heatmap": False}).images[0].array.astype(np.float32)
+    inner = np.s_[1:-1]  # edge slices lack one neighbour
+
+    def mse(a):
+        return float(np.mean((np.clip(a[inner], -1000, 1000) - np.clip(clean[inner], -1000, 1000)) ** 2))
+
+    best_gauss = min(mse(ndimage.gaussian_filter(noisy, (sz, s, s))) for s in (0.5, 0.75, 1.0, 1.5) for sz in (0, 0.7))
+    assert mse(out) < best_gauss < mse(noisy)
+
+
+def test_cancel_a_real_run(host, chest):
+    host.run_sync("ct-denoising", viewer.Volume(chest.array[:3], chest.affine, modality="CT"))  # warm
+    pid = host.worker_pid
+    handle = host.run("ct-denoising", chest)
+    _wait_until(lambda: handle.progress[0] > 0.05 or handle.done())
+    handle.cancel()
+    assert handle.wait(60)
+    assert handle.state == "cancelled"
+    with pytest.raises(HounsfieldError, match="cancelled"):
+        handle.result()
+    # the plugin checks Cancel between slice batches, so the worker did not need killing
+    assert not handle.worker_restarted and host.worker_pid == pid
+
+
+def test_kill_the_worker_mid_run_and_recover(host, chest):
+    host.run_sync("ct-denoising", viewer.Volume(chest.array[:3], chest.affine, modality="CT"))
+    pid = host.worker_pid
+    handle = host.run("ct-denoising", chest)
+    _wait_until(lambda: handle.progress[0] > 0.05 or handle.done())
+    os.kill(pid, signal.SIGKILL)
+    assert handle.wait(60)
+    assert handle.state == "failed" and "killed" in handle.error and "\n" not in handle.error
+    small = viewer.Volume(chest.array[60:63], chest.affine, modality="CT")
+    out = host.run_sync("ct-denoising", small)
+    assert out.images[0].array.shape == small.shape and host.worker_pid not in (None, pid)
+
+
+def test_headless_run_writes_nifti_and_json(tmp_path, capsys):
+    from viewer.cli import main
+
+    src = data_path("ct-aorta", "ct_cropped.nii.gz")
+    out = tmp_path / "out"
+    code = main(["run", "ct-denoising", str(src), "--out", str(out), "--device", "cpu", "--param", "dose=0.5"])
+    assert code == 0, capsys.readouterr().err
+    manifest = json.loads((out / "results.json").read_text())
+    assert manifest["plugin"]["id"] == "ct-denoising"
+    assert manifest["provenance"]["device"] == "cpu" and manifest["provenance"]["parameters"]["dose"] == 0.5
+    files = {r["kind"]: r["file"] for r in manifest["results"]}
+    original = viewer.load(src)
+    denoised = viewer.load(out / files["image"])
+    assert denoised.shape == original.shape
+    np.testing.assert_allclose(denoised.affine, original.affine, atol=1e-4)
+    heat = viewer.load(out / files["heatmap"])
+    assert heat.shape == original.shape and 0 <= heat.array.min() and heat.array.max() <= 1
+
+
+def test_headless_bad_parameter_is_one_sentence(capsys):
+    from viewer.cli import main
+
+    assert main(["run", "ct-denoising", str(data_path("ct-aorta", "ct_cropped.nii.gz")), "--out", "/tmp/x",
+                 "--param", "dose=3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("hounsfield: ") and "between 0.05 and 1" in err and "\n" not in err
+
+
+def test_training_refuses_the_held_out_ct(tmp_path):
+    from plugins.ct_denoising import data
+
+    with pytest.raises(data.HeldOutError):
+        data.load_training_volume(data.HELD_OUT)
+    copy = tmp_path / "renamed.nii.gz"
+    shutil.copy(data_path("ct-aorta", "ct_cropped.nii.gz"), copy)
+    with pytest.raises(data.HeldOutError):
+        data.refuse_held_out(data._from_viewer(copy, "a copy"), copy)
+    converted = tmp_path / "converted.nrrd"
+    viewer.save(viewer.load(copy), converted)  # other file, same voxels
+    with pytest.raises(data.HeldOutError):
+        data.refuse_held_out(data._from_viewer(converted, "a conversion"), converted)

@@ -1,0 +1,223 @@
+"""AI in the real window: the denoiser runs through the real worker on the real chest CT, its
+result opens side by side, linked, flickers in place, and its removed-noise heatmap draws over the
+original (checked by rendered pixels); Cancel and a crashing plugin leave the viewer working.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import data_path
+from tests.ui.conftest import needs_display
+from tests.ui.helpers import settle
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture(scope="module")
+def ai_window(qapp, tmp_path_factory):
+    needs_display()
+    path = data_path("chest-ct")
+    from PySide6.QtCore import QSettings
+
+    from tests.ai.fake_plugins import info as fake_info
+    from viewer.ai.discovery import Registry
+    from viewer.ai.worker import AIHost
+    from viewer.ui.mainwindow import MainWindow
+
+    settings = QSettings(str(tmp_path_factory.mktemp("ai") / "s.ini"), QSettings.Format.IniFormat)
+    win = MainWindow(settings=settings)
+    registry = Registry(models=Path("/nonexistent-models"), entry_points=False)
+    for name in ("crash", "slow"):
+        registry.add(fake_info(name))
+    win.ai._host = AIHost(registry, device="cpu", threads=2, stall_timeout=120)
+    win.resize(1500, 900)
+    win.model.set_layout("2x2")
+    win.show()
+    win.open_path(str(path))
+    end = time.monotonic() + 60
+    while (not win.model.series or win.session.jobs) and time.monotonic() < end:
+        qapp.processEvents()
+        time.sleep(0.01)
+    assert win.model.series and not win.session.jobs, "the chest CT did not load"
+    win.activateWindow()
+    yield win
+    win.close()
+
+
+@pytest.fixture(scope="module")
+def denoised(ai_window, qapp):
+    """Run the real denoiser once for the module; the ResultEntry it produced."""
+    win = ai_window
+    win.model.set_active(0)
+    handle = win.ai.start("ct-denoising", {"dose": 0.25, "heatmap": True})
+    assert handle is not None, win.message_bar.text()
+    end = time.monotonic() + 300
+    while not win.ai.entries and time.monotonic() < end:
+        qapp.processEvents()
+        time.sleep(0.02)
+        assert not win.message_bar.text(), win.message_bar.text()
+    assert win.ai.entries, "the denoiser gave no result in time"
+    for _ in range(5):
+        qapp.processEvents()
+    return win.ai.entries[-1]
+
+
+def _coloured(img: np.ndarray) -> int:
+    rgb = img[..., :3].astype(int)
+    return int(((rgb[..., 0] - rgb[..., 2]) > 40).sum())
+
+
+def test_the_ai_menu_offers_the_denoiser_for_ct_and_the_form_follows_its_parameters(ai_window):
+    from PySide6.QtWidgets import QCheckBox, QDoubleSpinBox, QTextBrowser
+
+    from viewer.ui.ai import _fill_menu
+    from viewer.ui.ai.dialog import RunDialog
+
+    win = ai_window
+    _fill_menu(win, win.ai_menu)
+    acts = {a.text(): a for a in win.ai_menu.actions()}
+    assert acts["CT denoising..."].isEnabled()
+    info = win.ai.host.get("ct-denoising")
+    dialog = RunDialog(info, "chest CT")
+    dose = dialog.findChild(QDoubleSpinBox, "param_dose")
+    assert dose.value() == pytest.approx(0.25) and dose.minimum() == pytest.approx(0.05) and dose.maximum() == 1.0
+    assert dialog.findChild(QCheckBox, "param_heatmap").isChecked()
+    dose.setValue(0.5)
+    assert dialog.values() == {"dose": 0.5, "heatmap": True}
+    card = dialog.findChild(QTextBrowser, "model_card").toPlainText()
+    assert "Intended use" in card and "ct-aorta" in card and "PSNR" in card
+    dialog.deleteLater()
+
+
+def test_the_denoised_series_opens_beside_its_source_linked_and_less_noisy(ai_window, denoised, qtbot):
+    win, m = ai_window, ai_window.model
+    src_key, out_key = denoised.source_key, denoised.derived_keys[0]
+    src, out = m.series[src_key], m.series[out_key]
+    assert m.layout == "1x3"
+    assert [(vp.series, vp.plane) for vp in m.viewports[:3]] == [
+        (src_key, "axial"), (out_key, "axial"), (out_key, "coronal")]
+    assert out.volume.shape == src.volume.shape and np.allclose(out.volume.affine, src.volume.affine)
+    assert out.frame_of_reference == src.frame_of_reference and "AI" in \
+        out.volume.source.series_description
+    assert denoised.provenance["plugin_id"] == "ct-denoising" and not denoised.provenance["edited_by_person"]
+    # linked: scrolling the original moves the result
+    before = out.point.copy()
+    m.step(0, 5)
+    assert out.point[2] != before[2] and np.isclose(out.point[2], src.point[2])
+    # rendered: in the same view (flicker keeps zoom and pan), soft tissue is smoother in the result
+    nk, nj, ni = src.volume.shape
+    for state in (src, out):
+        state.set_window(40, 400)
+    m.set_point(src_key, src.volume.index_to_lps([ni // 2, nj // 2, nk // 2]))
+    denoised.heatmaps[0].set(visible=False)
+    m.set_crosshair_visible(False)
+    m.set_active(0)
+    m.set_layout("1x1")
+    settle(qtbot, 100)
+    a = win.grid.views[0].capture()
+    win.ai.flicker()
+    assert m.viewports[0].series == out_key
+    settle(qtbot, 100)
+    b = win.grid.views[0].capture()
+    win.ai.flicker()
+    m.set_crosshair_visible(True)
+    m.set_layout("1x3")
+    ga, gb = a[..., 0].astype(float), b[..., 0].astype(float)
+    tissue = (ga > 60) & (ga < 200) & (gb > 60) & (gb < 200)  # soft tissue at W 400 L 40 in both
+
+    def roughness(g):
+        lap = np.abs(4 * g[1:-1, 1:-1] - g[:-2, 1:-1] - g[2:, 1:-1] - g[1:-1, :-2] - g[1:-1, 2:])
+        return float(np.median(lap[tissue[1:-1, 1:-1]]))
+
+    assert tissue.sum() > 20000
+    assert roughness(gb) < 0.7 * roughness(ga), (roughness(ga), roughness(gb))
+
+
+def test_the_removed_noise_heatmap_draws_over_the_original_and_follows_its_controls(ai_window, denoised, qtbot):
+    win = ai_window
+    layer = denoised.heatmaps[0]
+    assert layer.volume.array.dtype == np.float32 and layer in win.model.series[denoised.source_key].heatmaps
+    view = win.grid.views[0]
+    layer.set(visible=False)
+    settle(qtbot, 100)
+    base = _coloured(view.capture())  # crosshair and orientation letters are coloured too
+    layer.set(visible=True, opacity=0.8, threshold=0.05)
+    settle(qtbot, 100)
+    shown = _coloured(view.capture()) - base
+    assert shown > 2000, shown
+    layer.set(threshold=1.0)  # little reaches full scale (100 HU removed): almost nothing drawn
+    settle(qtbot, 100)
+    assert _coloured(view.capture()) - base < shown / 10
+    layer.set(threshold=0.05, visible=False)
+    settle(qtbot, 100)
+    assert abs(_coloured(view.capture()) - base) < 50  # the colour bar goes too
+    # the panel's controls drive the layer
+    box = win.ai.panel.boxes[0]
+    controls = box.heatmap_controls[0]
+    controls.visible.setChecked(True)
+    controls.opacity.setValue(30)
+    assert layer.visible and layer.opacity == pytest.approx(0.3)
+    # the result's view has no heatmap of its own
+    assert not win.model.series[denoised.derived_keys[0]].heatmaps
+
+
+def test_flicker_swaps_original_and_result_in_place(ai_window, denoised, qtbot):
+    win, m = ai_window, ai_window.model
+    m.set_active(0)
+    m.show_series(0, denoised.source_key)
+    m.set_zoom(0, 2.0)
+    win.activateWindow()
+    qtbot.waitUntil(win.isActiveWindow, timeout=3000)
+    qtbot.keyClick(win.grid.views[0], "T")
+    assert m.viewports[0].series == denoised.derived_keys[0] and m.viewports[0].zoom == 2.0
+    qtbot.keyClick(win.grid.views[0], "T")
+    assert m.viewports[0].series == denoised.source_key and m.viewports[0].zoom == 2.0
+    win.ai.compare(denoised)
+    assert m.viewports[1].series == denoised.derived_keys[0]
+
+
+def test_cancel_stops_a_run_and_the_viewer_goes_on(ai_window, denoised, qtbot):
+    win, m = ai_window, ai_window.model
+    m.set_active(0)
+    count = len(win.ai.entries)
+    handle = win.ai.start("test-slow", {})
+    assert handle is not None
+    qtbot.waitUntil(lambda: handle.state == "running", timeout=60000)
+    assert win.ai.cancel_button.isVisible()
+    t0 = time.monotonic()
+    win.ai.cancel()
+    qtbot.waitUntil(handle.done, timeout=5000)
+    assert time.monotonic() - t0 < 2.0
+    qtbot.waitUntil(lambda: not win.ai.cancel_button.isVisible(), timeout=2000)
+    assert len(win.ai.entries) == count and not win.message_bar.text()
+    m.step(0, 1)  # still reading
+
+
+def test_a_crashing_plugin_shows_one_sentence_and_the_next_run_works(ai_window, denoised, qtbot):
+    win, m = ai_window, ai_window.model
+    m.set_active(0)
+    handle = win.ai.start("test-crash", {})
+    assert handle is not None
+    qtbot.waitUntil(lambda: bool(win.message_bar.text()), timeout=60000)
+    text = win.message_bar.text()
+    assert "Traceback" not in text and text.endswith(".") and text.count(". ") == 0, text
+    win.message_bar.dismiss()
+    again = win.ai.start("test-slow", {})
+    assert again is not None
+    qtbot.waitUntil(lambda: again.state == "running", timeout=60000)
+    win.ai.cancel()
+    qtbot.waitUntil(again.done, timeout=5000)
+    assert again.worker_restarted or again.state == "cancelled"
+
+
+def test_removing_a_result_takes_its_series_and_heatmap_away(ai_window, denoised, qtbot):
+    win, m = ai_window, ai_window.model
+    win.ai.remove(denoised)
+    assert denoised.derived_keys[0] not in m.series
+    assert not m.series[denoised.source_key].heatmaps
+    assert not win.ai.panel.boxes

@@ -1,0 +1,320 @@
+"""The plugin API as plain typed data (no Qt, no torch): what a plugin declares and returns.
+
+A plugin declares a ``PluginInfo`` (normally as JSON in a manifest, read without importing the
+plugin) and implements ``run(inputs, params, context) -> Results``:
+
+    class MyPlugin:
+        def run(self, inputs: dict[str, Volume], params: dict, context: RunContext) -> Results:
+            image = inputs["image"]
+            context.progress(0.5, "thinking")
+            context.check_cancelled()
+            return Results(images=[DerivedImage(...)])
+
+The host builds the parameter form from ``PluginInfo.parameters``, checks the input against
+``PluginInfo.inputs``, runs the plugin in the worker process and turns ``Results`` into overlays.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from viewer.core.errors import HounsfieldError
+from viewer.core.volume import Volume
+
+API_VERSION = 1
+
+
+class Task(enum.StrEnum):
+    IMAGE_TO_IMAGE = "image-to-image"
+    SEGMENTATION = "segmentation"
+    DETECTION = "detection"
+
+
+class Cancelled(Exception):
+    """Raised inside a plugin (by ``RunContext.check_cancelled``) when the user pressed Cancel."""
+
+
+# ---------------------------------------------------------------------------------------------
+# what a plugin declares
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What input a plugin accepts.  Empty ``modalities`` accepts any modality."""
+
+    name: str = "image"
+    modalities: tuple[str, ...] = ()
+    dims: int = 3  # 3: a volume; 2: also single slices (a volume with one k slice)
+    spacing_mm: tuple[float, float] | None = None  # accepted in-plane spacing range, mm
+    min_slices: int = 1
+
+    def problem(self, volume: Volume) -> str | None:
+        """One sentence saying why ``volume`` is not acceptable, or None."""
+        if self.modalities and volume.modality.upper() not in {m.upper() for m in self.modalities}:
+            return f"it accepts {'/'.join(self.modalities)} images, not {volume.modality}"
+        if self.dims == 3 and volume.shape[0] < max(self.min_slices, 1):
+            return f"it needs a volume of at least {max(self.min_slices, 2)} slices"
+        if self.spacing_mm is not None:
+            lo, hi = self.spacing_mm
+            px = float(min(volume.spacing[0], volume.spacing[1]))
+            if not lo <= px <= hi:
+                return f"it accepts pixel spacings of {lo:g} to {hi:g} mm, not {px:.3g} mm"
+        return None
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A typed, user-settable parameter; the UI form is generated from these."""
+
+    name: str
+    kind: str = "float"  # float | int | bool | choice | str
+    default: Any = None
+    label: str = ""
+    help: str = ""
+    minimum: float | None = None
+    maximum: float | None = None
+    step: float | None = None
+    choices: tuple[str, ...] = ()
+    unit: str = ""
+
+    def coerce(self, value: Any) -> Any:
+        """``value`` (possibly a string from the command line) as this parameter's type, checked."""
+        label = self.label or self.name
+        try:
+            if self.kind == "float":
+                v: Any = float(value)
+            elif self.kind == "int":
+                v = int(value)
+            elif self.kind == "bool":
+                if isinstance(value, str):
+                    if value.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                        raise ValueError(value)
+                    v = value.lower() in ("1", "true", "yes", "on")
+                else:
+                    v = bool(value)
+            elif self.kind == "choice":
+                v = str(value)
+                if v not in self.choices:
+                    raise HounsfieldError(f"Parameter {label} must be one of {', '.join(self.choices)}, not {v!r}.")
+            else:
+                v = str(value)
+        except (TypeError, ValueError):
+            raise HounsfieldError(f"Parameter {label} needs a {self.kind} value, not {value!r}.") from None
+        if self.kind in ("float", "int"):
+            if self.minimum is not None and v < self.minimum or self.maximum is not None and v > self.maximum:
+                raise HounsfieldError(f"Parameter {label} must lie between {self.minimum:g} and {self.maximum:g}.")
+        return v
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One evaluation figure of a model card, e.g. PSNR 38.2 dB on the held-out CT at quarter dose."""
+
+    metric: str
+    value: float
+    unit: str = ""
+    dataset: str = ""
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    intended_use: str = ""
+    training_data: str = ""
+    evaluation: tuple[Figure, ...] = ()
+    limitations: str = ""
+    license: str = ""
+    references: tuple[str, ...] = ()
+    hardware: str = ""
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """Everything the host and the UI need to know about a plugin without importing it."""
+
+    id: str
+    name: str
+    version: str
+    task: Task
+    inputs: tuple[InputSpec, ...] = (InputSpec(),)
+    parameters: tuple[Parameter, ...] = ()
+    card: ModelCard = field(default_factory=ModelCard)
+    description: str = ""
+    # how the worker finds the code: "module:attribute" (a class or a factory), or for model
+    # files found in the models folder, "model:<kind>" with ``model_path`` set
+    entry: str = ""
+    model_path: str = ""
+    amp: bool = False  # may run in mixed precision on CUDA
+    explainers: tuple[str, ...] = ()  # e.g. ("probability", "gradcam", "occlusion")
+    source: str = "built-in"  # built-in | entry point <dist> | models folder
+    extra: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def defaults(self) -> dict[str, Any]:
+        return {p.name: p.default for p in self.parameters}
+
+    def resolve_params(self, given: dict[str, Any] | None) -> dict[str, Any]:
+        """Defaults overlaid with ``given`` (coerced and checked); unknown names are an error."""
+        out = self.defaults()
+        by_name = {p.name: p for p in self.parameters}
+        for k, v in (given or {}).items():
+            if k not in by_name:
+                known = ", ".join(by_name) or "none"
+                raise HounsfieldError(f"{self.name} has no parameter {k!r} (its parameters: {known}).")
+            out[k] = by_name[k].coerce(v)
+        return out
+
+    def check_input(self, volume: Volume) -> None:
+        spec = self.inputs[0] if self.inputs else InputSpec()
+        why = spec.problem(volume)
+        if why:
+            raise HounsfieldError(f"{self.name} cannot run on this image: {why}.")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["task"] = self.task.value
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict, **overrides) -> PluginInfo:
+        """Build from a manifest's JSON object (unknown keys go to ``extra``)."""
+        d = {**d, **overrides}
+        known = {f.name for f in fields(cls)}
+        extra = {k: v for k, v in d.items() if k not in known}
+        card = d.get("card") or {}
+        card = ModelCard(**{**{k: v for k, v in card.items() if k in {f.name for f in fields(ModelCard)}},
+                            "evaluation": tuple(Figure(**f) for f in card.get("evaluation", ())),
+                            "references": tuple(card.get("references", ()))})
+        params = tuple(Parameter(**{**p, "choices": tuple(p.get("choices", ()))}) for p in d.get("parameters", ()))
+        inputs = tuple(InputSpec(**{**i, "modalities": tuple(i.get("modalities", ())),
+                                    "spacing_mm": tuple(i["spacing_mm"]) if i.get("spacing_mm") else None})
+                       for i in d.get("inputs", ({},)))
+        try:
+            task = Task(d["task"])
+        except ValueError:
+            raise HounsfieldError(f"Plugin {d.get('id')} declares an unknown task {d['task']!r}.") from None
+        return cls(id=str(d["id"]), name=str(d.get("name", d["id"])), version=str(d.get("version", "0")),
+                   task=task, inputs=inputs, parameters=params, card=card,
+                   description=d.get("description", ""), entry=d.get("entry", ""),
+                   model_path=d.get("model_path", ""), amp=bool(d.get("amp", False)),
+                   explainers=tuple(d.get("explainers", ())), source=d.get("source", "built-in"),
+                   extra={**d.get("extra", {}), **extra})
+
+
+# ---------------------------------------------------------------------------------------------
+# what a plugin returns
+
+
+@dataclass
+class DerivedImage:
+    """A new image on a grid of its own (usually the input's): e.g. the denoised CT."""
+
+    array: np.ndarray
+    affine: np.ndarray
+    name: str
+    modality: str = "OT"
+    units: str = ""
+    description: str = ""
+
+    def to_volume(self, like: Volume | None = None) -> Volume:
+        window = like.window if like is not None else None
+        source = like.source if like is not None else None
+        kw = {"source": source} if source is not None else {}
+        return Volume(self.array, self.affine, modality=self.modality, units=self.units, window=window, **kw)
+
+
+@dataclass(frozen=True)
+class Segment:
+    label: int
+    name: str
+    color: tuple[int, int, int] = (255, 0, 0)
+    description: str = ""
+    code: tuple[str, str, str] | None = None  # (scheme, value, meaning), e.g. SCT
+
+
+@dataclass
+class LabelMap:
+    """A label map (uint8, uint16 beyond 255 labels) on ``affine``'s grid, with its segments."""
+
+    array: np.ndarray
+    affine: np.ndarray
+    segments: list[Segment]
+    name: str = "segmentation"
+
+
+@dataclass
+class Detection:
+    """One finding: centre and size in LPS mm, a score in [0, 1], a class name."""
+
+    center_lps: tuple[float, float, float]
+    size_mm: tuple[float, float, float]
+    score: float
+    label: str
+    description: str = ""
+
+    def to_dict(self) -> dict:
+        return {"center_lps_mm": [float(c) for c in self.center_lps], "size_mm": [float(s) for s in self.size_mm],
+                "score": float(self.score), "label": self.label, "description": self.description}
+
+
+@dataclass
+class Heatmap:
+    """An explanation map: float32 in [0, 1] on ``affine``'s grid; ``kind`` says what it shows."""
+
+    array: np.ndarray
+    affine: np.ndarray
+    name: str
+    kind: str = "saliency"  # removed-noise | probability | gradcam | occlusion | saliency
+    description: str = ""
+
+
+@dataclass
+class Results:
+    """What ``run`` returns.  The host adds ``provenance`` (plugin, version, device, parameters)."""
+
+    images: list[DerivedImage] = field(default_factory=list)
+    label_maps: list[LabelMap] = field(default_factory=list)
+    detections: list[Detection] = field(default_factory=list)
+    heatmaps: list[Heatmap] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    provenance: dict = field(default_factory=dict)
+
+    def arrays(self) -> list[np.ndarray]:
+        return ([r.array for r in self.images] + [r.array for r in self.label_maps]
+                + [r.array for r in self.heatmaps])
+
+    def is_empty(self) -> bool:
+        return not (self.images or self.label_maps or self.detections or self.heatmaps)
+
+
+# ---------------------------------------------------------------------------------------------
+# what the host gives a plugin while it runs
+
+
+@runtime_checkable
+class RunContext(Protocol):
+    """Passed to ``run``: progress, cancellation, the device, and helpers that live in the worker."""
+
+    device: str  # "cpu" or "cuda" / "cuda:0"
+    amp: bool  # mixed precision allowed for this run (CUDA and the plugin allows it)
+
+    @property
+    def cancelled(self) -> bool: ...
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        """Report progress in [0, 1]; cheap, call it often."""
+
+    def check_cancelled(self) -> None:
+        """Raise ``Cancelled`` if the user asked to stop; call it between chunks of work."""
+
+    def note(self, message: str) -> None:
+        """A one-sentence remark shown to the user with the results."""
+
+    def autocast(self):
+        """A context manager: float16 autocast on CUDA when ``amp`` is allowed, else a no-op."""
+
+    def sliding_window(self, predictor, image, roi_size, **kw):
+        """MONAI sliding-window inference over a (B, C, *spatial) tensor, with progress and Cancel."""

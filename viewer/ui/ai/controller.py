@@ -1,0 +1,178 @@
+"""The viewer's side of AI runs: one host (created on first use, its worker started on the first
+run, never at start-up), the run dialog, progress and Cancel in the status bar, and the results.
+
+Callbacks from the host's supervisor thread arrive here as queued Qt signals, so the UI thread
+only ever does quick work: the volume goes to the worker through shared memory and the result
+comes back the same way.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtWidgets import QDockWidget, QLabel, QProgressBar, QToolButton
+
+from viewer.core.errors import HounsfieldError
+from viewer.logs import log
+from viewer.ui.ai.panel import ResultsPanel
+from viewer.ui.ai.results import ResultEntry, apply_results, flicker, remove_entry
+from viewer.ui.settings import read_bool
+
+
+class AIController(QObject):
+    progressed = Signal(float, str)
+    finished = Signal(object)  # RunHandle
+    result_added = Signal(object)  # ResultEntry
+
+    def __init__(self, window, host=None):
+        super().__init__(window)
+        self.window = window
+        self._host = host
+        self.handle = None
+        self.source_key: str | None = None
+        self.entries: list[ResultEntry] = []
+        self.force_cpu = read_bool(window.settings, "ai/force_cpu", False)
+        bar = window.statusBar()
+        self.label = QLabel("")
+        self.bar = QProgressBar()
+        self.bar.setFixedWidth(160)
+        self.bar.setRange(0, 100)
+        self.cancel_button = QToolButton()
+        self.cancel_button.setText("Cancel AI")
+        self.cancel_button.setToolTip("Stop the AI run (it ends within a second)")
+        self.cancel_button.clicked.connect(self.cancel)
+        for w in (self.label, self.bar, self.cancel_button):
+            bar.addPermanentWidget(w)
+            w.hide()
+        self.panel = ResultsPanel()
+        self.dock = QDockWidget("AI results", window)
+        self.dock.setObjectName("ai_results")
+        self.dock.setWidget(self.panel)
+        window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
+        self.dock.hide()
+        self.panel.compare_requested.connect(self.compare)
+        self.panel.flicker_requested.connect(lambda e: flicker(self.window.model, e))
+        self.panel.remove_requested.connect(self.remove)
+        self.progressed.connect(self._on_progress)
+        self.finished.connect(self._on_finished)
+
+    # the host, made on first use
+    @property
+    def host(self):
+        if self._host is None:
+            from viewer.ai.worker import AIHost
+
+            self._host = AIHost()
+        return self._host
+
+    def plugins(self):
+        return self.host.plugins()
+
+    @property
+    def running(self) -> bool:
+        return self.handle is not None and not self.handle.done()
+
+    def set_force_cpu(self, on: bool) -> None:
+        self.force_cpu = bool(on)
+        self.window.settings.setValue("ai/force_cpu", self.force_cpu)
+
+    # running
+    def open_dialog(self, plugin_id: str) -> None:
+        from viewer.ui.ai.dialog import RunDialog
+
+        state = self.window.model.active_state
+        if state is None:
+            self.window.show_error("Open a series first; AI plugins run on the series in the active view.")
+            return
+        info = self.host.get(plugin_id)
+        label = state.volume.source.series_description or state.key
+        dialog = RunDialog(info, label, "cpu" if self.force_cpu else "auto", self.window)
+        if dialog.exec():
+            self.start(plugin_id, dialog.values(), dialog.chosen_device())
+
+    def start(self, plugin_id: str, params: dict | None = None, device: str | None = None):
+        """Run a plugin on the active series; returns the RunHandle (None when it cannot start)."""
+        state = self.window.model.active_state
+        if state is None:
+            self.window.show_error("Open a series first; AI plugins run on the series in the active view.")
+            return None
+        if state.loaded is not None:
+            self.window.show_error("The series is still loading; run the AI when it has loaded.")
+            return None
+        if self.running:
+            self.window.show_error("An AI run is in progress; wait for it or cancel it first.")
+            return None
+        if self.force_cpu:
+            device = "cpu"
+        try:
+            self.handle = self.host.run(plugin_id, state.volume, params, device=device,
+                                        on_progress=lambda f, m: self.progressed.emit(f, m),
+                                        on_done=lambda h: self.finished.emit(h))
+        except HounsfieldError as exc:
+            self.window.show_error(str(exc))
+            return None
+        self.source_key = state.key
+        self.label.setText(f"{self.handle.info.name}: starting")
+        self.bar.setValue(0)
+        for w in (self.label, self.bar, self.cancel_button):
+            w.show()
+        log.info("AI run of %s started", plugin_id)
+        return self.handle
+
+    def cancel(self) -> None:
+        if self.running:
+            self.handle.cancel()
+            self.label.setText(f"{self.handle.info.name}: cancelling")
+
+    def _on_progress(self, fraction: float, message: str) -> None:
+        if self.running:
+            self.bar.setValue(round(100 * fraction))
+            self.label.setText(f"{self.handle.info.name}: {message}")
+
+    def _on_finished(self, handle) -> None:
+        for w in (self.label, self.bar, self.cancel_button):
+            w.hide()
+        if handle.state == "cancelled":
+            self.window.statusBar().showMessage(f"The run of {handle.info.name} was cancelled.", 8000)
+            return
+        if handle.state != "done":
+            self.window.show_error(handle.error or f"{handle.info.name} failed; details are in the log file.")
+            return
+        try:
+            entry = apply_results(self.window, self.source_key, handle.results)
+        except HounsfieldError as exc:
+            self.window.show_error(str(exc))
+            return
+        except Exception:
+            log.exception("showing AI results failed")
+            self.window.show_error(f"The results of {handle.info.name} could not be shown; details are in the log.")
+            return
+        self.entries.append(entry)
+        self.panel.add(entry)
+        self.dock.show()
+        for note in handle.notes[:1]:
+            self.window.statusBar().showMessage(note, 10000)
+        self.result_added.emit(entry)
+
+    # results
+    def compare(self, entry: ResultEntry) -> None:
+        if entry.derived_keys and all(k in self.window.model.series for k in (entry.source_key,
+                                                                              entry.derived_keys[0])):
+            self.window.model.compare(entry.source_key, entry.derived_keys[0])
+
+    def flicker(self) -> None:
+        """Swap the newest result with its original in the active view (key T)."""
+        for entry in reversed(self.entries):
+            if entry.derived_keys and entry.derived_keys[0] in self.window.model.series:
+                flicker(self.window.model, entry)
+                return
+        self.window.statusBar().showMessage("No AI result image to flicker with.", 5000)
+
+    def remove(self, entry: ResultEntry) -> None:
+        remove_entry(self.window, entry)
+        self.panel.remove(entry)
+        if entry in self.entries:
+            self.entries.remove(entry)
+
+    def shutdown(self) -> None:
+        if self._host is not None:
+            self._host.shutdown()
