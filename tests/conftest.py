@@ -24,9 +24,10 @@ def data_path(*parts: str) -> Path:
 def _private_user_dirs(tmp_path_factory):
     """Keep the study index, logs and caches of the test run out of the user's own folders."""
     root = tmp_path_factory.mktemp("user")
-    old = {k: os.environ.get(k) for k in ("HOUNSFIELD_DATA_DIR", "HOUNSFIELD_LOG_DIR")}
+    old = {k: os.environ.get(k) for k in ("HOUNSFIELD_DATA_DIR", "HOUNSFIELD_LOG_DIR", "HOUNSFIELD_CONFIG_DIR")}
     os.environ["HOUNSFIELD_DATA_DIR"] = str(root / "data")
     os.environ["HOUNSFIELD_LOG_DIR"] = str(root / "log")
+    os.environ["HOUNSFIELD_CONFIG_DIR"] = str(root / "config")  # PACS nodes: none unless a test writes some
     yield
     for k, v in old.items():
         if v is None:

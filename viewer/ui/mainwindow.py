@@ -26,6 +26,7 @@ import viewer
 from viewer.core.viewstate import LAYOUTS, TOOLS, ViewerModel, auto_window
 from viewer.logs import log
 from viewer.ui import ai as ai_ui
+from viewer.ui import pacs as pacs_ui
 from viewer.ui.actions import build_actions
 from viewer.ui.browser import StudyBrowser
 from viewer.ui.messagebar import MessageBar
@@ -64,6 +65,7 @@ class MainWindow(QMainWindow):
         self._build_status_bar()
         self.actions_ = build_actions(self)
         self._build_menus()
+        pacs_ui.install(self)
         self._build_toolbar()
         ai_ui.install(self)
         self._connect()
@@ -416,6 +418,7 @@ class MainWindow(QMainWindow):
     def closeEvent(self, ev):  # noqa: N802
         self.save_settings()
         self.ai.shutdown()
+        pacs_ui.shutdown(self)
         self.session.close_all()
         self.grid.dispose()
         super().closeEvent(ev)
