@@ -29,7 +29,13 @@ from viewer.core.volume import Volume
 PLANES = ("axial", "coronal", "sagittal")
 SLOT_PLANES = ("axial", "coronal", "sagittal", "3d")
 LAYOUTS = ("1x1", "1x3", "2x2")
-TOOLS = ("wl", "crosshair", "zoom", "pan", "rotate")
+TOOLS = ["wl", "crosshair", "zoom", "pan", "rotate"]  # editing and measuring tools append theirs
+
+
+def register_tool(name: str) -> None:
+    """Make ``name`` a tool the model accepts (segment editing and measurement tools)."""
+    if name not in TOOLS:
+        TOOLS.append(name)
 
 _BASE = {  # (u, v) of each plane with no rotation: screen right and screen up, in LPS
     "axial": ((1.0, 0.0, 0.0), (0.0, -1.0, 0.0)),

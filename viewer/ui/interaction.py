@@ -17,6 +17,12 @@ from viewer.core.viewstate import PLANES
 
 CLICK_SLOP = 3.0  # pixels a press may move and still count as a click
 
+# Tools beyond the viewing ones (segment editing, measurements) register a handler here:
+# TOOL_HANDLERS[name] = factory(view) -> an object with press(pos, modifiers), move(pos),
+# release(pos), and optionally hover(pos) and leave().  The left button goes to the handler of the
+# model's current tool; right/middle buttons, Shift and Ctrl keep their viewing meanings.
+TOOL_HANDLERS: dict = {}
+
 
 @dataclass
 class Drag:
@@ -38,6 +44,15 @@ class ViewInteraction:
         self.model = view.model
         self.drag: Drag | None = None
         self._wheel_rest = 0.0
+        self._handlers: dict = {}
+
+    def handler(self, tool: str):
+        """This view's handler of an extra tool (made on first use), or None for viewing tools."""
+        if tool not in TOOL_HANDLERS:
+            return None
+        if tool not in self._handlers:
+            self._handlers[tool] = TOOL_HANDLERS[tool](self.view)
+        return self._handlers[tool]
 
     @property
     def slot(self) -> int:
@@ -65,16 +80,28 @@ class ViewInteraction:
             return
         vp = self.model.viewports[self.slot]
         self.drag = Drag(mode, button, QPointF(pos), QPointF(pos), state.window, vp.zoom, vp.pan)
-        if mode == "crosshair":
+        h = self.handler(mode)
+        if h is not None:
+            h.press(pos, modifiers)
+        elif mode == "crosshair":
             self.view.move_point_to(pos)
 
     def move(self, pos: QPointF) -> None:
         d = self.drag
         if d is None:
+            h = self.handler(self.model.tool)
+            if h is not None and hasattr(h, "hover"):
+                h.hover(pos)
             self.view.emit_readout(pos)
             return
         state = self.model.state(self.slot)
         if state is None:
+            return
+        h = self.handler(d.mode)
+        if h is not None:
+            h.move(pos)
+            d.last = QPointF(pos)
+            self.view.emit_readout(pos)
             return
         dx, dy = pos.x() - d.start.x(), pos.y() - d.start.y()
         if not d.moved and math.hypot(dx, dy) >= CLICK_SLOP:
@@ -106,9 +133,19 @@ class ViewInteraction:
         d = self.drag
         if d is None or button != d.button:
             return
+        h = self.handler(d.mode)
+        if h is not None:
+            self.drag = None
+            h.release(pos)
+            return
         if d.mode == "wl" and not d.moved:
             self.view.move_point_to(pos)  # a click with the W/L tool moves the crosshair
         self.drag = None
+
+    def leave(self) -> None:
+        for h in self._handlers.values():
+            if hasattr(h, "leave"):
+                h.leave()
 
     def wheel(self, angle_delta_y: int, modifiers) -> None:
         self.model.set_active(self.slot)

@@ -241,8 +241,9 @@ class MainWindow(QMainWindow):
     def _sync_actions(self) -> None:
         a, m = self.actions_, self.model
         a[f"layout_{m.layout}"].setChecked(True)
-        a[f"tool_{m.tool}"].setChecked(True)
-        self.tool_label.setText(f"Left button: {TOOL_NAMES[m.tool]}   F1: shortcuts")
+        if f"tool_{m.tool}" in a:
+            a[f"tool_{m.tool}"].setChecked(True)
+        self.tool_label.setText(f"Left button: {TOOL_NAMES.get(m.tool, m.tool)}   F1: shortcuts")
         a["crosshair"].setChecked(m.crosshair_visible)
         a["link"].setChecked(m.link_series)
         state = m.active_state

@@ -244,7 +244,7 @@ class SliceView(VtkWidget):
         pass
 
     def leaveEvent(self, ev):  # noqa: N802
-        pass
+        self.interaction.leave()
 
     def dragEnterEvent(self, ev):  # noqa: N802
         if ev.mimeData().hasFormat(SERIES_MIME):
