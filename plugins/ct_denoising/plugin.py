@@ -14,7 +14,23 @@ import numpy as np
 from viewer.ai.api import DerivedImage, Heatmap, Results
 
 WEIGHTS = Path(__file__).resolve().parent / "weights.pt"
-HEATMAP_FULL_SCALE_HU = 100.0  # removed noise of this many HU shows as 1.0
+HEATMAP_FULL_SCALE_HU = 50.0  # removed noise of this many HU (local RMS) shows as 1.0
+HEATMAP_SIGMA_PX = 2.0  # in-plane Gaussian over which the removed signal's RMS is taken
+
+
+def removed_map(hu: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """What the network took away, as a [0, 1] map: the local RMS of ``hu - out`` per slice.
+
+    Plain |hu - out| is speckle wherever there was noise; its local RMS is smooth where only noise
+    went and peaks where the network changed anatomy (edges, small structures): what a reader
+    should check."""
+    from scipy import ndimage
+
+    heat = np.empty(out.shape, np.float32)
+    for k in range(out.shape[0]):
+        d = np.asarray(hu[k], np.float32) - out[k]
+        heat[k] = np.sqrt(ndimage.gaussian_filter(d * d, HEATMAP_SIGMA_PX)) / HEATMAP_FULL_SCALE_HU
+    return np.clip(heat, 0.0, 1.0, out=heat)
 
 
 class CTDenoiser:
@@ -63,10 +79,10 @@ class CTDenoiser:
         results = Results(images=[DerivedImage(out, vol.affine.copy(), f"Denoised (dose {dose:g})", "CT", "HU",
                                                f"CT denoising at an assumed dose fraction of {dose:g}.")])
         if params.get("heatmap", True):
-            removed = np.abs(np.asarray(hu, np.float32) - out) / HEATMAP_FULL_SCALE_HU
-            results.heatmaps.append(Heatmap(np.clip(removed, 0, 1, out=removed), vol.affine.copy(), "Removed noise",
-                                            "removed-noise", f"|input - denoised|; 1.0 = {HEATMAP_FULL_SCALE_HU:g} HU "
-                                            "or more removed."))
+            results.heatmaps.append(Heatmap(removed_map(hu, out), vol.affine.copy(), "Removed noise", "removed-noise",
+                                            f"Local RMS of input - denoised (Gaussian {HEATMAP_SIGMA_PX:g} px); "
+                                            f"1.0 = {HEATMAP_FULL_SCALE_HU:g} HU or more removed.  Bright edges or "
+                                            "shapes mean structure, not only noise, was taken away."))
         return results
 
     @staticmethod

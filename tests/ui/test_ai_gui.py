@@ -32,7 +32,7 @@ def ai_window(qapp, tmp_path_factory):
     settings = QSettings(str(tmp_path_factory.mktemp("ai") / "s.ini"), QSettings.Format.IniFormat)
     win = MainWindow(settings=settings)
     registry = Registry(models=Path("/nonexistent-models"), entry_points=False)
-    for name in ("crash", "slow"):
+    for name in ("crash", "slow", "threshold"):
         registry.add(fake_info(name))
     win.ai._host = AIHost(registry, device="cpu", threads=2, stall_timeout=120)
     win.resize(1500, 900)
@@ -221,3 +221,88 @@ def test_removing_a_result_takes_its_series_and_heatmap_away(ai_window, denoised
     assert denoised.derived_keys[0] not in m.series
     assert not m.series[denoised.source_key].heatmaps
     assert not win.ai.panel.boxes
+
+
+def _status_pixels(img: np.ndarray, status: str) -> int:
+    r, g, b = (img[..., c].astype(int) for c in range(3))
+    if status == "pending":  # yellow
+        return int(((r > 200) & (g > 170) & (b < 90)).sum())
+    return int(((g > 180) & (r < 120) & (b < 140)).sum())  # accepted: green
+
+
+def test_detections_become_markers_to_accept_reject_move_and_resize(ai_window, qtbot, qapp):
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QPushButton
+
+    from tests.ui.helpers import qt_pos
+
+    win, m = ai_window, ai_window.model
+    m.set_layout("2x2")
+    m.restore_planes()
+    src_key = next(k for k in m.series if "#ai" not in k)
+    for slot in range(3):
+        m.show_series(slot, src_key)
+    m.set_active(0)
+    count = len(win.ai.entries)
+    handle = win.ai.start("test-threshold", {})
+    assert handle is not None, win.message_bar.text()
+    qtbot.waitUntil(lambda: len(win.ai.entries) > count, timeout=120000)
+    entry = win.ai.entries[-1]
+    ms = entry.marker_sets[0]
+    marker = ms.markers[0]
+    assert ms in m.series[src_key].marker_sets and marker.status == "pending" and not marker.edited
+    marker.size_mm = np.array([40.0, 40.0, 40.0])  # the fake plugin's 10 mm is small to grab; not an edit
+    ms.changed.emit()
+    m.set_layout("1x1")
+    m.set_active(0)
+    view = win.grid.views[0]
+    box = next(b for b in win.ai.panel.boxes if b.entry is entry)
+    table = box.detection_tables[0]
+    table.table.selectRow(0)
+    table.findChild(QPushButton, "detections_go_to").click()
+    state = m.series[src_key]
+    assert np.allclose(state.point[:2], marker.center[:2], atol=0.5)
+    assert abs(state.point[2] - marker.center[2]) <= state.volume.spacing[2] / 2 + 1e-6
+    m.set_crosshair_visible(False)
+    for layer in entry.heatmaps:  # the fake plugin's heatmap has yellow too
+        layer.set(visible=False)
+    settle(qtbot, 100)
+    pending = _status_pixels(view.capture(), "pending")
+    assert pending > 100, pending
+    table.findChild(QPushButton, "detections_accept").click()
+    assert marker.status == "accepted" and table.table.item(0, 3).text() == "accepted"
+    settle(qtbot, 100)
+    shot = view.capture()
+    assert _status_pixels(shot, "accepted") > 100 and _status_pixels(shot, "pending") < pending / 5
+    # move: drag from inside the marker by 20 mm to the patient's left (+x, screen right)
+    m.set_tool("marker")
+    centre = marker.center.copy()
+    a = qt_pos(view, centre)
+    b = qt_pos(view, centre + np.array([20.0, 0, 0]))
+    qtbot.mousePress(view, Qt.MouseButton.LeftButton, pos=a.toPoint())
+    qtbot.mouseMove(view, b.toPoint())
+    qtbot.mouseRelease(view, Qt.MouseButton.LeftButton, pos=b.toPoint())
+    moved = marker.center - centre
+    mm = view.mm_per_pixel_logical()
+    assert abs(moved[0] - 20.0) < 2 * mm and abs(moved[1]) < 2 * mm and abs(moved[2]) < 1e-6, moved
+    assert marker.edited and "edited" in table.table.item(0, 3).text()
+    # resize: drag the rim outwards from 20 mm to 30 mm from the centre
+    cut_centre, radius = marker.cut(state.point, view.pipeline.geometry.n)
+    rim = qt_pos(view, cut_centre + np.array([radius, 0, 0]))
+    out = qt_pos(view, cut_centre + np.array([radius * 1.5, 0, 0]))
+    size_before = marker.size_mm.copy()
+    qtbot.mousePress(view, Qt.MouseButton.LeftButton, pos=rim.toPoint())
+    qtbot.mouseMove(view, out.toPoint())
+    qtbot.mouseRelease(view, Qt.MouseButton.LeftButton, pos=out.toPoint())
+    assert np.allclose(marker.size_mm / size_before, 1.5, atol=0.1), marker.size_mm
+    # a click away from every marker still moves the crosshair
+    away = qt_pos(view, cut_centre + np.array([-80.0, 0, 0]))
+    qtbot.mouseClick(view, Qt.MouseButton.LeftButton, pos=away.toPoint())
+    assert state.point[0] == pytest.approx(cut_centre[0] - 80.0, abs=2 * mm)
+    table.table.selectRow(0)
+    table.findChild(QPushButton, "detections_reject").click()
+    assert marker.to_dict()["status"] == "rejected" and marker.to_dict()["edited_by_person"]
+    m.set_tool("wl")
+    m.set_crosshair_visible(True)
+    win.ai.remove(entry)
+    assert not state.marker_sets

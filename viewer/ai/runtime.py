@@ -251,10 +251,17 @@ def _watch_parent(parent_pid: int) -> None:
             os._exit(0)  # the viewer died without telling us
 
 
+WORKER_NICE = 10  # scheduling priority of the worker (POSIX nice increment)
+
+
 def worker_main(conn, cancel_event, config: dict) -> None:
     """The worker's main loop (target of the spawned process)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the viewer, which stops us
     threading.Thread(target=_watch_parent, args=(config["parent_pid"],), daemon=True).start()
+    try:  # inference yields the CPU to the viewer: the UI must answer while a model runs
+        os.nice(int(config.get("nice", WORKER_NICE)))
+    except (AttributeError, OSError):
+        pass
     threads = config.get("threads")
     if threads:
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):

@@ -55,3 +55,70 @@ class HeatmapLayer:
         if 0 <= i < ni and 0 <= j < nj and 0 <= k < nk:
             return float(self.volume.array[k, j, i])
         return None
+
+
+MARKER_STATUSES = ("pending", "accepted", "rejected")
+
+
+@dataclass(eq=False)
+class Marker:
+    """One AI detection as the radiologist reviews it: an ellipsoid (axis-aligned in LPS) with a
+    score and a class; ``status`` is pending until accepted or rejected; moving or resizing it
+    marks it edited by a person."""
+
+    center: np.ndarray  # LPS mm
+    size_mm: np.ndarray  # full extent along L, P, S
+    score: float
+    label: str
+    description: str = ""
+    status: str = "pending"
+    edited: bool = False
+
+    def to_dict(self) -> dict:
+        return {"center_lps_mm": [round(float(c), 3) for c in self.center],
+                "size_mm": [round(float(s), 3) for s in self.size_mm], "score": float(self.score),
+                "label": self.label, "status": self.status, "edited_by_person": self.edited}
+
+    def cut(self, point, normal) -> tuple[np.ndarray, float] | None:
+        """Where the plane through ``point`` with unit ``normal`` cuts the marker: (centre of the
+        cut in LPS, its radius in mm), or None when the plane misses it.  The in-plane radius is
+        the mean semi-axis across the plane; the depth is the semi-axis along the normal."""
+        n = np.asarray(normal, np.float64)
+        semi = np.maximum(np.asarray(self.size_mm, np.float64) / 2.0, 1e-3)
+        depth = 1.0 / np.sqrt(np.sum((n / semi) ** 2))
+        d = float((np.asarray(self.center) - np.asarray(point)) @ n)
+        if abs(d) >= depth:
+            return None
+        across = float(np.sqrt(np.sum(semi ** 2 * (1 - n ** 2)) / 2.0))
+        return np.asarray(self.center) - d * n, across * float(np.sqrt(1.0 - (d / depth) ** 2))
+
+
+@dataclass(eq=False)
+class MarkerSet:
+    """The detections of one AI run on a series."""
+
+    name: str
+    markers: list[Marker]
+    provenance: str = ""
+    visible: bool = True
+    changed: Signal = field(default_factory=Signal, repr=False)
+
+    def set_status(self, index: int, status: str) -> None:
+        if status not in MARKER_STATUSES:
+            raise ValueError(f"unknown status {status!r}")
+        self.markers[index].status = status
+        self.changed.emit()
+
+    def move(self, index: int, center) -> None:
+        m = self.markers[index]
+        m.center, m.edited = np.asarray(center, np.float64), True
+        self.changed.emit()
+
+    def set_size(self, index: int, size_mm) -> None:
+        m = self.markers[index]
+        m.size_mm, m.edited = np.maximum(np.asarray(size_mm, np.float64), 0.5), True
+        self.changed.emit()
+
+    def set_visible(self, on: bool) -> None:
+        self.visible = bool(on)
+        self.changed.emit()

@@ -28,6 +28,7 @@ from viewer.core.volume import Volume
 
 PLANES = ("axial", "coronal", "sagittal")
 SLOT_PLANES = ("axial", "coronal", "sagittal", "3d")
+SLAB_MODES = ("mip", "minip", "mean")
 LAYOUTS = ("1x1", "1x3", "2x2")
 TOOLS = ["wl", "crosshair", "zoom", "pan", "rotate"]  # editing and measuring tools append theirs
 
@@ -251,7 +252,8 @@ class SeriesState:
         self.window_changed = Signal()  # window, invert, colour map or preset
         self.data_changed = Signal()  # slices were decoded: (k or None for many)
         self.heatmaps: list = []  # viewer.core.layers.HeatmapLayer, drawn over the slices
-        self.layers_changed = Signal()  # a heatmap was added or removed
+        self.marker_sets: list = []  # viewer.core.layers.MarkerSet: AI detections under review
+        self.layers_changed = Signal()  # a heatmap or marker set was added or removed
 
     @property
     def frame_of_reference(self) -> str:
@@ -339,6 +341,15 @@ class SeriesState:
             self.heatmaps.remove(layer)
             self.layers_changed.emit()
 
+    def add_marker_set(self, markers) -> None:
+        self.marker_sets.append(markers)
+        self.layers_changed.emit()
+
+    def remove_marker_set(self, markers) -> None:
+        if markers in self.marker_sets:
+            self.marker_sets.remove(markers)
+            self.layers_changed.emit()
+
     def value_at(self, lps) -> tuple[float, tuple[int, int, int]] | None:
         """(real value, (i, j, k)) of the voxel nearest ``lps``; None outside or not yet loaded."""
         idx = np.round(self.volume.lps_to_index(lps)).astype(int)
@@ -359,6 +370,8 @@ class Viewport:
     plane: str
     zoom: float = 1.0  # 1 fits the whole plane in the view
     pan: tuple[float, float] = (0.0, 0.0)  # plane mm of the view centre from the plane's centre
+    slab_mm: float = 0.0  # thick-slab projection thickness (0: a thin slice)
+    slab_mode: str = "mip"  # one of SLAB_MODES
 
 
 class ViewerModel:
@@ -504,6 +517,15 @@ class ViewerModel:
     def set_zoom(self, slot: int, zoom: float) -> None:
         vp = self.viewports[slot]
         vp.zoom = float(np.clip(zoom, 0.05, 40.0))
+        self.viewport_changed.emit(slot)
+
+    def set_slab(self, slot: int, thickness_mm: float, mode: str | None = None) -> None:
+        """Thick-slab MIP / MinIP / mean of a 2D view (``thickness_mm`` 0: a thin slice)."""
+        vp = self.viewports[slot]
+        if mode is not None and mode not in SLAB_MODES:
+            raise ValueError(f"unknown slab mode {mode!r}")
+        vp.slab_mm = float(np.clip(thickness_mm, 0.0, 200.0))
+        vp.slab_mode = mode or vp.slab_mode
         self.viewport_changed.emit(slot)
 
     def set_pan(self, slot: int, pan: tuple[float, float]) -> None:

@@ -54,8 +54,8 @@ class HeatmapPipeline(SlicePipeline):
         self.colour_bar.SetMaximumWidthInPixels(70)
         self.colour_bar.SetMaximumHeightInPixels(220)
         self.colour_bar.GetPositionCoordinate().SetCoordinateSystemToNormalizedViewport()
-        self.colour_bar.GetPositionCoordinate().SetValue(0.9, 0.3)
-        self.colour_bar.SetWidth(0.09)
+        self.colour_bar.GetPositionCoordinate().SetValue(0.86, 0.3)
+        self.colour_bar.SetWidth(0.12)
         self.colour_bar.SetHeight(0.4)
         for tp in (self.colour_bar.GetLabelTextProperty(), self.colour_bar.GetTitleTextProperty()):
             tp.SetFontSize(12)
@@ -73,7 +73,7 @@ class HeatmapPipeline(SlicePipeline):
         prop.SetOpacity(layer.opacity)
         self.actor.SetVisibility(layer.visible)
         self.colour_bar.SetLookupTable(lut)
-        self.colour_bar.SetTitle(layer.name)
+        self.colour_bar.SetTitle(layer.name.replace(" ", "\n", 1))  # narrow views: two short lines
         self.colour_bar.SetVisibility(layer.visible)
 
     def add_to(self, renderer) -> None:

@@ -64,6 +64,7 @@ class SlicePipeline:
         prop.SetInterpolationTypeToLinear()
         prop.SetUseLookupTableScalarRange(False)
         self._lut_key = None
+        self._slab = ("mip", 1)
         self.geometry: SliceGeometry | None = None
 
     def set_geometry(self, geom: SliceGeometry) -> None:
@@ -76,6 +77,22 @@ class SlicePipeline:
         self.reslice.SetOutputSpacing(s, s, 1.0)
         self.reslice.SetOutputOrigin(geom.extent[0], geom.extent[2], 0.0)
         self.reslice.SetOutputExtent(0, nx - 1, 0, ny - 1, 0, 0)
+        self.reslice.Modified()
+
+    def set_slab(self, mode: str = "mip", thickness: float = 0.0) -> None:
+        """Project a slab ``thickness`` mm thick centred on the plane: "mip", "minip" or "mean";
+        0 mm: the thin slice.  Samples are half the finest voxel spacing apart along the normal
+        (VTK 9.7 centres the slab one step off when the spacing fraction is exactly 1)."""
+        step = float(self.vtk_volume.volume.spacing.min()) / 2
+        n = 1 if thickness <= 0 else 2 * max(1, int(round(thickness / step / 2))) + 1  # odd: one on the plane
+        key = (mode, n)
+        if key == self._slab:
+            return
+        self._slab = key
+        self.reslice.SetSlabNumberOfSlices(n)
+        self.reslice.SetSlabSliceSpacingFraction(step)  # the output z spacing is 1 mm
+        {"mip": self.reslice.SetSlabModeToMax, "minip": self.reslice.SetSlabModeToMin,
+         "mean": self.reslice.SetSlabModeToMean}[mode]()
         self.reslice.Modified()
 
     def set_window(self, center: float, width: float, rescale=(1.0, 0.0)) -> None:

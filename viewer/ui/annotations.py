@@ -34,6 +34,9 @@ def fmt_number(x: float) -> str:
     return f"{x:.0f}" if abs(x) >= 10 or float(x).is_integer() else f"{x:.3g}"
 
 
+_SLAB_TITLES = {"mip": "MIP", "minip": "MinIP", "mean": "Mean"}
+
+
 def corner_texts(state: SeriesState, vp: Viewport, zoom_percent: float, loading: str = "") -> dict[str, str]:
     src, vol = state.volume.source, state.volume
     nk, nj, ni = vol.shape
@@ -50,6 +53,8 @@ def corner_texts(state: SeriesState, vp: Viewport, zoom_percent: float, loading:
         top_right.append(loading)
     u, v, n = state.axes(vp.plane)
     bottom_left = [PLANE_TITLES[vp.plane] + (" (oblique)" if state.oblique else "")]
+    if vp.slab_mm > 0:
+        bottom_left.append(f"{_SLAB_TITLES.get(vp.slab_mode, vp.slab_mode)} slab {vp.slab_mm:g} mm")
     pos = state.slice_position(vp.plane)
     if pos is not None:
         bottom_left.append(f"Im: {pos[0]} / {pos[1]}")

@@ -341,6 +341,34 @@ class MainWindow(QMainWindow):
         if self.model.active_state is not None:
             self.model.active_state.set_invert(checked)
 
+    # thick slabs: the active 2D view, or all three while the 3D view is active
+    def _slab_slots(self) -> list[int]:
+        return [self.model.active] if self.model.active < 3 else [0, 1, 2]
+
+    def _toggle_slab(self, mode: str) -> None:
+        for slot in self._slab_slots():
+            vp = self.model.viewports[slot]
+            on = vp.slab_mm > 0 and vp.slab_mode == mode
+            self.model.set_slab(slot, 0.0 if on else (vp.slab_mm or self.SLAB_DEFAULT_MM), mode)
+
+    SLAB_DEFAULT_MM = 10.0
+
+    def cmd_slab_mip(self) -> None:
+        self._toggle_slab("mip")
+
+    def cmd_slab_minip(self) -> None:
+        self._toggle_slab("minip")
+
+    def cmd_slab_thicker(self) -> None:
+        for slot in self._slab_slots():
+            vp = self.model.viewports[slot]
+            self.model.set_slab(slot, min(vp.slab_mm * 1.5, 200.0) if vp.slab_mm else self.SLAB_DEFAULT_MM)
+
+    def cmd_slab_thinner(self) -> None:
+        for slot in self._slab_slots():
+            vp = self.model.viewports[slot]
+            self.model.set_slab(slot, vp.slab_mm / 1.5 if vp.slab_mm > 3.0 else 0.0)
+
     def cmd_colormap(self, name: str) -> None:
         if self.model.active_state is not None:
             self.model.active_state.set_colormap(name)

@@ -66,3 +66,13 @@ def colormaps() -> dict[str, tuple]:
 
 def icon_path(name: str) -> str:
     return str(resources_dir() / "icons" / f"{name}.svg")
+
+
+@functools.lru_cache(maxsize=1)
+def volume_presets() -> tuple:
+    """3D transfer-function presets (``VolumePreset``), in file order."""
+    from viewer.render.transfer import VolumePreset
+
+    with open(resources_dir() / "presets" / "volume_presets.json", encoding="utf-8") as f:
+        data = json.load(f)
+    return tuple(VolumePreset.from_dict(d) for d in data["presets"])

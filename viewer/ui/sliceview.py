@@ -14,6 +14,7 @@ from PySide6.QtCore import QPointF, Signal
 
 from viewer.core.viewstate import PLANES, SeriesState, ViewerModel, aligned_axis
 from viewer.render.camera import View2D, apply_camera, view_for
+from viewer.render.markers import MarkerOverlay
 from viewer.render.overlays import PLANE_COLOURS, CornerText, Crosshair, Notice, OrientationLabels, ScaleBar
 from viewer.render.slice import GREY, SlicePipeline
 from viewer.ui.annotations import corner_texts, orientation_letters, readout_text
@@ -33,6 +34,9 @@ class SliceView(VtkWidget):
         self.model, self.slot, self.session = model, slot, session
         self.pipeline: SlicePipeline | None = None
         self.heatmaps: list = []  # HeatmapPipeline per heatmap layer of the shown series
+        self.markers = MarkerOverlay()  # AI detections under review
+        self.markers.add_to(self.renderer)
+        self._marker_sets: list = []
         self.state: SeriesState | None = None
         self.view2d: View2D | None = None
         self.crosshair, self.labels, self.corners = Crosshair(), OrientationLabels(), CornerText()
@@ -87,6 +91,9 @@ class SliceView(VtkWidget):
             hp.layer.changed.disconnect(hp.on_changed)
             hp.remove_from(self.renderer)
         self.heatmaps = []
+        for ms in self._marker_sets:
+            ms.changed.disconnect(self._on_overlay)
+        self._marker_sets = []
 
     def _sync_heatmaps(self) -> None:
         from viewer.render.heatmap import HeatmapPipeline
@@ -105,6 +112,9 @@ class SliceView(VtkWidget):
             if self.pipeline is not None and self.pipeline.geometry is not None:
                 hp.set_geometry(self.pipeline.geometry)
             self.heatmaps.append(hp)
+        self._marker_sets = list(self.state.marker_sets) if self.state is not None else []
+        for ms in self._marker_sets:
+            ms.changed.connect(self._on_overlay)
         self._on_overlay()
 
     def _on_viewport(self, slot: int) -> None:
@@ -153,8 +163,10 @@ class SliceView(VtkWidget):
             self.corners.update({}, w, h)
             self.notice.update("No series" if s is None else "", w, h)
             self.scalebar.update(1.0, 0, h)
+            self.markers.update([], None, None)
             return
         geom = s.geometry(vp.plane)
+        self.pipeline.set_slab(vp.slab_mode, vp.slab_mm)  # thick-slab MIP / MinIP (no-op if unchanged)
         old = self.pipeline.geometry
         if old is None or not (np.allclose(old.origin, geom.origin) and np.allclose(old.n, geom.n)
                                and np.allclose(old.u, geom.u) and old.extent == geom.extent):
@@ -170,6 +182,7 @@ class SliceView(VtkWidget):
                 d = np.cross(geom.n, s.axes(other)[2])
                 lines.append(((float(d @ geom.u), float(d @ geom.v)), PLANE_COLOURS[other]))
         self.crosshair.update(centre, lines, w, h, self.model.crosshair_visible)
+        self.markers.update(s.marker_sets, geom, s.point)
         self.labels.update(orientation_letters(geom.u, geom.v), w, h)
         zoom_pct = 100.0 * geom.spacing / self.view2d.mm_per_pixel
         self.corners.update(corner_texts(s, vp, zoom_pct, self.session.loading_text(s.key)), w, h)

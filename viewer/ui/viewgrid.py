@@ -1,5 +1,5 @@
 """The viewing area: four viewport slots arranged as 1x1, 1x3 or 2x2, one of them maximised
-on double-click.  Slot 0-2 are 2D views (axial, coronal, sagittal), slot 3 the 3D slot.
+on double-click.  Slot 0-2 are 2D views (axial, coronal, sagittal), slot 3 the 3D view (volume rendering).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from PySide6.QtWidgets import QFrame, QGridLayout, QVBoxLayout, QWidget
 from viewer.core.viewstate import ViewerModel
 from viewer.render.overlays import PLANE_COLOURS
 from viewer.ui.sliceview import SliceView
-from viewer.ui.view3d import PlanesView3D
+from viewer.ui.view3d import View3D
 
 _POSITIONS = {1: [(0, 0)], 3: [(0, 0), (0, 1), (0, 2)], 4: [(0, 0), (0, 1), (1, 0), (1, 1)]}
 _INACTIVE = "#24272c"
@@ -27,7 +27,11 @@ class ViewFrame(QFrame):
         self.view, self.plane = view, plane
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
-        layout.addWidget(view)
+        layout.setSpacing(0)
+        toolbar = getattr(view, "toolbar", None)  # the 3D view's controls sit above it
+        if toolbar is not None:
+            layout.addWidget(toolbar)
+        layout.addWidget(view, 1)
         self.set_active(False)
 
     def set_active(self, on: bool) -> None:
@@ -40,7 +44,7 @@ class ViewGrid(QWidget):
         super().__init__(parent)
         self.model = model
         self.views = [SliceView(model, slot, session) for slot in range(3)]
-        self.views.append(PlanesView3D(model, 3, session))
+        self.views.append(View3D(model, 3, session))
         self.frames = [ViewFrame(v, model.viewports[i].plane) for i, v in enumerate(self.views)]
         for v in self.views:
             v.maximise_requested.connect(self.maximise_slot)

@@ -6,6 +6,7 @@ their parameters), progress and Cancel in the status bar, and the AI results doc
 
 from __future__ import annotations
 
+from viewer.ui.ai import markers
 from viewer.ui.ai.controller import AIController
 
 
@@ -37,6 +38,10 @@ def _fill_menu(window, menu) -> None:
     cancel.setEnabled(ai.running)
     cancel.triggered.connect(ai.cancel)
     menu.addAction(window.ai_flicker_action)
+    tool = menu.addAction("Move and resize detection markers (tool)")
+    tool.setCheckable(True)
+    tool.setChecked(window.model.tool == markers.TOOL)
+    tool.triggered.connect(lambda on: window.model.set_tool(markers.TOOL if on else "wl"))
     cpu = menu.addAction("Use the CPU only")
     cpu.setCheckable(True)
     cpu.setChecked(ai.force_cpu)
@@ -46,6 +51,7 @@ def _fill_menu(window, menu) -> None:
 
 
 def install(window) -> AIController:
+    markers.register()
     window.ai = AIController(window)
     window.ai_flicker_action = window.actions_["ai_flicker"]  # in actions.COMMANDS: the F1 sheet lists it
     menu = window.menuBar().addMenu("&AI")

@@ -52,6 +52,7 @@ class AIController(QObject):
         self.panel.compare_requested.connect(self.compare)
         self.panel.flicker_requested.connect(lambda e: flicker(self.window.model, e))
         self.panel.remove_requested.connect(self.remove)
+        self.panel.jump_requested.connect(self.jump)
         self.progressed.connect(self._on_progress)
         self.finished.connect(self._on_finished)
 
@@ -166,6 +167,11 @@ class AIController(QObject):
                 flicker(self.window.model, entry)
                 return
         self.window.statusBar().showMessage("No AI result image to flicker with.", 5000)
+
+    def jump(self, entry: ResultEntry, lps) -> None:
+        """Move the crosshair (and linked views) to a detection."""
+        if entry.source_key in self.window.model.series:
+            self.window.model.set_point(entry.source_key, lps)
 
     def remove(self, entry: ResultEntry) -> None:
         remove_entry(self.window, entry)

@@ -73,6 +73,7 @@ class HeatmapControls(QWidget):
 
 
 class ResultBox(QGroupBox):
+    jump_requested = Signal(object, object)  # entry, LPS point
     compare_requested = Signal(object)
     flicker_requested = Signal(object)
     remove_requested = Signal(object)
@@ -100,8 +101,14 @@ class ResultBox(QGroupBox):
         for lm in entry.label_maps:
             names = ", ".join(s.name for s in lm.segments) or "no segments"
             layout.addWidget(QLabel(f"Label map {lm.name}: {names} (AUTOMATIC)"))
-        if entry.detections:
-            layout.addWidget(QLabel(f"{len(entry.detections)} detections"))
+        self.detection_tables = []
+        for ms in entry.marker_sets:
+            from viewer.ui.ai.markers import DetectionTable
+
+            table = DetectionTable(ms)
+            table.jump_requested.connect(lambda lps, e=entry: self.jump_requested.emit(e, lps))
+            layout.addWidget(table)
+            self.detection_tables.append(table)
         for note in entry.notes:
             n = QLabel(note)
             n.setWordWrap(True)
@@ -112,6 +119,7 @@ class ResultBox(QGroupBox):
 
 
 class ResultsPanel(QScrollArea):
+    jump_requested = Signal(object, object)
     compare_requested = Signal(object)
     flicker_requested = Signal(object)
     remove_requested = Signal(object)
@@ -132,6 +140,7 @@ class ResultsPanel(QScrollArea):
     def add(self, entry: ResultEntry) -> ResultBox:
         box = ResultBox(entry)
         box.compare_requested.connect(self.compare_requested)
+        box.jump_requested.connect(self.jump_requested)
         box.flicker_requested.connect(self.flicker_requested)
         box.remove_requested.connect(self.remove_requested)
         self.box_layout.insertWidget(0, box)
@@ -142,7 +151,7 @@ class ResultsPanel(QScrollArea):
     def remove(self, entry: ResultEntry) -> None:
         for box in [b for b in self.boxes if b.entry is entry]:
             self.boxes.remove(box)
-            for c in box.heatmap_controls:
+            for c in box.heatmap_controls + box.detection_tables:
                 c.dispose()
             box.setParent(None)
             box.deleteLater()

@@ -1,7 +1,7 @@
 """AI results in the viewer: a derived image opens as a series linked to its source (same frame of
 reference: it scrolls with it), compared side by side or by flicker; heatmaps become layers over
-the source's slices.  Label maps and detections are listed with their provenance until the
-segmentation and marker editors take them over.
+the source's slices.  detections become markers the radiologist accepts, rejects, moves or
+resizes.  Label maps are listed with their provenance until the segmentation editor takes them.
 """
 
 from __future__ import annotations
@@ -14,10 +14,13 @@ import numpy as np
 
 from viewer.ai.api import Results
 from viewer.core.errors import HounsfieldError
-from viewer.core.layers import HeatmapLayer
+from viewer.core.layers import HeatmapLayer, Marker, MarkerSet
 from viewer.core.volume import Volume
 
 _runs = itertools.count(1)
+# where a heatmap starts drawing: a removed-noise map is non-zero wherever there was noise, so it
+# shows only the stronger changes at first (the slider goes down to 0)
+DEFAULT_THRESHOLDS = {"removed-noise": 0.3}
 
 
 @dataclass
@@ -28,6 +31,7 @@ class ResultEntry:
     source_key: str
     derived_keys: list[str] = field(default_factory=list)
     heatmaps: list[HeatmapLayer] = field(default_factory=list)
+    marker_sets: list[MarkerSet] = field(default_factory=list)
     label_maps: list = field(default_factory=list)
     detections: list = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -75,9 +79,16 @@ def apply_results(window, source_key: str, results: Results) -> ResultEntry:
     for hm in results.heatmaps:
         arr = np.ascontiguousarray(hm.array, dtype=np.float32)
         layer = HeatmapLayer(hm.name, Volume(arr, np.asarray(hm.affine, np.float64), modality="OT", units=""),
-                             hm.description, provenance=f"{title} ({hm.kind})")
+                             hm.description, provenance=f"{title} ({hm.kind})",
+                             threshold=DEFAULT_THRESHOLDS.get(hm.kind, 0.1))
         source.add_heatmap(layer)
         entry.heatmaps.append(layer)
+    if results.detections:
+        markers = [Marker(np.asarray(d.center_lps, np.float64), np.asarray(d.size_mm, np.float64), float(d.score),
+                          d.label, d.description) for d in results.detections]
+        ms = MarkerSet(f"{title} detections", markers, provenance=title)
+        source.add_marker_set(ms)
+        entry.marker_sets.append(ms)
     if entry.derived_keys:
         model.compare(source_key, entry.derived_keys[0])
     return entry
@@ -103,6 +114,9 @@ def remove_entry(window, entry: ResultEntry) -> None:
     for layer in entry.heatmaps:
         if source is not None:
             source.remove_heatmap(layer)
+    for ms in entry.marker_sets:
+        if source is not None:
+            source.remove_marker_set(ms)
     for key in entry.derived_keys:
         for slot, vp in enumerate(model.viewports):
             if vp.series == key:

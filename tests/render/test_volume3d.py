@@ -1,0 +1,192 @@
+"""3D rendering pieces without Qt: transfer-function presets, placement of oblique and sheared
+volumes in LPS, projection picking, segment surfaces and detection markers, and thick-slab
+MIP / MinIP in the 2D reslice pipeline (synthetic volumes and the real chest CT)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.render.test_slice import make_volume
+from viewer.core.viewstate import SeriesState, rotation_about
+from viewer.core.volume import SourceInfo, Volume, affine_from
+from viewer.render.image import VtkVolume
+from viewer.render.slice import SlicePipeline
+from viewer.render.surfaces import detection_markers, label_surfaces
+from viewer.render.transfer import TransferEdit, fill_preset, presets_for_modality
+from viewer.render.volume import VolumeRenderer, projection_pick, residual_matrix
+from viewer.ui.resources import volume_presets
+
+
+def test_presets_are_data_with_ct_and_mr_defaults():
+    presets = list(volume_presets())
+    ct = [p.name for p in presets_for_modality(presets, "CT")]
+    assert ct[0] == "CT bone" and {"CT soft tissue", "CT lung", "CT vessels (CTA)", "CT skin"} <= set(ct)
+    (mr,) = presets_for_modality(presets, "MR")
+    assert mr.units == "window"
+    assert presets_for_modality(presets, "PT") == [mr]
+
+
+def test_preset_points_go_through_rescale_and_edit():
+    from vtkmodules.vtkRenderingCore import vtkVolumeProperty
+
+    bone = next(p for p in volume_presets() if p.name == "CT bone")
+    prop = vtkVolumeProperty()
+    fill_preset(prop, bone, TransferEdit(shift=100.0, opacity=0.5), rescale=(1.0, -1024.0))
+    otf = prop.GetScalarOpacity(0)
+    x0, a0 = bone.opacity[-1]
+    node = [0.0] * 4
+    otf.GetNodeValue(otf.GetSize() - 1, node)
+    assert node[0] == pytest.approx(x0 + 100 + 1024) and node[1] == pytest.approx(a0 * 0.5)
+    assert prop.GetShade() == 1
+    fill_preset(prop, bone, shade_allowed=False)
+    assert prop.GetShade() == 0
+
+
+def test_oblique_volume_sits_in_lps_and_sheared_gets_a_user_matrix():
+    rot = rotation_about([0.3, 0.2, 1.0], np.radians(25))
+    vol = make_volume(affine=affine_from((0.8, 0.9, 2.0), (-20, 5, 40), rot))
+    vr = VolumeRenderer(VtkVolume(vol))
+    assert vr.actor.GetUserMatrix() is None and np.allclose(residual_matrix(vr.vtk_volume), np.eye(4))
+    nk, nj, ni = vol.shape
+    corners = vol.index_to_lps([[i, j, k] for i in (0, ni - 1) for j in (0, nj - 1) for k in (0, nk - 1)])
+    b = np.array(vr.bounds()).reshape(3, 2)
+    assert np.allclose(b[:, 0], corners.min(axis=0), atol=1e-3) and np.allclose(b[:, 1], corners.max(axis=0),
+                                                                               atol=1e-3)
+    aff = np.eye(4)
+    aff[:3, 0], aff[:3, 1], aff[:3, 2], aff[:3, 3] = [0.9, 0, 0], [0, 0.9, 0], [0, 0.65, 2.4], [-10, -8, 0]
+    sheared = make_volume(affine=aff)
+    vr = VolumeRenderer(VtkVolume(sheared))
+    assert vr.actor.GetUserMatrix() is not None
+    img = vr.vtk_volume.patient_image
+    m = vr.actor.GetMatrix()
+    for ijk in ([0, 0, 0], [29, 19, 11], [3, 17, 8]):
+        out = [0.0, 0.0, 0.0]
+        img.TransformContinuousIndexToPhysicalPoint(*map(float, ijk), out)
+        world = np.array([*out, 1.0])
+        placed = np.array([sum(m.GetElement(r, c) * world[c] for c in range(4)) for r in range(3)])
+        assert np.allclose(placed, sheared.index_to_lps(ijk), atol=1e-6)
+
+
+def test_modes_and_quality_levels():
+    vr = VolumeRenderer(VtkVolume(make_volume()))
+    for mode, blend in (("mip", 1), ("minip", 2), ("composite", 0)):
+        vr.set_mode(mode)
+        assert vr.mapper.GetBlendMode() == blend
+    with pytest.raises(ValueError):
+        vr.set_mode("xray")
+    vr.set_quality("interactive")
+    fast = vr.mapper.GetSampleDistance(), vr.mapper.GetImageSampleDistance()
+    vr.set_quality("full")
+    assert vr.mapper.GetSampleDistance() < fast[0] and vr.mapper.GetImageSampleDistance() < fast[1]
+    vr.set_clip_box((-5, 5, -5, 5, 0, 10))
+    assert vr.mapper.GetClippingPlanes().GetNumberOfItems() == 6
+    vr.set_clip_box(None)
+    assert vr.mapper.GetClippingPlanes() is None or vr.mapper.GetClippingPlanes().GetNumberOfItems() == 0
+
+
+def test_projection_pick_finds_the_brightest_and_darkest_voxel_on_the_ray():
+    arr = np.zeros((20, 20, 20), np.int16)
+    arr[5, 10, 10] = 900
+    arr[15, 10, 10] = -900
+    vol = Volume(arr, affine_from((1, 1, 1), (0, 0, 0), np.eye(3)), modality="CT", units="HU", source=SourceInfo())
+    top, bottom = [10, 10, 100], [10, 10, -100]
+    assert np.allclose(projection_pick(vol, top, bottom, "mip"), [10, 10, 5], atol=0.6)
+    assert np.allclose(projection_pick(vol, top, bottom, "minip"), [10, 10, 15], atol=0.6)
+    clipped = projection_pick(vol, top, bottom, "mip", clip_bounds=(0, 19, 0, 19, 8, 19))
+    assert clipped[2] >= 8  # the bright voxel is clipped away: the pick stays in the box
+    assert projection_pick(vol, [50, 50, 100], [50, 50, -100], "mip") is None
+
+
+def test_label_surfaces_follow_an_oblique_affine_and_markers_are_spheres():
+    rot = rotation_about([0, 0, 1], np.radians(30))
+    aff = affine_from((1.0, 1.0, 2.0), (10, -20, 5), rot)
+    k, j, i = np.mgrid[:20, :40, :40]
+    labels = np.zeros((20, 40, 40), np.uint8)
+    labels[((i - 20) ** 2 + (j - 20) ** 2 + (2 * (k - 10)) ** 2) <= 64] = 1  # a ball of radius 8 mm
+    labels[2:5, 2:6, 2:6] = 3
+    lm = Volume(labels, aff, modality="SEG")
+    actors = label_surfaces(lm, iterations=10)
+    assert sorted(actors) == [1, 3]
+    centre = lm.index_to_lps([20, 20, 10])
+    from vtkmodules.util.numpy_support import vtk_to_numpy
+
+    ijk = vtk_to_numpy(actors[1].GetMapper().GetInput().GetPoints().GetData())  # index space + user matrix
+    m = actors[1].GetMatrix()
+    matrix = np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)])
+    assert np.allclose(matrix, aff)
+    radius = np.linalg.norm(lm.index_to_lps(ijk) - centre, axis=1)
+    assert abs(radius.mean() - 8.5) < 1.0 and radius.std() < 1.0  # a ball of radius 8 mm (+ half a voxel)
+    only = label_surfaces(lm, {3: (1, 0, 0)})
+    assert list(only) == [3] and only[3].GetProperty().GetColor() == pytest.approx((1, 0, 0))
+    marker = detection_markers([{"centre": (1, 2, 3), "size": 10}, ((20, 0, 0), (4, 6, 8))])
+    mb = np.array(marker.GetBounds()).reshape(3, 2)
+    assert mb[0, 0] == pytest.approx(-4, abs=0.1) and mb[0, 1] == pytest.approx(23, abs=0.1)
+    assert detection_markers([]) is None
+
+
+@pytest.mark.parametrize("spacing", [1.0, 0.977])
+@pytest.mark.parametrize("plane", ["axial", "coronal", "sagittal"])
+def test_slab_is_centred_on_the_plane(plane, spacing):
+    arr = np.zeros((30, 30, 30), np.int16)
+    vol = Volume(arr, affine_from((spacing,) * 3, (0, 0, 0), np.eye(3)), modality="CT", source=SourceInfo())
+    state = SeriesState("s", vol)
+    state.point = vol.index_to_lps([15, 15, 15])
+    axis = {"axial": 2, "coronal": 1, "sagittal": 0}[plane]
+    line = [slice(None)] * 3
+    line[2 - axis] = slice(None)
+    idx = [15, 15, 15]
+    for t in range(30):  # value 10 * t along the plane's normal axis through the point
+        idx[2 - axis] = t
+        arr[tuple(idx)] = 10 * t
+    pipe = SlicePipeline(VtkVolume(vol))
+    pipe.set_geometry(state.geometry(plane))
+    for thickness in (4 * spacing, 8 * spacing):
+        pipe.set_slab("mip", thickness)
+        hi = int(pipe.output_array().max())
+        pipe.set_slab("minip", thickness)
+        lo = int(pipe.output_array()[pipe.output_array() > 0].min())
+        half = thickness / spacing / 2
+        assert (hi - 150) / 10 == pytest.approx(half, abs=0.01) and (150 - lo) / 10 == pytest.approx(half, abs=0.01)
+
+
+def test_slab_mip_and_minip_on_a_synthetic_point():
+    arr = np.zeros((30, 20, 20), np.int16)
+    arr[17, 10, 10] = 1000  # 4 mm above slice 13 (1 mm voxels)
+    arr[9, 5, 5] = -1000
+    vol = Volume(arr, affine_from((1, 1, 1), (0, 0, 0), np.eye(3)), modality="CT", units="HU", source=SourceInfo())
+    state = SeriesState("s", vol)
+    state.point = vol.index_to_lps([10, 10, 13])
+    pipe = SlicePipeline(VtkVolume(vol))
+    pipe.set_geometry(state.geometry("axial"))
+    assert pipe.output_array().max() == 0
+    pipe.set_slab("mip", 10.0)
+    assert pipe.output_array().max() == 1000
+    pipe.set_slab("mip", 6.0)  # +-3 mm: the point 4 mm away is outside
+    assert pipe.output_array().max() == 0
+    pipe.set_slab("minip", 10.0)
+    out = pipe.output_array()
+    assert out.min() == -1000 and out.max() == 0
+    pipe.set_slab("mip", 0.0)
+    assert pipe.output_array().max() == 0
+
+
+def test_slab_mip_of_the_chest_ct_is_brighter_on_vessels(chest_ct_dir):
+    from viewer.core.loader import load
+
+    vol = load(chest_ct_dir)
+    state = SeriesState("ct", vol)
+    pipe = SlicePipeline(VtkVolume(vol), background=-1024)
+    pipe.set_geometry(state.geometry("axial"))
+    thin = pipe.output_array().astype(np.float32).copy()
+    pipe.set_slab("mip", 15.0)
+    mip = pipe.output_array().astype(np.float32).copy()
+    pipe.set_slab("minip", 15.0)
+    minip = pipe.output_array().astype(np.float32).copy()
+    assert np.all(mip >= thin - 1) and np.all(minip <= thin + 1)
+    lung = (thin < -700) & (thin > -980)  # lung parenchyma of the thin slice
+    assert lung.mean() > 0.05
+    # vessels running through the slab light up the lung: many lung pixels become soft-tissue bright
+    assert ((mip > -300) & lung).sum() > 4 * ((thin > -300) & lung).sum() + 500
+    assert mip[lung].mean() > thin[lung].mean() + 50
+    assert minip[lung].mean() < thin[lung].mean() - 20
