@@ -253,7 +253,8 @@ class SeriesState:
         self.data_changed = Signal()  # slices were decoded: (k or None for many)
         self.heatmaps: list = []  # viewer.core.layers.HeatmapLayer, drawn over the slices
         self.marker_sets: list = []  # viewer.core.layers.MarkerSet: AI detections under review
-        self.layers_changed = Signal()  # a heatmap or marker set was added or removed
+        self.layers_changed = Signal()  # a heatmap, marker set or segmentation was added or removed
+        self.segmentations: list = []  # viewer.core.segmentation.Segmentation on this volume's grid
 
     @property
     def frame_of_reference(self) -> str:
@@ -331,6 +332,15 @@ class SeriesState:
         if name != self.colormap:
             self.colormap = name
             self.window_changed.emit()
+
+    def add_segmentation(self, seg) -> None:
+        self.segmentations.append(seg)
+        self.layers_changed.emit()
+
+    def remove_segmentation(self, seg) -> None:
+        if seg in self.segmentations:
+            self.segmentations.remove(seg)
+            self.layers_changed.emit()
 
     def add_heatmap(self, layer) -> None:
         self.heatmaps.append(layer)

@@ -26,7 +26,9 @@ import viewer
 from viewer.core.viewstate import LAYOUTS, TOOLS, ViewerModel, auto_window
 from viewer.logs import log
 from viewer.ui import ai as ai_ui
+from viewer.ui import measure as measure_ui
 from viewer.ui import pacs as pacs_ui
+from viewer.ui import segments as segments_ui
 from viewer.ui.actions import build_actions
 from viewer.ui.browser import StudyBrowser
 from viewer.ui.messagebar import MessageBar
@@ -68,6 +70,8 @@ class MainWindow(QMainWindow):
         pacs_ui.install(self)
         self._build_toolbar()
         ai_ui.install(self)
+        measure_ui.install(self)
+        segments_ui.install(self)
         self._connect()
         self._sync_actions()
         self._restore_window_settings()

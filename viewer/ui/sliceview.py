@@ -14,6 +14,7 @@ from PySide6.QtCore import QPointF, Signal
 
 from viewer.core.viewstate import PLANES, SeriesState, ViewerModel, aligned_axis
 from viewer.render.camera import View2D, apply_camera, view_for
+from viewer.render.labels import LabelLayers
 from viewer.render.markers import MarkerOverlay
 from viewer.render.overlays import PLANE_COLOURS, CornerText, Crosshair, Notice, OrientationLabels, ScaleBar
 from viewer.render.slice import GREY, SlicePipeline
@@ -35,6 +36,7 @@ class SliceView(VtkWidget):
         self.pipeline: SlicePipeline | None = None
         self.heatmaps: list = []  # HeatmapPipeline per heatmap layer of the shown series
         self.markers = MarkerOverlay()  # AI detections under review
+        self.label_layers = LabelLayers(self.renderer, self._on_overlay)  # segmentations (viewer.render.labels)
         self.markers.add_to(self.renderer)
         self._marker_sets: list = []
         self.state: SeriesState | None = None
@@ -44,6 +46,7 @@ class SliceView(VtkWidget):
         for overlay in (self.crosshair, self.labels, self.corners, self.scalebar, self.notice):
             overlay.add_to(self.renderer)
         self.interaction = ViewInteraction(self)
+        self.scene_hooks: list = []  # fn(view), called after each scene update (measurements draw here)
         self._dirty = True
         self.setAcceptDrops(True)
         model.viewport_changed.connect(self._on_viewport)
@@ -112,6 +115,7 @@ class SliceView(VtkWidget):
             if self.pipeline is not None and self.pipeline.geometry is not None:
                 hp.set_geometry(self.pipeline.geometry)
             self.heatmaps.append(hp)
+        self.label_layers.sync(self.state.segmentations if self.state is not None else [])
         self._marker_sets = list(self.state.marker_sets) if self.state is not None else []
         for ms in self._marker_sets:
             ms.changed.connect(self._on_overlay)
@@ -155,6 +159,11 @@ class SliceView(VtkWidget):
             self.update_scene()
 
     def update_scene(self) -> None:
+        self._update_scene()
+        for hook in self.scene_hooks:
+            hook(self)
+
+    def _update_scene(self) -> None:
         w, h = self.size_px()
         s, vp = self.state, self.model.viewports[self.slot]
         if s is None or self.pipeline is None or vp.plane not in PLANES:
@@ -173,6 +182,8 @@ class SliceView(VtkWidget):
             self.pipeline.set_geometry(geom)
             for hp in self.heatmaps:
                 hp.set_geometry(geom)
+        self.label_layers.set_geometry(geom)  # no-op when the plane is unchanged
+        self.label_layers.update()
         self.view2d = view_for(geom.extent, w, h, vp.zoom, vp.pan)
         apply_camera(self.renderer.GetActiveCamera(), self.view2d)
         centre = self.view2d.to_display(*geom.from_lps(s.point))
@@ -273,6 +284,7 @@ class SliceView(VtkWidget):
             for sig, fn in self._state_slots():
                 sig.disconnect(fn)
         self._clear_heatmaps()
+        self.label_layers.sync([])
         for sig, fn in ((self.model.viewport_changed, self._on_viewport),
                         (self.model.crosshair_changed, self._on_overlay),
                         (self.model.layout_changed, self._on_overlay)):

@@ -1,0 +1,277 @@
+"""Correcting segmentations in the real window on the real chest CT, with real mouse and key
+events: brush, eraser, threshold brush, flood fill, lasso, fill between slices, undo and redo,
+the overlay in the views, the segment list, and restoring an unsaved segmentation after a crash.
+
+One window is shared by the module (loading the CT once); each test starts with a fresh
+segmentation on the axial slice through the middle of the CT.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QPoint, Qt
+
+from tests.conftest import data_path
+from tests.ui.conftest import needs_display
+from tests.ui.helpers import pixels_at, qt_pos, settle
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture(scope="module")
+def ct_window(qapp, tmp_path_factory):
+    needs_display()
+    path = data_path("chest-ct")
+    import time
+
+    from PySide6.QtCore import QSettings
+
+    from viewer.ui.mainwindow import MainWindow
+
+    settings = QSettings(str(tmp_path_factory.mktemp("seg") / "s.ini"), QSettings.Format.IniFormat)
+    win = MainWindow(settings=settings)
+    win.resize(1500, 950)
+    win.model.set_layout("2x2")
+    win.show()
+    win.open_path(str(path))
+    end = time.monotonic() + 60
+    while (not win.model.series or win.session.jobs) and time.monotonic() < end:
+        qapp.processEvents()
+        time.sleep(0.01)
+    assert win.model.series and not win.session.jobs, "the chest CT did not load"
+    yield win
+    win.close()
+
+
+K = 70  # the axial slice the tests draw on
+
+
+@pytest.fixture
+def win(ct_window, qtbot):
+    w = ct_window
+    w.activateWindow()
+    qtbot.waitUntil(w.isActiveWindow, timeout=3000)
+    m = w.model
+    m.set_layout("2x2")
+    m.set_active(0)
+    m.reset()
+    state = m.active_state
+    for seg in list(state.segmentations):  # a fresh segmentation per test
+        w.segments.journals.pop(seg.uid).close(discard=True)
+        state.remove_segmentation(seg)
+    m.set_point(state.key, state.volume.index_to_lps([256, 256, K]))
+    m.set_tool("wl")
+    w.segments.set_setting(brush_mm=6.0, sphere=False, hu_range=(-100.0, 300.0), fill_3d=False,
+                           fill_uses_range=False, tolerance=150.0)
+    settle(qtbot, 50)
+    return w
+
+
+def pos(view, volume, i, j, k=K) -> QPoint:
+    return qt_pos(view, volume.index_to_lps([float(i), float(j), float(k)])).toPoint()
+
+
+def drag(qtbot, view, points) -> None:
+    qtbot.mousePress(view, Qt.MouseButton.LeftButton, pos=points[0])
+    for p in points[1:]:
+        qtbot.mouseMove(view, p)
+    qtbot.mouseRelease(view, Qt.MouseButton.LeftButton, pos=points[-1])
+    settle(qtbot)
+
+
+def voxel_mm(volume):
+    return float(volume.spacing[0])
+
+
+def test_brush_paints_erases_and_undo_redo_with_keys(win, qtbot):
+    axial = win.grid.slice_views[0]
+    vol = win.model.active_state.volume
+    qtbot.keyClick(axial, Qt.Key.Key_B)
+    assert win.model.tool == "seg_brush" and win.segments_dock.isVisible()
+    a, b = pos(axial, vol, 200, 300), pos(axial, vol, 300, 300)
+    drag(qtbot, axial, [a, pos(axial, vol, 250, 300), b])
+    seg = win.segments.segmentation()
+    s = seg.active_segment
+    m = seg.mask(s)
+    assert m[K, 300, 200] and m[K, 300, 250] and m[K, 300, 300]
+    assert m[[K - 1, K + 1]].sum() == 0  # a disc on the slice shown, not a sphere
+    r = 6.0 / voxel_mm(vol)  # 6 mm brush radius in voxels
+    assert m[K, int(300 - r + 1.5), 250] and not m[K, int(300 - r - 1.5), 250]
+    painted = seg.count(s)
+    # erase the middle
+    qtbot.keyClick(axial, Qt.Key.Key_E)
+    assert win.model.tool == "seg_eraser"
+    drag(qtbot, axial, [pos(axial, vol, 250, 290), pos(axial, vol, 250, 310)])
+    m = seg.mask(s)
+    assert not m[K, 300, 250] and m[K, 300, 200] and seg.count(s) < painted
+    # Ctrl+Z restores the erased voxels, Ctrl+Y erases them again
+    qtbot.keyClick(axial, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert seg.count(s) == painted and seg.mask(s)[K, 300, 250]
+    qtbot.keyClick(axial, Qt.Key.Key_Y, Qt.KeyboardModifier.ControlModifier)
+    assert not seg.mask(s)[K, 300, 250]
+    qtbot.keyClick(axial, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    qtbot.keyClick(axial, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert seg.count(s) == 0
+
+
+def test_overlay_is_drawn_in_every_2d_view(win, qtbot):
+    axial, coronal, sagittal = win.grid.slice_views[:3]
+    vol = win.model.active_state.volume
+    win.model.set_tool("seg_brush")
+    win.segments.set_setting(brush_mm=10.0)
+    lps = vol.index_to_lps([256.0, 380.0, K])
+    win.model.set_point(win.model.active_state.key, lps)
+    win.model.set_crosshair_visible(False)
+    settle(qtbot, 50)
+    blank = [pixels_at(v.capture(), v, [lps])[0].astype(float) for v in (axial, coronal, sagittal)]
+    drag(qtbot, axial, [pos(axial, vol, 256, 380)])
+    seg = win.segments.segmentation()
+    s = seg.active_segment
+    settle(qtbot, 50)
+    colour = np.asarray(s.color, float)
+    for view, before in zip((axial, coronal, sagittal), blank):
+        after = pixels_at(view.capture(), view, [lps])[0].astype(float)
+        # the pixel moved towards the segment's colour (filled with opacity, or the outline)
+        assert np.linalg.norm(after - colour) < np.linalg.norm(before - colour) - 20, view.plane
+    # outline only: the centre is no longer tinted, the edge is drawn opaque
+    seg.set_style(display_mode="outline")
+    win.model.set_tool("wl")  # the brush circle goes
+    settle(qtbot, 50)
+    img = axial.capture()
+    row = np.flatnonzero(seg.mask(s)[K, 380])
+    edge = vol.index_to_lps([float(row.max()), 380.0, K])  # the last voxel of the row
+    inner = vol.index_to_lps([256.0, 380.0, K])
+    assert np.linalg.norm(pixels_at(img, axial, [inner])[0].astype(float) - blank[0]) < 10
+    assert np.linalg.norm(pixels_at(img, axial, [edge])[0].astype(float) - colour) < 60
+    seg.set_style(display_mode="both")
+    win.model.set_crosshair_visible(True)
+
+
+def test_threshold_brush_paints_only_the_hu_range(win, qtbot):
+    axial = win.grid.slice_views[0]
+    state = win.model.active_state
+    vol = state.volume
+    win.model.set_tool("seg_threshold")
+    win.segments.set_setting(brush_mm=25.0, hu_range=(-100.0, 300.0))
+    # across the edge of the mediastinum and the lung: soft tissue and air under the brush
+    drag(qtbot, axial, [pos(axial, vol, 200, 260), pos(axial, vol, 260, 260)])
+    seg = win.segments.segmentation()
+    m = seg.mask(seg.active_segment)
+    hu = vol.real_values(np.s_[K])
+    assert m[K].sum() > 200
+    assert ((hu[m[K]] >= -100) & (hu[m[K]] <= 300)).all()
+    under = np.zeros_like(m[K])
+    jj, ii = np.ogrid[:512, :512]
+    under |= ((jj - 260) ** 2 + (ii - 230) ** 2) * voxel_mm(vol) ** 2 < 20 ** 2
+    assert (hu[under] < -100).any()  # the brush did cover lung that it left out
+
+
+def test_flood_fill_then_lasso_cut(win, qtbot):
+    axial = win.grid.slice_views[0]
+    vol = win.model.active_state.volume
+    hu = vol.real_values(np.s_[K])
+    j, i = np.argwhere(hu[200:320, 80:180] < -850)[0] + (200, 80)
+    win.model.set_tool("seg_fill")
+    win.segments.set_setting(hu_range=(-1024.0, -400.0), fill_uses_range=True)
+    p = pos(axial, vol, i, j)
+    qtbot.mouseClick(axial, Qt.MouseButton.LeftButton, pos=p)
+    settle(qtbot)
+    seg = win.segments.segmentation()
+    s = seg.active_segment
+    m = seg.mask(s)
+    assert m[K].sum() > 3000 and m.sum() == m[K].sum()  # the lung on this slice only
+    assert (hu[m[K]] <= -400).all()
+    # lasso cut a box out of it
+    win.model.set_tool("seg_lasso_cut")
+    ci, cj = int(np.argwhere(m[K])[:, 1].mean()), int(np.argwhere(m[K])[:, 0].mean())
+    corners = [(ci - 15, cj - 15), (ci + 15, cj - 15), (ci + 15, cj + 15), (ci - 15, cj + 15), (ci - 15, cj - 14)]
+    before = seg.count(s)
+    drag(qtbot, axial, [pos(axial, vol, x, y) for x, y in corners])
+    assert seg.count(s) < before and not seg.mask(s)[K, cj, ci]
+    qtbot.keyClick(axial, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert seg.count(s) == before
+
+
+def test_fill_between_slices_from_the_menu(win, qtbot):
+    axial = win.grid.slice_views[0]
+    state = win.model.active_state
+    vol = state.volume
+    win.model.set_tool("seg_brush")
+    win.segments.set_setting(brush_mm=15.0)
+    for k in (60, 70, 80):
+        win.model.set_point(state.key, vol.index_to_lps([256, 256, k]))
+        settle(qtbot)
+        drag(qtbot, axial, [pos(axial, vol, 256, 330, k)])
+    seg = win.segments.segmentation()
+    s = seg.active_segment
+    assert (seg.mask(s).sum(axis=(1, 2)) > 0).sum() == 3
+    win.segment_actions["fill_between"].trigger()
+    per = seg.mask(s).sum(axis=(1, 2))
+    assert (per[60:81] > 0).all() and per[:60].sum() == 0 and per[81:].sum() == 0
+    qtbot.keyClick(axial, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert (seg.mask(s).sum(axis=(1, 2)) > 0).sum() == 3
+
+
+def test_segment_list_add_rename_hide_lock_and_jump(win, qtbot):
+    axial = win.grid.slice_views[0]
+    state = win.model.active_state
+    vol = state.volume
+    panel = win.segments_panel
+    win.segments_dock.show()
+    panel.add()
+    panel.add()
+    seg = win.segments.segmentation()
+    assert panel.table.rowCount() == 2 and seg.active == 2
+    panel.table.item(0, 1).setText("Tumor")
+    assert seg.segment(1).name == "Tumor"
+    panel.table.selectRow(0)
+    assert seg.active == 1
+    win.model.set_tool("seg_brush")
+    drag(qtbot, axial, [pos(axial, vol, 150, 250)])
+    panel.table.item(0, 3).setCheckState(Qt.CheckState.Checked)  # lock Tumor
+    assert seg.segment(1).locked
+    panel.table.selectRow(1)
+    drag(qtbot, axial, [pos(axial, vol, 150, 250)])  # segment 2 cannot take Tumor's voxels
+    assert seg.layers[0][K, 250, 150] == 1
+    panel.table.item(0, 2).setCheckState(Qt.CheckState.Unchecked)
+    assert not seg.segment(1).visible
+    panel.recolour(seg.segment(1), (0, 255, 0))
+    assert seg.segment(1).color == (0, 255, 0)
+    panel.table.selectRow(0)
+    win.model.set_point(state.key, vol.index_to_lps([256, 256, 20]))
+    panel.jump()
+    idx = np.round(vol.lps_to_index(state.point)).astype(int)
+    assert idx[2] == K and seg.layers[0][idx[2], idx[1], idx[0]] == 1
+
+
+def test_unsaved_segmentation_is_offered_and_restored(make_window, qtbot, tmp_path):
+    """A journal left by a session that was killed is offered when the series opens again."""
+    import viewer
+    from viewer.core import journal
+    from viewer.core.edits import Editor
+    from viewer.core.segmentation import Segmentation
+
+    path = data_path("chest-ct")
+    vol = viewer.load(path)
+    seg = Segmentation.for_volume(vol, "Crashed")
+    j = journal.Journal(seg, journal.series_id(vol))
+    ed = Editor(seg, vol)
+    s = ed.add_segment("Tumor")
+    ed.brush(s, vol.index_to_lps([150.0, 250.0, 70]), radius_mm=10)
+    expected = seg.layers[0].copy()
+    j._file.close()  # as if the process died: no close(), no "saved" record
+    w = make_window()
+    w.open_path(str(path))
+    qtbot.waitUntil(lambda: bool(w.model.series) and not w.session.jobs, timeout=60000)
+    bar = w.segments.restore_bar
+    qtbot.waitUntil(bar.isVisible, timeout=3000)
+    assert "Tumor" in bar.label.text()
+    qtbot.mouseClick(bar.restore_button, Qt.MouseButton.LeftButton)
+    restored = w.segments.segmentation()
+    assert restored is not None and restored.uid == seg.uid
+    assert all(rec.path != j.path for _, rec in bar.pending)  # (other windows' journals may be offered next)
+    assert np.array_equal(restored.layers[0], expected)
+    # export marks it saved: not offered again
+    w.segments.export(str(tmp_path / "crashed.nii.gz"))
+    assert j.path not in [r.path for r in journal.recoverable(journal.series_id(vol))]

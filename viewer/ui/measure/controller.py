@@ -1,0 +1,211 @@
+"""The measurements of the opened series: who holds them, where they are drawn, saving and export.
+
+Measurements are kept per series key; each change recomputes the values, redraws the 2D views
+and saves the series' list beside the study index (``viewer.core.measurement_store``), from
+where it is restored when the series is opened again.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal
+
+from viewer.core.measurement_store import load_measurements, save_measurements
+from viewer.core.measurements import Measurement, compute
+from viewer.core.viewstate import direction_letters, slice_step
+from viewer.logs import log
+from viewer.render.annotations2d import AnnotationOverlay
+
+
+class MeasureController(QObject):
+    changed = Signal()  # the list or a value changed
+    selection_changed = Signal()
+
+    def __init__(self, window):
+        super().__init__(window)
+        self.window = window
+        self.model = window.model
+        self.by_series: dict[str, list[Measurement]] = {}
+        self.selected: str | None = None  # measurement uid
+        self.overlays: dict[int, AnnotationOverlay] = {}
+        for view in window.grid.slice_views:
+            overlay = AnnotationOverlay()
+            overlay.add_to(view.renderer)
+            self.overlays[view.slot] = overlay
+            view.scene_hooks.append(self._draw)
+        window.session.series_opened.connect(self._on_series_opened)
+        for key in list(self.model.series):
+            self._on_series_opened(key)
+
+    # the lists
+    def _on_series_opened(self, key: str) -> None:
+        state = self.model.series.get(key)
+        if state is None or key in self.by_series:
+            return
+        uid = state.volume.source.series_instance_uid
+        restored = load_measurements(uid) if uid else []
+        for m in restored:
+            compute(m, state.volume)
+        self.by_series[key] = restored
+        if restored:
+            self.refresh()
+
+    def measurements(self, key: str | None = None) -> list[Measurement]:
+        if key is None:
+            state = self.model.active_state
+            key = state.key if state is not None else None
+        return self.by_series.setdefault(key, []) if key is not None else []
+
+    def all(self) -> list[tuple[str, Measurement]]:
+        return [(k, m) for k, ms in self.by_series.items() for m in ms if k in self.model.series]
+
+    def find(self, uid: str) -> tuple[str, Measurement] | None:
+        return next(((k, m) for k, m in self.all() if m.uid == uid), None)
+
+    def add(self, key: str, m: Measurement) -> None:
+        state = self.model.series[key]
+        m.series_uid = state.volume.source.series_instance_uid
+        m.frame_of_reference_uid = state.volume.source.frame_of_reference_uid
+        compute(m, state.volume)
+        self.measurements(key).append(m)
+        self.selected = m.uid
+        self.updated(key)
+        self.selection_changed.emit()
+
+    def updated(self, key: str, m: Measurement | None = None, save: bool = True) -> None:
+        """``m`` (or the list) of series ``key`` changed: recompute, redraw, save."""
+        state = self.model.series.get(key)
+        if m is not None and state is not None:
+            compute(m, state.volume)
+        if save:
+            self.save(key)
+        self.refresh()
+
+    def remove(self, uid: str) -> bool:
+        hit = self.find(uid)
+        if hit is None:
+            return False
+        key, m = hit
+        self.by_series[key].remove(m)
+        if self.selected == uid:
+            self.selected = None
+            self.selection_changed.emit()
+        self.updated(key)
+        return True
+
+    def delete_selected(self) -> bool:
+        return self.remove(self.selected) if self.selected else False
+
+    def set_label(self, uid: str, label: str) -> None:
+        hit = self.find(uid)
+        if hit is not None and hit[1].label != label:
+            hit[1].label = label
+            self.updated(hit[0])
+
+    def select(self, uid: str | None) -> None:
+        if uid != self.selected:
+            self.selected = uid
+            self.selection_changed.emit()
+            self.refresh(changed=False)
+
+    def save(self, key: str) -> None:
+        state = self.model.series.get(key)
+        uid = state.volume.source.series_instance_uid if state is not None else ""
+        if not uid:
+            return
+        try:
+            save_measurements(uid, self.by_series.get(key, []))
+        except OSError:
+            log.exception("saving measurements failed")
+
+    def refresh(self, changed: bool = True) -> None:
+        for view in self.window.grid.slice_views:
+            view._on_overlay()
+        if changed:
+            self.changed.emit()
+
+    def jump_to(self, uid: str) -> None:
+        """Show a measurement: its series' point moves to it (every view follows)."""
+        hit = self.find(uid)
+        if hit is None:
+            return
+        key, m = hit
+        self.model.set_point(key, m.centre())
+        self.select(uid)
+
+    # drawing (a SliceView scene hook)
+    def half_thickness(self, view) -> float:
+        geom = view.pipeline.geometry
+        return 0.5 * slice_step(view.state.volume, geom.n)
+
+    def _draw(self, view) -> None:
+        overlay = self.overlays.get(view.slot)
+        if overlay is None:
+            return
+        state = view.state
+        if state is None or view.pipeline is None or view.pipeline.geometry is None or view.view2d is None:
+            overlay.update([], None, None, 0.0)
+            return
+        w, h = view.size_px()
+        overlay.update(self.by_series.get(state.key, []), view.pipeline.geometry, view.view2d,
+                       self.half_thickness(view), self.selected, state.volume.units, w, h)
+
+    # key images
+    def key_image(self, view=None):
+        """(rgb, (row, column) orientation letters, source SOP instance UID) of a 2D view as shown."""
+        view = view or self.active_view()
+        rgb = view.capture()
+        geom = view.pipeline.geometry
+        src = view.state.volume.source
+        sop = None
+        idx = view.state.volume.lps_to_index(view.state.point)
+        k = int(round(idx[2]))
+        if src.sop_instance_uids and abs(abs(geom.n @ view.state.volume.direction[:, 2]) - 1) < 1e-6 \
+                and 0 <= k < len(src.sop_instance_uids):
+            sop = src.sop_instance_uids[k]
+        return rgb, (direction_letters(geom.u)[0], direction_letters(-np.asarray(geom.v))[0]), sop
+
+    def active_view(self):
+        views = self.window.grid.slice_views
+        slot = self.model.active if self.model.active < len(views) else 0
+        return views[slot]
+
+    def export(self, folder: str, deidentify: bool = False, key_images: bool = True) -> dict:
+        from viewer.core.export.report import export_report
+
+        view = self.active_view()
+        state = view.state
+        if state is None:
+            raise ValueError("Open a series before exporting measurements.")
+        images = [self.key_image(view)] if key_images else []
+        return export_report(folder, self.measurements(state.key), state.volume, key_images=images,
+                             deidentify=deidentify)
+
+    def import_sr(self, path: str) -> int:
+        """Add the measurements of an SR to the series it refers to (or the active one)."""
+        from viewer.core.export.sr import read_sr
+
+        found = read_sr(path)
+        count = 0
+        for m in found:
+            key = next((k for k, s in self.model.series.items()
+                        if m.series_uid and s.volume.source.series_instance_uid == m.series_uid), None)
+            key = key or (self.model.active_state.key if self.model.active_state is not None else None)
+            if key is None:
+                continue
+            values = dict(m.values)
+            self.add(key, m)
+            m.values.update({k: v for k, v in values.items() if k not in m.values})
+            count += 1
+        return count
+
+    def as_text(self) -> str:
+        """The table as tab-separated text (for the clipboard)."""
+        from viewer.core.measurements import KIND_TITLES, summary
+
+        lines = ["#\tLabel\tKind\tValue"]
+        state = self.model.active_state
+        for n, m in enumerate(self.measurements(), start=1):
+            units = state.volume.units if state is not None else ""
+            lines.append(f"{n}\t{m.label}\t{KIND_TITLES[m.kind]}\t{summary(m, units).replace(chr(10), '  ')}")
+        return "\n".join(lines)
