@@ -251,6 +251,19 @@ def test_detections_become_markers_to_accept_reject_move_and_resize(ai_window, q
     ms = entry.marker_sets[0]
     marker = ms.markers[0]
     assert ms in m.series[src_key].marker_sets and marker.status == "pending" and not marker.edited
+    # the label map is an editable segmentation with the model's provenance
+    seg = entry.segmentations[0]
+    assert seg in m.series[src_key].segmentations
+    (segment,) = seg.segments
+    assert segment.name == "above zero" and segment.algorithm_type == "AUTOMATIC"
+    assert segment.algorithm_name == "Test threshold" and not segment.edited
+    labels = seg.layers[segment.layer]
+    assert np.array_equal(labels == segment.number, m.series[src_key].volume.array > 0)
+    editor = win.segments.editors[seg.uid]
+    air = m.series[src_key].volume.index_to_lps([10, 10, 70])  # outside the body: not in the segment
+    editor.brush(segment, air, radius_mm=3.0)
+    assert labels[70, 10, 10] == segment.number
+    assert segment.edited and segment.algorithm_type == "SEMIAUTOMATIC"
     marker.size_mm = np.array([40.0, 40.0, 40.0])  # the fake plugin's 10 mm is small to grab; not an edit
     ms.changed.emit()
     m.set_layout("1x1")

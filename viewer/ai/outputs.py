@@ -11,9 +11,7 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +19,6 @@ import numpy as np
 from viewer.ai.api import LabelMap, PluginInfo, Results
 from viewer.core.errors import HounsfieldError
 from viewer.core.volume import Volume
-from viewer.logs import log
 
 
 def _slug(text: str, used: set[str]) -> str:
@@ -93,83 +90,28 @@ def write_results(results: Results, source: Volume, out_dir, info: PluginInfo) -
     return written
 
 
-def _source_datasets(source: Volume) -> list:
-    import pydicom
-
-    folder = source.source.path
-    uids = set(source.source.sop_instance_uids)
-    if not folder or not uids or not os.path.isdir(folder):
-        return []
-    found = []
-    for name in sorted(os.listdir(folder)):
-        path = os.path.join(folder, name)
-        if not os.path.isfile(path):
-            continue
-        try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True)
-        except Exception:
-            continue
-        if getattr(ds, "SOPInstanceUID", None) in uids:
-            if "SpecificCharacterSet" in ds and not ds.SpecificCharacterSet:
-                del ds.SpecificCharacterSet  # empty in some files; highdicom rejects it
-            found.append(ds)
-    return found
+def label_map_segments(lm: LabelMap) -> list[dict]:
+    """A plugin's segments as ``viewer.core.segmentation.from_label_map`` takes them."""
+    return [{"label": seg.label, "name": seg.name, "color": seg.color, "description": seg.description,
+             **({"type": (seg.code[1], seg.code[0], seg.code[2])} if seg.code else {})}  # (value, scheme, meaning)
+            for seg in lm.segments if seg.label != 0]
 
 
 def write_dicom_seg(lm: LabelMap, source: Volume, path: Path, info: PluginInfo) -> bool:
-    """A DICOM Segmentation of ``lm`` referencing the source series; False when the input was not DICOM."""
-    datasets = _source_datasets(source)
-    if not datasets:
-        return False
-    if any(int(getattr(ds, "NumberOfFrames", 1) or 1) > 1 for ds in datasets):
-        raise HounsfieldError("DICOM SEG export of results on multi-frame images is not supported yet.")
-    import highdicom as hd
-    from pydicom.sr.codedict import codes
+    """A DICOM Segmentation of ``lm`` referencing the source series (AUTOMATIC, with the model's name and
+    version); False when the input was not DICOM.  The writing is the segmentation editor's own
+    (``viewer.core.export.seg_dicom``), so AI results and edited segmentations export alike."""
+    from viewer.core.export.seg_dicom import source_datasets
+    from viewer.core.export.seg_dicom import write_dicom_seg as write_seg
+    from viewer.core.segmentation import from_label_map
 
-    by_k = {}
-    for ds in datasets:
-        k = int(round(float(source.lps_to_index([float(v) for v in ds.ImagePositionPatient])[2])))
-        if 0 <= k < source.shape[0]:
-            by_k.setdefault(k, ds)
-    ks = sorted(by_k)
-    segments = [s for s in lm.segments if s.label != 0]
-    if not ks or not segments:
+    if not source_datasets(source):
         return False
-    number = {s.label: n + 1 for n, s in enumerate(segments)}
-    remap = np.zeros(int(lm.array.max()) + 1, np.uint16)
-    for lab, n in number.items():
-        if lab < remap.size:
-            remap[lab] = n
-    pixels = remap[lm.array[ks]]
-    algorithm = hd.AlgorithmIdentificationSequence(name=info.name, family=codes.cid7162.ArtificialIntelligence,
-                                                   version=info.version)
-    descriptions = []
-    for s in segments:
-        ptype = hd.sr.CodedConcept(s.code[1], s.code[0], s.code[2]) if s.code else codes.SCT.Tissue
-        descriptions.append(hd.seg.SegmentDescription(
-            segment_number=number[s.label], segment_label=s.name[:64],
-            segmented_property_category=codes.SCT.Tissue, segmented_property_type=ptype,
-            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC, algorithm_identification=algorithm))
-    try:
-        with warnings.catch_warnings(record=True) as caught:  # e.g. odd patient names in the source
-            warnings.simplefilter("always")
-            seg = _segmentation(hd, by_k, ks, pixels, segments, descriptions, info)
-            seg.save_as(path)
-        for w in caught:
-            log.info("DICOM SEG: %s", w.message)
-    except (ValueError, TypeError, AttributeError, KeyError) as exc:
-        log.warning("DICOM SEG not written", exc_info=True)
-        raise HounsfieldError(f"The DICOM SEG could not be written ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0][:100]}).") from None
-    log.info("wrote DICOM SEG %s (%d frames, %d segments)", path, len(ks), len(segments))
+    segments = label_map_segments(lm)
+    if not segments:
+        return False
+    seg = from_label_map(source, lm.array, segments, name=lm.name, algorithm_name=info.name,
+                         algorithm_version=info.version)
+    write_seg(seg, source, path, series_description=f"AI: {info.name}", model_name=f"{info.name} (AI plugin)",
+              software_version=f"hounsfield {info.id} {info.version}")
     return True
-
-
-def _segmentation(hd, by_k, ks, pixels, segments, descriptions, info):
-    return hd.seg.Segmentation(
-        source_images=[by_k[k] for k in ks], pixel_array=pixels.astype(np.uint8 if len(segments) < 256 else np.uint16),
-        segmentation_type=hd.seg.SegmentationTypeValues.BINARY, segment_descriptions=descriptions,
-        series_instance_uid=hd.UID(), series_number=9000, sop_instance_uid=hd.UID(), instance_number=1,
-        manufacturer="Hounsfield", manufacturer_model_name=f"{info.name} (AI plugin)",
-        software_versions=f"hounsfield {info.id} {info.version}", device_serial_number="0",
-        series_description=f"AI: {info.name}"[:64])

@@ -100,7 +100,10 @@ class ResultBox(QGroupBox):
             layout.addWidget(c)
         for lm in entry.label_maps:
             names = ", ".join(s.name for s in lm.segments) or "no segments"
-            layout.addWidget(QLabel(f"Label map {lm.name}: {names} (AUTOMATIC)"))
+            where = "in the Segments panel" if entry.segmentations else "not editable"
+            label = QLabel(f"Segmentation {lm.name}: {names} (AUTOMATIC; {where})")
+            label.setWordWrap(True)
+            layout.addWidget(label)
         self.detection_tables = []
         for ms in entry.marker_sets:
             from viewer.ui.ai.markers import DetectionTable

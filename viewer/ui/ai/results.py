@@ -1,7 +1,8 @@
 """AI results in the viewer: a derived image opens as a series linked to its source (same frame of
 reference: it scrolls with it), compared side by side or by flicker; heatmaps become layers over
 the source's slices.  detections become markers the radiologist accepts, rejects, moves or
-resizes.  Label maps are listed with their provenance until the segmentation editor takes them.
+resizes.  Label maps become segmentations (provenance AUTOMATIC, the model's name and version)
+in the segmentation editor, where they are edited like any segment.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class ResultEntry:
     heatmaps: list[HeatmapLayer] = field(default_factory=list)
     marker_sets: list[MarkerSet] = field(default_factory=list)
     label_maps: list = field(default_factory=list)
+    segmentations: list = field(default_factory=list)  # viewer.core.segmentation.Segmentation, editable
     detections: list = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     provenance: dict = field(default_factory=dict)
@@ -68,6 +70,17 @@ def apply_results(window, source_key: str, results: Results) -> ResultEntry:
     title = f"{prov.get('plugin_name', 'AI')} {prov.get('plugin_version', '')}".strip()
     entry = ResultEntry(title, source_key, notes=list(results.notes), provenance=dict(prov),
                         label_maps=list(results.label_maps), detections=list(results.detections))
+    segments_ui = getattr(window, "segments", None)
+    for lm in results.label_maps:
+        if segments_ui is None or tuple(lm.array.shape) != tuple(source.volume.shape) \
+                or not np.allclose(lm.affine, source.volume.affine, atol=1e-3):
+            entry.notes.append(f"The label map {lm.name} is not on the image's grid; it was not opened for editing.")
+            continue
+        from viewer.ai.outputs import label_map_segments
+
+        entry.segmentations.append(segments_ui.add_label_map(
+            source_key, lm.array, label_map_segments(lm), name=f"{lm.name} [{title}]",
+            algorithm_name=prov.get("plugin_name", "AI"), algorithm_version=prov.get("plugin_version", "")))
     run = next(_runs)
     for n, img in enumerate(results.images):
         vol = derived_volume(source.volume, img.array, img.affine, f"AI: {img.name}", img.modality,
