@@ -234,4 +234,10 @@ def test_f1_opens_the_shortcut_sheet(make_window, qtbot):
     html = sheet_html()
     for words in ("Window/level", "Scroll slices", "PgDown", "Rotate the crosshair axes", "Home"):
         assert words in html
+    # the features' own menus are listed too: what the window shows is what the sheet says
+    from PySide6.QtWidgets import QTextBrowser
+
+    shown = win.sheet.findChild(QTextBrowser).toPlainText()
+    for words in ("Brush", "Length (ruler)", "Undo", "Flicker original / AI result", "Query/Retrieve"):
+        assert words in shown, words
     win.sheet.close()
