@@ -247,7 +247,8 @@ class MainWindow(QMainWindow):
         a[f"layout_{m.layout}"].setChecked(True)
         if f"tool_{m.tool}" in a:
             a[f"tool_{m.tool}"].setChecked(True)
-        self.tool_label.setText(f"Left button: {TOOL_NAMES.get(m.tool, m.tool)}   F1: shortcuts")
+        name = TOOL_NAMES.get(m.tool) or m.tool.removeprefix("seg_").removeprefix("measure_").replace("_", " ")
+        self.tool_label.setText(f"Left button: {name}   F1: shortcuts")
         a["crosshair"].setChecked(m.crosshair_visible)
         a["link"].setChecked(m.link_series)
         state = m.active_state
