@@ -40,3 +40,29 @@ def pixels_at(image: np.ndarray, view, lps_points) -> np.ndarray:
         x, y = display_of(view, p)
         out.append(image[h - 1 - int(round(y)), int(round(x))])
     return np.asarray(out)
+
+
+def open_study_window(qapp, settings_dir, path, size=(1400, 900), layout: str = "2x2", before_show=None):
+    """A MainWindow with private settings in ``settings_dir``, shown, with the study at ``path``
+    loaded completely (for module-scoped fixtures that share one loaded window)."""
+    import time
+
+    from PySide6.QtCore import QSettings
+
+    from viewer.ui.mainwindow import MainWindow
+
+    settings = QSettings(str(settings_dir / "s.ini"), QSettings.Format.IniFormat)
+    win = MainWindow(settings=settings)
+    if before_show is not None:
+        before_show(win)
+    win.resize(*size)
+    win.model.set_layout(layout)
+    win.show()
+    win.open_path(str(path))
+    end = time.monotonic() + 60
+    while (not win.model.series or win.session.jobs) and time.monotonic() < end:
+        qapp.processEvents()
+        time.sleep(0.01)
+    assert win.model.series and not win.session.jobs, f"{path} did not load"
+    win.activateWindow()  # keyboard shortcuts need an active window (no window manager under Xvfb)
+    return win

@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import data_path
 from tests.ui.conftest import needs_display
-from tests.ui.helpers import settle
+from tests.ui.helpers import open_study_window, settle
 
 pytestmark = pytest.mark.gui
 
@@ -21,30 +21,18 @@ pytestmark = pytest.mark.gui
 @pytest.fixture(scope="module")
 def ai_window(qapp, tmp_path_factory):
     needs_display()
-    path = data_path("chest-ct")
-    from PySide6.QtCore import QSettings
-
     from tests.ai.fake_plugins import info as fake_info
     from viewer.ai.discovery import Registry
     from viewer.ai.worker import AIHost
-    from viewer.ui.mainwindow import MainWindow
 
-    settings = QSettings(str(tmp_path_factory.mktemp("ai") / "s.ini"), QSettings.Format.IniFormat)
-    win = MainWindow(settings=settings)
-    registry = Registry(models=Path("/nonexistent-models"), entry_points=False)
-    for name in ("crash", "slow", "threshold"):
-        registry.add(fake_info(name))
-    win.ai._host = AIHost(registry, device="cpu", threads=2, stall_timeout=120)
-    win.resize(1500, 900)
-    win.model.set_layout("2x2")
-    win.show()
-    win.open_path(str(path))
-    end = time.monotonic() + 60
-    while (not win.model.series or win.session.jobs) and time.monotonic() < end:
-        qapp.processEvents()
-        time.sleep(0.01)
-    assert win.model.series and not win.session.jobs, "the chest CT did not load"
-    win.activateWindow()
+    def cpu_host(win):
+        registry = Registry(models=Path("/nonexistent-models"), entry_points=False)
+        for name in ("crash", "slow", "threshold"):
+            registry.add(fake_info(name))
+        win.ai._host = AIHost(registry, device="cpu", threads=2, stall_timeout=120)
+
+    win = open_study_window(qapp, tmp_path_factory.mktemp("ai"), data_path("chest-ct"), size=(1500, 900),
+                            before_show=cpu_host)
     yield win
     win.close()
 

@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QApplication
 from tests.conftest import data_path
 from tests.render.test_slice import trilinear
 from tests.ui.conftest import needs_display
-from tests.ui.helpers import display_of, pixels_at, qt_pos, settle
+from tests.ui.helpers import display_of, open_study_window, pixels_at, qt_pos, settle
 
 pytestmark = pytest.mark.gui
 
@@ -23,25 +23,7 @@ pytestmark = pytest.mark.gui
 @pytest.fixture(scope="module")
 def ct_window(qapp, tmp_path_factory):
     needs_display()
-    path = data_path("chest-ct")
-    from PySide6.QtCore import QSettings
-
-    from viewer.ui.mainwindow import MainWindow
-
-    settings = QSettings(str(tmp_path_factory.mktemp("ct") / "s.ini"), QSettings.Format.IniFormat)
-    win = MainWindow(settings=settings)
-    win.resize(1400, 900)
-    win.model.set_layout("2x2")
-    win.show()
-    win.open_path(str(path))
-    import time
-
-    end = time.monotonic() + 60
-    while (not win.model.series or win.session.jobs) and time.monotonic() < end:
-        qapp.processEvents()
-        time.sleep(0.01)
-    assert win.model.series and not win.session.jobs, "the chest CT did not load"
-    win.activateWindow()  # keyboard shortcuts need an active window (no window manager under Xvfb)
+    win = open_study_window(qapp, tmp_path_factory.mktemp("ct"), data_path("chest-ct"))
     yield win
     win.close()
 

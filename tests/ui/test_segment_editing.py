@@ -14,7 +14,7 @@ from PySide6.QtCore import QPoint, Qt
 
 from tests.conftest import data_path
 from tests.ui.conftest import needs_display
-from tests.ui.helpers import pixels_at, qt_pos, settle
+from tests.ui.helpers import open_study_window, pixels_at, qt_pos, settle
 
 pytestmark = pytest.mark.gui
 
@@ -22,24 +22,7 @@ pytestmark = pytest.mark.gui
 @pytest.fixture(scope="module")
 def ct_window(qapp, tmp_path_factory):
     needs_display()
-    path = data_path("chest-ct")
-    import time
-
-    from PySide6.QtCore import QSettings
-
-    from viewer.ui.mainwindow import MainWindow
-
-    settings = QSettings(str(tmp_path_factory.mktemp("seg") / "s.ini"), QSettings.Format.IniFormat)
-    win = MainWindow(settings=settings)
-    win.resize(1500, 950)
-    win.model.set_layout("2x2")
-    win.show()
-    win.open_path(str(path))
-    end = time.monotonic() + 60
-    while (not win.model.series or win.session.jobs) and time.monotonic() < end:
-        qapp.processEvents()
-        time.sleep(0.01)
-    assert win.model.series and not win.session.jobs, "the chest CT did not load"
+    win = open_study_window(qapp, tmp_path_factory.mktemp("seg"), data_path("chest-ct"), size=(1500, 950))
     yield win
     win.close()
 
