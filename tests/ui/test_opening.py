@@ -62,9 +62,29 @@ def test_series_appears_with_its_first_slice_while_the_rest_loads(make_window, q
     assert "Loading" not in win.grid.slice_views[0].corners.text("top_right")
 
 
-def test_cancel_keeps_what_was_loaded_usable(make_window, qtbot, chest_ct_dir):
+def test_cancel_keeps_what_was_loaded_usable(make_window, qtbot, chest_ct_dir, monkeypatch):
+    import threading
+
+    from viewer.core.dicom import decode
+
+    # The chest CT decodes in under 0.1 s, often before the UI thread sees it open: after the first
+    # slices, decoding waits until the window's Cancel has been pressed (or 20 s have passed).
+    cancelled, calls, real_read = threading.Event(), [], decode.read_native
+
+    def gated_read(header):
+        calls.append(1)
+        if len(calls) > 3:
+            cancelled.wait(20)
+        return real_read(header)
+
+    monkeypatch.setattr(decode, "read_native", gated_read)
     win = make_window("1x3")
-    win.session.series_opened.connect(lambda _key: win.cmd_cancel_load())
+
+    def cancel(_key):
+        win.cmd_cancel_load()
+        cancelled.set()
+
+    win.session.series_opened.connect(cancel)
     win.open_path(str(chest_ct_dir))
     wait_loaded(qtbot, win)
     state = next(iter(win.model.series.values()))
@@ -81,6 +101,8 @@ def test_cancel_keeps_what_was_loaded_usable(make_window, qtbot, chest_ct_dir):
     axial.capture()
     assert axial.notice.actor.GetInput() == "Loading this slice..."
     assert np.all(state.volume.array[missing] == -1024)  # never stale memory on screen
+    # slices a decoder was already writing when Cancel came are whole and counted as loaded
+    assert np.all(state.volume.array[~state.loaded] == -1024)
 
 
 def test_an_unreadable_folder_shows_one_sentence_and_the_open_study_stays(make_window, qtbot, tmp_path):

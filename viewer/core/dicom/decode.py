@@ -13,7 +13,7 @@ import os
 import threading
 from collections import defaultdict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor, as_completed, wait
 
 import numpy as np
 import pydicom
@@ -183,13 +183,16 @@ def decode_stack(geom: StackGeometry, out: np.ndarray, mode: str, *,
         return done
 
     failures: list[str] = []
+    reported: set = set()
     workers = workers or min(8, (os.cpu_count() or 2) * 2)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
         futures = {pool.submit(work, p): p for p in files}
         try:
             for fut in as_completed(futures):
                 if cancel is not None and cancel.is_set():
+                    _settle_after_cancel(futures, reported, out, by_file, geom, mode, on_slice)
                     raise LoadCancelled("Loading was cancelled.")
+                reported.add(fut)
                 try:
                     slots = fut.result()
                 except Exception as exc:  # a broken file must not stop the rest
@@ -208,3 +211,20 @@ def decode_stack(geom: StackGeometry, out: np.ndarray, mode: str, *,
                 fut.cancel()
             raise
     return failures
+
+
+def _settle_after_cancel(futures, reported, out, by_file, geom, mode, on_slice) -> None:
+    """On Cancel: stop what has not started, let running decodes finish, and report the slices they
+    completed (they are whole), so that every slot not reported holds only the blank value."""
+    for fut in futures:
+        fut.cancel()
+    wait(futures)
+    for fut, path in futures.items():
+        if fut in reported or fut.cancelled():
+            continue
+        if fut.exception() is not None:
+            for pos in by_file[path]:
+                out[geom.slots[pos]] = blank_value(mode, out.dtype)
+        elif on_slice is not None:
+            for k in fut.result():
+                on_slice(k)
