@@ -289,3 +289,26 @@ def test_ctrl_drag_rotates_the_axes_for_oblique_reformatting(win, qtbot):
     assert coronal.labels.text("right") != "L"  # an oblique edge: two letters
     qtbot.keyClick(axial, Qt.Key.Key_Home)
     assert not state.oblique
+
+
+def test_words_on_narrow_views_do_not_overlap(win, qtbot):
+    """In the 1x3 layout of a small window the corner blocks and the orientation letters would run
+    into each other: the right blocks move under / over the left ones and the letters step aside."""
+    from viewer.render.overlays import text_box
+
+    win.model.set_layout("1x3")
+    settle(qtbot, 100)
+    checked = 0
+    for view in win.grid.visible_views():
+        view.update_scene()
+        actors = [a for a in (*view.corners.actors.values(), *view.labels.actors.values()) if a.GetInput()]
+        boxes = [text_box(a, view.renderer) for a in actors]
+        w, _h = view.size_px()
+        assert w < 520  # narrow enough that, unmoved, "Se: ... 512 x 512 x 141" meets the patient name
+        for i in range(len(boxes)):
+            for j in range(i + 1, len(boxes)):
+                a, b = boxes[i], boxes[j]
+                overlap = a[0] < b[1] and b[0] < a[1] and a[2] < b[3] and b[2] < a[3]
+                assert not overlap, (actors[i].GetInput(), actors[j].GetInput())
+        checked += 1
+    assert checked == 3

@@ -119,8 +119,35 @@ class OrientationLabels:
             actor.SetInput(letters.get(edge, ""))
             actor.SetDisplayPosition(int(pos[edge][0]), int(pos[edge][1]))
 
+    def avoid(self, corners: CornerText, renderer, gap: int = 4) -> None:
+        """Move the top and bottom letters off the corner text they would overlap (narrow views):
+        below the top corners' lines, above the bottom corners' ones."""
+        for edge, names in (("top", ("top_left", "top_right")), ("bottom", ("bottom_left", "bottom_right"))):
+            actor = self.actors[edge]
+            if not actor.GetInput():
+                continue
+            box = text_box(actor, renderer)
+            hits = [b for b in (text_box(corners.actors[n], renderer) for n in names if corners.text(n))
+                    if b[0] < box[1] and box[0] < b[1] and b[2] < box[3] and box[2] < b[3]]
+            if not hits:
+                continue
+            x, _y = actor.GetPosition()
+            if edge == "top":
+                actor.SetDisplayPosition(int(x), int(min(b[2] for b in hits) - gap))
+            else:
+                actor.SetDisplayPosition(int(x), int(max(b[3] for b in hits) + gap))
+
     def text(self, edge: str) -> str:
         return self.actors[edge].GetInput() or ""
+
+
+def text_box(actor, renderer) -> list[float]:
+    """(xmin, xmax, ymin, ymax) of a text actor in display pixels (VTK gives it relative to the
+    actor's position)."""
+    box = [0.0, 0.0, 0.0, 0.0]
+    actor.GetBoundingBox(renderer, box)
+    x, y = actor.GetPosition()
+    return [box[0] + x, box[1] + x, box[2] + y, box[3] + y]
 
 
 class CornerText:
@@ -147,6 +174,18 @@ class CornerText:
             x = width - margin if corner.endswith("right") else margin
             y = height - margin if corner.startswith("top") else margin
             actor.SetDisplayPosition(int(x), int(y))
+
+    def stack_if_crowded(self, renderer, gap: int = 2) -> None:
+        """In a narrow view, where the left and right blocks of a row would overlap, the right one
+        goes below (top row) or above (bottom row) the left one instead of over it."""
+        for left, right, top in (("top_left", "top_right", True), ("bottom_left", "bottom_right", False)):
+            if not (self.text(left) and self.text(right)):
+                continue
+            a, b = text_box(self.actors[left], renderer), text_box(self.actors[right], renderer)
+            if b[0] >= a[1] + 8:
+                continue
+            x, _y = self.actors[right].GetPosition()
+            self.actors[right].SetDisplayPosition(int(x), int(a[2] - gap if top else a[3] + gap))
 
     def text(self, corner: str) -> str:
         return self.actors[corner].GetInput() or ""

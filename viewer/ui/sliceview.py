@@ -194,9 +194,11 @@ class SliceView(VtkWidget):
                 lines.append(((float(d @ geom.u), float(d @ geom.v)), PLANE_COLOURS[other]))
         self.crosshair.update(centre, lines, w, h, self.model.crosshair_visible)
         self.markers.update(s.marker_sets, geom, s.point)
-        self.labels.update(orientation_letters(geom.u, geom.v), w, h)
         zoom_pct = 100.0 * geom.spacing / self.view2d.mm_per_pixel
         self.corners.update(corner_texts(s, vp, zoom_pct, self.session.loading_text(s.key)), w, h)
+        self.labels.update(orientation_letters(geom.u, geom.v), w, h)
+        self.corners.stack_if_crowded(self.renderer)
+        self.labels.avoid(self.corners, self.renderer)
         self.scalebar.update(self.view2d.mm_per_pixel, w, h)
         self.notice.update(self._notice_text(s, vp.plane), w, h)
 
