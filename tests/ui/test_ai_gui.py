@@ -154,6 +154,34 @@ def test_the_removed_noise_heatmap_draws_over_the_original_and_follows_its_contr
     assert not win.model.series[denoised.derived_keys[0]].heatmaps
 
 
+def test_screenshot_of_the_ai_feature(ai_window, denoised, qtbot, tmp_path):
+    """docs/screenshot-ai.png (with HOUNSFIELD_SCREENSHOTS=1; else a temporary file): the original
+    with its removed-noise map, the result beside it, and the colour bar's title whole in the view."""
+    import os
+
+    from viewer.render.overlays import text_box
+
+    win, m = ai_window, ai_window.model
+    m.set_layout("1x3")
+    m.set_active(0)
+    m.show_series(0, denoised.source_key)
+    layer = denoised.heatmaps[0]
+    layer.set(visible=True, opacity=0.7, threshold=0.3)
+    settle(qtbot, 150)
+    view = win.grid.views[0]
+    pipeline = next(hp for hp in view.heatmaps if hp.layer is layer)
+    box = text_box(pipeline.title, view.renderer)
+    w, _h = view.size_px()
+    assert pipeline.title.GetInput() == layer.name and 0 <= box[0] and box[1] <= w
+    for v in win.grid.visible_views():
+        v.render_now()
+    qtbot.wait(100)
+    docs = os.environ.get("HOUNSFIELD_SCREENSHOTS") == "1"
+    out = (Path(__file__).resolve().parents[2] / "docs" if docs else tmp_path) / "screenshot-ai.png"
+    assert win.screen().grabWindow(win.winId()).save(str(out))
+    layer.set(visible=False)
+
+
 def test_flicker_swaps_original_and_result_in_place(ai_window, denoised, qtbot):
     win, m = ai_window, ai_window.model
     m.set_active(0)

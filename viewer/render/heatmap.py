@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 from vtkmodules.vtkCommonCore import vtkLookupTable
 from vtkmodules.vtkRenderingAnnotation import vtkScalarBarActor
+from vtkmodules.vtkRenderingCore import vtkTextActor
 
 from viewer.core.layers import HeatmapLayer
 from viewer.render.image import VtkVolume
@@ -63,6 +64,16 @@ class HeatmapPipeline(SlicePipeline):
             tp.SetBold(False)
             tp.SetItalic(False)
         self.colour_bar.UnconstrainedFontSizeOn()
+        # the bar's own title is centred on the bar and clipped at the view's edge: the layer's
+        # name is a text of its own, right-aligned under the bar
+        self.title = vtkTextActor()
+        tp = self.title.GetTextProperty()
+        tp.SetFontSize(12)
+        tp.SetJustificationToRight()
+        tp.SetVerticalJustificationToTop()
+        tp.SetColor(0.92, 0.92, 0.92)
+        self.title.GetPositionCoordinate().SetCoordinateSystemToNormalizedViewport()
+        self.title.GetPositionCoordinate().SetValue(0.985, 0.29)
         self.update_style()
 
     def update_style(self) -> None:
@@ -73,13 +84,17 @@ class HeatmapPipeline(SlicePipeline):
         prop.SetOpacity(layer.opacity)
         self.actor.SetVisibility(layer.visible)
         self.colour_bar.SetLookupTable(lut)
-        self.colour_bar.SetTitle(layer.name.replace(" ", "\n", 1))  # narrow views: two short lines
+        self.colour_bar.SetTitle("")
         self.colour_bar.SetVisibility(layer.visible)
+        self.title.SetInput(layer.name)
+        self.title.SetVisibility(layer.visible)
 
     def add_to(self, renderer) -> None:
         renderer.AddViewProp(self.actor)
         renderer.AddViewProp(self.colour_bar)
+        renderer.AddViewProp(self.title)
 
     def remove_from(self, renderer) -> None:
         renderer.RemoveViewProp(self.actor)
         renderer.RemoveViewProp(self.colour_bar)
+        renderer.RemoveViewProp(self.title)

@@ -146,7 +146,7 @@ def text_box(actor, renderer) -> list[float]:
     actor's position)."""
     box = [0.0, 0.0, 0.0, 0.0]
     actor.GetBoundingBox(renderer, box)
-    x, y = actor.GetPosition()
+    x, y = actor.GetPositionCoordinate().GetComputedDisplayValue(renderer)
     return [box[0] + x, box[1] + x, box[2] + y, box[3] + y]
 
 
