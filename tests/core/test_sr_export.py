@@ -177,3 +177,51 @@ def test_deidentifier_maps_each_uid_once():
     a, b = d.uid("1.2.3.4"), d.uid("1.2.3.5")
     assert a != b and d.uid("1.2.3.4") == a and a != "1.2.3.4"
     assert d.uid("1.2.840.10008.5.1.4.1.1.2") == "1.2.840.10008.5.1.4.1.1.2"  # registered UIDs stay
+
+
+@pytest.mark.parametrize("deidentify", [False, True])
+def test_segments_go_out_as_a_seg_that_the_sr_refers_to(ct, measurements, tmp_path, deidentify):
+    """With a segmentation, the export writes its DICOM SEG, each segment's statistics in the CSV/JSON,
+    and a TID 1411 volumetric group per segment in the SR that points at that SEG's segment: also
+    after de-identification, which maps the SEG's and the SR's UIDs alike."""
+    import highdicom as hd
+
+    from viewer.core.export.seg_dicom import read_dicom_seg
+    from viewer.core.segmentation import Segmentation
+
+    seg = Segmentation.for_volume(ct, "Reading")
+    tumour = seg.add_segment("Tumour")
+    seg.add_segment("Nothing yet")  # empty: left out of the report
+    node = seg.add_segment("Node")
+    mask = tumour_segment(ct)
+    seg.layers[0][mask] = tumour.number
+    seg.layers[0][60:64, 300:306, 300:306] = node.number
+    out = export_report(tmp_path, measurements[:2], ct, segmentation=seg, deidentify=deidentify)
+    (seg_path,) = out["seg"]
+    seg_ds = pydicom.dcmread(seg_path)
+    sr = hd.sr.Comprehensive3DSR.from_dataset(pydicom.dcmread(out["sr"][0]))
+    groups = sr.content.get_volumetric_roi_measurement_groups()
+    assert [g.tracking_identifier for g in groups] == ["Tumour", "Node"]  # the empty segment is left out
+    for g, number in zip(groups, (1, 3)):  # SEG segment numbers follow the segmentation's list
+        ref = g.referenced_segment
+        assert ref.referenced_sop_instance_uid == seg_ds.SOPInstanceUID
+        assert list(ref.referenced_segment_numbers) == [number]
+    values = {m.name.meaning: m.value for m in groups[0].get_measurements()}
+    assert values["Volume"] == pytest.approx(segment_stats(mask, ct).volume_ml, rel=1e-6)
+    assert values["Volume"] == pytest.approx(mask.sum() * np.prod(ct.spacing) / 1000, rel=1e-6)
+    evidence = {s.SeriesInstanceUID for s in
+                pydicom.dcmread(out["sr"][0]).CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence}
+    assert seg_ds.SeriesInstanceUID in evidence
+    rows = list(csv.DictReader(open(out["csv"][0])))
+    seg_rows = [r for r in rows if r["kind"] == "segment"]
+    assert [r["label"] for r in seg_rows] == ["Tumour", "Node"] and int(seg_rows[0]["count"]) == mask.sum()
+    if deidentify:
+        assert seg_ds.PatientName == "ANONYMOUS" and seg_ds.PatientID != IDENTITY["patient_id"]
+        assert seg_ds.StudyInstanceUID != ct.source.study_instance_uid
+        for s in (IDENTITY["patient_id"], ct.source.study_instance_uid, *ct.source.sop_instance_uids):
+            assert s.encode() not in open(seg_path, "rb").read()
+    else:
+        back = read_dicom_seg(seg_path, ct)  # and it opens on the CT with the same voxels
+        assert [s.name for s in back.segments] == ["Tumour", "Nothing yet", "Node"]
+        assert np.array_equal(back.mask(back.segments[0]), mask)
+        assert np.array_equal(back.mask(back.segments[2]), seg.mask(node))

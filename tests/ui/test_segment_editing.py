@@ -258,3 +258,58 @@ def test_unsaved_segmentation_is_offered_and_restored(make_window, qtbot, tmp_pa
     # export marks it saved: not offered again
     w.segments.export(str(tmp_path / "crashed.nii.gz"))
     assert j.path not in [r.path for r in journal.recoverable(journal.series_id(vol))]
+
+
+def test_segment_statistics_in_the_measurements_table_and_export(win, qtbot, tmp_path):
+    """A segment painted with the threshold brush appears in the measurements table with its volume
+    and HU statistics (checked against numpy), a click goes to its centroid, its label edits the
+    segment's name, its histogram holds its voxels, and the window's export writes its SEG and an SR
+    that refers to it."""
+    import highdicom as hd
+    import pydicom
+
+    panel, ctl = win.measure_panel, win.measure
+    axial = win.grid.slice_views[0]
+    state = win.model.active_state
+    vol = state.volume
+    win.model.set_tool("seg_threshold")
+    win.segments.set_setting(brush_mm=8.0, hu_range=(-100.0, 300.0))
+    drag(qtbot, axial, [pos(axial, vol, 230, 300), pos(axial, vol, 270, 300)])
+    seg = win.segments.segmentation()
+    s = seg.active_segment
+    mask = seg.mask(s)
+    assert mask.sum() > 200
+    assert ctl.segment_rows.wait()
+    settle(qtbot, 50)
+    rows = ctl.segment_rows.rows()
+    assert [r.segment.name for r in rows] == [s.name]
+    row = panel._rows.index(rows[0].uid)
+    assert panel.table.item(row, 0).text() == "S1" and panel.table.item(row, 3).text() == "Segment"
+    values = vol.array[mask].astype(float) * vol.rescale[0] + vol.rescale[1]
+    ml = mask.sum() * abs(np.linalg.det(vol.affine[:3, :3])) / 1000
+    text = panel.table.item(row, 2).text()
+    assert f"{ml:.2f} mL" in text and f"mean {values.mean():.1f} HU" in text, text
+    # a click goes to the centroid: every view follows
+    panel.table.cellClicked.emit(row, 2)
+    settle(qtbot, 50)
+    centroid = vol.index_to_lps(np.argwhere(mask)[:, ::-1].mean(axis=0))
+    # (the point snaps to the voxel grid)
+    assert np.all(np.abs(state.point - centroid) <= vol.spacing / 2 + 1e-6) and ctl.selected == rows[0].uid
+    assert panel.histogram.counts.sum() == mask.sum() and panel.histogram.mean == pytest.approx(values.mean())
+    # the label column renames the segment
+    panel.table.item(row, 1).setText("RLL nodule")
+    assert s.name == "RLL nodule"
+    assert "RLL nodule\tSegment" in ctl.as_text()
+    # painting more updates the row once the statistics are redone
+    drag(qtbot, axial, [pos(axial, vol, 230, 330), pos(axial, vol, 270, 330)])
+    assert ctl.segment_rows.wait()
+    assert ctl.segment_rows.rows()[0].stats.voxel_count == seg.count(s) > mask.sum()
+    # the window's export: the SEG, and the SR's volumetric group pointing at it
+    out = ctl.export(str(tmp_path), deidentify=False)
+    seg_ds = pydicom.dcmread(out["seg"][0])
+    sr = hd.sr.Comprehensive3DSR.from_dataset(pydicom.dcmread(out["sr"][0]))
+    (group,) = sr.content.get_volumetric_roi_measurement_groups()
+    assert group.tracking_identifier == "RLL nodule"
+    assert group.referenced_segment.referenced_sop_instance_uid == seg_ds.SOPInstanceUID
+    got = {m.name.meaning: m.value for m in group.get_measurements()}
+    assert got["Volume"] == pytest.approx(seg.count(s) * abs(np.linalg.det(vol.affine[:3, :3])) / 1000, rel=1e-6)

@@ -241,6 +241,66 @@ def test_segment_surfaces_from_a_thresholded_label_map_and_markers(view, ct_wind
         view.clear_detections()
 
 
+def test_the_series_segments_and_detections_follow_the_model_in_3d(view, ct_window, qtbot):
+    """A segmentation edited in the window shows in 3D as a surface in its segment's colour, follows
+    edits, recolouring and hiding; detections under review show as spheres until rejected."""
+    from viewer.core.layers import Marker, MarkerSet
+
+    win = ct_window
+    state = win.model.state(3)
+    vol = state.volume
+    win.model.set_active(0)
+    view.set_mode("composite")
+    view.volume.actor.SetVisibility(False)
+    seg = win.segments.segmentation(create=True, state=state)
+    ed = win.segments.editor(seg)
+    tumour = ed.add_segment("Tumour")
+    seg.update_segment(tumour, color=(255, 0, 255))
+    markers = None
+    try:
+        ed.brush(tumour, vol.index_to_lps([256, 256, 70]), radius_mm=30.0)  # a sphere
+        view.layers.flush()  # (edits are re-meshed once they pause)
+        actor = view.layers.surfaces[(seg.uid, tumour.number)]
+        bounds = np.array(actor.GetBounds()).reshape(3, 2)
+        painted = vol.index_to_lps(np.argwhere(seg.mask(tumour))[:, ::-1])
+        assert np.allclose(bounds[:, 0], painted.min(axis=0), atol=vol.spacing.max() + 0.5)
+        assert np.allclose(bounds[:, 1], painted.max(axis=0), atol=vol.spacing.max() + 0.5)
+
+        def magenta():
+            img = view.capture_still("interactive").astype(int)
+            return ((img[..., 0] > 100) & (img[..., 2] > 100) & (img[..., 1] < 70)).mean()
+
+        shown = magenta()
+        assert shown > 0.002  # a 6 cm ball in a chest-sized view (docks leave the view small)
+        ed.brush(tumour, vol.index_to_lps([256, 256, 70]), radius_mm=45.0)  # a bigger sphere
+        qtbot.waitUntil(lambda: view.layers.surfaces.get((seg.uid, tumour.number)) is not actor, timeout=5000)
+        assert magenta() > shown * 1.3
+        seg.update_segment(tumour, visible=False)
+        assert magenta() < shown / 5
+        seg.update_segment(tumour, visible=True, color=(0, 255, 0))
+        assert magenta() < shown / 5
+        # detections: pending ones yellow, rejected ones gone
+        markers = MarkerSet("test", [Marker(vol.index_to_lps([150, 256, 70]), np.array([60.0, 60.0, 60.0]), 0.9,
+                                            "nodule")])
+        seg.update_segment(tumour, visible=False)
+        state.add_marker_set(markers)
+
+        def yellow():
+            img = view.capture_still("interactive").astype(int)
+            return ((img[..., 0] > 100) & (img[..., 1] > 80) & (img[..., 2] < 60)).mean()  # 60 % opaque
+
+        assert yellow() > 0.002
+        markers.set_status(0, "rejected")
+        assert yellow() < 0.0005
+    finally:
+        if markers is not None:
+            state.remove_marker_set(markers)
+        win.segments.journals.pop(seg.uid).close(discard=True)
+        state.remove_segmentation(seg)
+        view.volume.actor.SetVisibility(True)
+    assert not view.layers.surfaces and not any(view.layers.markers.values())
+
+
 def test_ctrl_drag_edits_the_transfer_function(view, qtbot):
     from PySide6.QtCore import QPoint, Qt
 

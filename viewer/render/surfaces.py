@@ -88,30 +88,38 @@ def label_surfaces(labels: Volume, colours: Mapping[int, tuple] | None = None, i
         wanted = sorted(int(x) for x in colours)
     else:
         wanted = [int(x) for x in np.flatnonzero(np.bincount(arr.reshape(-1))) if x != 0]
-    matrix = set_matrix(vtkMatrix4x4(), labels.affine)
     out: dict[int, vtkActor] = {}
     for label in wanted:
-        mesh = label_mesh(arr, int(label), iterations)
-        if mesh is None:
-            continue
-        normals = vtkPolyDataNormals()
-        normals.SetInputData(mesh)
-        normals.SplittingOff()
-        normals.ConsistencyOn()
-        normals.Update()
-        mapper = vtkPolyDataMapper()
-        mapper.SetInputData(normals.GetOutput())
-        mapper.ScalarVisibilityOff()
-        actor = vtkActor()
-        actor.SetMapper(mapper)
-        actor.SetUserMatrix(matrix)
-        prop = actor.GetProperty()
-        prop.SetColor(*((colours or {}).get(label) or label_colour(int(label))))
-        prop.SetOpacity(opacity)
-        prop.SetSpecular(0.2)
-        prop.SetSpecularPower(15)
-        out[int(label)] = actor
+        actor = segment_surface(arr, labels.affine, int(label), (colours or {}).get(label), iterations, opacity)
+        if actor is not None:
+            out[int(label)] = actor
     return out
+
+
+def segment_surface(labels: np.ndarray, affine: np.ndarray, label: int, colour=None, iterations: int = 20,
+                    opacity: float = 1.0) -> vtkActor | None:
+    """The smoothed surface of one label of a label-map array on a grid with ``affine`` (index to
+    LPS); ``colour`` as RGB in [0, 1] (default: the label's colour); None when the label is absent."""
+    mesh = label_mesh(labels, int(label), iterations)
+    if mesh is None:
+        return None
+    normals = vtkPolyDataNormals()
+    normals.SetInputData(mesh)
+    normals.SplittingOff()
+    normals.ConsistencyOn()
+    normals.Update()
+    mapper = vtkPolyDataMapper()
+    mapper.SetInputData(normals.GetOutput())
+    mapper.ScalarVisibilityOff()
+    actor = vtkActor()
+    actor.SetMapper(mapper)
+    actor.SetUserMatrix(set_matrix(vtkMatrix4x4(), affine))
+    prop = actor.GetProperty()
+    prop.SetColor(*(colour or label_colour(int(label))))
+    prop.SetOpacity(opacity)
+    prop.SetSpecular(0.2)
+    prop.SetSpecularPower(15)
+    return actor
 
 
 def _detection_parts(d) -> tuple[np.ndarray, np.ndarray]:

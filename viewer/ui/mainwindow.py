@@ -72,6 +72,7 @@ class MainWindow(QMainWindow):
         ai_ui.install(self)
         measure_ui.install(self)
         segments_ui.install(self)
+        self.measure.follow_segments(self.segments)  # segment statistics in the measurements table
         self._connect()
         self._sync_actions()
         self._restore_window_settings()
@@ -452,6 +453,7 @@ class MainWindow(QMainWindow):
     def closeEvent(self, ev):  # noqa: N802
         self.save_settings()
         self.ai.shutdown()
+        self.measure.segment_rows.shutdown()
         pacs_ui.shutdown(self)
         self.session.close_all()
         self.grid.dispose()

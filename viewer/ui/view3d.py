@@ -24,6 +24,7 @@ from viewer.render.scene3d import content_corners, orientation_cube, set_standar
 from viewer.render.transfer import TransferEdit, presets_for_modality
 from viewer.render.volume import VolumeRenderer, make_picker, projection_pick
 from viewer.ui.resources import volume_presets
+from viewer.ui.view3d_layers import LayerSync
 from viewer.ui.view3d_toolbar import MODE_NAMES, View3DToolbar
 from viewer.ui.view3d_widgets import ClipBox, SceneExtras
 from viewer.ui.vtkwidget import VtkWidget
@@ -56,6 +57,7 @@ class View3D(VtkWidget):
         self.picker = make_picker()
         self.clipbox = ClipBox(self)
         self.extras = SceneExtras(self.renderer)
+        self.layers = LayerSync(self.renderer, self.changed, self)  # the series' segments and detections
         self.toolbar = View3DToolbar(self)
         self._refine_timer = QTimer(self)
         self._refine_timer.setSingleShot(True)
@@ -97,6 +99,7 @@ class View3D(VtkWidget):
             if names:
                 self.set_preset(names[0])
             self.reset_camera()
+        self.layers.bind(state)
         self._update_title()
         self.changed()
 

@@ -6,15 +6,20 @@ from __future__ import annotations
 
 import os
 
+from viewer.core.errors import HounsfieldError
 from viewer.core.export import keyimages, sr, tables
 from viewer.core.export.deid import Deidentifier
+from viewer.core.measurements import segment_stats
 from viewer.core.volume import Volume
+from viewer.logs import log
 
 
-def export_report(folder, measurements, volume: Volume, *, key_images=(), segments=None,
+def export_report(folder, measurements, volume: Volume, *, key_images=(), segments=None, segmentation=None,
                   deidentify: bool = False, basename: str = "measurements") -> dict[str, list[str]]:
     """Write ``basename``.dcm (the SR, when there is something to report), .csv, .json and
-    key-image-N.png/.dcm into ``folder``.
+    key-image-N.png/.dcm into ``folder``; with ``segmentation`` (on ``volume``'s grid) also its
+    DICOM SEG (``basename``-segmentation.dcm, when the volume came from DICOM), each non-empty
+    segment's statistics in the tables, and in the SR as a volumetric group referring to the SEG.
 
     ``key_images``: [(rgb, orientation letters (row, column), source SOP instance UID or None)].
     ``segments``: [(name, SegmentStats, (SEG SOP instance UID, segment number) or None)].
@@ -24,9 +29,12 @@ def export_report(folder, measurements, volume: Volume, *, key_images=(), segmen
     deid = Deidentifier() if deidentify else None
     src = volume.source
     units = volume.units
-    seg_stats = [(n, s) for n, s, _ in segments or []]
-    seg_refs = [(n, s, ref) for n, s, ref in segments or [] if ref is not None]
-    out: dict[str, list[str]] = {"sr": [], "csv": [], "json": [], "png": [], "sc": []}
+    out: dict[str, list[str]] = {"sr": [], "csv": [], "json": [], "png": [], "sc": [], "seg": []}
+    segments = list(segments or [])
+    if segmentation is not None and segmentation.segments:
+        segments += _segmentation_entries(folder, basename, segmentation, volume, deid, out)
+    seg_stats = [(n, s) for n, s, _ in segments]
+    seg_refs = [(n, s, ref) for n, s, ref in segments if ref is not None]
     if measurements or seg_refs:  # an SR needs at least one measurement group
         path = os.path.join(folder, f"{basename}.dcm")
         sr.write_sr(path, measurements, src, modality=volume.modality, units=units, segments=seg_refs,
@@ -47,3 +55,34 @@ def export_report(folder, measurements, volume: Volume, *, key_images=(), segmen
         out["png"].append(png)
         out["sc"].append(dcm)
     return out
+
+
+def _segmentation_entries(folder, basename: str, segmentation, volume: Volume, deid, out) -> list[tuple]:
+    """(name, stats, SEG reference or None) of each non-empty segment; writes the DICOM SEG (de-identified
+    with the export's own ``deid``, so the SR's references to it stay right) when it can."""
+    import pydicom
+
+    ref_of = {}
+    path = os.path.join(folder, f"{basename}-segmentation.dcm")
+    try:
+        from viewer.core.export.seg_dicom import write_dicom_seg
+
+        write_dicom_seg(segmentation, volume, path, series_description=f"SEG {segmentation.name}"[:64])
+    except HounsfieldError as exc:  # e.g. a NIfTI volume: statistics go in the tables only
+        log.info("measurement export without a DICOM SEG: %s", exc)
+    else:
+        ds = pydicom.dcmread(path)
+        seg_uid, seg_series = str(ds.SOPInstanceUID), str(ds.SeriesInstanceUID)
+        if deid is not None:
+            deid.dataset(ds)
+            ds.save_as(path, enforce_file_format=True)
+        out["seg"].append(path)
+        # write_dicom_seg numbers the segments 1..n in list order
+        ref_of = {id(s): (seg_uid, n, seg_series) for n, s in enumerate(segmentation.segments, start=1)}
+    entries = []
+    for s in segmentation.segments:
+        mask = segmentation.mask(s)
+        if not mask.any():
+            continue
+        entries.append((s.name, segment_stats(mask, volume), ref_of.get(id(s))))
+    return entries

@@ -2,7 +2,8 @@
 
 Measurements are kept per series key; each change recomputes the values, redraws the 2D views
 and saves the series' list beside the study index (``viewer.core.measurement_store``), from
-where it is restored when the series is opened again.
+where it is restored when the series is opened again.  The statistics of the series' segments
+(``segment_rows``) sit in the same table; their uids start with "segment:".
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from viewer.core.measurements import Measurement, compute
 from viewer.core.viewstate import direction_letters, slice_step
 from viewer.logs import log
 from viewer.render.annotations2d import AnnotationOverlay
+from viewer.ui.measure.segment_rows import SegmentRow, SegmentStatsRows
 
 
 class MeasureController(QObject):
@@ -33,6 +35,8 @@ class MeasureController(QObject):
             overlay.add_to(view.renderer)
             self.overlays[view.slot] = overlay
             view.scene_hooks.append(self._draw)
+        self.segment_rows = SegmentStatsRows(self.model, self)
+        self.segment_rows.changed.connect(self.changed)
         window.session.series_opened.connect(self._on_series_opened)
         for key in list(self.model.series):
             self._on_series_opened(key)
@@ -49,6 +53,12 @@ class MeasureController(QObject):
         self.by_series[key] = restored
         if restored:
             self.refresh()
+
+    def follow_segments(self, segments_controller) -> None:
+        self.segment_rows.follow(segments_controller)
+
+    def segment_row(self, uid: str | None) -> SegmentRow | None:
+        return self.segment_rows.find(uid) if uid and uid.startswith("segment:") else None
 
     def measurements(self, key: str | None = None) -> list[Measurement]:
         if key is None:
@@ -97,6 +107,11 @@ class MeasureController(QObject):
         return self.remove(self.selected) if self.selected else False
 
     def set_label(self, uid: str, label: str) -> None:
+        row = self.segment_row(uid)
+        if row is not None:  # a segment's label is its name
+            if label and label != row.segment.name:
+                row.seg.update_segment(row.segment, name=label)
+            return
         hit = self.find(uid)
         if hit is not None and hit[1].label != label:
             hit[1].label = label
@@ -126,6 +141,12 @@ class MeasureController(QObject):
 
     def jump_to(self, uid: str) -> None:
         """Show a measurement: its series' point moves to it (every view follows)."""
+        row = self.segment_row(uid)
+        if row is not None:
+            if row.stats is not None and row.stats.voxel_count:
+                self.model.set_point(row.key, row.stats.centroid_lps)
+            self.select(uid)
+            return
         hit = self.find(uid)
         if hit is None:
             return
@@ -178,8 +199,9 @@ class MeasureController(QObject):
         if state is None:
             raise ValueError("Open a series before exporting measurements.")
         images = [self.key_image(view)] if key_images else []
+        segmentation = state.segmentations[-1] if state.segmentations else None
         return export_report(folder, self.measurements(state.key), state.volume, key_images=images,
-                             deidentify=deidentify)
+                             segmentation=segmentation, deidentify=deidentify)
 
     def import_sr(self, path: str) -> int:
         """Add the measurements of an SR to the series it refers to (or the active one)."""
@@ -205,7 +227,9 @@ class MeasureController(QObject):
 
         lines = ["#\tLabel\tKind\tValue"]
         state = self.model.active_state
+        units = state.volume.units if state is not None else ""
         for n, m in enumerate(self.measurements(), start=1):
-            units = state.volume.units if state is not None else ""
             lines.append(f"{n}\t{m.label}\t{KIND_TITLES[m.kind]}\t{summary(m, units).replace(chr(10), '  ')}")
+        for n, row in enumerate(self.segment_rows.rows(), start=1):
+            lines.append(f"S{n}\t{row.segment.name}\tSegment\t{row.summary(units)}")
         return "\n".join(lines)

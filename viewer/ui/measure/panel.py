@@ -1,6 +1,7 @@
-"""The measurements dock: a table of the active series' measurements (click: go there; the label
-column is editable), Delete / Copy / Export buttons, and a histogram of the selected ROI's values
-(drawn with QPainter)."""
+"""The measurements dock: a table of the active series' measurements and of its segments'
+statistics (click: go there; the label column is editable, a segment's label is its name),
+Delete / Copy / Export buttons, and a histogram of the selected ROI's or segment's values (drawn
+with QPainter)."""
 
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ class Histogram(QWidget):
         p.fillRect(self.rect(), QColor(30, 30, 32))
         if self.counts.size == 0:
             p.setPen(QColor(150, 150, 150))
-            p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, "Select an ROI to see its histogram")
+            p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, "Select an ROI or a segment to see its histogram")
             return
         w, h = self.width(), self.height()
         top, bottom, left, right = 8.0, h - 20.0, 6.0, w - 6.0
@@ -110,6 +111,7 @@ class MeasurementPanel(QWidget):
         col.addWidget(self.hist_title)
         col.addWidget(self.histogram)
         self._rows: list[str] = []
+        self._histogram_of = None
         self._filling = False
         controller.changed.connect(self.refresh)
         controller.selection_changed.connect(self._sync_selection)
@@ -119,13 +121,16 @@ class MeasurementPanel(QWidget):
 
     def refresh(self) -> None:
         ms = self.ctl.measurements()
+        segs = self.ctl.segment_rows.rows()
         state = self.ctl.model.active_state
         units = state.volume.units if state is not None else ""
         self._filling = True
-        self.table.setRowCount(len(ms))
-        self._rows = [m.uid for m in ms]
-        for row, m in enumerate(ms):
-            values = (str(row + 1), m.label, summary(m, units).replace("\n", "  "), KIND_TITLES[m.kind])
+        self.table.setRowCount(len(ms) + len(segs))
+        self._rows = [m.uid for m in ms] + [r.uid for r in segs]
+        texts = [(str(n), m.label, summary(m, units).replace("\n", "  "), KIND_TITLES[m.kind])
+                 for n, m in enumerate(ms, start=1)]
+        texts += [(f"S{n}", r.segment.name, r.summary(units), "Segment") for n, r in enumerate(segs, start=1)]
+        for row, values in enumerate(texts):
             for col, text in enumerate(values):
                 item = self.table.item(row, col)
                 if item is None:
@@ -153,6 +158,19 @@ class MeasurementPanel(QWidget):
         self._update_histogram()
 
     def _update_histogram(self) -> None:
+        seg_row = self.ctl.segment_row(self.ctl.selected)
+        if seg_row is not None:
+            stamp = (seg_row.uid, id(seg_row.stats))  # the values change when the statistics are redone
+            if stamp == self._histogram_of:
+                return
+            self._histogram_of = stamp
+            vol = self.ctl.model.series[seg_row.key].volume
+            slope, intercept = vol.rescale
+            values = vol.array[seg_row.seg.mask(seg_row.segment)].astype(np.float64) * slope + intercept
+            self.histogram.set_values(values, vol.units)
+            self.hist_title.setText(f"Histogram: segment {seg_row.segment.name}")
+            return
+        self._histogram_of = None
         hit = self.ctl.find(self.ctl.selected) if self.ctl.selected else None
         if hit is None or hit[1].kind not in ROI_KINDS:
             self.histogram.set_values([])

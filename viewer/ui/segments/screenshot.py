@@ -23,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--voxel", default="165,255,76", help="centre of the lesion as 'i,j,k'")
     p.add_argument("--size", default="1600x1000")
+    p.add_argument("--view3d", default="right", help="standard view of the 3D slot")
     args = p.parse_args(argv)
     os.environ.setdefault("HOUNSFIELD_DATA_DIR", tempfile.mkdtemp(prefix="hounsfield-shot-"))
 
@@ -65,6 +66,11 @@ def main(argv: list[str] | None = None) -> int:
         x, y = geom.from_lps(centre)
         cx, cy = (geom.extent[0] + geom.extent[1]) / 2, (geom.extent[2] + geom.extent[3]) / 2
         window.model.set_pan(slot, (x - cx, y - cy))
+    view3d = window.grid.views[3]
+    view3d.standard_view(args.view3d)  # the tumour's surface between the ribs
+    rows = window.measure.segment_rows
+    rows.wait()
+    window.measure.select(rows.rows()[0].uid)  # its statistics row and histogram
     wait_until(app, lambda: False, 1.5)
     for view in window.grid.visible_views():
         view.render_now()

@@ -1,0 +1,128 @@
+"""Segment statistics for the measurements panel: one row per segment of the shown series'
+segmentations (volume, HU statistics, diameters, centroid), computed off the UI thread once the
+edits have paused, so that painting never waits for a convex hull."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from viewer.core.measurements import SegmentStats, segment_stats
+from viewer.logs import log
+
+
+@dataclass
+class SegmentRow:
+    uid: str  # "segment:<segmentation uid>:<segment number>"
+    key: str  # the series
+    seg: object  # viewer.core.segmentation.Segmentation
+    segment: object  # viewer.core.segmentation.Segment
+    stats: SegmentStats | None  # None while it is being computed
+
+    def summary(self, units: str = "") -> str:
+        s = self.stats
+        if s is None:
+            return "computing..."
+        if s.voxel_count == 0:
+            return "empty"
+        u = f" {units}" if units else ""
+        return (f"{s.volume_ml:.2f} mL  mean {s.mean:.1f}{u}  SD {s.sd:.1f}  min {s.min:.0f}  max {s.max:.0f}  "
+                f"longest {s.longest_diameter_mm:.1f} mm  axial {s.axial_long_mm:.1f} x {s.axial_short_mm:.1f} mm")
+
+
+def row_uid(seg, segment) -> str:
+    return f"segment:{seg.uid}:{segment.number}"
+
+
+class SegmentStatsRows(QObject):
+    changed = Signal()
+    _computed = Signal(int, object)  # generation, {row uid: SegmentStats} (from the worker thread)
+
+    DELAY_MS = 400  # after the last edit
+
+    def __init__(self, model, parent=None):
+        super().__init__(parent)
+        self.model = model
+        self.stats: dict[str, SegmentStats] = {}
+        self._generation = 0
+        self._running = False
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(self.DELAY_MS)
+        self._timer.timeout.connect(self._start)
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="segment-stats")
+        self._computed.connect(self._on_computed)
+
+    def follow(self, segments_controller) -> None:
+        """Recompute whenever the segmentations (their voxels or their segments) change."""
+        segments_controller.changed.connect(self.invalidate)
+        self.invalidate()
+
+    def invalidate(self) -> None:
+        self._generation += 1
+        self._timer.start()
+        self.changed.emit()
+
+    def rows(self, key: str | None = None) -> list[SegmentRow]:
+        state = self.model.series.get(key) if key is not None else self.model.active_state
+        if state is None:
+            return []
+        return [SegmentRow(row_uid(seg, s), state.key, seg, s, self.stats.get(row_uid(seg, s)))
+                for seg in state.segmentations for s in seg.segments]
+
+    def find(self, uid: str) -> SegmentRow | None:
+        for key in self.model.series:
+            for row in self.rows(key):
+                if row.uid == uid:
+                    return row
+        return None
+
+    def wait(self, timeout_ms: int = 30000) -> bool:
+        """Block until the statistics are current (tests and exports)."""
+        import time
+
+        from PySide6.QtWidgets import QApplication
+
+        end = time.monotonic() + timeout_ms / 1000
+        while time.monotonic() < end:
+            if not self._running and not self._timer.isActive() and all(
+                    r.stats is not None for k in self.model.series for r in self.rows(k)):
+                return True
+            if self._timer.isActive() and not self._running:
+                self._timer.stop()
+                self._start()
+            QApplication.processEvents()
+            time.sleep(0.01)
+        return False
+
+    def _start(self) -> None:
+        if self._running:
+            return  # _on_computed starts again if it is stale
+        tasks = [(row.uid, row.seg.layers[row.segment.layer], row.segment.number,
+                  self.model.series[row.key].volume)
+                 for key in self.model.series for row in self.rows(key)]
+        self._running = True
+        generation = self._generation
+        self._pool.submit(self._compute, generation, tasks)
+
+    def _compute(self, generation: int, tasks) -> None:
+        out = {}
+        try:
+            for uid, layer, number, volume in tasks:
+                out[uid] = segment_stats(layer == number, volume)
+        except Exception:  # never a crash: the rows say "computing..." until the next edit
+            log.exception("segment statistics failed")
+        self._computed.emit(generation, out)
+
+    def _on_computed(self, generation: int, stats: dict) -> None:
+        self._running = False
+        self.stats = stats
+        if generation != self._generation:
+            self._timer.start()  # edited meanwhile: once more after the pause
+        self.changed.emit()
+
+    def shutdown(self) -> None:
+        self._timer.stop()
+        self._pool.shutdown(wait=False, cancel_futures=True)
