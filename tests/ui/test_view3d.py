@@ -313,10 +313,37 @@ def test_ctrl_drag_edits_the_transfer_function(view, qtbot):
     e = view.volume.edit
     assert e.shift < -50 and e.opacity > 1.2
     assert "shift" in view.toolbar.edit_label.text()
+    editor = view.toolbar.editor  # the sliders follow the drag
+    assert editor.shift.value() == round(e.shift) and 10 ** (editor.opacity.value() / 100) == pytest.approx(
+        e.opacity, rel=0.03)
     after = view.capture_still("interactive").astype(int)
     assert body(after).mean() > body(before).mean()  # lower thresholds, more opaque: more shows
     view.set_preset("CT bone")
     assert view.volume.edit.shift == 0.0
+
+
+def test_the_transfer_function_editor_updates_the_rendering_live(view, qtbot):
+    editor = view.toolbar.editor
+    view.set_preset("CT bone")
+    before = view.capture_still("interactive").astype(int)
+    editor.shift.setValue(-300)  # bone thresholds 300 HU lower: soft tissue appears
+    assert view.volume.edit.shift == -300.0
+    lower = view.capture_still("interactive").astype(int)
+    assert body(lower).mean() > body(before).mean() + 0.02
+    editor.opacity.setValue(-100)  # x 0.1
+    assert view.volume.edit.opacity == pytest.approx(0.1)
+    faint = view.capture_still("interactive").astype(int)
+    assert np.abs(faint - lower).mean() > 3
+    assert "opacity 10%" in view.toolbar.edit_label.text()
+    view.set_mode("mip")
+    assert not view.toolbar.edit.isEnabled()  # MIP / MinIP follow the window instead
+    view.set_mode("composite")
+    from PySide6.QtWidgets import QPushButton
+
+    editor.findChild(QPushButton).click()  # "Reset to the preset"
+    assert (editor.shift.value(), editor.opacity.value()) == (0, 0)
+    again = view.capture_still("interactive").astype(int)
+    assert np.abs(again - before).mean() < 1.0
 
 
 def test_thick_slab_mip_and_minip_in_the_2d_view(ct_window, qtbot):

@@ -282,7 +282,7 @@ class View3D(VtkWidget):
             return
         e = v.edit
         edit = "" if (e.shift, e.opacity) == (0.0, 1.0) else f"shift {e.shift:+.0f}  opacity {100 * e.opacity:.0f}%"
-        self.toolbar.sync(self.preset_name, v.mode, self.clipbox.enabled, edit if v.mode == "composite" else "")
+        self.toolbar.sync(self.preset_name, v.mode, self.clipbox.enabled, edit if v.mode == "composite" else "", e)
         self._update_title()
 
     # picking

@@ -1,13 +1,67 @@
-"""The strip of controls above the 3D view: preset, mode, clipping box, standard views, and the
-transfer-function edit read-out."""
+"""The strip of controls above the 3D view: preset, mode, clipping box, standard views, the
+transfer-function editor (a pop-up with shift and opacity sliders that update the rendering live;
+Ctrl + drag in the view does the same) and its read-out."""
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QMenu, QToolButton, QWidget
+import math
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QMenu,
+    QPushButton,
+    QSlider,
+    QToolButton,
+    QWidget,
+    QWidgetAction,
+)
 
 from viewer.render.scene3d import STANDARD_VIEWS
 
 MODE_NAMES = {"composite": "Volume", "mip": "MIP", "minip": "MinIP"}
+SHIFT_RANGE = 1000  # HU (or signal units) either way
+OPACITY_STEPS = 100  # slider steps per factor of 10 (opacity scale 0.05 .. 20, logarithmic)
+
+
+class TransferEditor(QWidget):
+    """Shift (real units) and opacity (x 0.05 .. x 20) of the current preset, live."""
+
+    def __init__(self, view, parent=None):
+        super().__init__(parent)
+        self.view = view
+        self.shift = QSlider(Qt.Orientation.Horizontal)
+        self.shift.setObjectName("tf_shift")
+        self.shift.setRange(-SHIFT_RANGE, SHIFT_RANGE)
+        self.opacity = QSlider(Qt.Orientation.Horizontal)
+        self.opacity.setObjectName("tf_opacity")
+        self.opacity.setRange(int(math.log10(0.05) * OPACITY_STEPS), int(math.log10(20) * OPACITY_STEPS))
+        for slider in (self.shift, self.opacity):
+            slider.setMinimumWidth(220)
+            slider.valueChanged.connect(self._changed)
+        self.shift_text, self.opacity_text = QLabel(), QLabel()
+        reset = QPushButton("Reset to the preset")
+        reset.clicked.connect(lambda: self.view.set_edit(0.0, 1.0))
+        form = QFormLayout(self)
+        form.addRow("Shift", self.shift)
+        form.addRow("", self.shift_text)
+        form.addRow("Opacity", self.opacity)
+        form.addRow("", self.opacity_text)
+        form.addRow(reset)
+
+    def _changed(self) -> None:
+        self.view.set_edit(float(self.shift.value()), 10 ** (self.opacity.value() / OPACITY_STEPS))
+
+    def sync(self, shift: float, opacity: float) -> None:
+        for slider, value in ((self.shift, round(shift)), (self.opacity, round(math.log10(opacity) * OPACITY_STEPS))):
+            slider.blockSignals(True)
+            slider.setValue(int(value))
+            slider.blockSignals(False)
+        self.shift_text.setText(f"{shift:+.0f} (the whole transfer function moves)")
+        self.opacity_text.setText(f"{100 * opacity:.0f} % of the preset's opacity")
 
 
 class View3DToolbar(QWidget):
@@ -39,9 +93,19 @@ class View3DToolbar(QWidget):
         menu.addSeparator()
         menu.addAction("Reset 3D", view.reset_3d)
         self.views.setMenu(menu)
+        self.edit = QToolButton()
+        self.edit.setText("Edit")
+        self.edit.setToolTip("Transfer function: shift and opacity (or Ctrl + left drag in the view)")
+        self.edit.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.editor = TransferEditor(view)
+        edit_menu = QMenu(self.edit)
+        holder = QWidgetAction(edit_menu)
+        holder.setDefaultWidget(self.editor)
+        edit_menu.addAction(holder)
+        self.edit.setMenu(edit_menu)
         self.edit_label = QLabel("")
         self.edit_label.setStyleSheet("color: #9aa3ad;")
-        for w in (self.preset, self.mode, self.clip, self.views, self.edit_label):
+        for w in (self.preset, self.mode, self.edit, self.clip, self.views, self.edit_label):
             layout.addWidget(w)
         layout.addStretch(1)
 
@@ -52,7 +116,7 @@ class View3DToolbar(QWidget):
         self.preset.setCurrentText(current)
         self.preset.blockSignals(False)
 
-    def sync(self, preset: str, mode: str, clipping: bool, edit_text: str) -> None:
+    def sync(self, preset: str, mode: str, clipping: bool, edit_text: str, edit=None) -> None:
         for widget, fn in ((self.preset, lambda: self.preset.setCurrentText(preset)),
                            (self.mode, lambda: self.mode.setCurrentIndex(self.mode.findData(mode))),
                            (self.clip, lambda: self.clip.setChecked(clipping))):
@@ -60,4 +124,7 @@ class View3DToolbar(QWidget):
             fn()
             widget.blockSignals(False)
         self.preset.setEnabled(mode == "composite")
+        self.edit.setEnabled(mode == "composite")
+        if edit is not None:
+            self.editor.sync(edit.shift, edit.opacity)
         self.edit_label.setText(edit_text)
