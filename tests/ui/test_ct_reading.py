@@ -294,7 +294,7 @@ def test_ctrl_drag_rotates_the_axes_for_oblique_reformatting(win, qtbot):
 def test_words_on_narrow_views_do_not_overlap(win, qtbot):
     """In the 1x3 layout of a small window the corner blocks and the orientation letters would run
     into each other: the right blocks move under / over the left ones and the letters step aside."""
-    from viewer.render.overlays import text_box
+    from viewer.render.overlays import boxes_overlap, text_box
 
     win.model.set_layout("1x3")
     settle(qtbot, 100)
@@ -307,8 +307,6 @@ def test_words_on_narrow_views_do_not_overlap(win, qtbot):
         assert w < 520  # narrow enough that, unmoved, "Se: ... 512 x 512 x 141" meets the patient name
         for i in range(len(boxes)):
             for j in range(i + 1, len(boxes)):
-                a, b = boxes[i], boxes[j]
-                overlap = a[0] < b[1] and b[0] < a[1] and a[2] < b[3] and b[2] < a[3]
-                assert not overlap, (actors[i].GetInput(), actors[j].GetInput())
+                assert not boxes_overlap(boxes[i], boxes[j]), (actors[i].GetInput(), actors[j].GetInput())
         checked += 1
     assert checked == 3

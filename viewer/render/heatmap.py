@@ -64,6 +64,7 @@ class HeatmapPipeline(SlicePipeline):
             tp.SetBold(False)
             tp.SetItalic(False)
         self.colour_bar.UnconstrainedFontSizeOn()
+        self.colour_bar.SetTitle("")
         # the bar's own title is centred on the bar and clipped at the view's edge: the layer's
         # name is a text of its own, right-aligned under the bar
         self.title = vtkTextActor()
@@ -84,7 +85,6 @@ class HeatmapPipeline(SlicePipeline):
         prop.SetOpacity(layer.opacity)
         self.actor.SetVisibility(layer.visible)
         self.colour_bar.SetLookupTable(lut)
-        self.colour_bar.SetTitle("")
         self.colour_bar.SetVisibility(layer.visible)
         self.title.SetInput(layer.name)
         self.title.SetVisibility(layer.visible)

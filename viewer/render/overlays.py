@@ -128,7 +128,7 @@ class OrientationLabels:
                 continue
             box = text_box(actor, renderer)
             hits = [b for b in (text_box(corners.actors[n], renderer) for n in names if corners.text(n))
-                    if b[0] < box[1] and box[0] < b[1] and b[2] < box[3] and box[2] < b[3]]
+                    if boxes_overlap(b, box)]
             if not hits:
                 continue
             x, _y = actor.GetPosition()
@@ -148,6 +148,11 @@ def text_box(actor, renderer) -> list[float]:
     actor.GetBoundingBox(renderer, box)
     x, y = actor.GetPositionCoordinate().GetComputedDisplayValue(renderer)
     return [box[0] + x, box[1] + x, box[2] + y, box[3] + y]
+
+
+def boxes_overlap(a, b) -> bool:
+    """Whether two (xmin, xmax, ymin, ymax) boxes share any area."""
+    return a[0] < b[1] and b[0] < a[1] and a[2] < b[3] and b[2] < a[3]
 
 
 class CornerText:

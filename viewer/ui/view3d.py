@@ -280,9 +280,7 @@ class View3D(VtkWidget):
         v = self.volume
         if v is None:
             return
-        e = v.edit
-        edit = "" if (e.shift, e.opacity) == (0.0, 1.0) else f"shift {e.shift:+.0f}  opacity {100 * e.opacity:.0f}%"
-        self.toolbar.sync(self.preset_name, v.mode, self.clipbox.enabled, edit if v.mode == "composite" else "", e)
+        self.toolbar.sync(self.preset_name, v.mode, self.clipbox.enabled, v.edit)
         self._update_title()
 
     # picking

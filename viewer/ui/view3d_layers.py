@@ -38,7 +38,6 @@ class LayerSync(QObject):
         self.clear()
         self.state = state
         if state is not None:
-            self._hook(state.layers_changed, self._rebind_layers)
             self._rebind_layers()
 
     def _hook(self, signal, fn) -> None:
@@ -55,17 +54,12 @@ class LayerSync(QObject):
         state = self.state
         self._unhook()
         self._hook(state.layers_changed, self._rebind_layers)
-        live = set()
         for seg in state.segmentations:
             self._hook(seg.changed, lambda layer, _box, seg=seg: self._voxels_changed(seg, layer))
-            self._hook(seg.segments_changed, lambda seg=seg: self._segments_changed(seg))
-            self._hook(seg.layers_changed, lambda seg=seg: self._segments_changed(seg))
+            self._hook(seg.segments_changed, self._segments_changed)
+            self._hook(seg.layers_changed, self._segments_changed)
             self._hook(seg.style_changed, self._apply_visibility)
-            for s in seg.segments:
-                live.add((seg.uid, s.number))
-        for key in [k for k in self.surfaces if k not in live]:
-            self._drop(key)
-        self._dirty |= {k for k in live if k not in self.surfaces}
+        self._sync_keys()
         for ms in state.marker_sets:
             self._hook(ms.changed, lambda ms=ms: self._draw_markers(ms))
         for key in [k for k in self.markers if k not in {id(ms) for ms in state.marker_sets}]:
@@ -80,12 +74,16 @@ class LayerSync(QObject):
         self._dirty |= {(seg.uid, s.number) for s in seg.segments if s.layer == layer}
         self._timer.start()
 
-    def _segments_changed(self, seg) -> None:
-        """Added, removed, recoloured, shown/hidden: colour and visibility now, meshes when due."""
-        numbers = {s.number for s in seg.segments}
-        for key in [k for k in self.surfaces if k[0] == seg.uid and k[1] not in numbers]:
+    def _sync_keys(self) -> None:
+        """Drop the surfaces of segments that are gone; new segments are due for meshing."""
+        live = {(seg.uid, s.number) for seg in self.state.segmentations for s in seg.segments}
+        for key in [k for k in self.surfaces if k not in live]:
             self._drop(key)
-        self._dirty |= {(seg.uid, n) for n in numbers if (seg.uid, n) not in self.surfaces}
+        self._dirty |= live - set(self.surfaces)
+
+    def _segments_changed(self) -> None:
+        """Added, removed, recoloured, shown/hidden: colour and visibility now, meshes when due."""
+        self._sync_keys()
         self._apply_visibility()
         if self._dirty:
             self._timer.start()

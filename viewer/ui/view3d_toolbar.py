@@ -116,7 +116,8 @@ class View3DToolbar(QWidget):
         self.preset.setCurrentText(current)
         self.preset.blockSignals(False)
 
-    def sync(self, preset: str, mode: str, clipping: bool, edit_text: str, edit=None) -> None:
+    def sync(self, preset: str, mode: str, clipping: bool, edit) -> None:
+        """Show the view's settings; ``edit`` is its TransferEdit (read out in composite mode)."""
         for widget, fn in ((self.preset, lambda: self.preset.setCurrentText(preset)),
                            (self.mode, lambda: self.mode.setCurrentIndex(self.mode.findData(mode))),
                            (self.clip, lambda: self.clip.setChecked(clipping))):
@@ -125,6 +126,6 @@ class View3DToolbar(QWidget):
             widget.blockSignals(False)
         self.preset.setEnabled(mode == "composite")
         self.edit.setEnabled(mode == "composite")
-        if edit is not None:
-            self.editor.sync(edit.shift, edit.opacity)
-        self.edit_label.setText(edit_text)
+        self.editor.sync(edit.shift, edit.opacity)
+        edited = mode == "composite" and (edit.shift, edit.opacity) != (0.0, 1.0)
+        self.edit_label.setText(f"shift {edit.shift:+.0f}  opacity {100 * edit.opacity:.0f}%" if edited else "")

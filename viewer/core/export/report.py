@@ -60,22 +60,17 @@ def export_report(folder, measurements, volume: Volume, *, key_images=(), segmen
 def _segmentation_entries(folder, basename: str, segmentation, volume: Volume, deid, out) -> list[tuple]:
     """(name, stats, SEG reference or None) of each non-empty segment; writes the DICOM SEG (de-identified
     with the export's own ``deid``, so the SR's references to it stay right) when it can."""
-    import pydicom
+    from viewer.core.export.seg_dicom import write_dicom_seg
 
     ref_of = {}
     path = os.path.join(folder, f"{basename}-segmentation.dcm")
+    seg_uid, seg_series = sr.generate_uid(), sr.generate_uid()
     try:
-        from viewer.core.export.seg_dicom import write_dicom_seg
-
-        write_dicom_seg(segmentation, volume, path, series_description=f"SEG {segmentation.name}"[:64])
+        write_dicom_seg(segmentation, volume, path, series_description=f"SEG {segmentation.name}"[:64],
+                        sop_instance_uid=seg_uid, series_instance_uid=seg_series, deidentifier=deid)
     except HounsfieldError as exc:  # e.g. a NIfTI volume: statistics go in the tables only
         log.info("measurement export without a DICOM SEG: %s", exc)
     else:
-        ds = pydicom.dcmread(path)
-        seg_uid, seg_series = str(ds.SOPInstanceUID), str(ds.SeriesInstanceUID)
-        if deid is not None:
-            deid.dataset(ds)
-            ds.save_as(path, enforce_file_format=True)
         out["seg"].append(path)
         # write_dicom_seg numbers the segments 1..n in list order
         ref_of = {id(s): (seg_uid, n, seg_series) for n, s in enumerate(segmentation.segments, start=1)}

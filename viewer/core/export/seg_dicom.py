@@ -64,10 +64,13 @@ def _code(hd, triplet):
 
 
 def write_dicom_seg(seg: Segmentation, source: Volume, path, *, series_description: str = "Segmentation",
-                    model_name: str = "Hounsfield", software_version: str = "") -> Path:
+                    model_name: str = "Hounsfield", software_version: str = "", sop_instance_uid: str | None = None,
+                    series_instance_uid: str | None = None, deidentifier=None) -> Path:
     """Write ``seg`` as a binary DICOM SEG referencing ``source``'s series; returns the path.
 
-    Segments are numbered 1..n in their list order (DICOM wants consecutive numbers)."""
+    Segments are numbered 1..n in their list order (DICOM wants consecutive numbers).  The UIDs
+    are new unless given; a ``deidentifier`` (viewer.core.export.deid) de-identifies the object
+    before it is written."""
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
@@ -104,11 +107,14 @@ def write_dicom_seg(seg: Segmentation, source: Volume, path, *, series_descripti
             obj = hd.seg.Segmentation(
                 source_images=[by_k[k] for k in ks], pixel_array=pixels,
                 segmentation_type=hd.seg.SegmentationTypeValues.BINARY, segment_descriptions=descriptions,
-                series_instance_uid=hd.UID(), series_number=9001, sop_instance_uid=hd.UID(), instance_number=1,
+                series_instance_uid=series_instance_uid or hd.UID(), series_number=9001,
+                sop_instance_uid=sop_instance_uid or hd.UID(), instance_number=1,
                 manufacturer="Hounsfield", manufacturer_model_name=model_name[:64],
                 software_versions=software_version or "hounsfield", device_serial_number="0",
                 series_description=series_description[:64], content_label="SEGMENTATION",
                 content_description=seg.name[:64] or None)
+            if deidentifier is not None:
+                deidentifier.dataset(obj)
             path = Path(path)
             obj.save_as(path)
         for w in caught:

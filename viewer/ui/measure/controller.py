@@ -199,7 +199,7 @@ class MeasureController(QObject):
         if state is None:
             raise ValueError("Open a series before exporting measurements.")
         images = [self.key_image(view)] if key_images else []
-        segmentation = state.segmentations[-1] if state.segmentations else None
+        segmentation = self.window.segments.segmentation(state=state)
         return export_report(folder, self.measurements(state.key), state.volume, key_images=images,
                              segmentation=segmentation, deidentify=deidentify)
 

@@ -165,9 +165,7 @@ class MeasurementPanel(QWidget):
                 return
             self._histogram_of = stamp
             vol = self.ctl.model.series[seg_row.key].volume
-            slope, intercept = vol.rescale
-            values = vol.array[seg_row.seg.mask(seg_row.segment)].astype(np.float64) * slope + intercept
-            self.histogram.set_values(values, vol.units)
+            self.histogram.set_values(vol.real_values(seg_row.seg.mask(seg_row.segment)), vol.units)
             self.hist_title.setText(f"Histogram: segment {seg_row.segment.name}")
             return
         self._histogram_of = None

@@ -4,10 +4,12 @@ edits have paused, so that painting never waits for a convex hull."""
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtWidgets import QApplication
 
 from viewer.core.measurements import SegmentStats, segment_stats
 from viewer.logs import log
@@ -81,10 +83,6 @@ class SegmentStatsRows(QObject):
 
     def wait(self, timeout_ms: int = 30000) -> bool:
         """Block until the statistics are current (tests and exports)."""
-        import time
-
-        from PySide6.QtWidgets import QApplication
-
         end = time.monotonic() + timeout_ms / 1000
         while time.monotonic() < end:
             if not self._running and not self._timer.isActive() and all(
