@@ -166,8 +166,8 @@ def read_dicom_seg(path, volume: Volume) -> Segmentation:
     nk, nj, ni = volume.shape
     masks: dict[int, np.ndarray] = {}
     for f, group in enumerate(ds.PerFrameFunctionalGroupsSequence):
-        number = int(group.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
-        plane = group.PlanePositionSequence[0] if "PlanePositionSequence" in group else shared.PlanePositionSequence[0]
+        number = int(_item(group, shared, "SegmentIdentificationSequence", path).ReferencedSegmentNumber)
+        plane = _item(group, shared, "PlanePositionSequence", path)
         ijk = volume.lps_to_index([float(v) for v in plane.ImagePositionPatient])
         rk = np.round(ijk).astype(int)
         if np.abs(ijk - rk).max() > 0.1:
@@ -203,6 +203,15 @@ def read_dicom_seg(path, volume: Volume) -> Segmentation:
     add_masks(seg, pairs)
     log.info("loaded DICOM SEG with %d segments in %d layers", len(seg.segments), len(seg.layers))
     return seg
+
+
+def _item(group, shared, keyword: str, path):
+    """The first item of a functional group macro, per frame or else shared by all frames (highdicom
+    shares the segment identification when there is one segment, the plane position when one frame)."""
+    for where in (group, shared):
+        if where is not None and keyword in where and len(where[keyword].value):
+            return where[keyword].value[0]
+    raise HounsfieldError(f"{os.path.basename(path)} is not a valid DICOM SEG (a frame has no {keyword}).")
 
 
 def code(q) -> tuple[str, str, str]:
