@@ -2,7 +2,10 @@
 
 Measurements are kept per series key; each change recomputes the values, redraws the 2D views
 and saves the series' list beside the study index (``viewer.core.measurement_store``), from
-where it is restored when the series is opened again.  The statistics of the series' segments
+where it is restored when the series is opened again.  Only ``_series_list`` creates a series'
+list, and it loads what the store holds first (reading never creates one: a reader that made an
+empty list before the saved ones were loaded hid them, and the next save wrote the empty list
+over them).  The statistics of the series' segments
 (``segment_rows``) sit in the same table; their uids start with "segment:".
 """
 
@@ -38,21 +41,36 @@ class MeasureController(QObject):
         self.segment_rows = SegmentStatsRows(self.model, self)
         self.segment_rows.changed.connect(self.changed)
         window.session.series_opened.connect(self._on_series_opened)
+        window.session.load_ended.connect(self._on_load_ended)
         for key in list(self.model.series):
             self._on_series_opened(key)
 
     # the lists
     def _on_series_opened(self, key: str) -> None:
-        state = self.model.series.get(key)
-        if state is None or key in self.by_series:
-            return
-        uid = state.volume.source.series_instance_uid
-        restored = load_measurements(uid) if uid else []
-        for m in restored:
-            compute(m, state.volume)
-        self.by_series[key] = restored
-        if restored:
-            self.refresh()
+        if key in self.model.series and key not in self.by_series:
+            if self._series_list(key):
+                self.refresh()
+
+    def _series_list(self, key: str) -> list[Measurement]:
+        """The live list of series ``key``: the one place that creates it, from the store first."""
+        ms = self.by_series.get(key)
+        if ms is None:
+            state = self.model.series[key]
+            uid = state.volume.source.series_instance_uid
+            ms = self.by_series[key] = load_measurements(uid) if uid else []
+            if state.loaded is None:  # else the saved values stand until every slice is in
+                for m in ms:
+                    compute(m, state.volume)
+        return ms
+
+    def _on_load_ended(self, _job) -> None:
+        """Values of restored measurements are recomputed once their series is complete."""
+        for key, ms in self.by_series.items():
+            state = self.model.series.get(key)
+            if ms and state is not None and state.loaded is None:
+                for m in ms:
+                    compute(m, state.volume)
+        self.refresh()
 
     def follow_segments(self, segments_controller) -> None:
         self.segment_rows.follow(segments_controller)
@@ -61,10 +79,11 @@ class MeasureController(QObject):
         return self.segment_rows.find(uid) if uid and uid.startswith("segment:") else None
 
     def measurements(self, key: str | None = None) -> list[Measurement]:
+        """A copy of series ``key``'s (default: the active series') list; reading creates nothing."""
         if key is None:
             state = self.model.active_state
             key = state.key if state is not None else None
-        return self.by_series.setdefault(key, []) if key is not None else []
+        return list(self.by_series.get(key, ())) if key is not None else []
 
     def all(self) -> list[tuple[str, Measurement]]:
         return [(k, m) for k, ms in self.by_series.items() for m in ms if k in self.model.series]
@@ -77,7 +96,7 @@ class MeasureController(QObject):
         m.series_uid = state.volume.source.series_instance_uid
         m.frame_of_reference_uid = state.volume.source.frame_of_reference_uid
         compute(m, state.volume)
-        self.measurements(key).append(m)
+        self._series_list(key).append(m)
         self.selected = m.uid
         self.updated(key)
         self.selection_changed.emit()
@@ -89,6 +108,18 @@ class MeasureController(QObject):
             compute(m, state.volume)
         if save:
             self.save(key)
+        self.refresh()
+
+    def begin(self, key: str, m: Measurement) -> None:
+        """A measurement being drawn joins series ``key``'s list (shown, saved once finished)."""
+        self._series_list(key).append(m)
+        self.updated(key, m, save=False)
+
+    def discard(self, key: str, m: Measurement) -> None:
+        """A measurement whose drawing was cancelled leaves the list again."""
+        ms = self.by_series.get(key, [])
+        if m in ms:
+            ms.remove(m)
         self.refresh()
 
     def remove(self, uid: str) -> bool:

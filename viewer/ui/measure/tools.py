@@ -176,8 +176,7 @@ class MeasureTool:
             self.drawing = self._new([p, p, p, p])
         else:
             self.drawing = self._new([p, p])
-        self.ctl.measurements(self._key()).append(self.drawing)
-        self.ctl.updated(self._key(), self.drawing, save=False)
+        self.ctl.begin(self._key(), self.drawing)
 
     def move(self, pos) -> None:
         p = self._lps(pos)
@@ -296,10 +295,7 @@ class MeasureTool:
     def _cancel(self) -> None:
         m = self.drawing
         self.drawing, self.stage = None, 0
-        ms = self.ctl.measurements(self._key())
-        if m in ms:
-            ms.remove(m)
-        self.ctl.refresh()
+        self.ctl.discard(self._key(), m)
 
     def leave(self) -> None:
         pass
