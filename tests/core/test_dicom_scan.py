@@ -317,3 +317,67 @@ def test_unreadable_dicomdir_raises(tmp_path):
     with pytest.raises(viewer.HounsfieldError) as err:
         viewer.scan(tmp_path / "DICOMDIR")
     assert "DICOMDIR" in str(err.value) and "\n" not in str(err.value)
+
+
+# ---------------------------------------------------------------------------------- issue 12, item 11
+
+
+def test_dicomdir_scans_in_a_fresh_process(tmp_path):
+    """The scanner must import what it uses itself: a test that imports pydicom.fileset would hide it."""
+    import subprocess
+    import sys
+
+    from pydicom.fileset import FileSet
+
+    from tests.conftest import REPO
+
+    ws = F.write_series(tmp_path / "src", F.phantom((3, 16, 16)), F.axial())
+    fs = FileSet()
+    for p in ws.files:
+        fs.add(p)
+    fs.write(tmp_path / "media")
+    code = ("import sys, viewer; r = viewer.scan(sys.argv[1]); "
+            "print([len(s.frames) for s in r.image_series], r.image_series[0].uid)")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "media" / "DICOMDIR")], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["[3]", ws.series_uid]
+
+
+def _bytes_name(folder, name: str, raw: bytes) -> str:
+    """Rename ``folder/name`` to a name that is not UTF-8 (as files copied from old media are)."""
+    old = os.fsencode(os.path.join(folder, name))
+    new = os.fsencode(folder) + b"/" + raw
+    os.rename(old, new)
+    return os.fsdecode(new)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_file_with_a_non_utf8_name_is_read_with_its_folder(tmp_path, fast):
+    ws = F.write_series(tmp_path, F.phantom((4, 16, 16)), F.axial())
+    odd = _bytes_name(str(tmp_path), os.path.basename(ws.files[1]), b"\xff\xfeIM.dcm")
+    assert odd in list_files(str(tmp_path))
+    headers, errors, skipped, _ = read_headers(list_files(str(tmp_path)), fast_path=fast)
+    assert errors == [] and skipped == 0
+    assert odd in {h.path for h in headers} and len(headers) == 4
+    vol = viewer.load(tmp_path)
+    assert vol.shape == (4, 16, 16)
+
+
+def test_a_folder_with_a_non_utf8_name_is_scanned_and_indexed(tmp_path):
+    from viewer.core.dicom.index import StudyIndex
+
+    folder = os.fsdecode(os.fsencode(str(tmp_path)) + b"/study-\xe9t\xe9")  # Latin-1 on disk
+    ws = F.write_series(folder, F.phantom((3, 16, 16)), F.axial())
+    assert os.path.isdir(os.fsencode(folder))
+    first = viewer.scan(folder)
+    assert [len(s.frames) for s in first.image_series] == [3] and first.errors == []
+    index = StudyIndex()
+    try:
+        stored = index.headers_under(folder)
+        assert set(stored) == set(ws.files)
+        assert folder in [root for root, _ in index.folders()]
+    finally:
+        index.close()
+    again = viewer.scan(folder)  # served from the index
+    assert [len(s.frames) for s in again.image_series] == [3]

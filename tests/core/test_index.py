@@ -240,3 +240,29 @@ def test_chest_ct_index_round_trip(chest_ct_dir, fast, monkeypatch):
         assert index.headers_under(str(chest_ct_dir)) == {h.path: h for h in headers}
     finally:
         index.close()
+
+
+def test_an_index_of_the_old_text_layout_is_rebuilt(tmp_path):
+    """Paths were TEXT (UTF-8 only); the index now keeps their bytes and empties an old one."""
+    db = tmp_path / "old.sqlite"
+    con = sqlite3.connect(db)
+    with con:
+        con.executescript("""
+            CREATE TABLE folders (root TEXT PRIMARY KEY, scanned_at REAL NOT NULL);
+            CREATE TABLE instances (path TEXT PRIMARY KEY, root TEXT NOT NULL, study_uid TEXT,
+                                    series_uid TEXT, header TEXT NOT NULL);
+            CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);""")
+        con.execute("INSERT INTO folders VALUES ('/old/root', 1.0)")
+        con.execute("INSERT INTO meta VALUES ('header_version', ?)", (str(HEADER_VERSION),))
+    con.close()
+    ws = F.write_series(tmp_path / "s", F.phantom((2, 8, 8)), F.axial())
+    from viewer.core.dicom.scan import read_headers
+
+    headers, _, _, _ = read_headers(ws.files)
+    index = StudyIndex(str(db))
+    try:
+        assert index.folders() == []
+        index.record(str(tmp_path / "s"), headers, ws.files)
+        assert set(index.headers_under(str(tmp_path / "s"))) == set(ws.files)
+    finally:
+        index.close()

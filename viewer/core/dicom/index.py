@@ -3,6 +3,9 @@
 Reopening a known folder reads no DICOM header again: files whose size and modification time
 are unchanged reuse the stored header; changed files are re-read and vanished ones dropped.
 It lives in the user's data directory (``HOUNSFIELD_DATA_DIR`` overrides it, as tests do).
+
+Paths are stored as their bytes on disk (``os.fsencode``), never as text: a file or folder name that
+is not UTF-8 (old media, Latin-1 folders) is a perfectly good name, and SQLite text must be UTF-8.
 """
 
 from __future__ import annotations
@@ -17,14 +20,21 @@ import platformdirs
 
 from viewer.core.dicom.header import HEADER_VERSION, InstanceHeader
 
+# Bump when the tables change: an index of an older layout is emptied and rebuilt by the next scans.
+_LAYOUT = "2"  # 2: paths as BLOBs (os.fsencode)
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS folders (root TEXT PRIMARY KEY, scanned_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS folders (root BLOB PRIMARY KEY, scanned_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS instances (
-    path TEXT PRIMARY KEY, root TEXT NOT NULL, study_uid TEXT, series_uid TEXT, header TEXT NOT NULL);
+    path BLOB PRIMARY KEY, root BLOB NOT NULL, study_uid TEXT, series_uid TEXT, header TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS instances_root ON instances(root);
 CREATE INDEX IF NOT EXISTS instances_study ON instances(study_uid);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 """
+_DROP = "DROP TABLE IF EXISTS instances; DROP TABLE IF EXISTS folders;"
+
+
+def _text(value: str) -> str:
+    """A header string SQLite can store (text from a damaged file may hold lone surrogates)."""
+    return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
 
 
 def data_dir() -> str:
@@ -39,6 +49,12 @@ class StudyIndex:
         self.path = path
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False)
+        self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+        layout = self._db.execute("SELECT value FROM meta WHERE key = 'layout'").fetchone()
+        if layout is None or layout[0] != _LAYOUT:
+            self._db.executescript(_DROP)
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('layout', ?)", (_LAYOUT,))
+            self._db.commit()
         self._db.executescript(_SCHEMA)
         row = self._db.execute("SELECT value FROM meta WHERE key = 'header_version'").fetchone()
         if row is None or row[0] != str(HEADER_VERSION):  # headers of an older reader: read again
@@ -53,12 +69,13 @@ class StudyIndex:
         """Scanned roots, most recent first: (root, unix time of the scan)."""
         with self._lock:
             rows = self._db.execute("SELECT root, scanned_at FROM folders ORDER BY scanned_at DESC")
-            return [(r, t) for r, t in rows]
+            return [(os.fsdecode(r), t) for r, t in rows]
 
     def headers_under(self, root: str) -> dict[str, InstanceHeader]:
         """Stored headers of files recorded for ``root`` (exactly that scan root)."""
         with self._lock:
-            rows = self._db.execute("SELECT header FROM instances WHERE root = ?", (root,)).fetchall()
+            rows = self._db.execute("SELECT header FROM instances WHERE root = ?",
+                                    (os.fsencode(root),)).fetchall()
         out = {}
         for (text,) in rows:
             h = InstanceHeader.from_json(json.loads(text))
@@ -67,13 +84,17 @@ class StudyIndex:
 
     def record(self, root: str, headers: list[InstanceHeader], files: list[str]) -> None:
         """Replace what is stored for ``root`` with ``headers`` (one transaction)."""
-        rows = [(h.path, root, h.study_uid, h.series_uid, json.dumps(h.to_json())) for h in headers]
+        key = os.fsencode(root)
+        # json.dumps writes ASCII: names with undecodable bytes travel as \udcXX escapes and come back.
+        rows = [(os.fsencode(h.path), key, _text(h.study_uid), _text(h.series_uid), json.dumps(h.to_json()))
+                for h in headers]
         with self._lock, self._db:
-            self._db.execute("DELETE FROM instances WHERE root = ?", (root,))
+            self._db.execute("DELETE FROM instances WHERE root = ?", (key,))
             self._db.executemany("INSERT OR REPLACE INTO instances VALUES (?, ?, ?, ?, ?)", rows)
-            self._db.execute("INSERT OR REPLACE INTO folders VALUES (?, ?)", (root, time.time()))
+            self._db.execute("INSERT OR REPLACE INTO folders VALUES (?, ?)", (key, time.time()))
 
     def forget(self, root: str) -> None:
+        key = os.fsencode(root)
         with self._lock, self._db:
-            self._db.execute("DELETE FROM instances WHERE root = ?", (root,))
-            self._db.execute("DELETE FROM folders WHERE root = ?", (root,))
+            self._db.execute("DELETE FROM instances WHERE root = ?", (key,))
+            self._db.execute("DELETE FROM folders WHERE root = ?", (key,))

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 
 import pydicom
+import pydicom.fileset  # a submodule: `import pydicom` alone does not load it
 
 from viewer.core.dicom.fastscan import scan_headers
 from viewer.core.dicom.header import InstanceHeader, NotDicomError, read_header
@@ -78,6 +79,14 @@ def describe_error(path: str, exc: BaseException) -> str:
     return f"{os.path.basename(path)} could not be read as DICOM ({text})."
 
 
+def _is_utf8(path: str) -> bool:
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes of the name, kept as surrogates by os.fsdecode
+        return False
+    return True
+
+
 def read_headers(files: list[str], known: dict[str, InstanceHeader] | None = None, fast_path: bool = True):
     """Read headers of ``files``, reusing ``known`` ones whose size and mtime are unchanged.
 
@@ -98,7 +107,11 @@ def read_headers(files: list[str], known: dict[str, InstanceHeader] | None = Non
                 continue
             changed += 1
         todo.append(path)
-    fast, rest = scan_headers(todo) if fast_path else ([], todo)
+    # GDCM takes file names as UTF-8 text: a name that is not UTF-8 on disk (old media, Latin-1
+    # folders) would fail its whole batch, so such files go to pydicom, which opens the raw bytes.
+    gdcm_ok = [p for p in todo if _is_utf8(p)] if fast_path else []
+    fast, rest = scan_headers(gdcm_ok) if gdcm_ok else ([], [])
+    rest += [p for p in todo if not (fast_path and _is_utf8(p))]
     headers.extend(fast)
     for path in rest:
         try:
