@@ -84,3 +84,29 @@ def test_saved_measurements_come_back_and_survive_the_next_edit(make_window, qtb
     assert len(load_measurements(uid)) == 4  # the new one joins the saved three
     assert [m.uid for m in load_measurements(uid)][:3] == drawn
     assert panel_rows(again) == ["Length"] * 4
+
+
+def test_home_resets_zoom_pan_and_axes_but_keeps_the_window(make_window, qtbot):
+    win = open_window(make_window, qtbot, data_path("chest-ct"))
+    axial, coronal = win.grid.slice_views[0], win.grid.slice_views[1]
+    state, vp = win.model.active_state, win.model.viewports[0]
+    home = state.window
+    qtbot.keyClick(axial, Qt.Key.Key_2)  # the lung preset
+    lung = state.window
+    assert lung != home
+    c = QPoint(axial.width() // 2, axial.height() // 2)
+    qtbot.mousePress(axial, Qt.MouseButton.RightButton, pos=c)  # zoom
+    qtbot.mouseMove(axial, c - QPoint(0, 60))
+    qtbot.mouseRelease(axial, Qt.MouseButton.RightButton, pos=c - QPoint(0, 60))
+    qtbot.mousePress(axial, Qt.MouseButton.MiddleButton, pos=c)  # pan
+    qtbot.mouseMove(axial, c + QPoint(40, 0))
+    qtbot.mouseRelease(axial, Qt.MouseButton.MiddleButton, pos=c + QPoint(40, 0))
+    state.rotate("axial", 0.3)
+    assert vp.zoom != 1.0 and vp.pan != (0.0, 0.0) and state.oblique
+    qtbot.keyClick(axial, Qt.Key.Key_Home)
+    settle(qtbot)
+    assert vp.zoom == 1.0 and vp.pan == (0.0, 0.0) and not state.oblique
+    assert state.window == lung  # the window the reader chose stays
+    qtbot.keyClick(coronal, Qt.Key.Key_0)  # the study's own window: its own key
+    settle(qtbot)
+    assert state.window == home

@@ -170,7 +170,7 @@ def test_auto_window_covers_the_foreground_of_real_mr(brain_mr_dir):
     assert (fg > center + width / 2).mean() < 0.02  # little of the foreground saturates
 
 
-def test_reset_restores_zoom_rotation_and_window():
+def test_reset_restores_zoom_and_rotation_and_keeps_the_window():
     model = ViewerModel()
     s = SeriesState("s", make_volume(), window=(40, 400))
     model.add_series(s)
@@ -181,4 +181,5 @@ def test_reset_restores_zoom_rotation_and_window():
     s.set_invert(True)
     model.reset()
     assert model.viewports[0].zoom == 1.0 and model.viewports[0].pan == (0.0, 0.0)
-    assert not s.oblique and s.window == (40.0, 400.0) and not s.invert
+    assert not s.oblique
+    assert s.window == (-600.0, 1500.0) and s.preset == "Lung" and s.invert  # Home keeps what the reader set

@@ -543,11 +543,10 @@ class ViewerModel:
         self.viewport_changed.emit(slot)
 
     def reset(self) -> None:
-        """Home: fit every view, undo oblique rotation, restore the default window of each series."""
+        """Home: fit every view (zoom, pan) and undo oblique rotation.  The window level, invert and
+        colour map stay as the reader set them (the study's own window has its own key, 0)."""
         for slot, vp in enumerate(self.viewports):
             vp.zoom, vp.pan = 1.0, (0.0, 0.0)
             self.viewport_changed.emit(slot)
         for state in self.series.values():
             state.reset_rotation()
-            state.set_invert(False)
-            state.set_window(*state.home_window)

@@ -36,7 +36,7 @@ COMMANDS = (
     Command("maximise", "Maximise / restore view", "View", ("F",)),
     Command("crosshair", "Show crosshair", "View", ("X",), "show_crosshair", True),
     Command("link", "Link series of the same frame of reference", "View", ("L",), "link", True),
-    Command("reset", "Reset view (zoom, pan, oblique, window)", "View", ("Home",), "reset"),
+    Command("reset", "Reset view (zoom, pan, oblique axes)", "View", ("Home",), "reset"),
     Command("reset_oblique", "Reset oblique axes", "View", ("O",)),
     Command("next_slice", "Next slice", "Navigate", ("Down",), views_only=True),
     Command("previous_slice", "Previous slice", "Navigate", ("Up",), views_only=True),
