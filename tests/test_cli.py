@@ -213,3 +213,58 @@ def test_info_on_an_empty_folder_exits_2(tmp_path, capsys):
     assert main(["info", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert "No DICOM files were found" in err and "\n" not in err
+
+
+# ---------------------------------------------------------------------------------- issue 12, item 12
+
+
+def _run_isolated(tmp_path, *args: str) -> subprocess.CompletedProcess:
+    """The real entry point in a fresh process with its own data and log folders."""
+    env = {**os.environ, "HOUNSFIELD_DATA_DIR": str(tmp_path / "data"), "HOUNSFIELD_LOG_DIR": str(tmp_path / "log")}
+    env.pop("PYTHONWARNINGS", None)
+    return subprocess.run([sys.executable, "-m", "viewer.cli", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=120, env=env)
+
+
+def test_info_on_a_single_unreadable_file_exits_2_like_convert(tmp_path):
+    ws = F.write_series(tmp_path / "in", F.phantom((1, 16, 16)), F.axial())
+    F.truncate(ws.paths[0], 600)
+    for args in (["info", ws.paths[0]], ["info", ws.paths[0], "--json"], ["convert", ws.paths[0],
+                                                                          str(tmp_path / "x.nii")]):
+        proc = _run_isolated(tmp_path, *args)
+        assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
+        assert_one_sentence_error(proc.stderr)
+        assert proc.stdout == ""
+
+
+def test_info_on_a_folder_of_only_unreadable_files_exits_2(tmp_path, capsys):
+    ws = F.write_series(tmp_path, F.phantom((2, 16, 16)), F.axial())
+    for p in ws.files:
+        F.truncate(p, 600)
+    assert main(["info", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert_one_sentence_error(err)
+    assert "could not be read" in err
+
+
+def test_pydicom_warnings_go_to_the_log_not_beside_the_sentence(tmp_path):
+    """A damaged DICOMDIR makes pydicom warn ("Expected explicit VR..."): stderr keeps one sentence."""
+    bad = tmp_path / "DICOMDIR"
+    bad.write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00\x00\x00garbage")
+    for args in (["info", str(bad)], ["convert", str(bad), str(tmp_path / "x.nii")]):
+        proc = _run_isolated(tmp_path, *args)
+        assert proc.returncode == 2, proc.stderr
+        assert_one_sentence_error(proc.stderr)
+        assert "Warning" not in proc.stderr
+    with open(tmp_path / "log" / "hounsfield.log") as fh:
+        assert "Expected explicit VR" in fh.read()  # kept where a developer looks, not lost
+
+
+def test_info_prints_a_folder_whose_name_is_not_utf8(tmp_path):
+    folder = os.fsdecode(os.fsencode(str(tmp_path)) + b"/\xe9tude")
+    ws = F.write_series(folder, F.phantom((2, 16, 16)), F.axial())
+    proc = subprocess.run([sys.executable, "-m", "viewer.cli", "info", folder], cwd=REPO, capture_output=True,
+                          timeout=120, env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+    assert proc.returncode == 0, proc.stderr
+    assert os.fsencode(folder) in proc.stdout  # the name as it is on disk
+    assert ws.series_uid.encode() in proc.stdout

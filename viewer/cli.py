@@ -49,6 +49,7 @@ def _open_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     log_file = setup_logging()
+    _names_as_on_disk()
     try:
         if argv and argv[0] == "pacs":
             from viewer.pacs.cli import pacs_command
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_viewer(args.path, series=args.series)
     except HounsfieldError as exc:
         log.info("user error: %s", exc)
-        print(f"hounsfield: {exc}", file=sys.stderr)
+        print(f"hounsfield: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -81,6 +82,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hounsfield: an unexpected error stopped the command ({type(exc).__name__}); "
               f"details are in {log_file}.", file=sys.stderr)
         return 1
+
+
+def _names_as_on_disk() -> None:
+    """Print file names whose bytes are not UTF-8 as those bytes (os.fsdecode's surrogates) instead of
+    failing the whole listing with a UnicodeEncodeError."""
+    out = sys.stdout
+    if hasattr(out, "reconfigure") and (out.encoding or "").lower().replace("-", "") == "utf8":
+        out.reconfigure(errors="surrogateescape")  # stderr keeps Python's backslashreplace
+
+
+def one_line(message: str, limit: int = 400) -> str:
+    """A message as one short line: control characters folded, an overlong one cut (a last guard;
+    the messages themselves must quote file values short)."""
+    text = " ".join(message.split())
+    return text if len(text) <= limit else text[:limit - 5].rstrip() + " (…)."
 
 
 def convert(path: str, out: str, series: str | None) -> int:

@@ -69,8 +69,13 @@ def print_info(path: str, as_json: bool = False) -> int:
         data = describe_volume_file(path)
     else:
         result = scan(path)
-        if not result.series and not result.errors:
-            raise HounsfieldError(f"No DICOM files were found in {result.root}.")
+        if not result.series:  # nothing to list: a failure, with the exit status of one (2)
+            if not result.errors:
+                raise HounsfieldError(f"No DICOM files were found in {result.root}.")
+            if len(result.errors) == 1:
+                raise HounsfieldError(result.errors[0])
+            raise HounsfieldError(f"None of the {len(result.errors)} DICOM files in {result.root} could be read; "
+                                  f"the first: {result.errors[0]}")
         data = describe(result)
     if as_json:
         print(json.dumps(data, indent=2))

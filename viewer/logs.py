@@ -1,6 +1,8 @@
 """Logging: tracebacks go to a log file in the user's log directory, never to the user's face.
 
 Log records must not carry patient-identifying data: log paths and UIDs, never names or IDs.
+Python warnings (pydicom warns about every oddity it tolerates) go to the same file: on a terminal
+they would stand beside, and contradict, the one sentence the command line prints.
 """
 
 from __future__ import annotations
@@ -32,4 +34,8 @@ def setup_logging(level: int = logging.INFO) -> str:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(threadName)s: %(message)s"))
     log.addHandler(handler)
     log.setLevel(level)
+    logging.captureWarnings(True)  # warnings.warn(...) becomes a record of the "py.warnings" logger
+    warned = logging.getLogger("py.warnings")
+    warned.addHandler(handler)
+    warned.propagate = False  # never to logging's last-resort handler, which writes to stderr
     return path
