@@ -39,6 +39,7 @@ class LoadJob(QObject):
         self._cancel = threading.Event()
         self._go = threading.Event()
         self.quiet = False  # cancelled by the viewer itself: no message for the user
+        self.restore_planes = False  # the standard planes come back when the series is shown
         self._loader = None
         self.thread: threading.Thread | None = None
         self.done = threading.Event()

@@ -26,6 +26,7 @@ import viewer
 from viewer.core.viewstate import LAYOUTS, TOOLS, ViewerModel, auto_window
 from viewer.logs import log
 from viewer.ui import ai as ai_ui
+from viewer.ui import closing
 from viewer.ui import measure as measure_ui
 from viewer.ui import pacs as pacs_ui
 from viewer.ui import segments as segments_ui
@@ -174,9 +175,8 @@ class MainWindow(QMainWindow):
     def open_path(self, path: str, series: str | None = None, slots=None) -> None:
         path = os.path.abspath(os.path.expanduser(path))
         self.message_bar.dismiss()
-        if slots is None:
-            self.model.restore_planes()
-        self.session.open_path(path, series, slots)
+        # the standard planes come back when the new series is shown, not before: a failed open changes nothing
+        self.session.open_path(path, series, slots, restore_planes=slots is None)
         add_recent(self.settings, path)
         self._rebuild_recent()
 
@@ -282,7 +282,11 @@ class MainWindow(QMainWindow):
         self.session.cancel_all()
 
     def cmd_quit(self) -> None:
-        self.close()
+        self._user_quit = True  # the user asked: closing may ask about unexported work
+        try:
+            self.close()
+        finally:
+            self._user_quit = False
 
     def cmd_layout_1x1(self, _checked=True) -> None:
         self.model.set_layout("1x1")
@@ -451,6 +455,10 @@ class MainWindow(QMainWindow):
             QTimer.singleShot(200, self.browser.refresh)
 
     def closeEvent(self, ev):  # noqa: N802
+        # the user quits (Quit, Ctrl+Q, the close button): ask about segmentations never exported
+        if (ev.spontaneous() or getattr(self, "_user_quit", False)) and not closing.confirm(self):
+            ev.ignore()
+            return
         self.save_settings()
         self.ai.shutdown()
         self.measure.segment_rows.shutdown()

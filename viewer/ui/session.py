@@ -29,6 +29,8 @@ class Opened:
     total: int = 0
     pending: set = field(default_factory=set)
     auto_window: bool = False  # the window comes from the histogram and follows the loading
+    shown: bool = True  # False until its first slice decodes: a file that cannot be read changes nothing
+    slots: list[int] | None = None  # where to show it then
 
 
 def series_key(volume: Volume, fallback: str) -> str:
@@ -57,6 +59,7 @@ class Session(QObject):
         self._flush_timer.timeout.connect(self._flush)
         self._last_flush = 0.0
         self.startup_done = False  # until the first slice is in (or a load ended) only slot 0 renders
+        self._repeats: dict[LoadJob, tuple[str, list[int] | None]] = {}  # loads of a series already open
 
     # what the views ask for
     def vtk_volume(self, key: str):
@@ -72,9 +75,13 @@ class Session(QObject):
         return f"Loading {o.done} / {o.total}"
 
     # opening
-    def open_path(self, path: str, series: str | None = None, slots: list[int] | None = None) -> LoadJob:
-        path = os.path.abspath(os.path.expanduser(path))
-        return self._start(LoadJob(path, series), slots)
+    def open_path(self, path: str, series: str | None = None, slots: list[int] | None = None,
+                  restore_planes: bool = False) -> LoadJob:
+        """Open ``path`` (shown in ``slots``, default every slot; ``restore_planes``: the standard planes
+        come back when it is shown, not before, so that a failed open changes nothing)."""
+        job = LoadJob(os.path.abspath(os.path.expanduser(path)), series)
+        job.restore_planes = restore_planes
+        return self._start(job, slots)
 
     def open_builtin(self, make_volume, label: str, slots: list[int] | None = None) -> LoadJob:
         return self._start(LoadJob(make_volume=make_volume, label=label), slots)
@@ -121,11 +128,14 @@ class Session(QObject):
         return next((o for o in self.opened.values() if o.job is job), None)
 
     def _on_allocated(self, job: LoadJob, volume: Volume, loaded, slots) -> None:
+        """A progressive load is shown with its first decoded slice (``_reveal``), not here: until then
+        the file may still prove unreadable, and a failed open must leave the views as they were."""
         key = series_key(volume, job.path or job.label)
-        if key in self.opened:  # already open: show it where asked, keep the first copy
-            job.quiet = True
-            job.cancel()
-            self._show(key, slots)
+        if key in self.opened:  # already open: keep the first copy, show it where asked once readable
+            if loaded is None:
+                self._show_again(job, key, slots)
+            else:
+                self._repeats[job] = (key, slots)
             return
         window = volume.window
         auto = volume.modality != "CT"  # follows the histogram while slices arrive
@@ -135,15 +145,33 @@ class Session(QObject):
         state.loaded = loaded
         from viewer.render.image import VtkVolume
 
-        entry = Opened(state, VtkVolume(volume), job if loaded is not None else None, auto_window=auto)
+        entry = Opened(state, VtkVolume(volume), job if loaded is not None else None, auto_window=auto,
+                       shown=False, slots=slots)
         entry.total = int(loaded.size) if loaded is not None else 0
         self.opened[key] = entry
-        self._show(key, slots, new_state=state)
-        self.series_opened.emit(key)
         if loaded is None:
+            self._reveal(entry, job)
             self._first(key)
-        for note in volume.warnings[:1]:
+
+    def _reveal(self, entry: Opened, job: LoadJob) -> None:
+        """Show a newly opened series (it has pixels to show)."""
+        entry.shown = True
+        if job.restore_planes:
+            self.model.restore_planes()
+        key = entry.state.key
+        self._show(key, entry.slots, new_state=entry.state)
+        self.series_opened.emit(key)
+        for note in entry.state.volume.warnings[:1]:
             self.note.emit(note if note.endswith(".") else note + ".")
+
+    def _show_again(self, job: LoadJob, key: str, slots) -> None:
+        """``job`` loads a series that is open already: stop it and show the open copy."""
+        job.quiet = True
+        job.cancel()
+        if self.opened[key].shown:  # else its own load shows it with its first slice
+            if job.restore_planes:
+                self.model.restore_planes()
+            self._show(key, slots)
 
     def _show(self, key: str, slots, new_state: SeriesState | None = None) -> None:
         if new_state is not None:
@@ -156,7 +184,7 @@ class Session(QObject):
     def release_unshown(self) -> None:
         """Close series that no view shows any more (their memory goes back; reopening is quick)."""
         shown = {vp.series for vp in self.model.viewports}
-        for key in [k for k in self.opened if k not in shown]:
+        for key in [k for k, o in self.opened.items() if k not in shown and o.shown]:
             entry = self.opened.pop(key)
             if entry.job is not None:
                 entry.job.quiet = True  # no "cancelled" message: the user moved on
@@ -165,9 +193,14 @@ class Session(QObject):
             log.info("closed series %s (no longer shown)", key)
 
     def _on_slice(self, job: LoadJob, k: int, done: int, total: int) -> None:
+        if job in self._repeats:  # readable: show the copy already open
+            self._show_again(job, *self._repeats.pop(job))
+            return
         entry = self._job_entry(job)
         if entry is None:
             return
+        if not entry.shown:
+            self._reveal(entry, job)
         first = entry.done == 0
         entry.done, entry.total = done, total
         entry.pending.add(k)
@@ -206,7 +239,16 @@ class Session(QObject):
     def _on_end(self, job: LoadJob, error: str | None) -> None:
         if job in self.jobs:
             self.jobs.remove(job)
+        repeat = self._repeats.pop(job, None)
+        if repeat is not None and error is None:
+            self._show_again(job, *repeat)
         entry = self._job_entry(job)
+        if entry is not None and not entry.shown:
+            if error is None:
+                self._reveal(entry, job)
+            else:  # nothing of it was ever shown: the views stay as they were
+                del self.opened[entry.state.key]
+                entry = None
         if entry is not None:
             self._flush_timer.stop()
             entry.pending.add(-1)
