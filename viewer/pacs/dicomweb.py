@@ -6,12 +6,17 @@ reasons found against Orthanc: dicomweb-client percent-encodes the wildcards of 
 cut it hands out the truncated last part as if it were a whole instance.  Objects travel byte for
 byte both ways (no decode and re-encode).  Every HTTP failure becomes one sentence: server down,
 time-out, refused credentials, wrong URL.
+
+Every UID that goes into a URL (typed by the user or sent by the server) passes ``uid_segment``: a
+value that is not a DICOM UID is refused, so ``../`` or ``?`` from a hostile or broken server can
+never reach outside the base URL; instances whose UIDs are not UIDs are not stored.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import re
 import threading
 import time
 import uuid
@@ -40,8 +45,24 @@ _STOW_BATCH_BYTES = 32 * 1024 * 1024
 _UID_TAGS = ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"]
 
 
+_UID = re.compile(r"[0-9]+(\.[0-9]+)*")
+
+
 def who(node: PacsNode) -> str:
     return f"PACS '{node.name}' ({node.url})"
+
+
+def uid_segment(uid, what: str, source: str = "") -> str:
+    """``uid`` as one URL path segment, or PacsError if it is not a DICOM UID (digits and dots, <= 64)."""
+    text = str(uid).strip(" \0")
+    if len(text) > 64 or not _UID.fullmatch(text):
+        shown = ascii(text[:40] + ("..." if len(text) > 40 else ""))
+        if source:
+            raise PacsError(f"{source} sent a {what} UID that is not a DICOM UID ({shown}); it was not used; "
+                            "ask the server's administrator.")
+        raise PacsError(f"The {what} UID {shown} is not a DICOM UID; a UID is digits and dots, at most 64 "
+                        "characters.")
+    return quote(text, safe="")
 
 
 class WebClient:
@@ -130,24 +151,31 @@ class WebClient:
                 found = self._qido("studies", filters, RETURN_KEYS["STUDY"], q.limit)
             else:
                 filters.pop("StudyInstanceUID", None)
-                found = self._qido(f"studies/{q.study_uid}/series", filters, RETURN_KEYS["SERIES"], q.limit)
+                study = uid_segment(q.study_uid, "study")
+                found = self._qido(f"studies/{study}/series", filters, RETURN_KEYS["SERIES"], q.limit)
         return [QueryResult.from_dataset(ds, q.level) for ds in found]
 
     def list_series(self, study_uid: str, series_uids: list[str] | None = None) -> list[SeriesListing]:
         wanted = set(series_uids or [])
+        study = uid_segment(study_uid, "study")
         with self._errors("series query"):
-            series = self._qido(f"studies/{study_uid}/series", {}, RETURN_KEYS["SERIES"])
-        return [SeriesListing.from_dataset(study_uid, ds) for ds in series
-                if ds.get("SeriesInstanceUID") and (not wanted or str(ds.SeriesInstanceUID) in wanted)]
+            series = self._qido(f"studies/{study}/series", {}, RETURN_KEYS["SERIES"])
+        found = [SeriesListing.from_dataset(study_uid, ds) for ds in series
+                 if ds.get("SeriesInstanceUID") and (not wanted or str(ds.SeriesInstanceUID) in wanted)]
+        for listing in found:  # refused here, before anything is fetched, not half-way through
+            uid_segment(listing.series_uid, "series", who(self.node))
+        return found
 
     def list_instances(self, listing: SeriesListing) -> None:
+        study, series = uid_segment(listing.study_uid, "study"), uid_segment(listing.series_uid, "series")
         with self._errors("instance query"):
-            found = self._qido(f"studies/{listing.study_uid}/series/{listing.series_uid}/instances", {},
-                               ["SOPClassUID"])
+            found = self._qido(f"studies/{study}/series/{series}/instances", {}, ["SOPClassUID"])
         refs = []
         for inst in found:
             if inst.get("SOPInstanceUID"):
-                refs.append(InstanceRef(str(inst.SOPInstanceUID), str(inst.get("SOPClassUID", "") or "")))
+                sop = str(inst.SOPInstanceUID)
+                uid_segment(sop, "SOP instance", who(self.node))
+                refs.append(InstanceRef(sop, str(inst.get("SOPClassUID", "") or "")))
         listing.set_instances(refs)
 
     def fetch(self, listing: SeriesListing, sop_uids: list[str] | None, store: LocalStore,
@@ -157,8 +185,10 @@ class WebClient:
 
         Each part is written as it came (a DICOM file, in the syntax the server stores) once it is
         known to be whole."""
-        series_url = f"{self.base}/studies/{listing.study_uid}/series/{listing.series_uid}"
-        urls = [series_url] if sop_uids is None else [f"{series_url}/instances/{sop}" for sop in sop_uids]
+        series_url = (f"{self.base}/studies/{uid_segment(listing.study_uid, 'study')}"
+                      f"/series/{uid_segment(listing.series_uid, 'series')}")
+        urls = ([series_url] if sop_uids is None else
+                [f"{series_url}/instances/{uid_segment(sop, 'SOP instance')}" for sop in sop_uids])
         with self._errors("retrieval", "retrieve again later"):
             for url in urls:
                 for body in self._wado(url):
@@ -187,6 +217,8 @@ class WebClient:
         except Exception as exc:
             raise PacsError(f"{who(self.node)} sent something that is not a DICOM instance ({type(exc).__name__}); "
                             "ask its administrator.") from exc
+        for uid, what in ((study, "study"), (series, "series"), (sop, "SOP instance")):
+            uid_segment(uid, what, who(self.node))  # these name the folders and the file it goes to
         try:
             _path, new = store.write(study, series, sop, [body])
         except OSError as exc:

@@ -20,7 +20,7 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 
 from viewer.core.dicom.index import StudyIndex, data_dir
 
-_UID = re.compile(r"^[0-9][0-9.]{0,63}$")
+_UID = re.compile(r"[0-9]+(\.[0-9]+)*")  # a DICOM UID: digits and dots, no empty component
 _PREAMBLE = bytes(128) + b"DICM"
 IMPLEMENTATION_VERSION = "HOUNSFIELD_01"
 
@@ -31,8 +31,10 @@ def studies_dir() -> Path:
 
 def safe_name(uid: str) -> str:
     """A UID as a file or folder name; anything that is not a plain UID is hashed (no path tricks)."""
-    uid = uid.strip().rstrip("\0")
-    return uid if _UID.match(uid) and ".." not in uid else "x" + hashlib.sha1(uid.encode()).hexdigest()
+    uid = uid.strip(" \0")
+    if len(uid) <= 64 and _UID.fullmatch(uid):
+        return uid
+    return "x" + hashlib.sha1(uid.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _element(group: int, elem: int, vr: str, value: bytes) -> bytes:
