@@ -67,7 +67,7 @@ def test_the_ct_is_shown_in_three_planes_with_radiological_orientation(win):
     # the axial view shows the stored slice as acquired, anterior up, without flipping the array
     assert np.array_equal(axial.pipeline.output_array(), state.volume.array[k, ::-1, :])
     assert "2007-02-08" in axial.corners.text("top_left")
-    assert f"Im: {k + 1} / 141" in axial.corners.text("bottom_left")
+    assert f"Im: {141 - k} / 141" in axial.corners.text("bottom_left")  # InstanceNumber: 1 at the head
     assert "W: 400  L: 0" in axial.corners.text("bottom_right")
     assert axial.scalebar.length_mm in (20, 50, 100)
 
@@ -93,7 +93,7 @@ def test_wheel_and_keys_scroll_slices_and_change_pixels(win, qtbot):
         wheel(axial, -5)  # far past the top: clamped at the last slice
     assert index_of(state)[2] == 140
     settle(qtbot)
-    assert "Im: 141 / 141" in axial.corners.text("bottom_left")
+    assert "Im: 1 / 141" in axial.corners.text("bottom_left")  # the top slice is image 1 (InstanceNumber)
 
 
 def test_left_drag_changes_window_level(win, qtbot):

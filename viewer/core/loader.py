@@ -61,7 +61,18 @@ def choose_series(result: ScanResult, series: str | None) -> tuple[SeriesInfo, l
     return best, notes
 
 
-def source_info(series: SeriesInfo, sop_uids: tuple[str, ...]) -> SourceInfo:
+def image_numbers(geometry: StackGeometry) -> tuple[int | None, ...]:
+    """The image number of each k slice as PACS shows it: the InstanceNumber, or the frame number
+    (1-based) of a multi-frame object; None in a gap or where a file has no InstanceNumber."""
+    numbers: list[int | None] = [None] * geometry.depth
+    for f, k in zip(geometry.frames, geometry.slots):
+        multi = f.frame.index is not None and len(f.instance.frames) > 1
+        numbers[k] = f.frame.index + 1 if multi else f.instance.instance_number
+    return tuple(numbers)
+
+
+def source_info(series: SeriesInfo, sop_uids: tuple[str, ...],
+                instance_numbers: tuple[int | None, ...] = ()) -> SourceInfo:
     h = series.first
     return SourceInfo(
         patient_name=h.patient_name, patient_id=h.patient_id, patient_birth_date=h.patient_birth_date,
@@ -69,7 +80,8 @@ def source_info(series: SeriesInfo, sop_uids: tuple[str, ...]) -> SourceInfo:
         study_description=h.study_description, accession_number=h.accession_number,
         series_instance_uid=h.series_uid, series_number=h.series_number,
         series_description=h.series_description, frame_of_reference_uid=h.frame_of_reference_uid,
-        sop_class_uid=h.sop_class_uid, sop_instance_uids=sop_uids, manufacturer=h.manufacturer,
+        sop_class_uid=h.sop_class_uid, sop_instance_uids=sop_uids, instance_numbers=instance_numbers,
+        manufacturer=h.manufacturer,
         path=os.path.dirname(h.path),
     )
 
@@ -101,7 +113,7 @@ class SeriesLoader:
         self.volume = Volume(
             array, self.geometry.affine, modality=first.modality or "OT",
             units="HU" if self.mode == "hu" else "", rescale=rescale,
-            source=source_info(series, sop_uids),
+            source=source_info(series, sop_uids, image_numbers(self.geometry)),
             warnings=[*(notes or []), *self.geometry.warnings], window=first.window,
         )
         self.loaded = np.zeros(shape[0], dtype=bool)

@@ -32,6 +32,9 @@ class SourceInfo:
     frame_of_reference_uid: str = ""
     sop_class_uid: str = ""
     sop_instance_uids: tuple[str, ...] = ()
+    # per k slice: the DICOM InstanceNumber (the frame number in a multi-frame object; None in a gap),
+    # the "image number" a radiologist dictates; empty for volumes without one (NIfTI, the demo)
+    instance_numbers: tuple[int | None, ...] = ()
     manufacturer: str = ""
     path: str = ""
 

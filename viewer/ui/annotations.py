@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from viewer.core.viewstate import SeriesState, Viewport, direction_letters
+from viewer.core.viewstate import SeriesState, Viewport, aligned_axis, direction_letters
 
 PLANE_TITLES = {"axial": "Axial", "coronal": "Coronal", "sagittal": "Sagittal"}
 _POSITION_AXIS = {"axial": 2, "coronal": 1, "sagittal": 0}  # LPS component named by "Pos"
@@ -37,6 +37,21 @@ def fmt_number(x: float) -> str:
 _SLAB_TITLES = {"mip": "MIP", "minip": "MinIP", "mean": "Mean"}
 
 
+def image_number(state: SeriesState, plane: str) -> tuple[str, int] | None:
+    """("number", count) of the image shown in ``plane``: in the acquired plane the DICOM
+    InstanceNumber (what PACS shows and a report dictates) of that slice; in reformats, and in
+    volumes without instance numbers (NIfTI, the demo), the 1-based slice index; None when oblique."""
+    pos = state.slice_position(plane)
+    if pos is None:
+        return None
+    numbers = state.volume.source.instance_numbers
+    acquired = aligned_axis(state.volume, state.axes(plane)[2]) == 2
+    if not acquired or len(numbers) != state.volume.shape[0] or all(n is None for n in numbers):
+        return str(pos[0]), pos[1]
+    number = numbers[min(max(pos[0] - 1, 0), len(numbers) - 1)]
+    return ("-" if number is None else str(number)), sum(n is not None for n in numbers)
+
+
 def corner_texts(state: SeriesState, vp: Viewport, zoom_percent: float, loading: str = "") -> dict[str, str]:
     src, vol = state.volume.source, state.volume
     nk, nj, ni = vol.shape
@@ -55,9 +70,9 @@ def corner_texts(state: SeriesState, vp: Viewport, zoom_percent: float, loading:
     bottom_left = [PLANE_TITLES[vp.plane] + (" (oblique)" if state.oblique else "")]
     if vp.slab_mm > 0:
         bottom_left.append(f"{_SLAB_TITLES.get(vp.slab_mode, vp.slab_mode)} slab {vp.slab_mm:g} mm")
-    pos = state.slice_position(vp.plane)
-    if pos is not None:
-        bottom_left.append(f"Im: {pos[0]} / {pos[1]}")
+    image = image_number(state, vp.plane)
+    if image is not None:
+        bottom_left.append(f"Im: {image[0]} / {image[1]}")
     if state.oblique:
         bottom_left.append(f"Pos: {float(state.point @ n):.1f} mm")
     else:
