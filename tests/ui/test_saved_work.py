@@ -42,6 +42,51 @@ def drag(qtbot, view, a, b, steps: int = 5):
     settle(qtbot)
 
 
+def brush(qtbot, win, ia, ib):
+    """Paint with the brush (key B) in the axial view from voxel ``ia`` to ``ib``."""
+    axial = win.grid.slice_views[0]
+    vol = axial.state.volume
+    axial.setFocus()
+    qtbot.keyClick(axial, Qt.Key.Key_B)
+    assert win.model.tool == "seg_brush"
+    drag(qtbot, axial, vol.index_to_lps(ia), vol.index_to_lps(ib))
+    win.model.set_tool("wl")
+
+
+def answer_dialogs(qtbot, answers: list):
+    """Answer the next modal dialogs as they open: a QMessageBox by the object name of a button, a
+    QFileDialog by a path.  Returns the list of what was answered (to assert on)."""
+    import time
+
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QAbstractButton, QApplication, QFileDialog, QMessageBox
+
+    todo, seen = list(answers), []
+    end = time.monotonic() + 20  # never left polling into later tests
+
+    def poll():
+        if not todo or time.monotonic() > end:
+            return
+        w = QApplication.activeModalWidget()
+        if isinstance(w, QMessageBox) and isinstance(todo[0], str) and not todo[0].startswith("/"):
+            seen.append((w.text(), w.informativeText()))
+            w.findChild(QAbstractButton, todo.pop(0)).click()
+        elif isinstance(w, QFileDialog):
+            w.selectFile(str(todo.pop(0)))
+            w.accept()
+            seen.append("file")
+        QTimer.singleShot(20, poll)
+
+    QTimer.singleShot(20, poll)
+    return seen
+
+
+def quit_with_keys(qtbot, win) -> None:
+    """Ctrl+Q, as the user quits."""
+    qtbot.keyClick(win.grid.slice_views[0], Qt.Key.Key_Q, Qt.KeyboardModifier.ControlModifier)
+    settle(qtbot)
+
+
 def ruler(qtbot, win, ia, ib):
     """Draw a ruler with the mouse in the axial view between voxel indices ``ia`` and ``ib``."""
     axial = win.grid.slice_views[0]
@@ -110,3 +155,52 @@ def test_home_resets_zoom_pan_and_axes_but_keeps_the_window(make_window, qtbot):
     qtbot.keyClick(coronal, Qt.Key.Key_0)  # the study's own window: its own key
     settle(qtbot)
     assert state.window == home
+
+
+def test_quitting_asks_about_a_segmentation_never_exported(make_window, qtbot, private_data, tmp_path):
+    from viewer.core import journal
+    from viewer.core.export.seg_dicom import read_dicom_seg
+
+    ct = data_path("chest-ct")
+    win = open_window(make_window, qtbot, ct)
+    brush(qtbot, win, [200, 300, 70], [260, 300, 70])
+    seg = win.segments.segmentation()
+    painted = seg.layers[0].copy()
+    assert painted.any()
+    series = journal.series_id(win.model.active_state.volume)
+    # Cancel: the window stays
+    seen = answer_dialogs(qtbot, ["quit_cancel"])
+    quit_with_keys(qtbot, win)
+    assert seen and win.isVisible()
+    text = " ".join(seen[0])
+    assert "never exported" in text and "stay only on this computer" in text and "1 segment" in text
+    # Quit without exporting: the window goes, the edits are offered when the series opens again
+    seen = answer_dialogs(qtbot, ["quit_keep"])
+    quit_with_keys(qtbot, win)
+    assert seen and not win.isVisible()
+    assert [r.segments for r in journal.recoverable(series)] == [[seg.segments[0].name]]
+    again = open_window(make_window, qtbot, ct)
+    bar = again.segments.restore_bar
+    qtbot.waitUntil(bar.isVisible, timeout=3000)
+    qtbot.mouseClick(bar.restore_button, Qt.MouseButton.LeftButton)
+    restored = again.segments.segmentation()
+    assert np.array_equal(restored.layers[0], painted)
+    # Export...: a DICOM SEG is written, then the window closes; nothing is offered any more
+    out = tmp_path / "quit.seg.dcm"
+    vol = again.model.active_state.volume
+    seen = answer_dialogs(qtbot, ["quit_export", out])
+    quit_with_keys(qtbot, again)
+    assert seen == [seen[0], "file"] and not again.isVisible() and out.exists()
+    assert np.array_equal(read_dicom_seg(str(out), vol).layers[0] > 0, painted > 0)
+    assert journal.recoverable(series) == []
+    third = open_window(make_window, qtbot, ct)
+    settle(qtbot, 100)
+    assert not third.segments.restore_bar.isVisible()
+    # Discard: the edits are deleted for good; a window without unexported work just closes
+    brush(qtbot, third, [200, 200, 70], [230, 200, 70])
+    seen = answer_dialogs(qtbot, ["quit_discard"])
+    quit_with_keys(qtbot, third)
+    assert seen and not third.isVisible() and journal.recoverable(series) == []
+    fourth = open_window(make_window, qtbot, ct)
+    quit_with_keys(qtbot, fourth)
+    assert not fourth.isVisible()  # nothing to ask about

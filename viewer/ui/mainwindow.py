@@ -26,6 +26,7 @@ import viewer
 from viewer.core.viewstate import LAYOUTS, TOOLS, ViewerModel, auto_window
 from viewer.logs import log
 from viewer.ui import ai as ai_ui
+from viewer.ui import closing
 from viewer.ui import measure as measure_ui
 from viewer.ui import pacs as pacs_ui
 from viewer.ui import segments as segments_ui
@@ -281,7 +282,11 @@ class MainWindow(QMainWindow):
         self.session.cancel_all()
 
     def cmd_quit(self) -> None:
-        self.close()
+        self._user_quit = True  # the user asked: closing may ask about unexported work
+        try:
+            self.close()
+        finally:
+            self._user_quit = False
 
     def cmd_layout_1x1(self, _checked=True) -> None:
         self.model.set_layout("1x1")
@@ -450,9 +455,14 @@ class MainWindow(QMainWindow):
             QTimer.singleShot(200, self.browser.refresh)
 
     def closeEvent(self, ev):  # noqa: N802
+        # the user quits (Quit, Ctrl+Q, the close button): ask about segmentations never exported
+        if (ev.spontaneous() or getattr(self, "_user_quit", False)) and not closing.confirm(self):
+            ev.ignore()
+            return
         self.save_settings()
         self.ai.shutdown()
         self.measure.segment_rows.shutdown()
+        self.segments.close()  # journals synced and closed: what was not exported is offered next time
         pacs_ui.shutdown(self)
         self.session.close_all()
         self.grid.dispose()

@@ -231,8 +231,11 @@ class MeasureController(QObject):
             raise ValueError("Open a series before exporting measurements.")
         images = [self.key_image(view)] if key_images else []
         segmentation = self.window.segments.segmentation(state=state)
-        return export_report(folder, self.measurements(state.key), state.volume, key_images=images,
-                             segmentation=segmentation, deidentify=deidentify)
+        out = export_report(folder, self.measurements(state.key), state.volume, key_images=images,
+                            segmentation=segmentation, deidentify=deidentify)
+        if segmentation is not None and out.get("seg"):  # in a file now: quitting need not ask about it
+            self.window.segments.mark_exported(segmentation, out["seg"][0])
+        return out
 
     def import_sr(self, path: str) -> int:
         """Add the measurements of an SR to the series it refers to (or the active one)."""

@@ -75,6 +75,7 @@ class SegmentsController(QObject):
         self.window, self.model = window, window.model
         self.editors: dict[str, Editor] = {}  # by segmentation uid
         self.journals: dict[str, journal.Journal] = {}
+        self.unexported: set[str] = set()  # uids of segmentations changed since they were last exported
         self.brush_mm = 5.0  # brush radius
         self.sphere = False  # 3D brush
         self.hu_range = (-100.0, 300.0)  # threshold brush and fill range
@@ -119,8 +120,10 @@ class SegmentsController(QObject):
             s = ed.add_segment()
         return seg, ed, s
 
-    def attach(self, state, seg: Segmentation, journal_path: str | None = None) -> Segmentation:
-        """Show ``seg`` on ``state``'s series, edit it with undo/redo and journal it."""
+    def attach(self, state, seg: Segmentation, journal_path: str | None = None,
+               exported: bool = True) -> Segmentation:
+        """Show ``seg`` on ``state``'s series, edit it with undo/redo and journal it (``exported``:
+        it is in a file already, as an imported one, so quitting need not ask about it)."""
         ed = Editor(seg, state.volume)
         ed.history_changed.connect(self.changed.emit)
         self.editors[seg.uid] = ed
@@ -131,6 +134,10 @@ class SegmentsController(QObject):
             self.window.show_error("Edits cannot be saved for recovery (the data folder is not writable); "
                                    "export the segmentation when done.")
         seg.segments_changed.connect(self.changed.emit)
+        seg.changed.connect(lambda *_a, uid=seg.uid: self.unexported.add(uid))
+        seg.segments_changed.connect(lambda *_a, uid=seg.uid: self.unexported.add(uid))
+        if not exported:
+            self.unexported.add(seg.uid)
         state.add_segmentation(seg)
         self.changed.emit()
         return seg
@@ -141,7 +148,7 @@ class SegmentsController(QObject):
         state = self.model.series[key]
         seg = from_label_map(state.volume, array, segments, name=name, algorithm_name=algorithm_name,
                              algorithm_version=algorithm_version)
-        return self.attach(state, seg)
+        return self.attach(state, seg, exported=False)
 
     # undo / redo
     def undo(self) -> bool:
@@ -185,7 +192,7 @@ class SegmentsController(QObject):
         if not seg.matches(state.volume):
             self.window.show_error("The unsaved segmentation belongs to another grid of this series; it was kept.")
             return None
-        return self.attach(state, seg, journal_path=rec.path)
+        return self.attach(state, seg, journal_path=rec.path, exported=False)
 
     def sync_journals(self) -> None:
         for j in self.journals.values():
@@ -216,9 +223,14 @@ class SegmentsController(QObject):
             from viewer.core.export.labelmap_files import write_labelmap
 
             written = write_labelmap(seg, path)
+        self.mark_exported(seg, path)
+        return written
+
+    def mark_exported(self, seg: Segmentation, path: str = "") -> None:
+        """``seg`` was written to ``path``: its journal records it, quitting no longer asks about it."""
+        self.unexported.discard(seg.uid)
         if seg.uid in self.journals:
             self.journals[seg.uid].mark_saved(path)
-        return written
 
     def import_file(self, path: str) -> Segmentation:
         state = self.state()
