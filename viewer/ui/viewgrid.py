@@ -4,7 +4,7 @@ on double-click.  Slot 0-2 are 2D views (axial, coronal, sagittal), slot 3 the 3
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QFrame, QGridLayout, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QApplication, QFrame, QGridLayout, QVBoxLayout, QWidget
 
 from viewer.core.viewstate import ViewerModel
 from viewer.render.overlays import PLANE_COLOURS
@@ -65,10 +65,16 @@ class ViewGrid(QWidget):
         self.model.toggle_maximise(slot)
 
     def relayout(self) -> None:
-        for frame in self.frames:
-            self.grid.removeWidget(frame)
-            frame.hide()
+        """Arrange the visible slots.  Hiding the view that has the keyboard focus would send the
+        focus on to the next widget (the Studies filter), and the next shortcut would be typed
+        there: frames that stay are not hidden, and the focus stays with (or comes to) the views."""
+        focus = QApplication.focusWidget()
+        had_focus = focus is not None and (focus is self or self.isAncestorOf(focus))
         slots = self.model.visible_slots()
+        for slot, frame in enumerate(self.frames):
+            self.grid.removeWidget(frame)
+            if slot not in slots:
+                frame.hide()
         for r in range(3):
             self.grid.setRowStretch(r, 0)
             self.grid.setColumnStretch(r, 0)
@@ -80,6 +86,8 @@ class ViewGrid(QWidget):
         self._mark_active(self.model.active)
         for slot in slots:
             self.views[slot].request_render()
+        if had_focus:
+            self.views[self.model.active if self.model.active in slots else slots[0]].setFocus()
 
     def _mark_active(self, slot: int) -> None:
         for i, frame in enumerate(self.frames):
