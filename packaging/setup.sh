@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(xvfb xauth libgl1-mesa-dri libglx-mesa0 libegl1 libxcb-cursor0 libxcb-icccm4
   libxcb-keysyms1 libxkbcommon-x11-0 libxcb-xinerama0 libxcb-randr0 libxcb-render-util0
   libxcb-image0 libxcb-shape0 libdbus-1-3 libfontconfig1
-  orthanc orthanc-dicomweb dcmtk)
+  orthanc orthanc-dicomweb dcmtk tesseract-ocr)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -196,7 +196,8 @@ def test_segments_go_out_as_a_seg_that_the_sr_refers_to(ct, measurements, tmp_pa
     mask = tumour_segment(ct)
     seg.layers[0][mask] = tumour.number
     seg.layers[0][60:64, 300:306, 300:306] = node.number
-    out = export_report(tmp_path, measurements[:2], ct, segmentation=seg, deidentify=deidentify)
+    out = export_report(tmp_path, measurements[:2], ct, segmentation=seg, deidentify=deidentify,
+                        clear_free_text=False)  # the names tell the segments apart here
     (seg_path,) = out["seg"]
     seg_ds = pydicom.dcmread(seg_path)
     sr = hd.sr.Comprehensive3DSR.from_dataset(pydicom.dcmread(out["sr"][0]))

@@ -53,11 +53,13 @@ def read_png(path) -> np.ndarray:
 
 def secondary_capture(rgb: np.ndarray, src: SourceInfo, *, orientation=("L", "P"), series_uid: str | None = None,
                       series_number: int = 901, instance_number: int = 1, description: str = "Key image",
-                      source_uid: str | None = None, deidentifier=None):
+                      source_uid: str | None = None, deidentifier=None, burned_in_annotation: bool = True):
     """A DICOM Secondary Capture of an RGB view capture in the study of ``src``.
 
     ``orientation``: patient directions of the image's rows and columns (screen right, screen down);
-    ``source_uid``: the SOP instance UID of the source image shown (default: none referenced).
+    ``source_uid``: the SOP instance UID of the source image shown (default: none referenced);
+    ``burned_in_annotation``: whether text that could identify the patient is in the pixels (a view
+    captured with its corner text is; one rendered without its identity blocks and typed words is not).
     """
     import highdicom as hd
 
@@ -71,6 +73,7 @@ def secondary_capture(rgb: np.ndarray, src: SourceInfo, *, orientation=("L", "P"
         study_date=src.study_date or None, patient_orientation=tuple(orientation))
     sc.SeriesDescription = description
     sc.ImageType = ["DERIVED", "SECONDARY"]
+    sc.BurnedInAnnotation = "YES" if burned_in_annotation else "NO"
     if source_uid:
         from pydicom.dataset import Dataset
 

@@ -1,10 +1,17 @@
 """One call that writes a reading's whole measurement export into a folder: the SR, the CSV and
 JSON tables and the key images, optionally de-identified (one ``Deidentifier`` for all files, so
-that their UIDs stay consistent with each other)."""
+that their UIDs stay consistent with each other).
+
+The words a person typed (measurement labels, the segmentation's and its segments' names) are
+free text that no profile can vet: ``clear_free_text`` (the default when de-identifying) writes the
+kind of each measurement and "Segment N" instead; ``free_text`` lists them so that the export
+dialog can show what would go out."""
 
 from __future__ import annotations
 
+import copy
 import os
+from dataclasses import replace
 
 from viewer.core.errors import HounsfieldError
 from viewer.core.export import keyimages, sr, tables
@@ -14,44 +21,87 @@ from viewer.core.volume import Volume
 from viewer.logs import log
 
 
+def free_text(measurements, segmentation=None, segments=None) -> list[str]:
+    """The words typed by a person that an export would write: measurement labels, the
+    segmentation's name, segment names."""
+    out = [m.label for m in measurements if m.label.strip()]
+    if segmentation is not None and segmentation.segments:
+        out += [segmentation.name] + [s.name for s in segmentation.segments]
+    out += [name for name, *_ in segments or []]
+    return [t for t in out if t.strip()]
+
+
+def _without_free_text(measurements, segmentation, segments):
+    """Copies with the typed words replaced (the originals stay as they are)."""
+    measurements = [replace(m, label="") for m in measurements]
+    if segmentation is not None:
+        segmentation = copy.copy(segmentation)  # shares the label maps, which are only read
+        segmentation.name = "Segmentation"
+        segmentation.segments = [replace(s, name=f"Segment {n}", description="")
+                                 for n, s in enumerate(segmentation.segments, start=1)]
+    segments = [(f"Segment {n}", *rest) for n, (_name, *rest) in enumerate(segments or [], start=1)]
+    return measurements, segmentation, segments
+
+
 def export_report(folder, measurements, volume: Volume, *, key_images=(), segments=None, segmentation=None,
-                  deidentify: bool = False, basename: str = "measurements") -> dict[str, list[str]]:
+                  deidentify: bool = False, clear_free_text: bool | None = None, basename: str = "measurements",
+                  progress=None) -> dict[str, list[str]]:
     """Write ``basename``.dcm (the SR, when there is something to report), .csv, .json and
     key-image-N.png/.dcm into ``folder``; with ``segmentation`` (on ``volume``'s grid) also its
     DICOM SEG (``basename``-segmentation.dcm, when the volume came from DICOM), each non-empty
     segment's statistics in the tables, and in the SR as a volumetric group referring to the SEG.
 
-    ``key_images``: [(rgb, orientation letters (row, column), source SOP instance UID or None)].
+    ``key_images``: [(rgb, orientation letters (row, column), source SOP instance UID or None
+    [, whether text that could identify is burnt in: True unless said otherwise])].
     ``segments``: [(name, SegmentStats, (SEG SOP instance UID, segment number) or None)].
+    ``clear_free_text``: write no typed words (default: when de-identifying).
+    ``progress``: called with (step, steps, what) before each file.
     Returns the written paths by kind.
     """
     os.makedirs(folder, exist_ok=True)
     deid = Deidentifier() if deidentify else None
+    if clear_free_text is None:
+        clear_free_text = deidentify
+    if clear_free_text:
+        measurements, segmentation, segments = _without_free_text(measurements, segmentation, segments)
+    steps = 4 + len(key_images) + (1 if segmentation is not None and segmentation.segments else 0)
+    step = iter(range(steps))
+
+    def report(what: str) -> None:
+        if progress is not None:
+            progress(next(step, steps - 1), steps, what)
+
     src = volume.source
     units = volume.units
     out: dict[str, list[str]] = {"sr": [], "csv": [], "json": [], "png": [], "sc": [], "seg": []}
     segments = list(segments or [])
     if segmentation is not None and segmentation.segments:
+        report("segmentation")
         segments += _segmentation_entries(folder, basename, segmentation, volume, deid, out)
     seg_stats = [(n, s) for n, s, _ in segments]
     seg_refs = [(n, s, ref) for n, s, ref in segments if ref is not None]
+    report("report")
     if measurements or seg_refs:  # an SR needs at least one measurement group
         path = os.path.join(folder, f"{basename}.dcm")
         sr.write_sr(path, measurements, src, modality=volume.modality, units=units, segments=seg_refs,
                     deidentifier=deid)
         out["sr"].append(path)
+    report("tables")
     path = os.path.join(folder, f"{basename}.csv")
     tables.write_csv(path, measurements, units, seg_stats, src.series_instance_uid, deid)
     out["csv"].append(path)
+    report("tables")
     path = os.path.join(folder, f"{basename}.json")
     tables.write_json(path, measurements, src, units, seg_stats, deid)
     out["json"].append(path)
     series_uid = sr.generate_uid()
-    for n, (rgb, orientation, source_uid) in enumerate(key_images, start=1):
+    for n, (rgb, orientation, source_uid, *burnt) in enumerate(key_images, start=1):
+        report("key image")
         png = os.path.join(folder, f"key-image-{n}.png")
         dcm = os.path.join(folder, f"key-image-{n}.dcm")
         keyimages.write_key_image(png, dcm, rgb, src, orientation=orientation, series_uid=series_uid,
-                                  instance_number=n, source_uid=source_uid, deidentifier=deid)
+                                  instance_number=n, source_uid=source_uid, deidentifier=deid,
+                                  burned_in_annotation=bool(burnt[0]) if burnt else True)
         out["png"].append(png)
         out["sc"].append(dcm)
     return out
