@@ -48,6 +48,7 @@ class SliceView(VtkWidget):
         self.interaction = ViewInteraction(self)
         self.scene_hooks: list = []  # fn(view), called after each scene update (measurements draw here)
         self._dirty = True
+        self._cursor: QPointF | None = None  # where the mouse rests over the view (for the read-out)
         self.setAcceptDrops(True)
         model.viewport_changed.connect(self._on_viewport)
         model.crosshair_changed.connect(self._on_overlay)
@@ -84,7 +85,7 @@ class SliceView(VtkWidget):
 
     def _state_slots(self):
         s = self.state
-        return ((s.point_changed, self._on_overlay), (s.rotation_changed, self._on_overlay),
+        return ((s.point_changed, self._on_point), (s.rotation_changed, self._on_overlay),
                 (s.window_changed, self._on_window), (s.data_changed, self._on_data),
                 (s.layers_changed, self._sync_heatmaps))
 
@@ -129,6 +130,13 @@ class SliceView(VtkWidget):
     def _on_overlay(self, *_args) -> None:
         self._dirty = True
         self.request_render()
+
+    def _on_point(self) -> None:
+        """The point moved (a slice step by key or wheel, a click): what lies under the resting
+        cursor changed with it, so the read-out is taken again there."""
+        self._on_overlay()
+        if self._cursor is not None:
+            self.emit_readout(self._cursor)
 
     def _on_window(self) -> None:
         self._apply_window()
@@ -245,6 +253,7 @@ class SliceView(VtkWidget):
         return x / dpr, (h - y) / dpr
 
     def emit_readout(self, pos: QPointF) -> None:
+        self._cursor = QPointF(pos)
         lps = self.lps_at(pos)
         if lps is not None:
             self.readout.emit(readout_text(self.state, lps))
@@ -270,6 +279,7 @@ class SliceView(VtkWidget):
         pass
 
     def leaveEvent(self, ev):  # noqa: N802
+        self._cursor = None
         self.interaction.leave()
 
     def dragEnterEvent(self, ev):  # noqa: N802
