@@ -66,7 +66,7 @@ SEQUENCE = textwrap.dedent("""
         seg = Segmentation((12, 40, 40), affine_from((1, 1, 2), (0, 0, 0), np.eye(3)), series_uid="1.2.3.4",
                            uid="journaltest")
         ed = Editor(seg)
-        yield seg
+        yield seg, ed
         a = ed.add_segment("Tumor")
         b = ed.add_segment("Edema", layer="new")
         rng = np.random.default_rng(7)
@@ -88,8 +88,8 @@ CHILD = textwrap.dedent("""
     exec(open({seq!r}).read())
     from viewer.core.journal import Journal
     steps = editing()
-    seg = next(steps)
-    Journal(seg)
+    seg, ed = next(steps)
+    Journal(seg, editor=ed)
     for n, _ in enumerate(steps):
         print(n, flush=True)
         time.sleep(0.002)
@@ -120,7 +120,7 @@ def test_killed_editor_is_restored_exactly_from_its_journal(tmp_path):
     scope: dict = {}
     exec(SEQUENCE, scope)
     steps = scope["editing"]()
-    seg = next(steps)
+    seg, _ = next(steps)
     for n, _ in enumerate(steps):
         if n >= 79 and all(np.array_equal(a, b) for a, b in zip(seg.layers, restored.layers)):
             break
@@ -132,8 +132,8 @@ def test_killed_editor_is_restored_exactly_from_its_journal(tmp_path):
 def test_journal_replay_is_exact_and_saving_clears_recovery():
     vol, seg = small()
     seg.series_uid = "9.8.7"
-    j = journal.Journal(seg)
     ed = Editor(seg, vol)
+    j = journal.Journal(seg, editor=ed)
     s = ed.add_segment("Tumor")
     ed.brush(s, vol.index_to_lps([10, 10, 5]), radius_mm=4, normal=[0, 0, 1])
     ed.brush(s, vol.index_to_lps([15, 12, 5]), radius_mm=2, normal=[0, 0, 1], erase=True)

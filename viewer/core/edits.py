@@ -15,6 +15,9 @@ threshold painting, flood fill and region growing):
   in a view plane),
 - segment addition and removal, so that those are undone too.
 
+Every step (an operation, a stroke between ``begin`` and ``end``, an undo, a redo) is announced by
+``step_begun`` and ``step_ended``: the crash journal writes what changed in between as one record.
+
 Protection: a locked segment never changes, and with ``overwrite="empty"`` painting only fills
 voxels that no segment of the layer holds; with ``"all"`` (default) it takes voxels from other,
 unlocked segments of the same layer.  Erasing only ever removes the edited segment's voxels.
@@ -126,6 +129,9 @@ class Editor:
         self.overwrite = "all"
         self._pending: _Pending | None = None
         self.history_changed = Signal()  # undo/redo availability changed
+        # around every step (an edit, an undo, a redo): what the journal writes as one record
+        self.step_begun = Signal()  # (name)
+        self.step_ended = Signal()
 
     # steps
     def begin(self, name: str) -> None:
@@ -134,6 +140,7 @@ class Editor:
             self._pending.depth += 1
             return
         self._pending = _Pending(name, self.seg.meta())
+        self.step_begun.emit(name)
 
     def end(self) -> Step | None:
         p = self._pending
@@ -143,6 +150,12 @@ class Editor:
         if p.depth > 0:
             return None
         self._pending = None
+        try:
+            return self._finish(p)
+        finally:
+            self.step_ended.emit()
+
+    def _finish(self, p: _Pending) -> Step | None:
         meta_after = self.seg.meta()
         changes = []
         for layer, box in p.boxes.items():
@@ -167,10 +180,14 @@ class Editor:
             return False
         h.index -= 1
         step = h.steps[h.index]
-        for c in reversed(step.changes):
-            self.seg.write(c.layer, c.box, c.before)
-        if step.meta_before is not None:
-            self.seg.set_meta(step.meta_before)
+        self.step_begun.emit("Undo " + step.name)
+        try:
+            for c in reversed(step.changes):
+                self.seg.write(c.layer, c.box, c.before)
+            if step.meta_before is not None:
+                self.seg.set_meta(step.meta_before)
+        finally:
+            self.step_ended.emit()
         self.history_changed.emit()
         return True
 
@@ -180,10 +197,14 @@ class Editor:
             return False
         step = h.steps[h.index]
         h.index += 1
-        if step.meta_after is not None:
-            self.seg.set_meta(step.meta_after)
-        for c in step.changes:
-            self.seg.write(c.layer, c.box, c.after)
+        self.step_begun.emit("Redo " + step.name)
+        try:
+            if step.meta_after is not None:
+                self.seg.set_meta(step.meta_after)
+            for c in step.changes:
+                self.seg.write(c.layer, c.box, c.after)
+        finally:
+            self.step_ended.emit()
         self.history_changed.emit()
         return True
 

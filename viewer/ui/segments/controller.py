@@ -127,8 +127,11 @@ class SegmentsController(QObject):
         ed = Editor(seg, state.volume)
         ed.history_changed.connect(self.changed.emit)
         self.editors[seg.uid] = ed
-        try:
-            self.journals[seg.uid] = journal.Journal(seg, journal.series_id(state.volume), path=journal_path)
+        try:  # one journal record per edit; a restored journal (journal_path) starts afresh, unsaved
+            j = journal.Journal(seg, journal.series_id(state.volume), path=journal_path, editor=ed,
+                                unsaved=True if journal_path else None)
+            j.failed.connect(self._on_journal_failed)
+            self.journals[seg.uid] = j
         except OSError:
             log.warning("segmentation journal not writable", exc_info=True)
             self.window.show_error("Edits cannot be saved for recovery (the data folder is not writable); "
@@ -167,6 +170,10 @@ class SegmentsController(QObject):
         self.settings_changed.emit()
 
     # recovery
+    def _on_journal_failed(self, _exc) -> None:
+        self.window.show_error("Edits cannot be saved for recovery (the disk is full or not writable); "
+                               "free some space or export the segmentation.")
+
     def _on_series_added(self, key: str) -> None:
         state = self.model.series.get(key)
         if state is None:
@@ -175,9 +182,9 @@ class SegmentsController(QObject):
             found = journal.recoverable(journal.series_id(state.volume))
         except OSError:
             return
-        open_uids = set(self.journals)
+        open_stems = {journal.file_stem(uid) for uid in self.journals}
         for rec in found:
-            if os.path.splitext(os.path.basename(rec.path))[0] not in open_uids:
+            if os.path.basename(rec.path)[:-len(journal.SUFFIX)] not in open_stems:
                 self.restore_bar.offer(key, rec)
 
     def restore(self, key: str, rec: journal.Recoverable) -> Segmentation | None:
