@@ -253,3 +253,61 @@ def test_overlapping_dicom_seg_goes_to_two_layers():
                  source=SourceInfo(frame_of_reference_uid=str(ds.FrameOfReferenceUID)))
     seg = read_dicom_seg(path, vol)
     assert len(seg.segments) == 2 and len(seg.layers) == 2 and seg.overlapping()
+
+
+@pytest.mark.parametrize("entry", ["../secret.nii.gz", "{outside}", "sub/../../secret.nii.gz", "..", "link.nii.gz",
+                                   "sub/layer2.nii.gz"])
+def test_a_side_file_cannot_point_the_reader_outside_its_folder(tmp_path, entry):
+    """segments.json lists the layer files: only plain names of files beside it are read."""
+    import json
+
+    import viewer
+    from viewer.core.errors import HounsfieldError
+    from viewer.core.export.labelmap_files import read_labelmap, write_labelmap
+
+    vol, seg = small()
+    ed = Editor(seg, vol)
+    a, b = ed.add_segment("A"), ed.add_segment("B", layer="new")
+    ed.brush(a, vol.index_to_lps([10, 10, 5]), radius_mm=4)
+    ed.brush(b, vol.index_to_lps([12, 10, 5]), radius_mm=4)
+    folder = tmp_path / "maps"
+    folder.mkdir()
+    (folder / "sub").mkdir()
+    written = write_labelmap(seg, folder / "l.nii.gz")
+    secret = np.zeros(vol.shape, np.uint8)
+    secret[0, 0, 0] = 2
+    viewer.save(Volume(secret, vol.affine), tmp_path / "secret.nii.gz")  # a file the reader must not read
+    viewer.save(Volume(secret, vol.affine), folder / "sub" / "layer2.nii.gz")
+    os.symlink(tmp_path / "secret.nii.gz", folder / "link.nii.gz")
+    assert read_labelmap(folder / "l.nii.gz", vol).layers[1][5, 10, 12] == 2  # as written: fine
+    side = written[-1]
+    meta = json.loads(open(side).read())
+    meta["files"][1] = entry.format(outside=tmp_path / "secret.nii.gz")
+    with open(side, "w") as f:
+        json.dump(meta, f)
+    with pytest.raises(HounsfieldError, match="outside its folder"):
+        read_labelmap(folder / "l.nii.gz", vol)
+
+
+SEG_A = {"number": 1, "name": "A", "color": [1, 2, 3], "category": ["1", "2", "3"], "type": ["1", "2", "3"]}
+
+
+@pytest.mark.parametrize("meta", [[1, 2], {"files": "l.nii.gz"}, {"files": [None, 3]},
+                                  {"segments": [{"number": "x"}]}, {"segments": "x"},
+                                  {"segments": [{**SEG_A, "layer": 7}]}, {"segments": [{**SEG_A, "__class__": 1}]},
+                                  {"segments": [SEG_A, SEG_A]}, {"segments": [{**SEG_A, "number": 70000}]}])
+def test_a_malformed_side_file_is_one_sentence(tmp_path, meta):
+    import json
+
+    import viewer
+    from viewer.core.errors import HounsfieldError
+    from viewer.core.export.labelmap_files import read_labelmap
+
+    vol, _ = small()
+    labels = np.zeros(vol.shape, np.uint8)
+    labels[1:3, 4:8, 4:8] = 1
+    viewer.save(Volume(labels, vol.affine), tmp_path / "l.nii.gz")
+    (tmp_path / "l.segments.json").write_text(json.dumps(meta))
+    with pytest.raises(HounsfieldError) as err:
+        read_labelmap(tmp_path / "l.nii.gz", vol)
+    assert str(err.value).count(". ") == 0 and str(err.value).endswith(".")

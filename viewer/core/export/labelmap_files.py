@@ -4,6 +4,10 @@ names, colours, terminology and provenance.
 
 A segmentation with overlapping layers is written as one label map per layer
 (``<stem>.layer2.nii.gz``, ...) so that no voxel of any segment is lost.
+
+The side file comes from outside, so it is checked before anything it says is used: it may list
+layer files only by plain file name in its own folder (no folders, "..", absolute paths or links
+leading out), and a malformed segment list is a one-sentence error.
 """
 
 from __future__ import annotations
@@ -50,6 +54,27 @@ def write_labelmap(seg: Segmentation, path) -> list[str]:
     return [*written, side]
 
 
+def _listed(meta: dict | None, side: str) -> list[str]:
+    files = (meta or {}).get("files", [])
+    if not isinstance(files, list) or not all(isinstance(p, str) for p in files):
+        raise HounsfieldError(f"{os.path.basename(side)} has an invalid file list; "
+                              "remove it to load the label map without names and colours.")
+    return files
+
+
+def _beside(path: str, side: str, name: str) -> str:
+    """The layer file ``name`` that a side file lists: only a plain file name in the label map's own
+    folder (no folders, no "..", no absolute path, no link that leads out of the folder)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    full = os.path.join(folder, name)
+    plain = (name not in ("", ".", "..") and "/" not in name and "\\" not in name and "\0" not in name
+             and os.path.basename(name) == name and not os.path.isabs(name) and ":" not in name)
+    if not plain or os.path.dirname(os.path.realpath(full)) != os.path.realpath(folder):
+        raise HounsfieldError(f"{os.path.basename(side)} names a file outside its folder ({name[:60]!r}); "
+                              "keep the label maps beside it and list them by file name only.")
+    return full
+
+
 def read_labelmap(path, volume: Volume, name: str | None = None) -> Segmentation:
     """A segmentation on ``volume``'s grid from a label-map file (resampled with nearest neighbour
     when the file's grid differs) and its side file when there is one."""
@@ -61,9 +86,16 @@ def read_labelmap(path, volume: Volume, name: str | None = None) -> Segmentation
     side = sidecar(path)
     meta = None
     if os.path.isfile(side):
-        with open(side) as f:
-            meta = json.load(f)
-    files = [path] + [os.path.join(os.path.dirname(path), p) for p in (meta or {}).get("files", [])[1:]]
+        try:
+            with open(side, encoding="utf-8") as f:
+                meta = json.load(f)
+        except (OSError, ValueError) as exc:
+            raise HounsfieldError(f"{os.path.basename(side)} cannot be read ({type(exc).__name__}); "
+                                  "remove it to load the label map without names and colours.") from None
+        if not isinstance(meta, dict):
+            raise HounsfieldError(f"{os.path.basename(side)} is not a segment list; "
+                                  "remove it to load the label map without names and colours.")
+    files = [path] + [_beside(path, side, p) for p in _listed(meta, side)[1:]]
     layers = []
     for p in files:
         lab = read_volume(p)
@@ -80,7 +112,15 @@ def read_labelmap(path, volume: Volume, name: str | None = None) -> Segmentation
     if meta is not None:
         meta = dict(meta)
         meta["layers"] = [str(a.dtype) for a in layers]
-        seg.set_meta(meta)
+        try:
+            seg.set_meta(meta)
+            numbers = [(s.number, s.layer) for s in seg.segments]
+            if (len({n for n, _ in numbers}) != len(numbers)
+                    or not all(0 < n < 65536 and 0 <= la < len(layers) for n, la in numbers)):
+                raise ValueError("segment numbers or layers out of range")
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise HounsfieldError(f"{os.path.basename(side)} has an invalid segment list ({type(exc).__name__}); "
+                                  "remove it to load the label map without names and colours.") from None
         for n, a in enumerate(layers):
             seg.layers[n] = a
         return seg
