@@ -21,6 +21,7 @@ def make_registry(models: Path | None = None):
     reg = Registry(models=models if models is not None else Path("/nonexistent-models"), entry_points=False)
     for name in FAKES:
         reg.add(fake_plugins.info(name))
+    reg.add(fake_plugins.hostile_info())
     return reg
 
 

@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from viewer.ai.api import DerivedImage, Detection, Heatmap, LabelMap, PluginInfo, Results, Segment, Task
+from viewer.ai.api import DerivedImage, Detection, Heatmap, LabelMap, Parameter, PluginInfo, Results, Segment, Task
 
 
 def info(name: str, **kw) -> PluginInfo:
@@ -75,3 +75,34 @@ class Broken:
 class Pid:
     def run(self, inputs, params, context):
         return Results(provenance={"pid": os.getpid(), "device": context.device})
+
+
+HOSTILE_KINDS = ("object", "strings", "records", "complex", "object-heatmap", "ragged")
+
+
+def hostile_info() -> PluginInfo:
+    return info("hostile", parameters=(Parameter("what", "choice", "object", choices=HOSTILE_KINDS),))
+
+
+class Hostile:
+    """Returns arrays that must never reach the viewer: an object array (its memory is pointers into
+    the worker), strings, records, complex numbers, a ragged list."""
+
+    def run(self, inputs, params, context):
+        vol = inputs["image"]
+        what = params["what"]
+        if what == "object":
+            array = np.empty(vol.shape, dtype=object)
+            array[...] = [float(n) for n in range(vol.shape[2])]  # real Python objects, one per voxel
+        elif what == "strings":
+            array = np.full(vol.shape, "abc")
+        elif what == "records":
+            array = np.zeros(vol.shape, dtype=[("a", "f4"), ("b", "i2")])
+        elif what == "complex":
+            array = np.zeros(vol.shape, dtype=np.complex64)
+        elif what == "object-heatmap":
+            heat = np.full(vol.shape, "x", dtype=object)
+            return Results(heatmaps=[Heatmap(heat, vol.affine, "hostile", "probability")])
+        else:
+            array = [[[1.0, 2.0]], [[1.0]]]
+        return Results(images=[DerivedImage(array, vol.affine, "hostile", vol.modality)])

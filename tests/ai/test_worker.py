@@ -253,3 +253,41 @@ def test_background_warm_up_then_run(aorta_ct):
     finally:
         h.shutdown()
     assert h.worker_pid is None
+
+
+@pytest.mark.parametrize("what", ["object", "strings", "records", "complex", "object-heatmap", "ragged"])
+def test_arrays_that_are_not_numbers_are_refused_in_the_worker(host, aorta_ct, what):
+    """An object array's memory is pointers into the worker: copied out in the viewer they killed it.
+    The worker refuses them (and strings, records...) in one sentence, and stays up."""
+    pid = host.run_sync("test-pid", aorta_ct).provenance["pid"]
+    with pytest.raises(HounsfieldError) as err:
+        host.run_sync("test-hostile", aorta_ct, {"what": what})
+    message = str(err.value)
+    assert message.startswith("Test hostile returned a ") and message.endswith(".") and "\n" not in message
+    assert message.count(". ") == 0, message
+    assert host.run_sync("test-pid", aorta_ct).provenance["pid"] == pid  # the same worker: it survived
+    assert _no_blocks_left(f"hf{os.getpid()}_")
+
+
+def test_the_viewer_refuses_an_object_array_from_shared_memory():
+    """The host's own check: a block that claims object dtype is refused before it is read, and removed."""
+    from multiprocessing import shared_memory
+
+    from viewer.ai import shm
+    from viewer.ai.api import DerivedImage
+    from viewer.ai.worker import AIHost
+
+    name = f"hf{os.getpid()}_hostile_0"
+    block = shared_memory.SharedMemory(name=name, create=True, size=8 * 64)
+    block.buf[:] = b"\xff" * (8 * 64)  # pointers to nowhere
+    block.close()
+    for dtype in ("|O", "<U4", "|V8"):
+        if not os.path.exists(f"/dev/shm/{name}"):
+            block = shared_memory.SharedMemory(name=name, create=True, size=8 * 64)
+            block.close()
+        packed = Results(images=[DerivedImage(shm.ArrayRef(name, (4, 4, 4), dtype), np.eye(4), "x")])
+        with pytest.raises(HounsfieldError, match="only numbers and booleans"):
+            AIHost._unpack(packed)
+        assert not os.path.exists(f"/dev/shm/{name}")
+    with pytest.raises(HounsfieldError, match="only numbers and booleans"):
+        shm.put(np.empty((2, 2), dtype=object))

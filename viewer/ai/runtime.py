@@ -139,10 +139,17 @@ def execute(plugin, inputs: dict, params: dict, ctx: WorkerContext) -> Results:
     return plugin.run(inputs, params, ctx)
 
 
-def _check_array(what: str, array, ndim: int = 3) -> np.ndarray:
-    array = np.asarray(array)
+def _check_array(what: str, array, ndim: int = 3, name: str = "The plugin") -> np.ndarray:
+    """``array`` as a numpy array of numbers or booleans with ``ndim`` dimensions, else one sentence.
+    Nothing else may go back to the viewer: an object array would send it pointers into this process."""
+    try:
+        array = np.asarray(array)
+    except (TypeError, ValueError):  # ragged nested lists and the like
+        raise HounsfieldError(f"{name} returned a {what} that is not a regular array of numbers.") from None
+    if array.dtype.kind not in shm.ALLOWED_KINDS or array.dtype.hasobject or array.dtype.fields is not None:
+        raise HounsfieldError(f"{name} returned a {what} of {array.dtype} values instead of real numbers.")
     if array.ndim != ndim:
-        raise HounsfieldError(f"The plugin returned a {what} with {array.ndim} dimensions instead of {ndim}.")
+        raise HounsfieldError(f"{name} returned a {what} with {array.ndim} dimensions instead of {ndim}.")
     return array
 
 
@@ -157,16 +164,16 @@ def validate(results, info: PluginInfo) -> Results:
     if not isinstance(results, Results):
         raise HounsfieldError(f"{info.name} returned {type(results).__name__} instead of Results.")
     for img in results.images:
-        img.array = _check_array("derived image", img.array)
+        img.array = _check_array("derived image", img.array, name=info.name)
         img.affine = np.asarray(img.affine, np.float64).reshape(4, 4)
     for lm in results.label_maps:
-        a = _check_array("label map", lm.array)
+        a = _check_array("label map", lm.array, name=info.name)
         if a.dtype.kind not in "iub":
             raise HounsfieldError(f"{info.name} returned a label map of {a.dtype} values instead of integers.")
         lm.array = a.astype(np.uint8 if a.max(initial=0) <= 255 else np.uint16, copy=False)
         lm.affine = np.asarray(lm.affine, np.float64).reshape(4, 4)
     for hm in results.heatmaps:
-        a = np.nan_to_num(_check_array("heatmap", hm.array).astype(np.float32, copy=False), nan=0.0)
+        a = np.nan_to_num(_check_array("heatmap", hm.array, name=info.name).astype(np.float32, copy=False), nan=0.0)
         hm.array = np.clip(a, 0.0, 1.0)
         hm.affine = np.asarray(hm.affine, np.float64).reshape(4, 4)
     for d in results.detections:

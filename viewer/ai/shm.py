@@ -16,6 +16,24 @@ import numpy as np
 
 from viewer.core.errors import HounsfieldError
 
+# What may cross between the processes: numbers and booleans.  An object array's memory holds
+# pointers into the process that made it; copied into the other process they point nowhere and
+# reading them kills it.  Strings, records and the like have no meaning as an image either.
+ALLOWED_KINDS = "biuf"
+
+
+def check_dtype(dtype) -> np.dtype:
+    """``dtype`` as a numpy dtype if it may travel through shared memory, else HounsfieldError."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise HounsfieldError(f"An array of type {dtype!r} cannot be passed between the viewer and "
+                              "the AI worker; only numbers and booleans can.") from None
+    if dt.kind not in ALLOWED_KINDS or dt.hasobject or dt.fields is not None or dt.subdtype is not None:
+        raise HounsfieldError(f"An array of {dt} values cannot be passed between the viewer and the AI worker; "
+                              "only numbers and booleans can.")
+    return dt
+
 
 @dataclass(frozen=True)
 class ArrayRef:
@@ -42,6 +60,7 @@ def _check_room(nbytes: int, folder: str = "/dev/shm") -> None:
 def put(array: np.ndarray, name: str | None = None) -> tuple[shared_memory.SharedMemory, ArrayRef]:
     """Copy ``array`` into a new shared block; the caller keeps the block and unlinks it later."""
     array = np.asarray(array)
+    check_dtype(array.dtype)
     _check_room(int(array.nbytes))
     shm = shared_memory.SharedMemory(name=name, create=True, size=max(int(array.nbytes), 1))
     view = np.ndarray(array.shape, dtype=array.dtype, buffer=shm.buf)
@@ -51,14 +70,27 @@ def put(array: np.ndarray, name: str | None = None) -> tuple[shared_memory.Share
 
 
 def attach(ref: ArrayRef) -> tuple[shared_memory.SharedMemory, np.ndarray]:
-    """A numpy view on an existing block (no copy); close the block when done with the view."""
+    """A numpy view on an existing block (no copy); close the block when done with the view.
+    Refuses (before attaching) a dtype that must not cross, and a shape the block cannot hold."""
+    dtype = check_dtype(ref.dtype)
+    shape = tuple(int(s) for s in ref.shape)
+    if any(s < 0 for s in shape):
+        raise HounsfieldError(f"An array of shape {shape} cannot be passed between the viewer and the AI worker.")
     shm = shared_memory.SharedMemory(name=ref.name)
-    return shm, np.ndarray(ref.shape, dtype=np.dtype(ref.dtype), buffer=shm.buf)
+    if int(np.prod(shape, dtype=np.int64)) * dtype.itemsize > shm.size:
+        shm.close()
+        raise HounsfieldError(f"A shared array of shape {shape} does not fit its memory block; "
+                              "the AI worker sent inconsistent data.")
+    return shm, np.ndarray(shape, dtype=dtype, buffer=shm.buf)
 
 
 def take(ref: ArrayRef) -> np.ndarray:
-    """Copy a block's array out, then close and unlink the block."""
-    shm, view = attach(ref)
+    """Copy a block's array out, then close and unlink the block (also when it is refused)."""
+    try:
+        shm, view = attach(ref)
+    except HounsfieldError:
+        unlink_quietly(ref.name)
+        raise
     try:
         out = np.array(view, copy=True)
     finally:
