@@ -8,7 +8,7 @@ import numpy as np
 
 from viewer.core.dicom.geometry import stack_geometry
 from viewer.core.dicom.scan import ScanResult
-from viewer.core.errors import HounsfieldError
+from viewer.core.errors import HounsfieldError, shown
 from viewer.core.formats import is_volume_file, read_volume
 from viewer.core.volume import Volume
 
@@ -91,19 +91,21 @@ def format_text(data: dict) -> str:
         lines.append(f"  volume {'x'.join(map(str, v['dimensions']))} {v['dtype']} {v['modality']}, "
                      f"spacing {' x '.join(f'{s:g}' for s in v['spacing_mm'])} mm, {v['orientation']}")
         return "\n".join(lines)
-    for p in data["patients"]:
-        lines.append(f"Patient {p['name'] or '(no name)'}  ID {p['id'] or '-'}  born {p['birth_date'] or '-'}")
+    for p in data["patients"]:  # values from the files, shown short: a corrupt length can make them huge
+        lines.append(f"Patient {shown(p['name']) or '(no name)'}  ID {shown(p['id']) or '-'}  "
+                     f"born {shown(p['birth_date']) or '-'}")
         for st in p["studies"]:
-            lines.append(f"  Study {st['date'] or '(no date)'} {st['description']}  [{st['uid']}]")
+            lines.append(f"  Study {shown(st['date']) or '(no date)'} {shown(st['description'])}  [{shown(st['uid'])}]")
             for s in st["series"]:
-                head = f"    Series {s['number'] if s['number'] is not None else '-'} {s['modality']} " \
-                       f"{s['description'] or '(no description)'}"
+                head = f"    Series {s['number'] if s['number'] is not None else '-'} {shown(s['modality'])} " \
+                       f"{shown(s['description']) or '(no description)'}"
                 if "images" not in s:
-                    lines.append(f"{head}: {s['objects']} {s['sop_class']} object(s)  [{s['id']}]")
+                    lines.append(f"{head}: {s['objects']} {shown(s['sop_class'])} object(s)  [{shown(s['id'])}]")
                     continue
                 dims = "x".join(map(str, s["dimensions"]))
                 sp = " x ".join(f"{x:g}" for x in s["spacing_mm"])
-                lines.append(f"{head}: {s['images']} images, {dims}, {sp} mm, {s['orientation']}  [{s['id']}]")
+                lines.append(f"{head}: {s['images']} images, {dims}, {sp} mm, {s['orientation']}  "
+                             f"[{shown(s['id'])}]")
                 for w in s["warnings"]:
                     lines.append(f"      warning: {w}")
     if data["unreadable_files"]:

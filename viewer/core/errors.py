@@ -7,3 +7,11 @@ The CLI prints it to stderr and exits with status 2; the GUI shows it in the win
 
 class HounsfieldError(Exception):
     """Bad input or an operation that cannot be carried out; ``str(err)`` is one sentence."""
+
+
+def shown(value, limit: int = 80) -> str:
+    """A value read from a file or a server as it may stand inside a one-sentence message: one line,
+    printable, at most ``limit`` characters (a corrupt length can make a UID thousands long)."""
+    text = "".join(c if c.isprintable() else " " for c in str(value))
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 3].rstrip() + "..."

@@ -17,7 +17,7 @@ from viewer.core.dicom.geometry import StackGeometry, stack_geometry
 from viewer.core.dicom.index import StudyIndex
 from viewer.core.dicom.scan import ScanResult, scan_path
 from viewer.core.dicom.series import SeriesInfo
-from viewer.core.errors import HounsfieldError
+from viewer.core.errors import HounsfieldError, shown
 from viewer.core.volume import SourceInfo, Volume
 
 
@@ -43,20 +43,20 @@ def choose_series(result: ScanResult, series: str | None) -> tuple[SeriesInfo, l
     if series is not None:
         found = result.find(series)
         if not found:
-            raise HounsfieldError(f"No image series with UID {series} in {result.root}; "
+            raise HounsfieldError(f"No image series with UID {shown(series)} in {result.root}; "
                                   "run 'hounsfield info' to list the series.")
         if len(found) > 1:
-            notes.append(f"Series {series} was split into {len(found)} volumes ({found[0].split_reason}); "
+            notes.append(f"Series {shown(series)} was split into {len(found)} volumes ({found[0].split_reason}); "
                          f"loaded {found[0].id}, the largest.")
         return max(found, key=lambda s: len(s.frames)), notes
     if not images:
-        what = ", ".join(sorted({s.sop_class_name for s in result.other_objects}))
+        what = ", ".join(sorted({shown(s.sop_class_name) for s in result.other_objects}))
         extra = f" (it holds only {what})" if what else ""
         errs = f"; {len(result.errors)} file(s) could not be read" if result.errors else ""
         raise HounsfieldError(f"No DICOM images were found in {result.root}{extra}{errs}.")
     best = max(images, key=lambda s: len(s.frames))
     if len(images) > 1:
-        notes.append(f"{len(images)} image series found; loaded the largest ({best.id}); "
+        notes.append(f"{len(images)} image series found; loaded the largest ({shown(best.id)}); "
                      "pass series= to choose another.")
     return best, notes
 
@@ -95,13 +95,13 @@ class SeriesLoader:
 
     def __init__(self, series: SeriesInfo, notes: list[str] | None = None):
         if not series.frames:
-            raise HounsfieldError(f"Series {series.id} holds no images ({series.sop_class_name}).")
+            raise HounsfieldError(f"Series {shown(series.id)} holds no images ({shown(series.sop_class_name)}).")
         self.series = series
         self.geometry: StackGeometry = stack_geometry(series.frames)
         first = series.first
         sizes = {(f.instance.rows, f.instance.columns) for f in self.geometry.frames}
         if len(sizes) != 1:
-            raise HounsfieldError(f"Series {series.id} mixes image sizes and cannot be stacked.")
+            raise HounsfieldError(f"Series {shown(series.id)} mixes image sizes and cannot be stacked.")
         dtype, rescale, self.mode = output_plan(self.geometry)
         shape = (self.geometry.depth, first.rows, first.columns)
         array = np.empty(shape, dtype=dtype)
@@ -134,7 +134,7 @@ class SeriesLoader:
                                 on_slice=mark, cancel=self.cancel_event)
         total = len(self.geometry.frames)
         if failures and len(failures) >= len({f.instance.path for f in self.geometry.frames}):
-            raise HounsfieldError(f"None of the {total} images of series {self.series.id} could be decoded: "
+            raise HounsfieldError(f"None of the {total} images of series {shown(self.series.id)} could be decoded: "
                                   f"{failures[0]}")
         self.volume.warnings.extend(failures)
         return self.volume

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from viewer.core.dicom.geometry import finite, frame_position, slice_normal
 from viewer.core.dicom.header import FrameHeader, InstanceHeader
 
 
@@ -81,22 +82,30 @@ class PatientInfo:
 
 
 def _orientation_key(frame: FrameHeader) -> tuple:
-    if frame.orientation is None:
+    o = finite(frame.orientation, 6)  # a damaged orientation (NaN never equals itself) groups as none
+    if o is None:
         return ()
-    return tuple(np.round(np.asarray(frame.orientation), 3).tolist())
+    return tuple(np.round(o, 3).tolist())
 
 
-def _normal(orientation) -> np.ndarray:
-    o = np.asarray(orientation, dtype=np.float64)
-    return np.cross(o[:3], o[3:])
+def _slice_keys(frames: list[FrameRef]) -> list:
+    """Where along the stack each frame lies (rounded), None for a frame without a valid position."""
+    normal = slice_normal(frames)
+    out = []
+    for f in frames:
+        p = frame_position(f.frame)
+        if p is None:
+            out.append(None)
+        else:  # without any orientation, frames at the same point are the ones that repeat
+            out.append(round(float(p @ normal), 2) if normal is not None else tuple(np.round(p, 2).tolist()))
+    return out
 
 
 def _has_repeated_positions(frames: list[FrameRef]) -> bool:
-    pos = [f.frame.position for f in frames if f.frame.position is not None]
-    if len(pos) < 2 or frames[0].frame.orientation is None:
+    if all(f.frame.orientation is None for f in frames):
         return False
-    d = np.round(np.asarray(pos) @ _normal(frames[0].frame.orientation), 2)
-    return len(np.unique(d)) < len(d)
+    keys = [k for k in _slice_keys(frames) if k is not None]
+    return len(set(keys)) < len(keys)
 
 
 def _split_repeats(frames: list[FrameRef]) -> tuple[list[list[FrameRef]], str]:
@@ -111,14 +120,16 @@ def _split_repeats(frames: list[FrameRef]) -> tuple[list[list[FrameRef]], str]:
             groups[key(f)].append(f)
         if len(groups) > 1 and not any(_has_repeated_positions(g) for g in groups.values()):
             return [groups[k] for k in sorted(groups, key=lambda k: (k is None, str(k)))], reason
-    # Nothing tells the repeats apart: the n-th frame at each position goes to volume n.
-    normal = _normal(frames[0].frame.orientation)
+    # Nothing tells the repeats apart: the n-th frame at each position goes to volume n (frames
+    # without a valid position go along, and are left out with a warning when stacked).
+    order = sorted(range(len(frames)), key=lambda i: (frames[i].instance.instance_number or 0,
+                                                      frames[i].frame.index or 0))
+    keys = _slice_keys(frames)
     seen: dict = defaultdict(int)
     stacks: dict = defaultdict(list)
-    for f in sorted(frames, key=lambda f: (f.instance.instance_number or 0, f.frame.index or 0)):
-        d = round(float(np.dot(f.frame.position, normal)), 2)
-        stacks[seen[d]].append(f)
-        seen[d] += 1
+    for i in order:
+        stacks[seen[keys[i]]].append(frames[i])
+        seen[keys[i]] += 1
     return [stacks[n] for n in sorted(stacks)], "repeated positions"
 
 
