@@ -579,3 +579,76 @@ def test_rt_dose_frames_lie_at_their_grid_offsets_and_scale_to_gray():
     assert np.isclose(vol.spacing[2], offsets[1] - offsets[0])
     assert vol.rescale == (float(ds.DoseGridScaling), 0.0)
     assert np.allclose(vol.real_values(), ds.pixel_array * float(ds.DoseGridScaling))
+
+
+# ---------------------------------------------------------------------------------- declared sizes
+
+
+def _rewrite(path, **values) -> None:
+    ds = pydicom.dcmread(path)
+    for name, value in values.items():
+        setattr(ds, name, value)
+    ds.save_as(path, enforce_file_format=True)
+
+
+@pytest.mark.parametrize("frames", [2147483647, 3])
+def test_more_frames_than_the_pixel_data_holds_is_refused_before_reading_them(tmp_path, frames):
+    # 2147483647 frames made header reading loop once per declared frame (a hang)
+    ws = F.write_series(tmp_path, F.phantom((2, 32, 32)), F.axial())
+    _rewrite(ws.paths[0], NumberOfFrames=frames)
+    result = viewer.scan(tmp_path)
+    assert len(result.errors) == 1, result.errors
+    assert os.path.basename(ws.paths[0]) in result.errors[0] and str(frames) in result.errors[0]
+    with pytest.raises(viewer.HounsfieldError) as err:
+        viewer.load(ws.paths[0])
+    assert_one_sentence(err.value)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("name", ["emri_small_jpeg_ls_lossless.dcm", "emri_small_RLE.dcm"])
+def test_compressed_multiframe_declaring_more_frames_than_fragments_is_refused(tmp_path, name):
+    src = get_testdata_file(name)
+    if src is None:
+        pytest.skip(f"{name} is not installed")
+    ds = pydicom.dcmread(src)
+    ds.NumberOfFrames = 2147483647
+    ds.save_as(tmp_path / name)
+    with pytest.raises(viewer.HounsfieldError) as err:
+        viewer.load(tmp_path / name)
+    assert_one_sentence(err.value)
+
+
+def test_enhanced_multiframe_declaring_huge_frames_is_refused(tmp_path):
+    src = data_path("codecs", "enhanced-multiframe", "siemens-xa10-6_1.dcm")
+    ds = pydicom.dcmread(src)
+    ds.NumberOfFrames = 2147483647  # the functional groups describe 6 frames
+    ds.save_as(tmp_path / "x.dcm")
+    result = viewer.scan(tmp_path)
+    assert len(result.errors) == 1 and "2147483647" in result.errors[0]
+
+
+def test_huge_rows_and_columns_of_uncompressed_files_are_refused_before_allocating(tmp_path):
+    # three 65535 x 65535 slices sized a 25 GB volume before a pixel was read: a raw MemoryError
+    ws = F.write_series(tmp_path, F.phantom((3, 16, 16)), F.axial())
+    for p in ws.files:
+        _rewrite(p, Rows=65535, Columns=65535)
+    result = viewer.scan(tmp_path)
+    assert len(result.errors) == 3 and all("65535" in e for e in result.errors), result.errors
+    with pytest.raises(viewer.HounsfieldError) as err:
+        viewer.load(tmp_path)
+    assert_one_sentence(err.value)
+
+
+def test_a_compressed_series_larger_than_memory_is_refused_in_one_sentence(tmp_path):
+    import psutil
+
+    # RLE gives no size to check against the file: the volume (40 x 65535 x 65535 int16, 343 GB) is
+    # checked against the machine's memory before it is allocated
+    ws = F.write_series(tmp_path, F.phantom((40, 16, 16)), F.axial(), transfer_syntax=F.RLELossless)
+    for p in ws.files:
+        _rewrite(p, Rows=65535, Columns=65535)
+    assert 40 * 65535 * 65535 * 2 > psutil.virtual_memory().total
+    with pytest.raises(viewer.HounsfieldError) as err:
+        viewer.load(tmp_path)
+    assert_one_sentence(err.value)
+    assert "memory" in str(err.value) and "GB" in str(err.value)

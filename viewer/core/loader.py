@@ -86,6 +86,21 @@ def source_info(series: SeriesInfo, sop_uids: tuple[str, ...],
     )
 
 
+def check_memory(series_id: str, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    """Refuse a volume the machine cannot hold before allocating it (a corrupt Rows, Columns or slice
+    position can declare hundreds of gigabytes; numpy would raise a bare MemoryError, or the
+    allocation would succeed lazily and the system would kill the viewer while it fills)."""
+    import psutil
+
+    need = int(np.prod(shape, dtype=np.float64)) * np.dtype(dtype).itemsize
+    free = psutil.virtual_memory().available
+    if need > free:
+        raise HounsfieldError(
+            f"Series {series_id} needs {need / 1e9:.1f} GB of memory for {shape[0]} slice(s) of "
+            f"{shape[2]} x {shape[1]} pixels but only {free / 1e9:.1f} GB is free; close other programs, "
+            "or check the files if these sizes are wrong.")
+
+
 class SeriesLoader:
     """Allocate a series' volume from its headers, then decode its slices into it.
 
@@ -104,6 +119,7 @@ class SeriesLoader:
             raise HounsfieldError(f"Series {shown(series.id)} mixes image sizes and cannot be stacked.")
         dtype, rescale, self.mode = output_plan(self.geometry)
         shape = (self.geometry.depth, first.rows, first.columns)
+        check_memory(series.id, shape, dtype)
         array = np.empty(shape, dtype=dtype)
         filled = set(self.geometry.slots)
         for k in range(shape[0]):

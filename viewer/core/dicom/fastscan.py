@@ -13,7 +13,7 @@ import os
 import gdcm
 import pydicom
 
-from viewer.core.dicom.header import FrameHeader, InstanceHeader, is_image_object
+from viewer.core.dicom.header import FrameHeader, InstanceHeader, check_declared_size, is_image_object
 
 _TAGS = {
     "ts": (0x0002, 0x0010), "sop_class": (0x0008, 0x0016), "sop_uid": (0x0008, 0x0018),
@@ -83,6 +83,9 @@ def _header(path: str, get) -> InstanceHeader:
     st = os.stat(path)
     modality = _text(get("modality"))
     rows = _int(get("rows")) or 0
+    # Rows x Columns that the file cannot hold: left to pydicom, which measures the pixel data and reports it.
+    check_declared_size(_text(get("ts")), rows, _int(get("columns")) or 0, _int(get("samples")) or 1,
+                        _int(get("bits_allocated")) or 0, 1, st.st_size, None)
     wc, ww = _first(get("wc")), _first(get("ww"))
     frame = FrameHeader(
         index=None, position=_nums(get("position"), 3), orientation=_nums(get("orientation"), 6),

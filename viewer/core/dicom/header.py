@@ -9,6 +9,7 @@ so everything downstream sorts and stacks frames without caring where they came 
 from __future__ import annotations
 
 import os
+import struct
 from dataclasses import asdict, dataclass, field
 
 import pydicom
@@ -115,23 +116,27 @@ def read_header(path: str) -> InstanceHeader:
     """Read one file's header.  Raises NotDicomError or another exception for a broken file."""
     st = os.stat(path)
     marked = True  # the file has the "DICM" marker after its preamble
-    try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_TAGS)
-    except InvalidDicomError:
-        marked = False
-        with open(path, "rb") as fh:
+    with open(path, "rb") as fh:
+        try:
+            ds = pydicom.dcmread(fh, stop_before_pixels=True, specific_tags=_TAGS)
+        except InvalidDicomError:
+            marked = False
+            fh.seek(0)
             head = fh.read(132)
-        if head[128:132] == b"DICM":
-            raise  # DICOM by its marker, but broken (e.g. cut inside its meta information): report it
-        # Files without the 128-byte preamble are still DICOM when they start with a group-8 tag.
-        if head[:2] not in (b"\x08\x00", b"\x02\x00"):
-            raise NotDicomError(path) from None
-        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_TAGS, force=True)
-    if "SOPClassUID" not in ds and "DirectoryRecordSequence" not in ds:
-        if marked:
-            raise ValueError("it has a DICOM marker but no SOP Class UID; the file may be truncated")
-        raise NotDicomError(path)
-    header = header_from_dataset(ds, path, st.st_mtime_ns, st.st_size)
+            if head[128:132] == b"DICM":
+                raise  # DICOM by its marker, but broken (e.g. cut inside its meta information): report it
+            # Files without the 128-byte preamble are still DICOM when they start with a group-8 tag.
+            if head[:2] not in (b"\x08\x00", b"\x02\x00"):
+                raise NotDicomError(path) from None
+            fh.seek(0)
+            ds = pydicom.dcmread(fh, stop_before_pixels=True, specific_tags=_TAGS, force=True)
+        if "SOPClassUID" not in ds and "DirectoryRecordSequence" not in ds:
+            if marked:
+                raise ValueError("it has a DICOM marker but no SOP Class UID; the file may be truncated")
+            raise NotDicomError(path)
+        # pydicom stopped at the pixel data element (if there is one): measure it before any frame is listed
+        extent = pixel_extent(fh, ds, _int(ds, "NumberOfFrames") or 1)
+    header = header_from_dataset(ds, path, st.st_mtime_ns, st.st_size, extent)
     if not header.rows and "Image Storage" in header.sop_class_name:
         # Every image class requires Rows: a file that ends before it was cut short.
         raise ValueError("the header ends before the image attributes; the file may be truncated")
@@ -194,10 +199,9 @@ def _group(item, seq: str):
     return item[seq][0]
 
 
-def _frames_from_functional_groups(ds) -> list[FrameHeader]:
+def _frames_from_functional_groups(ds, n: int) -> list[FrameHeader]:
     shared = ds.SharedFunctionalGroupsSequence[0] if "SharedFunctionalGroupsSequence" in ds else None
     per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
-    n = _int(ds, "NumberOfFrames") or len(per_frame) or 1
     frames = []
     for f in range(n):
         item = per_frame[f] if f < len(per_frame) else None
@@ -248,6 +252,94 @@ def _legacy_frames(ds, base: FrameHeader, n: int) -> list[FrameHeader]:
     return frames
 
 
+@dataclass(frozen=True)
+class PixelExtent:
+    """The pixel data element of a file, measured without reading its value."""
+
+    length: int | None  # bytes of native pixel data in the file (None: encapsulated)
+    items: int | None  # items of encapsulated pixel data counted, offset table included (None: native)
+
+
+_ITEM = (0xFFFE, 0xE000)
+_PIXEL_TAGS = {(0x7FE0, 0x0010), (0x7FE0, 0x0008), (0x7FE0, 0x0009)}
+_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT"}
+_NATIVE = {pydicom.uid.ImplicitVRLittleEndian, pydicom.uid.ExplicitVRLittleEndian, pydicom.uid.ExplicitVRBigEndian}
+
+
+def pixel_extent(fh, ds, frames: int) -> PixelExtent | None:
+    """Measure the pixel data element at ``fh``'s position (where pydicom stopped before the pixels).
+
+    Native data: its length (no more than the file holds).  Encapsulated data: its items, counted by
+    their headers alone and only up to ``frames`` + 1, so a huge declared number costs nothing.
+    None when ``fh`` is not at a pixel data element (no pixels, a deflated file).
+    """
+    try:
+        implicit, little = ds.original_encoding
+    except (AttributeError, TypeError, ValueError):
+        return None
+    if implicit is None or little is None:
+        return None
+    e = "<" if little else ">"
+    start = fh.tell()
+    end = fh.seek(0, os.SEEK_END)
+    fh.seek(start)
+    head = fh.read(12)
+    if len(head) < 8 or struct.unpack(e + "HH", head[:4]) not in _PIXEL_TAGS:
+        return None
+    if implicit:
+        length, value = struct.unpack(e + "L", head[4:8])[0], start + 8
+    elif head[4:6] in _LONG_VRS:
+        if len(head) < 12:
+            return None
+        length, value = struct.unpack(e + "L", head[8:12])[0], start + 12
+    else:
+        length, value = struct.unpack(e + "H", head[6:8])[0], start + 8
+    if length != 0xFFFFFFFF:
+        return PixelExtent(max(0, min(length, end - value)), None)
+    items, pos = 0, value
+    while items <= frames:
+        fh.seek(pos)
+        item = fh.read(8)
+        if len(item) < 8:
+            break
+        group, elem, size = struct.unpack("<HHL", item)  # encapsulated items are always little endian
+        if (group, elem) != _ITEM or pos + 8 + size > end:
+            break  # the delimiter, or a damaged or cut item: the items so far are what the file holds
+        items += 1
+        pos += 8 + size
+    return PixelExtent(None, items)
+
+
+def check_declared_size(ts: str, rows: int, columns: int, samples: int, bits_allocated: int, frames: int,
+                        size: int, extent: PixelExtent | None) -> None:
+    """Raise ValueError when the header declares more pixels or frames than the file can hold.
+
+    Native data must hold every declared frame (Rows x Columns x Samples x Bits/8 bytes each);
+    encapsulated data needs an item per frame; without a measured element each frame takes at
+    least a byte of the file.  Called before frames are listed or pixels allocated.
+    """
+    if extent is not None and extent.items is not None:  # encapsulated
+        if frames > 1 and frames > max(extent.items - 1, 1):
+            raise ValueError(f"it declares {frames} frames but its pixel data holds "
+                             f"{max(extent.items - 1, 0)} fragment(s)")
+        return
+    if ts in _NATIVE:
+        room = extent.length if extent is not None and extent.length is not None else size
+        need = (rows * columns * samples * frames * bits_allocated + 7) // 8
+        if (room or extent is not None) and need > room:
+            raise ValueError(f"it declares {frames} frame(s) of {columns} x {rows} pixels ({_mib(need)}) "
+                             f"but holds {_mib(room)} of pixel data")
+        if not bits_allocated and size and frames > size:
+            raise ValueError(f"it declares {frames} frames in a file of {size} bytes")
+        return
+    if size and frames > size:
+        raise ValueError(f"it declares {frames} frames in a file of {size} bytes")
+
+
+def _mib(nbytes: int) -> str:
+    return f"{nbytes / 2**20:.1f} MB" if nbytes >= 2**20 else f"{nbytes} bytes"
+
+
 def is_image_object(sop_class_uid: str, modality: str, rows: int) -> bool:
     if rows <= 0 or modality in _NON_IMAGE_MODALITIES:
         return False
@@ -255,7 +347,10 @@ def is_image_object(sop_class_uid: str, modality: str, rows: int) -> bool:
     return not any(word in name for word in _NON_IMAGE_WORDS)
 
 
-def header_from_dataset(ds, path: str, mtime_ns: int = 0, size: int = 0) -> InstanceHeader:
+def header_from_dataset(ds, path: str, mtime_ns: int = 0, size: int = 0,
+                        extent: PixelExtent | None = None) -> InstanceHeader:
+    """The header of a dataset read without its pixels; ``size`` (the file's bytes) and ``extent`` (its
+    pixel data element, see ``pixel_extent``) bound the frames it may declare (0 and None: unchecked)."""
     meta = getattr(ds, "file_meta", None)
     ts = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
     if not ts:
@@ -265,10 +360,15 @@ def header_from_dataset(ds, path: str, mtime_ns: int = 0, size: int = 0) -> Inst
         sop_class = str(meta.get("MediaStorageSOPClassUID", ""))
     modality = _str(ds, "Modality")
     rows = _int(ds, "Rows") or 0
-    if "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds:
-        frames = _frames_from_functional_groups(ds)
+    functional_groups = "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds
+    n = _int(ds, "NumberOfFrames") or (len(ds.get("PerFrameFunctionalGroupsSequence") or []) if functional_groups
+                                       else 0) or 1
+    # Before one frame is listed: a corrupt NumberOfFrames (2147483647) must not become a loop per frame.
+    check_declared_size(ts, rows, _int(ds, "Columns") or 0, _int(ds, "SamplesPerPixel") or 1,
+                        _int(ds, "BitsAllocated") or 0, n, size, extent)
+    if functional_groups:
+        frames = _frames_from_functional_groups(ds, n)
     else:
-        n = _int(ds, "NumberOfFrames") or 1
         base = FrameHeader(
             index=None,
             position=_floats(ds, "ImagePositionPatient", 3),
