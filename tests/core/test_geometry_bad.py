@@ -240,3 +240,20 @@ def test_messages_quote_a_corrupt_uid_short(tmp_path, capsys):
     assert len(str(err.value)) < 300 and str(err.value).isprintable()
     listing = format_text(describe(result))
     assert all(len(line) < 300 and line.isprintable() for line in listing.splitlines()), listing[:400]
+
+
+@pytest.mark.parametrize("damage", ["nan", "inf", "zero-spacing", "collinear"])
+def test_a_volume_refuses_an_affine_that_places_no_voxel(damage):
+    """The last guard for every source (DICOM, NIfTI, a plugin's output): one sentence, not NaN distances."""
+    affine = np.diag([0.8, 0.9, 2.5, 1.0])
+    if damage == "nan":
+        affine[2, 2] = np.nan
+    elif damage == "inf":
+        affine[0, 3] = np.inf
+    elif damage == "zero-spacing":
+        affine[1, 1] = 0.0
+    else:
+        affine[:3, 1] = affine[:3, 0]
+    with pytest.raises(viewer.HounsfieldError) as err:
+        viewer.Volume(np.zeros((2, 3, 4), np.int16), affine)
+    assert "\n" not in str(err.value) and str(err.value).endswith(".")

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from viewer.core.errors import HounsfieldError
+
 
 @dataclass(frozen=True)
 class SourceInfo:
@@ -70,6 +72,11 @@ class Volume:
         self.affine = np.asarray(self.affine, dtype=np.float64)
         if self.affine.shape != (4, 4):
             raise ValueError("a Volume's affine must be 4x4")
+        # Distances, the index <-> LPS mapping and every export rely on it: a NaN, infinite or
+        # singular affine (zero spacing, collinear axes) would make them silently wrong.
+        if not np.all(np.isfinite(self.affine)) or abs(float(np.linalg.det(self.affine[:3, :3]))) < 1e-12:
+            raise HounsfieldError("The image's geometry is invalid (a spacing, position or direction that is zero, "
+                                  "infinite or not a number); check the file or ask for it to be sent again.")
 
     # geometry derived from the affine: one source of truth
     @property
