@@ -4,7 +4,9 @@
 [k, j, i], affine to LPS) into one smoothed surface actor per label.  Each label is meshed on the
 bounding box of its voxels only (vtkSurfaceNets3D, which smooths as it goes) in voxel-index
 space; the actor's user matrix is the label map's affine, so the surface sits exactly where the
-voxels are for any affine, oblique or sheared.
+voxels are for any affine, oblique or sheared.  Normals point outward; where the affine mirrors
+(negative determinant, as in many NRRD and NIfTI files) the polygons are reversed so that the
+outside still faces the light.
 
 ``detection_markers`` draws detections given as centre and size in LPS mm as spheres.
 """
@@ -17,7 +19,7 @@ import numpy as np
 from vtkmodules.util.numpy_support import numpy_to_vtk
 from vtkmodules.vtkCommonDataModel import vtkImageData
 from vtkmodules.vtkCommonMath import vtkMatrix4x4
-from vtkmodules.vtkFiltersCore import vtkAppendPolyData, vtkPolyDataNormals, vtkSurfaceNets3D
+from vtkmodules.vtkFiltersCore import vtkAppendPolyData, vtkPolyDataNormals, vtkReverseSense, vtkSurfaceNets3D
 from vtkmodules.vtkFiltersSources import vtkSphereSource
 from vtkmodules.vtkRenderingCore import vtkActor, vtkPolyDataMapper
 
@@ -107,9 +109,21 @@ def segment_surface(labels: np.ndarray, affine: np.ndarray, label: int, colour=N
     normals.SetInputData(mesh)
     normals.SplittingOff()
     normals.ConsistencyOn()
+    normals.AutoOrientNormalsOn()  # outward (the mesh is closed: its box is zero-padded)
     normals.Update()
+    out = normals.GetOutput()
+    if np.linalg.det(np.asarray(affine, np.float64)[:3, :3]) < 0:
+        # The user matrix mirrors the mesh: VTK carries the outward normals through it correctly, but
+        # the polygons' winding turns round, so OpenGL takes the outside for back faces and lights
+        # them with the normal negated (black).  Reverse the polygons, keep the normals.
+        reverse = vtkReverseSense()
+        reverse.SetInputData(out)
+        reverse.ReverseCellsOn()
+        reverse.ReverseNormalsOff()
+        reverse.Update()
+        out = reverse.GetOutput()
     mapper = vtkPolyDataMapper()
-    mapper.SetInputData(normals.GetOutput())
+    mapper.SetInputData(out)
     mapper.ScalarVisibilityOff()
     actor = vtkActor()
     actor.SetMapper(mapper)
