@@ -156,11 +156,16 @@ def boxes_overlap(a, b) -> bool:
 
 
 class CornerText:
-    """Four blocks of text in the view's corners."""
+    """Four blocks of text in the view's corners.
+
+    The top ones say whose images these are (patient, ID, dates, study and series descriptions):
+    ``hide(IDENTITY)`` leaves them out, e.g. for a de-identified key image, until ``hide(())``."""
 
     CORNERS = ("top_left", "top_right", "bottom_left", "bottom_right")
+    IDENTITY = ("top_left", "top_right")
 
     def __init__(self):
+        self.hidden: frozenset[str] = frozenset()
         self.actors = {c: text_actor() for c in self.CORNERS}
         for corner, actor in self.actors.items():
             prop = actor.GetTextProperty()
@@ -171,8 +176,15 @@ class CornerText:
         for actor in self.actors.values():
             renderer.AddViewProp(actor)
 
+    def hide(self, corners) -> None:
+        """Leave these corners' blocks out of the picture (none: show all again)."""
+        self.hidden = frozenset(corners)
+        for corner, actor in self.actors.items():
+            actor.SetVisibility(corner not in self.hidden)
+
     def update(self, texts: dict[str, str], width: int, height: int, margin: int = 8) -> None:
         for corner, actor in self.actors.items():
+            actor.SetVisibility(corner not in self.hidden)
             text = texts.get(corner, "")
             if text != (actor.GetInput() or ""):
                 actor.SetInput(text)
@@ -193,7 +205,8 @@ class CornerText:
             self.actors[right].SetDisplayPosition(int(x), int(a[2] - gap if top else a[3] + gap))
 
     def text(self, corner: str) -> str:
-        return self.actors[corner].GetInput() or ""
+        """The words shown in a corner ("" when it is hidden)."""
+        return "" if corner in self.hidden else self.actors[corner].GetInput() or ""
 
 
 def nice_length(target_mm: float) -> float:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QFileDialog, QMessageBox
+from PySide6.QtWidgets import QDockWidget, QFileDialog
 
 from viewer.ui.measure import tools
 from viewer.ui.measure.controller import MeasureController
+from viewer.ui.measure.export import MeasureExporter, measure_export
 from viewer.ui.measure.panel import MeasurementPanel
 
 SHORTCUTS = {"measure_length": "D", "measure_ellipse": "Shift+E", "measure_angle": "Shift+A",
@@ -64,7 +65,9 @@ def install(window) -> MeasureController:
 
     window.measure_delete_action = add("Delete selected measurement", ctl.delete_selected, "Del")
     add("Copy measurements as text", panel.copy, "Ctrl+Shift+C")
-    add("Export measurements (SR, CSV, JSON, key image)...", lambda: measure_export(window))
+    export_action = add("Export measurements (SR, CSV, JSON, key image)...", lambda: measure_export(window))
+    window.measure_export_action = export_action
+    window.measure_exporter = MeasureExporter(window, export_action)
     add("Save key image...", lambda: save_key_image(window))
     add("Import measurements from an SR...", lambda: import_sr(window))
     menu.addSeparator()
@@ -79,41 +82,6 @@ def install(window) -> MeasureController:
     window.model.tool_changed.connect(sync)
     sync()
     return ctl
-
-
-def _ask_deidentify(window) -> bool | None:
-    box = QMessageBox(window)
-    box.setWindowTitle("Export measurements")
-    box.setText("De-identify the exported files (remove patient name, ID, birth date; new UIDs)?")
-    yes = box.addButton("De-identify", QMessageBox.ButtonRole.YesRole)
-    box.addButton("Keep identifiers", QMessageBox.ButtonRole.NoRole)
-    cancel = box.addButton(QMessageBox.StandardButton.Cancel)
-    box.exec()
-    if box.clickedButton() is cancel:
-        return None
-    return box.clickedButton() is yes
-
-
-def measure_export(window) -> None:
-    if window.model.active_state is None:
-        window.show_error("Open a series before exporting measurements.")
-        return
-    folder = QFileDialog.getExistingDirectory(window, "Export measurements into a folder")
-    if not folder:
-        return
-    deid = _ask_deidentify(window)
-    if deid is None:
-        return
-    try:
-        out = window.measure.export(folder, deidentify=deid)
-    except Exception as exc:  # one sentence for the user, the traceback to the log
-        from viewer.logs import log
-
-        log.exception("exporting measurements failed")
-        window.show_error(f"The measurements could not be exported ({type(exc).__name__}); check the folder.")
-        return
-    count = sum(len(v) for v in out.values())
-    window.statusBar().showMessage(f"Exported {count} files to {folder}", 10000)
 
 
 def save_key_image(window) -> None:

@@ -222,30 +222,28 @@ class MeasureController(QObject):
         slot = self.model.active if self.model.active < len(views) else 0
         return views[slot]
 
-    def export(self, folder: str, deidentify: bool = False, key_images: bool = True) -> dict:
-        from viewer.core.export.report import export_report
+    def export(self, folder: str, deidentify: bool = False, key_images: bool = True,
+               clear_free_text: bool | None = None) -> dict:
+        """Export now, on this thread (scripts and tests; the menu exports in the background:
+        viewer.ui.measure.export)."""
+        from viewer.ui.measure.export import exported, prepare
 
-        view = self.active_view()
-        state = view.state
-        if state is None:
-            raise ValueError("Open a series before exporting measurements.")
-        images = [self.key_image(view)] if key_images else []
-        segmentation = self.window.segments.segmentation(state=state)
-        out = export_report(folder, self.measurements(state.key), state.volume, key_images=images,
-                            segmentation=segmentation, deidentify=deidentify)
-        if segmentation is not None and out.get("seg"):  # in a file now: quitting need not ask about it
-            self.window.segments.mark_exported(segmentation, out["seg"][0])
+        task = prepare(self.window, folder, deidentify, clear_free_text, key_images)
+        out = task.run()
+        exported(self.window, task, out)
         return out
 
-    def import_sr(self, path: str) -> int:
-        """Add the measurements of an SR to the series it refers to (or the active one)."""
+    def import_sr(self, path: str, key: str | None = None) -> int:
+        """Add the measurements of an SR to series ``key`` (default: the series it refers to, or the
+        active one)."""
         from viewer.core.export.sr import read_sr
 
         found = read_sr(path)
         count = 0
+        target = key
         for m in found:
-            key = next((k for k, s in self.model.series.items()
-                        if m.series_uid and s.volume.source.series_instance_uid == m.series_uid), None)
+            key = target or next((k for k, s in self.model.series.items()
+                                  if m.series_uid and s.volume.source.series_instance_uid == m.series_uid), None)
             key = key or (self.model.active_state.key if self.model.active_state is not None else None)
             if key is None:
                 continue

@@ -1,0 +1,206 @@
+"""Measure > Export in the real window on the brain MR: a de-identified key image holds none of the
+patient's words in its pixels (read back with Debian's tesseract OCR, which reads them in the
+same export without de-identification), and the export runs off the UI thread: the event loop keeps
+ticking, keys pressed meanwhile leave the export as it was asked for, and an unwritable folder is
+one sentence in the message bar with nothing lost."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import replace
+
+import numpy as np
+import pydicom
+import pytest
+from PySide6.QtCore import QPoint, Qt, QTimer
+from PySide6.QtWidgets import QDialogButtonBox
+
+from tests.conftest import data_path
+from tests.ui.conftest import needs_display
+from tests.ui.helpers import display_of, open_study_window, qt_pos, settle
+
+pytestmark = pytest.mark.gui
+
+IDENTITY = {"patient_name": "TESTPERSON^JANE", "patient_id": "MRN4711X", "patient_birth_date": "19510823",
+            "study_date": "19990317", "accession_number": "ACC9932"}
+SECRETS = ("TESTPERSON", "JANE", "MRN4711", "4711X", "19990317", "1999-03-17", "19510823", "ACC9932")
+
+
+@pytest.fixture(scope="module")
+def mr_window(qapp, tmp_path_factory):
+    needs_display()
+    win = open_study_window(qapp, tmp_path_factory.mktemp("mr"), data_path("brain-mr-t1"), size=(1400, 900))
+    state = win.model.active_state
+    # the public data is de-identified already: give it a patient to take out again
+    state.volume.source = replace(state.volume.source, **IDENTITY)
+    yield win
+    win.measure_exporter.wait()
+    win.close()
+
+
+@pytest.fixture
+def win(mr_window, qtbot):
+    m = mr_window.model
+    mr_window.activateWindow()
+    qtbot.waitUntil(mr_window.isActiveWindow, timeout=3000)
+    m.set_layout("1x1")
+    m.set_active(0)
+    m.reset()
+    ctl = mr_window.measure
+    for _key, meas in list(ctl.all()):
+        ctl.remove(meas.uid)
+    mr_window.message_bar.dismiss()
+    state = m.active_state
+    nk, nj, ni = state.volume.shape
+    m.set_point(state.key, state.volume.index_to_lps([ni // 2, nj // 2, nk // 2]))
+    for view in mr_window.grid.slice_views:
+        view._dirty = True
+        view.request_render()
+    settle(qtbot, 100)
+    return mr_window
+
+
+def draw_ruler(qtbot, win):
+    view = win.grid.slice_views[0]
+    vol = view.state.volume
+    k = int(round(vol.lps_to_index(view.state.point)[2]))
+    a, b = vol.index_to_lps([180, 256, k]), vol.index_to_lps([330, 256, k])
+    win.model.set_tool("measure_length")
+    pa, pb = qt_pos(view, a).toPoint(), qt_pos(view, b).toPoint()
+    qtbot.mousePress(view, Qt.MouseButton.LeftButton, pos=pa)
+    for t in np.linspace(0, 1, 6)[1:]:
+        qtbot.mouseMove(view, QPoint(int(round(pa.x() + t * (pb.x() - pa.x()))),
+                                     int(round(pa.y() + t * (pb.y() - pa.y())))))
+    qtbot.mouseRelease(view, Qt.MouseButton.LeftButton, pos=pb)
+    settle(qtbot)
+    win.model.set_tool("wl")
+    (m,) = win.measure.measurements()
+    m.label = "left lesion"  # what a radiologist might type
+    win.measure.updated(view.state.key, m)
+    return view, m
+
+
+def start_export(qtbot, win, folder, deidentify: bool):
+    """Measure > Export..., the folder typed in, de-identification set with the mouse, Export clicked."""
+    win.measure_export_action.trigger()
+    dialog = win.measure_export_dialog
+    qtbot.waitExposed(dialog)
+    qtbot.keyClicks(dialog.folder, str(folder))
+    if dialog.deidentify.isChecked() != deidentify:
+        qtbot.mouseClick(dialog.deidentify, Qt.MouseButton.LeftButton, pos=QPoint(8, dialog.deidentify.height() // 2))
+    assert dialog.deidentify.isChecked() == deidentify
+    assert dialog.clear_text.isChecked() == deidentify  # clearing typed words follows de-identification
+    assert dialog.warning.isVisible() != deidentify  # the typed label going out is said
+    qtbot.mouseClick(dialog.buttons.button(QDialogButtonBox.StandardButton.Ok), Qt.MouseButton.LeftButton)
+
+
+def wait_export(qtbot, win):
+    qtbot.waitUntil(lambda: not win.measure_exporter.busy, timeout=120000)
+    settle(qtbot)
+
+
+def ocr(rgb: np.ndarray, tmp) -> str:
+    """Text tesseract reads in an RGB image (dark-on-light, doubled in size), spaces removed, upper case."""
+    from viewer.core.export.keyimages import write_png
+
+    grey = 255 - rgb.max(axis=2)
+    big = np.repeat(np.repeat(grey, 2, axis=0), 2, axis=1)
+    path = os.path.join(tmp, f"ocr-{len(os.listdir(tmp))}.png")
+    write_png(path, np.stack([big] * 3, axis=-1))
+    run = subprocess.run(["tesseract", path, "stdout", "--psm", "11"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    return re.sub(r"\s+", "", run.stdout).upper()
+
+
+def fuzzy_in(secret: str, seen: str) -> bool:
+    """Whether OCR text holds ``secret`` give or take a misread character in four ("4" read "A")."""
+    n, slack = len(secret), len(secret) // 4
+    return any(sum(a != b for a, b in zip(secret, seen[i:i + n])) <= slack for i in range(len(seen) - n + 1))
+
+
+def test_deidentified_key_image_holds_no_identity_in_its_pixels(win, qtbot, tmp_path):
+    if shutil.which("tesseract") is None:
+        pytest.skip("needs Debian's tesseract-ocr (packaging/setup.sh installs it)")
+    from viewer.core.export.keyimages import read_png
+
+    view, ruler = draw_ruler(qtbot, win)
+    start_export(qtbot, win, tmp_path / "plain", deidentify=False)
+    wait_export(qtbot, win)
+    plain = win.measure_exporter.last
+    start_export(qtbot, win, tmp_path / "deid", deidentify=True)
+    wait_export(qtbot, win)
+    deid = win.measure_exporter.last
+    assert deid["png"][0].startswith(str(tmp_path / "deid"))
+
+    # the OCR reads the patient's words where they are: the test could fail
+    seen = ocr(read_png(plain["png"][0]), tmp_path)
+    assert fuzzy_in("TESTPERSON", seen) and fuzzy_in("MRN4711X", seen) and fuzzy_in("1999-03-17", seen), seen
+    assert pydicom.dcmread(plain["sc"][0]).BurnedInAnnotation == "YES"
+
+    # and finds none of them in the de-identified key image, PNG and Secondary Capture alike
+    png = read_png(deid["png"][0])
+    sc = pydicom.dcmread(deid["sc"][0])
+    assert sc.BurnedInAnnotation == "NO" and sc.PatientName == "ANONYMOUS"
+    for image in (png, sc.pixel_array):
+        seen = ocr(image, tmp_path)
+        assert not [s for s in SECRETS + ("ID:",) if fuzzy_in(s, seen)], seen
+        assert not fuzzy_in("LEFTLESION", seen)  # nor the typed label
+        assert "W:" in seen or "POS:" in seen, seen  # what the reader needs is still there
+    # the ruler is drawn in it
+    x, y = display_of(view, 0.5 * (ruler.points[0] + ruler.points[1]))
+    row = png.shape[0] - 1 - int(round(y))
+    patch = png[row - 2:row + 3, int(round(x)) - 2:int(round(x)) + 3].reshape(-1, 3).astype(int)
+    assert any(px.max() - px.min() > 100 for px in patch)
+    # the window shows the patient again, and the label: capturing changed nothing
+    assert "TESTPERSON" in view.corners.text("top_left") and ruler.label == "left lesion"
+
+
+def test_export_runs_off_the_ui_thread(win, qtbot, tmp_path):
+    from viewer.core.export.sr import read_sr
+
+    view, ruler = draw_ruler(qtbot, win)
+    state = view.state
+    seg, _ed, segment = win.segments.target(state)
+    k = state.volume.shape[0] // 2
+    seg.layers[0][k - 5:k + 5, 200:260, 200:260] = segment.number  # so that a DICOM SEG is written too
+    win.measure.select(ruler.uid)
+    ticks = []
+    timer = QTimer()
+    timer.setInterval(5)
+    timer.timeout.connect(lambda: ticks.append(win.measure_exporter.busy))
+    timer.start()
+    start_export(qtbot, win, tmp_path, deidentify=False)
+    busy_after_click = win.measure_exporter.busy
+    qtbot.keyClick(win, Qt.Key.Key_Delete)  # the selected ruler goes, while the export runs
+    still_busy = win.measure_exporter.busy
+    wait_export(qtbot, win)
+    timer.stop()
+    assert busy_after_click and still_busy  # the click returned while the export was running
+    assert sum(ticks) >= 3  # the event loop kept ticking during the export
+    assert win.measure.measurements() == []  # the key acted in the window...
+    out = win.measure_exporter.last
+    assert [m.kind for m in read_sr(out["sr"][0])] == ["length"]  # ...and not on the export under way
+    assert out["seg"] and win.measure_export_action.isEnabled()
+    assert not win.grid.slice_views[0].corners.hidden
+
+
+def test_export_to_an_unwritable_folder_is_one_sentence(win, qtbot, tmp_path):
+    view, ruler = draw_ruler(qtbot, win)
+    folder = tmp_path / "readonly"
+    folder.mkdir()
+    for name in ("measurements-segmentation.dcm", "measurements.dcm", "measurements.csv"):
+        (folder / name).mkdir()  # a file that cannot be written, even by root
+    folder.chmod(0o555)
+    try:
+        start_export(qtbot, win, folder, deidentify=True)
+        wait_export(qtbot, win)
+    finally:
+        folder.chmod(0o755)
+    text = win.message_bar.text()
+    assert text.startswith("The measurements could not be exported") and str(folder) in text, text
+    assert text.endswith(".") and ". " not in text.replace(str(folder), "") and "Traceback" not in text
+    assert win.measure.measurements() == [ruler] and ruler.label == "left lesion"  # nothing lost
+    assert win.measure_export_action.isEnabled()
