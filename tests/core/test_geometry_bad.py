@@ -257,3 +257,18 @@ def test_a_volume_refuses_an_affine_that_places_no_voxel(damage):
     with pytest.raises(viewer.HounsfieldError) as err:
         viewer.Volume(np.zeros((2, 3, 4), np.int16), affine)
     assert "\n" not in str(err.value) and str(err.value).endswith(".")
+
+
+@pytest.mark.parametrize("k, z", [(5, 5040.0), (0, -4960.0), (5, -9000.0)])
+def test_a_lone_slice_far_from_the_rest_is_left_out(tmp_path, k, z):
+    """A damaged position metres away must not stretch the volume to thousands of blank slices."""
+    ws = _series(tmp_path)
+    pos = [f"{x:g}" for x in ws.positions[k][:2]] + [f"{z:g}"]
+    _edit(ws.paths[k], ImagePositionPatient=pos)
+    vol = _load(ws.folder)
+    _sound(vol)
+    assert vol.shape == (SHAPE[0] - 1, *SHAPE[1:])
+    first = 1 if k == 0 else 0
+    np.testing.assert_allclose(vol.affine[:3, 3], ws.positions[first], atol=1e-4)
+    np.testing.assert_allclose(vol.affine[:3, :3], ws.affine[:3, :3], atol=1e-4)
+    assert any("far from the others" in w for w in vol.warnings), vol.warnings

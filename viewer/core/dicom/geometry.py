@@ -163,6 +163,26 @@ def _approximate(frames: list[FrameRef], warnings: list[str], why: str) -> Stack
     return StackGeometry(frames, list(range(len(frames))), len(frames), affine, warnings)
 
 
+def _drop_lone_ends(frames, positions, dist, warnings):
+    """Leave out a single slice at either end that lies far beyond the rest (a damaged position):
+    kept, it would stretch the volume to thousands of blank slots or a meaningless mean step."""
+    dropped = 0
+    while len(frames) > 3:
+        steps = np.diff(dist)
+        far = max(50.0 * float(np.median(steps)), 200.0)  # mm: beyond any real run of missing slices
+        if steps[-1] > far and steps[-1] > 4 * max(float(steps[:-1].max()), 1e-3):
+            frames, positions, dist = frames[:-1], positions[:-1], dist[:-1]
+        elif steps[0] > far and steps[0] > 4 * max(float(steps[1:].max()), 1e-3):
+            frames, positions, dist = frames[1:], positions[1:], dist[1:]
+        else:
+            break
+        dropped += 1
+    if dropped:
+        warnings.append(f"{dropped} image(s) lie far from the others along the slice normal (a damaged "
+                        "ImagePositionPatient) and were left out.")
+    return frames, positions, dist
+
+
 def _checked(g: StackGeometry) -> StackGeometry:
     """The last guard: an affine that is not finite or not invertible never leaves this module."""
     a = g.affine
@@ -196,6 +216,7 @@ def stack_geometry(frames: list[FrameRef]) -> StackGeometry:
     order = np.argsort(dist, kind="stable")
     frames = [frames[i] for i in order]
     positions, dist = positions[order], dist[order]
+    frames, positions, dist = _drop_lone_ends(frames, positions, dist, warnings)
 
     spacing = _spacing(frames, warnings)
     affine = np.eye(4)
