@@ -312,3 +312,31 @@ def test_a_hostile_segmentation_uid_in_a_journal_does_not_become_a_path(tmp_path
     assert os.path.dirname(j.path) == journal.journal_dir("1.2.3")
     assert not os.path.exists(os.path.join(journal.data_dir(), "escaped" + journal.SUFFIX))
     j.close(discard=True)
+
+
+def test_a_journal_of_the_previous_format_still_replays_and_is_offered(tmp_path):
+    """Journals left by the version before the checksummed format (u32 length + zlib body)."""
+    import json
+    import struct
+    import zlib
+
+    def old(header, payload=b""):
+        h = json.dumps(header).encode()
+        body = zlib.compress(struct.pack("<I", len(h)) + h + payload, 1)
+        return struct.pack("<I", len(body)) + body
+
+    vol, seg = make()
+    s = seg.add_segment("Tumor")
+    layer = np.zeros(seg.shape, np.uint8)
+    layer[2:4, 5:9, 5:9] = s.number
+    box = np.full((1, 2, 2), s.number, np.uint8)
+    data = (old({"kind": "open", "shape": list(seg.shape), "affine": seg.affine.tolist(), "uid": "legacy",
+                 "series_uid": "1.2.3", "for_uid": "", "meta": seg.meta()})
+            + old({"kind": "layer", "layer": 0, "dtype": "uint8"}, layer.tobytes())
+            + old({"kind": "box", "layer": 0, "box": [[8, 9], [0, 2], [0, 2]], "dtype": "uint8"}, box.tobytes()))
+    path = tmp_path / "legacy.hjournal"
+    path.write_bytes(data + data[-7:])  # and a torn tail
+    back = journal.replay(str(path))
+    layer[8:9, 0:2, 0:2] = s.number
+    assert np.array_equal(back.layers[0], layer) and back.segments[0].name == "Tumor"
+    assert [r.segments for r in journal.recoverable_in(str(tmp_path))] == [["Tumor"]]
