@@ -272,3 +272,15 @@ def test_a_lone_slice_far_from_the_rest_is_left_out(tmp_path, k, z):
     np.testing.assert_allclose(vol.affine[:3, 3], ws.positions[first], atol=1e-4)
     np.testing.assert_allclose(vol.affine[:3, :3], ws.affine[:3, :3], atol=1e-4)
     assert any("far from the others" in w for w in vol.warnings), vol.warnings
+
+
+def test_one_slice_with_a_damaged_orientation_stays_in_its_stack(tmp_path):
+    ws = _series(tmp_path)
+    _edit(ws.paths[2], ImageOrientationPatient=["nan", "0", "0", "0", "1", "0"])
+    result = viewer.scan(ws.folder)
+    assert [len(s.frames) for s in result.image_series] == [SHAPE[0]]
+    vol = _load(ws.folder)
+    _sound(vol)
+    assert vol.shape == SHAPE
+    np.testing.assert_allclose(vol.affine, ws.affine, atol=1e-4)
+    assert any("orientation" in w and "1 image" in w for w in vol.warnings), vol.warnings

@@ -211,6 +211,11 @@ def stack_geometry(frames: list[FrameRef]) -> StackGeometry:
         return _checked(_approximate(frames, warnings, "valid image orientation (ImageOrientationPatient)"))
     if rebuilt:
         warnings.append(_ORIENTATION_REBUILT)
+    else:
+        odd = sum(1 for f in frames if finite(f.frame.orientation, 6) is None)
+        if odd:
+            warnings.append(f"{odd} image(s) have a damaged orientation (ImageOrientationPatient); the "
+                            "orientation of the rest of the series was used.")
     normal = np.cross(row_dir, col_dir)
     dist = positions @ normal
     order = np.argsort(dist, kind="stable")

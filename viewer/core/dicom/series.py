@@ -139,6 +139,16 @@ def split_series(uid: str, frames: list[FrameRef]) -> list[tuple[list[FrameRef],
     for f in frames:
         key = (f.instance.rows, f.instance.columns, _orientation_key(f.frame))
         parts[key].append(f)
+    # Frames whose orientation is damaged (present but not numbers) join the largest stack of their
+    # image size: one NaN must not split a slice off its series (geometry warns about it).
+    for key in [k for k in parts if k[2] == ()]:
+        damaged = [f for f in parts[key] if f.frame.orientation is not None]
+        sound = [k for k in parts if k[2] != () and k[:2] == key[:2]]
+        if damaged and sound:
+            parts[max(sound, key=lambda k: len(parts[k]))].extend(damaged)
+            parts[key] = [f for f in parts[key] if f.frame.orientation is None]
+            if not parts[key]:
+                del parts[key]
     reason = ""
     if len(parts) > 1:
         sizes = {k[:2] for k in parts}
