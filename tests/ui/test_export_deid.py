@@ -204,3 +204,36 @@ def test_export_to_an_unwritable_folder_is_one_sentence(win, qtbot, tmp_path):
     assert text.endswith(".") and ". " not in text.replace(str(folder), "") and "Traceback" not in text
     assert win.measure.measurements() == [ruler] and ruler.label == "left lesion"  # nothing lost
     assert win.measure_export_action.isEnabled()
+
+
+def test_segmentation_export_runs_off_the_ui_thread(win, qtbot, tmp_path):
+    from PySide6.QtWidgets import QApplication
+
+    state = win.model.active_state
+    seg, _ed, segment = win.segments.target(state)
+    k = state.volume.shape[0] // 2
+    seg.layers[0][k - 20:k + 20, 150:350, 150:350] = segment.number
+    painted = int((seg.layers[0] == segment.number).sum())
+    path = tmp_path / "segmentation.seg.dcm"
+
+    def answer_the_file_dialog():
+        dialog = QApplication.activeModalWidget()
+        dialog.selectFile(str(path))
+        dialog.accept()
+
+    QTimer.singleShot(300, answer_the_file_dialog)
+    ticks = []
+    timer = QTimer()
+    timer.setInterval(5)
+    timer.timeout.connect(lambda: ticks.append(win.measure_exporter.busy))
+    timer.start()
+    win.segment_actions["export"].trigger()  # Segment > Export...: returns once the file is chosen
+    busy_after_click = win.measure_exporter.busy
+    seg.layers[0][:] = 0  # an edit while the file is written does not reach it
+    wait_export(qtbot, win)
+    timer.stop()
+    assert busy_after_click and sum(ticks) >= 3
+    assert not win.message_bar.text(), win.message_bar.text()
+    ds = pydicom.dcmread(path)
+    assert int(ds.pixel_array.astype(bool).sum()) == painted
+    assert "Exported 1 file to" in win.statusBar().currentMessage()

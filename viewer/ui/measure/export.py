@@ -1,5 +1,5 @@
 """Measure > Export: the dialog (folder, de-identification, the typed words), and the export
-itself off the UI thread.
+itself off the UI thread (Segment > Export uses the same thread and progress bar).
 
 What is exported is fixed on the UI thread first (``prepare``): copies of the measurements and of
 the segmentation, and the key image rendered from the view, without the identity corner text and
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import errno
+import os
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -46,6 +47,7 @@ class ExportTask:
     deidentify: bool = False
     clear_free_text: bool = False
     live_segmentation: object = None  # the one being edited, which ``segmentation`` copies
+    what = "measurements"
 
     def run(self, progress=None) -> dict[str, list[str]]:
         from viewer.core.export.report import export_report
@@ -53,6 +55,47 @@ class ExportTask:
         return export_report(self.folder, self.measurements, self.volume, key_images=self.key_images,
                              segmentation=self.segmentation, deidentify=self.deidentify,
                              clear_free_text=self.clear_free_text, progress=progress)
+
+    def after(self, window, out: dict) -> None:
+        exported(window, self, out)
+
+
+@dataclass
+class SegmentationExportTask:
+    """Segment > Export: one segmentation as a DICOM SEG (.dcm) or label map, from a copy."""
+
+    path: str
+    volume: object
+    segmentation: object
+    live_segmentation: object = None
+    what = "segmentation"
+
+    @property
+    def folder(self) -> str:
+        return os.path.dirname(self.path) or "."
+
+    @classmethod
+    def prepare(cls, window, path: str) -> SegmentationExportTask:
+        seg, state = window.segments.segmentation(), window.segments.state()
+        if seg is None or not seg.segments or state is None:
+            raise HounsfieldError("There is no segmentation to export: draw or load one first.")
+        return cls(path, state.volume, snapshot_segmentation(seg), seg)
+
+    def run(self, progress=None) -> dict[str, list[str]]:
+        if progress is not None:
+            progress(0, 1, "segmentation")
+        if self.path.lower().endswith(".dcm"):
+            from viewer.core.export.seg_dicom import write_dicom_seg
+
+            seg = self.segmentation
+            return {"seg": [str(write_dicom_seg(seg, self.volume, self.path, series_description=f"SEG {seg.name}"))]}
+        from viewer.core.export.labelmap_files import write_labelmap
+
+        return {"labelmap": list(write_labelmap(self.segmentation, self.path))}
+
+    def after(self, window, out: dict) -> None:
+        if unchanged(self.live_segmentation, self.segmentation):
+            window.segments.mark_exported(self.live_segmentation, self.path)
 
 
 def snapshot_segmentation(seg):
@@ -108,37 +151,42 @@ def prepare(window, folder: str, deidentify: bool = False, clear_free_text: bool
 def exported(window, task: ExportTask, out: dict) -> None:
     """After a successful export: the segmentation is in a file now, so quitting need not ask about
     it, unless it was edited while the export ran."""
-    live, copied = task.live_segmentation, task.segmentation
-    if live is None or not out.get("seg") or not hasattr(window, "segments"):
-        return
+    if out.get("seg") and hasattr(window, "segments") and unchanged(task.live_segmentation, task.segmentation):
+        window.segments.mark_exported(task.live_segmentation, out["seg"][0])
+
+
+def unchanged(live, copied) -> bool:
+    """Whether a segmentation is still what its copy holds (not edited during the export)."""
+    if live is None or copied is None:
+        return False
     same = len(live.layers) == len(copied.layers) and all(
         a.shape == b.shape and np.array_equal(a, b) for a, b in zip(live.layers, copied.layers))
-    if same and [s.name for s in live.segments] == [s.name for s in copied.segments]:
-        window.segments.mark_exported(live, out["seg"][0])
+    return same and [s.name for s in live.segments] == [s.name for s in copied.segments]
 
 
-def failure_sentence(exc: BaseException, folder: str) -> str:
+def failure_sentence(exc: BaseException, folder: str, what: str = "measurements") -> str:
     """One sentence for the user: what went wrong and what to do."""
     if isinstance(exc, HounsfieldError):
         return str(exc)
+    verb = "were" if what.endswith("s") else "was"
     if isinstance(exc, OSError):
         if exc.errno == errno.ENOSPC:
-            return f"The measurements could not be exported: the disk holding {folder} is full; " \
+            return f"The {what} could not be exported: the disk holding {folder} is full; " \
                    "free some space or choose another folder."
         reason = (exc.strerror or type(exc).__name__).lower()
-        return f"The measurements could not be exported: {folder} cannot be written to ({reason}); " \
+        return f"The {what} could not be exported: {folder} cannot be written to ({reason}); " \
                "choose another folder."
-    return f"The measurements could not be exported ({type(exc).__name__}); the log file has the details."
+    return f"The {what} {verb} not exported ({type(exc).__name__}); the log file has the details."
 
 
 class ExportThread(QThread):
-    """Runs an ``ExportTask``; its signals arrive on the UI thread."""
+    """Runs an ``ExportTask`` (or a ``SegmentationExportTask``); its signals arrive on the UI thread."""
 
     progressed = Signal(int, int, str)
     finished_ok = Signal(object)
     failed = Signal(str)
 
-    def __init__(self, task: ExportTask, parent=None):
+    def __init__(self, task, parent=None):
         super().__init__(parent)
         self.task = task
 
@@ -146,8 +194,8 @@ class ExportThread(QThread):
         try:
             out = self.task.run(progress=lambda done, total, what: self.progressed.emit(done, total, what))
         except Exception as exc:  # every failure becomes one sentence; the traceback goes to the log
-            log.exception("exporting measurements failed")
-            self.failed.emit(failure_sentence(exc, self.task.folder))
+            log.exception("exporting %s failed", self.task.what)
+            self.failed.emit(failure_sentence(exc, self.task.folder, self.task.what))
         else:
             self.finished_ok.emit(out)
 
@@ -174,7 +222,7 @@ class MeasureExporter(QObject):
     def busy(self) -> bool:
         return self.thread is not None
 
-    def start(self, task: ExportTask) -> ExportThread:
+    def start(self, task) -> ExportThread:
         if self.busy:
             raise HounsfieldError("An export is already running; wait for it to finish.")
         thread = self.thread = ExportThread(task, self)
@@ -185,9 +233,9 @@ class MeasureExporter(QObject):
         if self.action is not None:
             self.action.setEnabled(False)
         self.bar.setRange(0, 0)
-        self.bar.setFormat("Exporting measurements")
+        self.bar.setFormat(f"Exporting {task.what}")
         self.bar.show()
-        self.window.statusBar().showMessage(f"Exporting measurements to {task.folder}...")
+        self.window.statusBar().showMessage(f"Exporting {task.what} to {task.folder}...")
         thread.start()
         return thread
 
@@ -199,10 +247,10 @@ class MeasureExporter(QObject):
     def _on_done(self, out: dict) -> None:
         self.last = out
         if self.thread is not None:
-            exported(self.window, self.thread.task, out)
+            self.thread.task.after(self.window, out)
         count = sum(len(v) for v in out.values())
         folder = self.thread.task.folder if self.thread is not None else ""
-        self.window.statusBar().showMessage(f"Exported {count} files to {folder}", 10000)
+        self.window.statusBar().showMessage(f"Exported {count} file{'s' if count != 1 else ''} to {folder}", 10000)
 
     def _on_failed(self, sentence: str) -> None:
         self.last_error = sentence
@@ -321,3 +369,19 @@ def measure_export(window) -> ExportDialog | None:
     dialog.finished.connect(dialog.deleteLater)
     dialog.open()
     return dialog
+
+
+def segmentation_export(window, path: str) -> None:
+    """Segment > Export to ``path``, in the background."""
+    exporter = getattr(window, "measure_exporter", None)
+    try:
+        task = SegmentationExportTask.prepare(window, path)
+        if exporter is None:  # no Measure feature installed: write here
+            task.after(window, task.run())
+            return
+        exporter.start(task)
+    except HounsfieldError as exc:
+        window.show_error(str(exc))
+    except Exception as exc:
+        log.exception("exporting a segmentation failed")
+        window.show_error(failure_sentence(exc, os.path.dirname(path), "segmentation"))

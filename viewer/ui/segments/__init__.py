@@ -71,12 +71,10 @@ def _import(window) -> None:
 def _export(window) -> None:
     path, _ = QFileDialog.getSaveFileName(window, "Export segmentation", "segmentation.seg.dcm",
                                           "DICOM SEG (*.dcm);;NIfTI (*.nii.gz);;NRRD (*.nrrd)")
-    if path:
-        try:
-            written = window.segments.export(path)
-            window.statusBar().showMessage(f"Saved {', '.join(written)}", 10000)
-        except HounsfieldError as exc:
-            window.show_error(str(exc))
+    if path:  # written off the UI thread, from a copy (viewer.ui.measure.export)
+        from viewer.ui.measure.export import segmentation_export
+
+        segmentation_export(window, path)
 
 
 def install(window) -> SegmentsController:
