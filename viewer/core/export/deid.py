@@ -32,7 +32,7 @@ from pydicom.uid import generate_uid
 from viewer.core.volume import SourceInfo
 
 PROFILE_VERSION = "dicomfields_2026c"
-METHOD = "DICOM PS3.15 E.1-1 Basic Application Confidentiality Profile, Clean Structured Content"
+METHOD = "DICOM PS3.15 E.1-1 Basic Application Confidentiality Profile"
 ANON_NAME = "ANONYMOUS"
 _DICOM_ROOT = "1.2.840.10008."
 _KEEP_UIDS = {"CodingSchemeUID", "ImplementationClassUID", "PrivateInformationCreatorUID", "SOPClassUID",
@@ -109,12 +109,12 @@ class Deidentifier:
         if "ContentDate" in ds:  # type 1 in SEG and SR
             ds.ContentDate, ds.ContentTime = _DUMMY["DA"], _DUMMY["TM"]
         ds.PatientIdentityRemoved = "YES"
-        ds.DeidentificationMethod = METHOD
         codes = [("113100", "Basic Application Confidentiality Profile")]
         if CONTENT_SEQUENCE in ds:
             codes.append(("113104", "Clean Structured Content Option"))
         if str(ds.get("BurnedInAnnotation", "")) == "NO" and "PixelData" in ds:
             codes.append(("113101", "Clean Pixel Data Option"))  # rendered without the identity text
+        ds.DeidentificationMethod = [METHOD] + [meaning for _, meaning in codes[1:]]  # LO: 64 characters each
         items = []
         for value, meaning in codes:
             code = Dataset()
