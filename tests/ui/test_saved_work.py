@@ -204,3 +204,115 @@ def test_quitting_asks_about_a_segmentation_never_exported(make_window, qtbot, p
     fourth = open_window(make_window, qtbot, ct)
     quit_with_keys(qtbot, fourth)
     assert not fourth.isVisible()  # nothing to ask about
+
+
+def _browser_item(win, path):
+    from viewer.ui.browser import ROLE
+
+    tree = win.browser.tree
+    items = [tree.topLevelItem(i) for i in range(tree.topLevelItemCount())]
+    while items:
+        item = items.pop()
+        payload = item.data(0, ROLE)
+        if isinstance(payload, dict) and payload.get("root") == str(path):
+            return item
+        items += [item.child(i) for i in range(item.childCount())]
+    return None
+
+
+def test_an_rtstruct_opens_as_segments_from_the_browser_and_as_a_file(make_window, qtbot, private_data):
+    from viewer.core.rtstruct import read_rtstruct
+
+    folder = data_path("dicom-objects", "dicompyler-rt")
+    rtss = folder / "rtss.dcm"
+    names = ["BODY", "Areola", "Borders", "Breast", "Heart", "Lt Lung", "Nodes", "Scar", "Tumor Bed",
+             "Tumor Bed Block"]
+    # the folder is opened (its CT shows); the structure set is listed: a double-click shows it
+    win = open_window(make_window, qtbot, folder)
+    state = win.model.active_state
+    expected, _ = read_rtstruct(rtss, state.volume)
+    qtbot.waitUntil(lambda: _browser_item(win, rtss) is not None, timeout=5000)
+    item = _browser_item(win, rtss)
+    assert not item.isDisabled() and "RT" in item.text(1)
+    tree = win.browser.tree
+    tree.scrollToItem(item)
+    rect = tree.visualItemRect(item)
+    qtbot.mouseClick(tree.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    qtbot.mouseDClick(tree.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    qtbot.waitUntil(lambda: bool(state.segmentations), timeout=10000)
+    seg = state.segmentations[-1]
+    assert [s.name for s in seg.segments] == names
+    assert seg.segments[0].color == (154, 155, 100)
+    assert np.array_equal(seg.mask(seg.segments[0]), expected.mask(expected.segments[0]))
+    assert seg.count(seg.segments[0]) > 30000  # the body outline on the one slice there is
+    assert "rtss.dcm" in win.statusBar().currentMessage()
+    # opening the file itself in a new window opens its CT first
+    other = make_window()
+    other.open_path(str(rtss))
+    wait_loaded(qtbot, other)
+    qtbot.waitUntil(lambda: bool(other.model.active_state.segmentations), timeout=10000)
+    st = other.model.active_state
+    assert st.volume.source.series_instance_uid == state.volume.source.series_instance_uid
+    assert [s.name for s in st.segmentations[-1].segments] == names
+    assert np.array_equal(st.segmentations[-1].layers[0], seg.layers[0])
+
+
+def test_a_seg_file_opens_with_its_images_beside_it(make_window, qtbot, private_data, tmp_path):
+    from viewer.core.export.seg_dicom import read_dicom_seg
+
+    seg_path = data_path("dicom-objects", "dcmqi-liver", "liver-seg.dcm")
+    win = make_window()
+    win.open_path(str(seg_path))  # the images are in ct-3slice/ beside it
+    wait_loaded(qtbot, win)
+    qtbot.waitUntil(lambda: bool(win.model.active_state.segmentations), timeout=10000)
+    state = win.model.active_state
+    assert state.volume.shape[0] == 3 and state.volume.source.path.endswith("ct-3slice")
+    seg = state.segmentations[-1]
+    expected = read_dicom_seg(str(seg_path), state.volume)
+    assert [s.name for s in seg.segments] == [s.name for s in expected.segments]
+    assert seg.count(seg.segments[0]) > 0
+    assert np.array_equal(seg.layers[0], expected.layers[0])
+    assert not win.message_bar.isVisible()
+    # a SEG whose images are nowhere near: one sentence, and the open study stays
+    import shutil
+
+    lone = tmp_path / "lone" / "liver-seg.dcm"
+    lone.parent.mkdir()
+    shutil.copy(seg_path, lone)
+    other = make_window()
+    other.open_path(str(lone))
+    qtbot.waitUntil(lambda: not other.session.jobs, timeout=20000)
+    settle(qtbot)
+    assert other.message_bar.isVisible()
+    assert "not in its folder or the folder above" in other.message_bar.label.text()
+
+
+def test_an_sr_file_opens_with_its_images_and_its_measurements(make_window, qtbot, private_data, tmp_path):
+    import shutil
+
+    import viewer
+    from viewer.core.export.sr import write_sr
+    from viewer.core.measurements import Measurement, compute
+
+    study = tmp_path / "study"
+    shutil.copytree(data_path("dicom-objects", "dcmqi-liver", "ct-3slice"), study / "ct")
+    vol = viewer.load(study / "ct")
+    a, b = vol.index_to_lps([100, 200, 1]), vol.index_to_lps([300, 260, 1])
+    m = Measurement("length", np.stack([a, b]), np.array([0.0, 0.0, 1.0]), np.array([1.0, 0.0, 0.0]),
+                    label="liver span", series_uid=vol.source.series_instance_uid,
+                    frame_of_reference_uid=vol.source.frame_of_reference_uid)
+    compute(m, vol)
+    write_sr(study / "report.dcm", [m], vol.source)
+    win = make_window()
+    win.open_path(str(study / "report.dcm"))  # its images are in ct/ beside it
+    wait_loaded(qtbot, win)
+    qtbot.waitUntil(lambda: len(win.measure.measurements()) == 1, timeout=10000)
+    (got,) = win.measure.measurements()
+    assert got.kind == "length" and got.label == "liver span"
+    assert got.values["length_mm"] == pytest.approx(m.values["length_mm"], rel=1e-6)
+    assert panel_rows(win) == ["Length"]
+    state = win.model.active_state
+    win.model.set_point(state.key, vol.index_to_lps([200, 230, 1]))
+    settle(qtbot)
+    win.grid.slice_views[0].update_scene()
+    assert [d.measurement for d in win.measure.overlays[0].drawn] == [got]  # drawn on its slice

@@ -173,6 +173,9 @@ class StudyBrowser(QWidget):
                 item.setIcon(0, self._icons[s.id])
             else:
                 self.thumbnails.request(s)
+        elif s.modality in ("SEG", "SR", "RTSTRUCT") and s.objects:  # opens with the images it refers to
+            item.setData(0, ROLE, {"root": s.objects[0].path})
+            item.setToolTip(0, f"{title}\nDouble-click to open it with its images")
         else:
             item.setDisabled(True)
 

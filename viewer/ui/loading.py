@@ -39,6 +39,7 @@ class LoadJob(QObject):
         self._cancel = threading.Event()
         self._go = threading.Event()
         self.quiet = False  # cancelled by the viewer itself: no message for the user
+        self.object = None  # viewer.core.references.DicomObject when path is a SEG, SR or RTSTRUCT file
         self.restore_planes = False  # the standard planes come back when the series is shown
         self._loader = None
         self.thread: threading.Thread | None = None
@@ -102,11 +103,17 @@ class LoadJob(QObject):
 
             return None, read_volume(self.path), None, None
         from viewer.core.loader import SeriesLoader, choose_series, scan
+        from viewer.core.references import dicom_object, find_images
 
-        result = scan(self.path)
-        if self._cancel.is_set():
-            return result, None, None, None
-        chosen, notes = choose_series(result, self.series)
+        self.object = dicom_object(self.path)  # a SEG, SR or RT structure set: open it with its images
+        if self.object is not None:
+            result, chosen = find_images(self.object)
+            notes = []
+        else:
+            result = scan(self.path)
+            if self._cancel.is_set():
+                return result, None, None, None
+            chosen, notes = choose_series(result, self.series)
         if result.errors:
             notes.append(f"{len(result.errors)} file(s) could not be read and were left out: "
                          f"{result.errors[0]}")

@@ -28,6 +28,7 @@ from viewer.logs import log
 from viewer.ui import ai as ai_ui
 from viewer.ui import closing
 from viewer.ui import measure as measure_ui
+from viewer.ui import objects as objects_ui
 from viewer.ui import pacs as pacs_ui
 from viewer.ui import segments as segments_ui
 from viewer.ui.actions import build_actions
@@ -73,6 +74,7 @@ class MainWindow(QMainWindow):
         ai_ui.install(self)
         measure_ui.install(self)
         segments_ui.install(self)
+        objects_ui.install(self)  # a SEG, SR or RTSTRUCT opened as a file goes onto its images
         self.measure.follow_segments(self.segments)  # segment statistics in the measurements table
         self._connect()
         self._sync_actions()

@@ -16,7 +16,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from viewer.core.viewstate import SeriesState, ViewerModel, auto_window, window_saturates
 from viewer.core.volume import Volume
 from viewer.logs import log
-from viewer.ui.loading import LoadJob
+from viewer.ui.loading import VOLUME_SUFFIXES, LoadJob
 from viewer.ui.resources import colormaps
 
 
@@ -44,6 +44,7 @@ class Session(QObject):
     load_started = Signal(object)  # LoadJob
     load_ended = Signal(object)  # LoadJob
     series_opened = Signal(str)  # key
+    object_opened = Signal(object, str)  # a SEG, SR or RTSTRUCT (references.DicomObject) and the key of its images
     first_slice = Signal(str)  # key: the first decoded slice of a series is in its volume
     scanned = Signal(object)  # ScanResult of an opened folder
 
@@ -79,9 +80,30 @@ class Session(QObject):
                   restore_planes: bool = False) -> LoadJob:
         """Open ``path`` (shown in ``slots``, default every slot; ``restore_planes``: the standard planes
         come back when it is shown, not before, so that a failed open changes nothing)."""
-        job = LoadJob(os.path.abspath(os.path.expanduser(path)), series)
+        path = os.path.abspath(os.path.expanduser(path))
+        if self._object_of_open_series(path):
+            return None
+        job = LoadJob(path, series)
         job.restore_planes = restore_planes
         return self._start(job, slots)
+
+    def key_of_series(self, series_uid: str) -> str | None:
+        return next((k for k, o in self.opened.items()
+                     if series_uid and o.state.volume.source.series_instance_uid == series_uid), None)
+
+    def _object_of_open_series(self, path: str) -> bool:
+        """A SEG, SR or RT structure set whose images are open already goes onto them (wherever the
+        file lies); other objects open their images first (``LoadJob`` finds them beside the file)."""
+        if not os.path.isfile(path) or path.lower().endswith(VOLUME_SUFFIXES):
+            return False
+        from viewer.core.references import dicom_object
+
+        obj = dicom_object(path)
+        key = self.key_of_series(obj.series_uid) if obj is not None else None
+        if key is None:
+            return False
+        self.object_opened.emit(obj, key)
+        return True
 
     def open_builtin(self, make_volume, label: str, slots: list[int] | None = None) -> LoadJob:
         return self._start(LoadJob(make_volume=make_volume, label=label), slots)
@@ -270,6 +292,11 @@ class Session(QObject):
         log.info("load of %s ended: %s", job.path or job.label, error or "complete")
         self.startup_done = True
         self.progress.emit("", 1, 1)
+        obj = getattr(job, "object", None)
+        if obj is not None and (error is None or (error == "cancelled" and job.quiet)):
+            key = self.key_of_series(obj.series_uid)  # its images, newly opened or open already
+            if key is not None:
+                self.object_opened.emit(obj, key)
         self.load_ended.emit(job)
 
     def close_all(self) -> None:
