@@ -82,7 +82,8 @@ class CTDenoiser:
             results.heatmaps.append(Heatmap(removed_map(hu, out), vol.affine.copy(), "Removed noise", "removed-noise",
                                             f"Local RMS of input - denoised (Gaussian {HEATMAP_SIGMA_PX:g} px); "
                                             f"1.0 = {HEATMAP_FULL_SCALE_HU:g} HU or more removed.  Bright edges or "
-                                            "shapes mean structure, not only noise, was taken away."))
+                                            "shapes mean structure, not only noise, was taken away.",
+                                            unit="HU", full_scale=HEATMAP_FULL_SCALE_HU))
         return results
 
     @staticmethod

@@ -88,7 +88,7 @@ def test_the_denoised_series_opens_beside_its_source_linked_and_less_noisy(ai_wi
     src, out = m.series[src_key], m.series[out_key]
     assert m.layout == "1x3"
     assert [(vp.series, vp.plane) for vp in m.viewports[:3]] == [
-        (src_key, "axial"), (out_key, "axial"), (out_key, "coronal")]
+        (src_key, "axial"), (out_key, "axial"), (src_key, "coronal")]  # the original's coronal beside them
     assert out.volume.shape == src.volume.shape and np.allclose(out.volume.affine, src.volume.affine)
     assert out.frame_of_reference == src.frame_of_reference and "AI" in \
         out.volume.source.series_description
@@ -172,7 +172,7 @@ def test_screenshot_of_the_ai_feature(ai_window, denoised, qtbot, tmp_path):
     pipeline = next(hp for hp in view.heatmaps if hp.layer is layer)
     box = text_box(pipeline.title, view.renderer)
     w, _h = view.size_px()
-    assert pipeline.title.GetInput() == layer.name and 0 <= box[0] and box[1] <= w
+    assert pipeline.title.GetInput() == f"{layer.name} (HU)" and 0 <= box[0] and box[1] <= w
     for v in win.grid.visible_views():
         v.render_now()
     qtbot.wait(100)
@@ -180,6 +180,57 @@ def test_screenshot_of_the_ai_feature(ai_window, denoised, qtbot, tmp_path):
     out = (Path(__file__).resolve().parents[2] / "docs" if docs else tmp_path) / "screenshot-ai.png"
     assert win.screen().grabWindow(win.winId()).save(str(out))
     layer.set(visible=False)
+
+
+def test_the_comparison_zooms_and_pans_together_and_its_colour_bar_says_hu(ai_window, denoised, qtbot):
+    """Original and result, side by side in 1 x 3, zoom and pan as one (right- and middle-drag in
+    the original): their rendered bodies coincide; the third pane is the original's coronal; the
+    removed-noise colour bar counts HU (1.0 in the map = the plugin's full scale of HU removed)."""
+    from PySide6.QtCore import QPoint, Qt
+
+    win, m = ai_window, ai_window.model
+    src_key, out_key = denoised.source_key, denoised.derived_keys[0]
+    win.ai.compare(denoised)
+    layer = denoised.heatmaps[0]
+    layer.set(visible=False)
+    for state in (m.series[src_key], m.series[out_key]):
+        state.set_window(40, 400)
+    m.set_crosshair_visible(False)
+    settle(qtbot, 100)
+    assert [(vp.series, vp.plane) for vp in m.viewports[:3]] == [
+        (src_key, "axial"), (out_key, "axial"), (src_key, "coronal")]
+    original, result = win.grid.views[0], win.grid.views[1]
+    c = QPoint(original.width() // 2, original.height() // 2)
+    qtbot.mousePress(original, Qt.MouseButton.RightButton, pos=c)
+    qtbot.mouseMove(original, c - QPoint(0, 80))
+    qtbot.mouseRelease(original, Qt.MouseButton.RightButton, pos=c - QPoint(0, 80))
+    qtbot.mousePress(original, Qt.MouseButton.MiddleButton, pos=c)
+    qtbot.mouseMove(original, c + QPoint(60, 40))
+    qtbot.mouseRelease(original, Qt.MouseButton.MiddleButton, pos=c + QPoint(60, 40))
+    settle(qtbot, 100)
+    a, b = m.viewports[0], m.viewports[1]
+    assert a.zoom > 2.0 and a.pan[0] < 0
+    assert (b.zoom, b.pan) == (a.zoom, a.pan)
+    assert m.viewports[2].zoom == 1.0  # another plane: not linked
+    shots = [v.capture()[..., 0] > 30 for v in (original, result)]  # soft tissue and bone at W 400 L 40
+    h, w = min(s.shape[0] for s in shots), min(s.shape[1] for s in shots)  # the panes may differ by a pixel
+    body_a, body_b = (s[(s.shape[0] - h) // 2:][:h, (s.shape[1] - w) // 2:][:, :w][h // 5:h - h // 5]
+                      for s in shots)  # the middle, without the corner texts (they differ)
+    overlap = (body_a & body_b).sum() / max((body_a | body_b).sum(), 1)
+    assert body_a.mean() > 0.2 and overlap > 0.9, overlap  # the same anatomy at the same place
+    # the colour bar of the removed-noise map: numbers in HU, titled with its unit
+    layer.set(visible=True)
+    settle(qtbot, 100)
+    original.capture()
+    hp = next(hp for hp in original.heatmaps if hp.layer is layer)
+    from plugins.ct_denoising.plugin import HEATMAP_FULL_SCALE_HU  # light: no torch at import
+
+    assert layer.unit == "HU" and layer.full_scale == pytest.approx(HEATMAP_FULL_SCALE_HU)
+    assert hp.title.GetInput() == "Removed noise (HU)"
+    assert tuple(hp.colour_bar.GetLookupTable().GetRange()) == pytest.approx((0.0, HEATMAP_FULL_SCALE_HU))
+    layer.set(visible=False)
+    m.reset()
+    m.set_crosshair_visible(True)
 
 
 def test_flicker_swaps_original_and_result_in_place(ai_window, denoised, qtbot):

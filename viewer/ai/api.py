@@ -262,13 +262,28 @@ class Detection:
 
 @dataclass
 class Heatmap:
-    """An explanation map: float32 in [0, 1] on ``affine``'s grid; ``kind`` says what it shows."""
+    """An explanation map: float32 in [0, 1] on ``affine``'s grid; ``kind`` says what it shows.
+
+    ``unit`` and ``full_scale`` say what its values mean on the colour bar: 1.0 in the map stands
+    for ``full_scale`` ``unit`` (a removed-noise map: ``unit="HU", full_scale=100``).  Without a
+    unit, a probability map reads "probability" and any other map "relative, 0-1"."""
 
     array: np.ndarray
     affine: np.ndarray
     name: str
     kind: str = "saliency"  # removed-noise | probability | gradcam | occlusion | saliency
     description: str = ""
+    unit: str = ""
+    full_scale: float = 1.0
+
+    @property
+    def display_unit(self) -> str:
+        return heatmap_unit(self.kind, self.unit)
+
+
+def heatmap_unit(kind: str, unit: str = "") -> str:
+    """What a heatmap's values are, for its colour bar: its own unit, else one from its kind."""
+    return unit or ("probability" if kind == "probability" else "relative, 0-1")
 
 
 @dataclass

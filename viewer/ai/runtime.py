@@ -175,6 +175,13 @@ def validate(results, info: PluginInfo) -> Results:
     for hm in results.heatmaps:
         a = np.nan_to_num(_check_array("heatmap", hm.array, name=info.name).astype(np.float32, copy=False), nan=0.0)
         hm.array = np.clip(a, 0.0, 1.0)
+        try:
+            hm.full_scale = float(hm.full_scale)
+        except (TypeError, ValueError):
+            hm.full_scale = float("nan")
+        if not np.isfinite(hm.full_scale) or hm.full_scale <= 0:
+            raise HounsfieldError(f"{info.name} returned a heatmap whose full scale is not a positive number.")
+        hm.unit = str(hm.unit or "")[:24]
         hm.affine = np.asarray(hm.affine, np.float64).reshape(4, 4)
     for d in results.detections:
         values = [*d.center_lps, *d.size_mm, d.score]

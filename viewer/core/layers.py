@@ -23,6 +23,8 @@ class HeatmapLayer:
     volume: Volume  # float32 in [0, 1]
     description: str = ""
     provenance: str = ""  # e.g. "CT denoising 1.0.0 (removed-noise)"
+    unit: str = ""  # what the colour bar's numbers are: "HU", "probability", "relative, 0-1"
+    full_scale: float = 1.0  # 1.0 in the map stands for this many ``unit`` (and 0 for 0)
     opacity: float = 0.5
     threshold: float = 0.1
     colormap: str = "Hot"

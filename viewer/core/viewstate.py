@@ -440,10 +440,11 @@ class ViewerModel:
             self.viewport_changed.emit(slot)
 
     def compare(self, first: str, second: str, plane: str = "axial") -> None:
-        """Side by side: ``first`` and ``second`` in the same plane (slots 0 and 1), the second's
-        next plane in slot 2; layout 1 x 3.  Linked series scroll together."""
+        """Side by side: ``first`` and ``second`` in the same plane (slots 0 and 1), the first's
+        next plane in slot 2 (the original, for orientation); layout 1 x 3.  Linked series scroll,
+        zoom and pan together."""
         others = [p for p in PLANES if p != plane]
-        for slot, (key, p) in enumerate(((first, plane), (second, plane), (second, others[0]))):
+        for slot, (key, p) in enumerate(((first, plane), (second, plane), (first, others[0]))):
             self.set_plane(slot, p)
             self.show_series(slot, key)
         self.set_layout("1x3")
@@ -525,9 +526,20 @@ class ViewerModel:
 
     # zoom and pan
     def set_zoom(self, slot: int, zoom: float) -> None:
-        vp = self.viewports[slot]
-        vp.zoom = float(np.clip(zoom, 0.05, 40.0))
-        self.viewport_changed.emit(slot)
+        """Zoom a view; views of linked series in the same plane (a comparison) zoom with it."""
+        for s in (slot, *self.view_partners(slot)):
+            self.viewports[s].zoom = float(np.clip(zoom, 0.05, 40.0))
+            self.viewport_changed.emit(s)
+
+    def view_partners(self, slot: int) -> list[int]:
+        """The other 2D slots showing a series linked to ``slot``'s in the same plane: they zoom and
+        pan together, so that original and result are compared at the same place."""
+        vp, state = self.viewports[slot], self.state(slot)
+        if state is None or vp.plane not in PLANES:
+            return []
+        keys = {s.key for s in self.linked(state.key)}
+        return [n for n, other in enumerate(self.viewports)
+                if n != slot and other.plane == vp.plane and other.series in keys]
 
     def set_slab(self, slot: int, thickness_mm: float, mode: str | None = None) -> None:
         """Thick-slab MIP / MinIP / mean of a 2D view (``thickness_mm`` 0: a thin slice)."""
@@ -539,8 +551,9 @@ class ViewerModel:
         self.viewport_changed.emit(slot)
 
     def set_pan(self, slot: int, pan: tuple[float, float]) -> None:
-        self.viewports[slot].pan = (float(pan[0]), float(pan[1]))
-        self.viewport_changed.emit(slot)
+        for s in (slot, *self.view_partners(slot)):
+            self.viewports[s].pan = (float(pan[0]), float(pan[1]))
+            self.viewport_changed.emit(s)
 
     def reset(self) -> None:
         """Home: fit every view (zoom, pan) and undo oblique rotation.  The window level, invert and

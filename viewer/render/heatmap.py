@@ -22,15 +22,16 @@ HEATMAP_POINTS = {
 }
 
 
-def heatmap_table(colormap: str, threshold: float, n: int = 256) -> vtkLookupTable:
+def heatmap_table(colormap: str, threshold: float, n: int = 256, full_scale: float = 1.0) -> vtkLookupTable:
     """Colours over [0, 1]; fully transparent below ``threshold``, opaque above (the actor's
-    opacity then sets how much of the image shows through)."""
+    opacity then sets how much of the image shows through).  ``full_scale``: the table's range is
+    [0, full_scale] (the colour bar's numbers in the layer's unit; the map itself stays [0, 1])."""
     pts = np.asarray(HEATMAP_POINTS[colormap], dtype=np.float64)
     x = np.linspace(0.0, 1.0, n)
     rgb = np.column_stack([np.interp(x, pts[:, 0], pts[:, c]) for c in (1, 2, 3)])
     lut = vtkLookupTable()
     lut.SetNumberOfTableValues(n)
-    lut.SetRange(0.0, 1.0)
+    lut.SetRange(0.0, float(full_scale))
     for i, (r, g, b) in enumerate(rgb):
         lut.SetTableValue(i, r, g, b, 0.0 if x[i] < threshold else 1.0)
     lut.Build()
@@ -84,9 +85,12 @@ class HeatmapPipeline(SlicePipeline):
         prop.SetLookupTable(lut)
         prop.SetOpacity(layer.opacity)
         self.actor.SetVisibility(layer.visible)
-        self.colour_bar.SetLookupTable(lut)
+        # the bar's numbers are in the layer's unit (HU removed, probability...), named in its title
+        scale = float(layer.full_scale) if layer.full_scale > 0 else 1.0
+        self.colour_bar.SetLookupTable(heatmap_table(layer.colormap, layer.threshold, full_scale=scale))
+        self.colour_bar.SetLabelFormat("%.0f" if scale >= 10 else "%.1f")
         self.colour_bar.SetVisibility(layer.visible)
-        self.title.SetInput(layer.name)
+        self.title.SetInput(f"{layer.name} ({layer.unit})" if layer.unit else layer.name)
         self.title.SetVisibility(layer.visible)
 
     def add_to(self, renderer) -> None:

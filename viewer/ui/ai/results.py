@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from viewer.ai.api import Results
+from viewer.ai.api import Results, heatmap_unit
 from viewer.core.errors import HounsfieldError
 from viewer.core.layers import HeatmapLayer, Marker, MarkerSet
 from viewer.core.volume import Volume
@@ -93,7 +93,8 @@ def apply_results(window, source_key: str, results: Results) -> ResultEntry:
         arr = np.ascontiguousarray(hm.array, dtype=np.float32)
         layer = HeatmapLayer(hm.name, Volume(arr, np.asarray(hm.affine, np.float64), modality="OT", units=""),
                              hm.description, provenance=f"{title} ({hm.kind})",
-                             threshold=DEFAULT_THRESHOLDS.get(hm.kind, 0.1))
+                             threshold=DEFAULT_THRESHOLDS.get(hm.kind, 0.1),
+                             unit=heatmap_unit(hm.kind, hm.unit), full_scale=float(hm.full_scale))
         source.add_heatmap(layer)
         entry.heatmaps.append(layer)
     if results.detections:
