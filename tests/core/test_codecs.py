@@ -179,3 +179,109 @@ def test_generated_rle_series_with_per_slice_rescale(tmp_path):
                         slope=[1, 2, 1, 2, 1, 1], intercept=[-1024, -2048, -1000, 0, 5, -1024])
     vol = viewer.load(tmp_path)
     np.testing.assert_array_equal(vol.array, ws.real(stored).astype(np.int16))
+
+
+# ---------------------------------------------------------------------------------- corrupt codestreams
+
+
+def _patched(tmp_path, name: str, out: str, *, marker: int | None = None, offset: int = 0, value: int = 0,
+             rows: int | None = None, columns: int | None = None):
+    """A copy of a transfer-syntax file with one byte of its codestream header, or its Rows/Columns, changed."""
+    from pydicom.encaps import encapsulate, generate_frames
+
+    ds = pydicom.dcmread(data_path("codecs", "transfer-syntaxes", name))
+    if marker is not None:
+        frame = bytearray(next(generate_frames(ds.PixelData, number_of_frames=1)))
+        frame[frame.find(bytes([0xFF, marker])) + 4 + offset] = value
+        ds.PixelData = encapsulate([bytes(frame)])
+    if rows is not None:
+        ds.Rows, ds.Columns = rows, columns
+    folder = tmp_path / out
+    folder.mkdir()
+    ds.save_as(folder / "x.dcm")
+    return folder
+
+
+# Each of these killed the process in GDCM before (segfault: JPEG; abort: JPEG-LS).
+CRASHERS = [
+    ("jpeg-precision-255", dict(name="5.dcm", marker=0xC3, value=255)),
+    ("jpeg-precision-17", dict(name="6.dcm", marker=0xC3, value=17)),
+    ("jpeg-ls-precision-17", dict(name="7.dcm", marker=0xF7, value=17)),
+    ("jpeg-ls-rows-768", dict(name="8.dcm", rows=768, columns=384)),
+    ("jpeg-ls-rows-65535", dict(name="7.dcm", rows=65535, columns=65535)),
+]
+
+
+def test_corrupt_codestreams_are_one_sentence_not_a_dead_process(tmp_path):
+    import subprocess
+    import sys
+
+    folders = [str(_patched(tmp_path, out=case, **kw)) for case, kw in CRASHERS]
+    child = (
+        "import sys, viewer\n"
+        "for folder in sys.argv[1:]:\n"
+        "    try:\n"
+        "        viewer.load(folder)\n"
+        "        print('LOADED', folder)\n"
+        "    except viewer.HounsfieldError as err:\n"
+        "        print('ERROR', str(err))\n"
+        "    sys.stdout.flush()\n"
+    )
+    run = subprocess.run([sys.executable, "-c", child, *folders], capture_output=True, text=True, timeout=300,
+                         env={**__import__("os").environ, "PYTHONWARNINGS": "ignore"})
+    assert run.returncode == 0, f"the process died (status {run.returncode}): {run.stderr[-2000:]}"
+    lines = run.stdout.splitlines()
+    assert len(lines) == len(CRASHERS), run.stdout
+    for (case, _), line in zip(CRASHERS, lines):
+        assert line.startswith("ERROR ") and "could not be decoded" in line, (case, line)
+        assert line.endswith(".") and len(line) < 400, (case, line)
+    assert "Traceback" not in run.stderr
+
+
+def test_rle_decoder_panic_is_one_sentence(tmp_path):
+    # pylibjpeg-rle panics (a Rust PanicException, a BaseException) when Rows disagrees with its segments
+    folder = _patched(tmp_path, "4.dcm", "rle-rows", rows=383, columns=384)
+    with pytest.raises(viewer.HounsfieldError) as err:
+        viewer.load(folder)
+    text = str(err.value)
+    assert "\n" not in text and text.endswith(".") and "could not be decoded" in text
+
+
+def test_guarded_turns_a_real_rust_panic_into_decode_failed_but_lets_interrupts_through():
+    from rle.utils import decode_pixel_data
+
+    from viewer.core.dicom.safe_decode import DecodeFailed, guarded
+
+    ds = pydicom.dcmread(data_path("codecs", "transfer-syntaxes", "4.dcm"))
+    frame = next(pydicom.encaps.generate_frames(ds.PixelData, number_of_frames=1))
+    with pytest.raises(DecodeFailed, match="PanicException"):
+        guarded(lambda: decode_pixel_data(frame, version=2, rows=383, columns=384, bits_allocated=16))
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        guarded(interrupted)
+
+
+def test_a_decoder_crash_costs_one_worker_process_and_the_next_file_decodes(tmp_path):
+    from viewer.core.dicom.safe_decode import DecodeFailed, decode_file
+
+    crasher = _patched(tmp_path, "5.dcm", "crash", marker=0xC3, value=255) / "x.dcm"
+    good = data_path("codecs", "transfer-syntaxes", "5.dcm")
+    with pytest.raises(DecodeFailed, match="crashed"):
+        decode_file(str(crasher), check=False)  # past the codestream check: GDCM itself segfaults
+    np.testing.assert_array_equal(decode_file(str(good)), pydicom.dcmread(good).pixel_array)
+
+
+def test_compressed_files_are_decoded_outside_the_process_and_uncompressed_inside():
+    import psutil
+
+    def workers():
+        return {p.pid for p in psutil.Process().children() if "safe_decode" in " ".join(p.cmdline())}
+
+    before = workers()
+    vol = viewer.load(data_path("codecs", "transfer-syntaxes", "1.dcm"))  # explicit little endian
+    assert vol.array.max() > 100 and workers() == before  # read here: no decoder process started for it
+    viewer.load(data_path("codecs", "transfer-syntaxes", "9.dcm"))  # JPEG 2000
+    assert workers(), "JPEG 2000 was decoded without a decoder process"

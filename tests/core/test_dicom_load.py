@@ -602,6 +602,7 @@ def test_more_frames_than_the_pixel_data_holds_is_refused_before_reading_them(tm
     with pytest.raises(viewer.HounsfieldError) as err:
         viewer.load(ws.paths[0])
     assert_one_sentence(err.value)
+    assert str(frames) in str(err.value)  # the sentence says why
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")

@@ -52,8 +52,9 @@ def choose_series(result: ScanResult, series: str | None) -> tuple[SeriesInfo, l
     if not images:
         what = ", ".join(sorted({shown(s.sop_class_name) for s in result.other_objects}))
         extra = f" (it holds only {what})" if what else ""
-        errs = f"; {len(result.errors)} file(s) could not be read" if result.errors else ""
-        raise HounsfieldError(f"No DICOM images were found in {result.root}{extra}{errs}.")
+        # The first file's reason (a header declaring more than its file holds, say) ends the sentence.
+        errs = f"; {len(result.errors)} file(s) could not be read: {result.errors[0]}" if result.errors else "."
+        raise HounsfieldError(f"No DICOM images were found in {result.root}{extra}{errs}")
     best = max(images, key=lambda s: len(s.frames))
     if len(images) > 1:
         notes.append(f"{len(images)} image series found; loaded the largest ({shown(best.id)}); "

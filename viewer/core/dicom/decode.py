@@ -17,13 +17,21 @@ from concurrent.futures import ThreadPoolExecutor, as_completed, wait
 
 import numpy as np
 import pydicom
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
 
 from viewer.core.dicom.geometry import StackGeometry
 from viewer.core.dicom.header import InstanceHeader
+from viewer.core.dicom.safe_decode import DecodeFailed, decode_file, is_panic
 from viewer.core.errors import HounsfieldError
 
 _NATIVE_LE = {ExplicitVRLittleEndian, ImplicitVRLittleEndian}
+# Pixel data pydicom decodes with numpy and zlib alone: nothing there can crash the process.
+_IN_PROCESS = {*_NATIVE_LE, ExplicitVRBigEndian, DeflatedExplicitVRLittleEndian}
 _PIXEL_TAG = b"\xe0\x7f\x10\x00"
 
 
@@ -98,9 +106,16 @@ def read_native(h: InstanceHeader) -> np.ndarray | None:
 
 
 def read_pydicom(h: InstanceHeader) -> np.ndarray:
-    """Decode all frames of a file with pydicom: (frames, rows, cols[, samples])."""
-    ds = pydicom.dcmread(h.path)
-    arr = ds.pixel_array
+    """Decode all frames of a file with pydicom: (frames, rows, cols[, samples]).
+
+    Uncompressed data (any byte order, deflated) is decoded here; compressed data in a decoder
+    process (``safe_decode``), where a decoder that crashes on a corrupt codestream takes down
+    only that process: it raises DecodeFailed for this file instead.
+    """
+    if h.transfer_syntax in _IN_PROCESS:
+        arr = pydicom.dcmread(h.path).pixel_array
+    else:
+        arr = decode_file(h.path)
     n_frames = len(h.frames)
     if n_frames == 1 and arr.ndim == (2 if h.samples_per_pixel == 1 else 3):
         arr = arr[None]
@@ -195,11 +210,11 @@ def decode_stack(geom: StackGeometry, out: np.ndarray, mode: str, *,
                 reported.add(fut)
                 try:
                     slots = fut.result()
-                except Exception as exc:  # a broken file must not stop the rest
+                except BaseException as exc:  # a broken file must not stop the rest
+                    if not isinstance(exc, Exception) and not is_panic(exc):
+                        raise  # KeyboardInterrupt, SystemExit
                     path = futures[fut]
-                    n = len(by_file[path])
-                    failures.append(f"{os.path.basename(path)}: {n} frame(s) could not be decoded "
-                                    f"({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}).")
+                    failures.append(_failure(os.path.basename(path), len(by_file[path]), exc))
                     for pos in by_file[path]:
                         out[geom.slots[pos]] = blank_value(mode, out.dtype)
                     continue
@@ -211,6 +226,17 @@ def decode_stack(geom: StackGeometry, out: np.ndarray, mode: str, *,
                 fut.cancel()
             raise
     return failures
+
+
+def _failure(name: str, frames: int, exc: BaseException) -> str:
+    """One sentence for a file whose frames could not be decoded."""
+    if isinstance(exc, DecodeFailed):
+        why = str(exc)
+    else:
+        text = " ".join(str(exc).split())[:120]
+        why = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    what = "its image" if frames == 1 else f"its {frames} frames"
+    return f"{name}: {what} could not be decoded ({why.rstrip('.')})."
 
 
 def _settle_after_cancel(futures, reported, out, by_file, geom, mode, on_slice) -> None:
