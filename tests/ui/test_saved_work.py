@@ -59,7 +59,7 @@ def answer_dialogs(qtbot, answers: list):
     import time
 
     from PySide6.QtCore import QTimer
-    from PySide6.QtWidgets import QAbstractButton, QApplication, QFileDialog, QMessageBox
+    from PySide6.QtWidgets import QAbstractButton, QApplication, QFileDialog, QLineEdit, QMessageBox
 
     todo, seen = list(answers), []
     end = time.monotonic() + 20  # never left polling into later tests
@@ -71,9 +71,10 @@ def answer_dialogs(qtbot, answers: list):
         if isinstance(w, QMessageBox) and isinstance(todo[0], str) and not todo[0].startswith("/"):
             seen.append((w.text(), w.informativeText()))
             w.findChild(QAbstractButton, todo.pop(0)).click()
-        elif isinstance(w, QFileDialog):
-            w.selectFile(str(todo.pop(0)))
-            w.accept()
+        elif isinstance(w, QFileDialog):  # the path typed into its file name box, then Return
+            edit = w.findChild(QLineEdit, "fileNameEdit")
+            edit.setText(str(todo.pop(0)))
+            qtbot.keyClick(edit, Qt.Key.Key_Return)
             seen.append("file")
         QTimer.singleShot(20, poll)
 
@@ -82,7 +83,9 @@ def answer_dialogs(qtbot, answers: list):
 
 
 def quit_with_keys(qtbot, win) -> None:
-    """Ctrl+Q, as the user quits."""
+    """Ctrl+Q, as the user quits (in the active window: no window manager activates it after a dialog)."""
+    win.activateWindow()
+    qtbot.waitUntil(win.isActiveWindow, timeout=3000)
     qtbot.keyClick(win.grid.slice_views[0], Qt.Key.Key_Q, Qt.KeyboardModifier.ControlModifier)
     settle(qtbot)
 
