@@ -285,3 +285,23 @@ def test_compressed_files_are_decoded_outside_the_process_and_uncompressed_insid
     assert vol.array.max() > 100 and workers() == before  # read here: no decoder process started for it
     viewer.load(data_path("codecs", "transfer-syntaxes", "9.dcm"))  # JPEG 2000
     assert workers(), "JPEG 2000 was decoded without a decoder process"
+
+
+def test_decoder_crashes_in_parallel_never_leave_a_request_waiting(tmp_path):
+    # More requests than decoder processes, every process crashing: each request still gets its answer
+    # (a crashed worker frees its slot for a fresh one; it used to leave the waiting requests stuck).
+    from concurrent.futures import ThreadPoolExecutor, wait
+
+    from viewer.core.dicom.safe_decode import _POOL_SIZE, DecodeFailed, decode_file
+
+    crasher = str(_patched(tmp_path, "5.dcm", "crash", marker=0xC3, value=255) / "x.dcm")
+    good = str(data_path("codecs", "transfer-syntaxes", "5.dcm"))
+    pool = ThreadPoolExecutor(_POOL_SIZE * 3)
+    futures = [pool.submit(decode_file, crasher, check=False) for _ in range(_POOL_SIZE * 3 - 1)]
+    futures.append(pool.submit(decode_file, good))
+    _, pending = wait(futures, timeout=300)
+    pool.shutdown(wait=not pending, cancel_futures=True)
+    assert not pending, f"{len(pending)} of {len(futures)} requests never got an answer"
+    for fut in futures[:-1]:
+        assert isinstance(fut.exception(), DecodeFailed) and "crashed" in str(fut.exception())
+    np.testing.assert_array_equal(futures[-1].result(), pydicom.dcmread(good).pixel_array)

@@ -605,6 +605,14 @@ def test_more_frames_than_the_pixel_data_holds_is_refused_before_reading_them(tm
     assert str(frames) in str(err.value)  # the sentence says why
 
 
+def test_huge_number_of_frames_without_an_image_size_is_refused(tmp_path):
+    # Rows 0 and Columns 0 make every frame zero bytes: the file size still bounds the frames
+    ws = F.write_series(tmp_path, F.phantom((2, 32, 32)), F.axial())
+    _rewrite(ws.paths[0], NumberOfFrames=2147483647, Rows=0, Columns=0)
+    result = viewer.scan(tmp_path)
+    assert len(result.errors) == 1 and "2147483647" in result.errors[0], result.errors
+
+
 @pytest.mark.filterwarnings("ignore::UserWarning")
 @pytest.mark.parametrize("name", ["emri_small_jpeg_ls_lossless.dcm", "emri_small_RLE.dcm"])
 def test_compressed_multiframe_declaring_more_frames_than_fragments_is_refused(tmp_path, name):
@@ -653,3 +661,24 @@ def test_a_compressed_series_larger_than_memory_is_refused_in_one_sentence(tmp_p
         viewer.load(tmp_path)
     assert_one_sentence(err.value)
     assert "memory" in str(err.value) and "GB" in str(err.value)
+
+
+def test_memory_check_respects_the_process_address_space_limit(tmp_path):
+    import subprocess
+    import sys
+
+    # 5 RLE slices declared 16384 x 16384: 2.7 GB, more than a process limited to 2 GB of address space
+    # may allocate (numpy raised a bare MemoryError there, though the machine had the memory free)
+    ws = F.write_series(tmp_path, F.phantom((5, 16, 16)), F.axial(), transfer_syntax=F.RLELossless)
+    for p in ws.files:
+        _rewrite(p, Rows=16384, Columns=16384)
+    child = ("import resource, sys, viewer\n"
+             "resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))\n"
+             "try:\n"
+             "    viewer.load(sys.argv[1])\n"
+             "except viewer.HounsfieldError as err:\n"
+             "    print('ERROR', err)\n")
+    run = subprocess.run([sys.executable, "-c", child, str(tmp_path)], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+    assert run.returncode == 0, run.stderr[-1500:]
+    assert run.stdout.startswith("ERROR ") and "memory" in run.stdout and "2.7 GB" in run.stdout, run.stdout

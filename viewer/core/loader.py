@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable
 
 import numpy as np
+import psutil
 
 from viewer.core.dicom.decode import blank_value, decode_stack, output_plan
 from viewer.core.dicom.geometry import StackGeometry, stack_geometry
@@ -91,10 +92,16 @@ def check_memory(series_id: str, shape: tuple[int, ...], dtype: np.dtype) -> Non
     """Refuse a volume the machine cannot hold before allocating it (a corrupt Rows, Columns or slice
     position can declare hundreds of gigabytes; numpy would raise a bare MemoryError, or the
     allocation would succeed lazily and the system would kill the viewer while it fills)."""
-    import psutil
-
     need = int(np.prod(shape, dtype=np.float64)) * np.dtype(dtype).itemsize
     free = psutil.virtual_memory().available
+    try:  # a process limited in address space (ulimit -v) can hold less than the machine has free
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if limit != resource.RLIM_INFINITY:
+            free = min(free, max(0, limit - psutil.Process().memory_info().vms))
+    except (ImportError, OSError, ValueError):
+        pass
     if need > free:
         raise HounsfieldError(
             f"Series {series_id} needs {need / 1e9:.1f} GB of memory for {shape[0]} slice(s) of "

@@ -231,10 +231,14 @@ def decode_stack(geom: StackGeometry, out: np.ndarray, mode: str, *,
 def _failure(name: str, frames: int, exc: BaseException) -> str:
     """One sentence for a file whose frames could not be decoded."""
     if isinstance(exc, DecodeFailed):
-        why = str(exc)
+        why = " ".join(str(exc).split())
     else:
-        text = " ".join(str(exc).split())[:120]
+        text = " ".join(str(exc).split())
         why = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    # pydicom lists every plugin's complaint: the first is enough for a sentence (the log has them all)
+    why = why.replace("Unable to decode as exceptions were raised by all available plugins: ", "")
+    if len(why) > 90:
+        why = why[:90].rsplit(" ", 1)[0] + "..."
     what = "its image" if frames == 1 else f"its {frames} frames"
     return f"{name}: {what} could not be decoded ({why.rstrip('.')})."
 

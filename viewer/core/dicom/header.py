@@ -329,10 +329,7 @@ def check_declared_size(ts: str, rows: int, columns: int, samples: int, bits_all
         if (room or extent is not None) and need > room:
             raise ValueError(f"it declares {frames} frame(s) of {columns} x {rows} pixels ({_mib(need)}) "
                              f"but holds {_mib(room)} of pixel data")
-        if not bits_allocated and size and frames > size:
-            raise ValueError(f"it declares {frames} frames in a file of {size} bytes")
-        return
-    if size and frames > size:
+    if size and frames > size:  # whatever else is wrong (no Rows, say), no frame takes less than a byte
         raise ValueError(f"it declares {frames} frames in a file of {size} bytes")
 
 

@@ -303,65 +303,56 @@ class _Worker:
 
 
 class _Pool:
-    """A few persistent decoder processes, started on first use; a broken one is replaced."""
+    """A few persistent decoder processes, started on first use; a broken one is replaced.
+
+    A semaphore bounds the requests in flight to the pool's size; a request takes an idle worker
+    or, when none is idle, starts one (so there are never more workers than the size, and a
+    worker that dies frees its slot for a fresh one instead of leaving waiters stuck).
+    """
 
     def __init__(self, size: int):
-        self.size = size
+        self.slots = threading.BoundedSemaphore(size)
         self.idle: queue.LifoQueue[_Worker] = queue.LifoQueue()
-        self.count = 0
-        self.lock = threading.Lock()
         self.closed = False
 
-    def _acquire(self) -> _Worker:
-        try:
-            return self.idle.get_nowait()
-        except queue.Empty:
-            pass
-        with self.lock:
-            if self.count < self.size:
-                self.count += 1
-                try:
-                    return _Worker()
-                except BaseException:
-                    self.count -= 1
-                    raise
-        return self.idle.get()
-
-    def _release(self, worker: _Worker | None) -> None:
-        if worker is None or not worker.alive() or self.closed:
-            with self.lock:
-                self.count -= 1
-            if worker is not None:
-                worker.kill()
-            return
-        self.idle.put(worker)
-
     def decode(self, request: dict, timeout: float) -> np.ndarray:
-        worker = self._acquire()
+        with self.slots:
+            try:
+                worker = self.idle.get_nowait()
+            except queue.Empty:
+                worker = _Worker()
+            try:
+                arr = self._decode(worker, request, timeout)
+            except BaseException:
+                if worker.alive() and not self.closed:
+                    self.idle.put(worker)  # it answered (DecodeFailed): still good
+                raise
+            if self.closed:
+                worker.close()
+            else:
+                self.idle.put(worker)
+            return arr
+
+    @staticmethod
+    def _decode(worker: _Worker, request: dict, timeout: float) -> np.ndarray:
         # A worker's first request also pays its start-up (imports), so it gets that time on top.
         deadline = time.monotonic() + timeout + (_START_TIMEOUT_S if worker.fresh else 0.0)
         try:
-            arr = worker.decode(request, deadline)
+            return worker.decode(request, deadline)
         except DecodeFailed:
-            self._release(worker)
             raise
         except TimeoutError:
             worker.kill()
-            self._release(None)
             raise DecodeFailed(f"the decoder did not finish within {timeout:.0f} s") from None
         except (EOFError, OSError, ValueError, KeyError):
             code = worker.proc.poll()
             worker.kill()
-            self._release(None)
             how = f" (signal {-code})" if code is not None and code < 0 else ""
             log.warning("the decoder process crashed%s on %s", how, request["path"])
             raise DecodeFailed(f"the decoder crashed on it{how}") from None
         except BaseException:  # KeyboardInterrupt while waiting: the worker is mid-reply, discard it
             worker.kill()
-            self._release(None)
             raise
-        self._release(worker)
-        return arr
 
     def shutdown(self) -> None:
         self.closed = True
@@ -371,8 +362,6 @@ class _Pool:
             except queue.Empty:
                 break
             worker.close()
-            with self.lock:
-                self.count -= 1
 
 
 _pool: _Pool | None = None
