@@ -305,3 +305,21 @@ def test_decoder_crashes_in_parallel_never_leave_a_request_waiting(tmp_path):
     for fut in futures[:-1]:
         assert isinstance(fut.exception(), DecodeFailed) and "crashed" in str(fut.exception())
     np.testing.assert_array_equal(futures[-1].result(), pydicom.dcmread(good).pixel_array)
+
+
+@pytest.mark.parametrize(("case", "kw"), [
+    ("rle-panic", dict(name="4.dcm", rows=383, columns=384)),
+    ("jpeg-segfault", dict(name="5.dcm", marker=0xC3, value=255)),
+])
+def test_cli_convert_on_a_corrupt_codestream_exits_2_with_one_line(tmp_path, case, kw):
+    # the RLE panic printed two tracebacks; the JPEG precision byte killed the command with a segfault
+    import subprocess
+    import sys
+
+    folder = _patched(tmp_path, out=case, **kw)
+    run = subprocess.run([sys.executable, "-m", "viewer.cli", "convert", str(folder), str(tmp_path / "out.nii.gz")],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2, (run.returncode, run.stderr[-1500:])
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and "could not be decoded" in lines[0], run.stderr[-1500:]
+    assert "Traceback" not in run.stderr and "panicked" not in run.stderr
