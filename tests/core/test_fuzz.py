@@ -326,8 +326,9 @@ def make_corpus(root: Path, per_seed: int = 24) -> list[dict]:
     cases = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        old = pydicom.config.settings.writing_validation_mode
+        old = pydicom.config.settings.writing_validation_mode, pydicom.config.convert_wrong_length_to_UN
         pydicom.config.settings.writing_validation_mode = pydicom.config.IGNORE
+        pydicom.config.convert_wrong_length_to_UN = True  # the chest CT's malformed private tag, written back
         try:
             for seed_name, paths in _seeds():
                 kinds = list(rng.permutation(ALL_KINDS))
@@ -350,7 +351,7 @@ def make_corpus(root: Path, per_seed: int = 24) -> list[dict]:
                         case["folder"] = str(folder)
                         cases.append(case)
         finally:
-            pydicom.config.settings.writing_validation_mode = old
+            pydicom.config.settings.writing_validation_mode, pydicom.config.convert_wrong_length_to_UN = old
     return cases
 
 
