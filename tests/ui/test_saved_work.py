@@ -319,3 +319,23 @@ def test_an_sr_file_opens_with_its_images_and_its_measurements(make_window, qtbo
     settle(qtbot)
     win.grid.slice_views[0].update_scene()
     assert [d.measurement for d in win.measure.overlays[0].drawn] == [got]  # drawn on its slice
+
+
+def test_another_tools_sr_in_image_coordinates_is_listed_and_drawn(make_window, qtbot, private_data):
+    """highdicom's example SR gives its regions in pixel coordinates (SCOORD) of the CT image beside
+    it: a circle and a polyline, placed on that image."""
+    sr = data_path("dicom-objects", "highdicom", "sr_document_with_multiple_groups.dcm")
+    win = make_window()
+    win.open_path(str(sr))
+    wait_loaded(qtbot, win)
+    qtbot.waitUntil(lambda: len(win.measure.measurements()) == 2, timeout=10000)
+    circle, polyline = win.measure.measurements()
+    assert (circle.kind, circle.label, polyline.kind, polyline.label) == (
+        "ellipse", "LungNodule0001", "polygon", "Aorta0001")
+    vol = win.model.active_state.volume
+    # the circle's centre is pixel (45, 55) (column, row from the image's corner), its radius 10 pixels
+    assert np.allclose(vol.lps_to_index(circle.points[0]), [44.5, 54.5, 0], atol=1e-6)
+    assert np.linalg.norm(circle.points[1] - circle.points[0]) == pytest.approx(10 * vol.spacing[0])
+    assert panel_rows(win) == ["Ellipse ROI", "Polygon ROI"]
+    win.grid.slice_views[0].update_scene()
+    assert len(win.measure.overlays[0].drawn) == 2

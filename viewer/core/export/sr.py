@@ -183,8 +183,25 @@ def _normal_and_u(kind: str, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return n / np.linalg.norm(n), d / np.linalg.norm(d)
 
 
-def read_sr(path) -> list[Measurement]:
-    """The planar measurements of a TID 1500 SR (ours or another tool's) as ``Measurement``s."""
+def _image_points(roi, xy: np.ndarray, volume) -> np.ndarray | None:
+    """LPS points of 2D image coordinates (SCOORD: column, row from the top-left corner of the
+    top-left pixel) on the image the region was selected from, when ``volume`` holds that image."""
+    if volume is None:
+        return None
+    try:
+        uid = str(roi.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID)
+    except (AttributeError, IndexError, KeyError):
+        return None
+    uids = list(volume.source.sop_instance_uids)
+    if uid not in uids or len(uids) != volume.shape[0]:
+        return None
+    k = float(uids.index(uid))
+    return volume.index_to_lps(np.c_[xy - 0.5, np.full(len(xy), k)])
+
+
+def read_sr(path, volume=None) -> list[Measurement]:
+    """The planar measurements of a TID 1500 SR (ours or another tool's) as ``Measurement``s; regions
+    given in 2D image coordinates (SCOORD) are placed on ``volume`` when it holds their image."""
     import highdicom as hd
 
     ds = pydicom.dcmread(str(path))
@@ -199,8 +216,23 @@ def read_sr(path) -> list[Measurement]:
         roi = group.roi
         if roi is None or not hasattr(roi, "value"):
             continue
-        pts = np.asarray(roi.value, dtype=np.float64).reshape(-1, 3)
+        pts = np.asarray(roi.value, dtype=np.float64)
         gtype = str(roi.graphic_type.value if hasattr(roi.graphic_type, "value") else roi.graphic_type)
+        for_uid = str(getattr(roi, "frame_of_reference_uid", "") or "")
+        if pts.ndim == 2 and pts.shape[1] == 2:  # SCOORD: on one image
+            pts = _image_points(roi, pts, volume)
+            if pts is None:
+                continue
+            for_uid = volume.source.frame_of_reference_uid
+            if gtype == "CIRCLE":  # centre and a point of the circle: an ellipse with equal axes
+                r = float(np.linalg.norm(pts[1] - pts[0]))
+                d = volume.direction
+                c = pts[0]
+                gtype, pts = "ELLIPSE", np.stack([c - r * d[:, 0], c + r * d[:, 0], c - r * d[:, 1], c + r * d[:, 1]])
+            elif gtype == "POLYLINE" and len(pts) > 2:
+                gtype = "POLYGON"
+        else:
+            pts = pts.reshape(-1, 3)
         values = {}
         for meas in group.get_measurements():
             key = _CODE_KEYS.get((str(meas.name.value), str(meas.name.scheme_designator)))
@@ -227,5 +259,5 @@ def read_sr(path) -> list[Measurement]:
         label = str(group.tracking_identifier or "")
         label = "" if label == KIND_TITLES[kind] else label
         out.append(Measurement(kind, pts, n, u, label=label, series_uid=series_uid,
-                               frame_of_reference_uid=str(roi.frame_of_reference_uid), values=values))
+                               frame_of_reference_uid=for_uid, values=values))
     return out

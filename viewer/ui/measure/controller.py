@@ -238,7 +238,7 @@ class MeasureController(QObject):
         active one)."""
         from viewer.core.export.sr import read_sr
 
-        found = read_sr(path)
+        found = read_sr(path, volume=self.model.series[key].volume if key in self.model.series else None)
         count = 0
         target = key
         for m in found:
