@@ -323,3 +323,20 @@ def test_cli_convert_on_a_corrupt_codestream_exits_2_with_one_line(tmp_path, cas
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and "could not be decoded" in lines[0], run.stderr[-1500:]
     assert "Traceback" not in run.stderr and "panicked" not in run.stderr
+
+
+def test_decoder_processes_start_from_any_working_folder(tmp_path):
+    # "python -m" looks in the working folder first: a folder holding another "viewer" package made every
+    # decoder process fail at start, and every compressed slice "crash"
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    (tmp_path / "viewer").mkdir()
+    (tmp_path / "viewer" / "__init__.py").write_text("raise SystemExit('not the viewer')\n")
+    child = (f"import sys; sys.path.insert(0, {str(REPO)!r}); import viewer\n"
+             "vol = viewer.load(sys.argv[1]); print('LOADED', vol.shape, vol.warnings)\n")
+    run = subprocess.run([sys.executable, "-c", child, str(data_path("codecs", "transfer-syntaxes", "9.dcm"))],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert run.returncode == 0 and run.stdout.startswith("LOADED (1, 384, 384) []"), (run.stdout, run.stderr[-1500:])

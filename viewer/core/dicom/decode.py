@@ -17,21 +17,14 @@ from concurrent.futures import ThreadPoolExecutor, as_completed, wait
 
 import numpy as np
 import pydicom
-from pydicom.uid import (
-    DeflatedExplicitVRLittleEndian,
-    ExplicitVRBigEndian,
-    ExplicitVRLittleEndian,
-    ImplicitVRLittleEndian,
-)
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from viewer.core.dicom.geometry import StackGeometry
 from viewer.core.dicom.header import InstanceHeader
-from viewer.core.dicom.safe_decode import DecodeFailed, decode_file, is_panic
+from viewer.core.dicom.safe_decode import IN_PROCESS_SYNTAXES, DecodeFailed, decode_file, is_panic
 from viewer.core.errors import HounsfieldError
 
 _NATIVE_LE = {ExplicitVRLittleEndian, ImplicitVRLittleEndian}
-# Pixel data pydicom decodes with numpy and zlib alone: nothing there can crash the process.
-_IN_PROCESS = {*_NATIVE_LE, ExplicitVRBigEndian, DeflatedExplicitVRLittleEndian}
 _PIXEL_TAG = b"\xe0\x7f\x10\x00"
 
 
@@ -112,7 +105,7 @@ def read_pydicom(h: InstanceHeader) -> np.ndarray:
     process (``safe_decode``), where a decoder that crashes on a corrupt codestream takes down
     only that process: it raises DecodeFailed for this file instead.
     """
-    if h.transfer_syntax in _IN_PROCESS:
+    if h.transfer_syntax in IN_PROCESS_SYNTAXES:
         arr = pydicom.dcmread(h.path).pixel_array
     else:
         arr = decode_file(h.path)

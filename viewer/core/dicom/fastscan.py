@@ -14,6 +14,7 @@ import gdcm
 import pydicom
 
 from viewer.core.dicom.header import FrameHeader, InstanceHeader, check_declared_size, is_image_object
+from viewer.core.dicom.safe_decode import prestart as prestart_decoders
 
 _TAGS = {
     "ts": (0x0002, 0x0010), "sop_class": (0x0008, 0x0016), "sop_uid": (0x0008, 0x0018),
@@ -134,4 +135,6 @@ def scan_headers(files: list[str]) -> tuple[list[InstanceHeader], list[str]]:
             headers.append(_header(path, lambda k, path=path: scanner.GetValue(path, tags[k])))
         except (_Skip, OSError, ValueError):
             rest.append(path)
+    for ts in {h.transfer_syntax for h in headers if h.is_image}:
+        prestart_decoders(ts)  # compressed: decoder processes start while the caller goes on
     return headers, rest

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field
 import pydicom
 from pydicom.errors import InvalidDicomError
 
+from viewer.core.dicom.safe_decode import prestart as prestart_decoders
+
 # Bump whenever what is read from a header changes: the study index drops headers of older versions.
 HEADER_VERSION = 5
 
@@ -137,6 +139,8 @@ def read_header(path: str) -> InstanceHeader:
         # pydicom stopped at the pixel data element (if there is one): measure it before any frame is listed
         extent = pixel_extent(fh, ds, _int(ds, "NumberOfFrames") or 1)
     header = header_from_dataset(ds, path, st.st_mtime_ns, st.st_size, extent)
+    if header.is_image:
+        prestart_decoders(header.transfer_syntax)  # compressed: decoder processes start while the scan goes on
     if not header.rows and "Image Storage" in header.sop_class_name:
         # Every image class requires Rows: a file that ends before it was cut short.
         raise ValueError("the header ends before the image attributes; the file may be truncated")

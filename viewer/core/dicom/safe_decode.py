@@ -34,6 +34,9 @@ import numpy as np
 log = logging.getLogger("hounsfield.decode")
 
 _POOL_SIZE = max(1, min(4, os.cpu_count() or 2))
+# Pixel data pydicom decodes with numpy and zlib alone (nothing there can crash): read in-process.
+IN_PROCESS_SYNTAXES = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2",
+                                 "1.2.840.10008.1.2.1.99"})
 _START_TIMEOUT_S = 60.0
 
 
@@ -202,8 +205,15 @@ def _serve() -> None:
 
     out = os.fdopen(os.dup(1), "wb", buffering=0)
     os.dup2(2, 1)
-    import pydicom  # noqa: F401  (warm: the first request does not pay the imports)
-    import pydicom.pixels  # noqa: F401
+    import importlib
+
+    # Warm: the first request does not pay the imports of pydicom and its decoder plugins.
+    for name in ("pydicom", "pydicom.pixels", "gdcm", "rle", "libjpeg", "openjpeg",
+                 "pydicom.pixels.decoders.gdcm", "pydicom.pixels.decoders.pylibjpeg"):
+        try:
+            importlib.import_module(name)
+        except Exception:
+            pass
 
     for line in sys.stdin.buffer:
         try:
@@ -232,9 +242,10 @@ class _Worker:
         env = dict(os.environ, PYTHONWARNINGS="ignore", RUST_BACKTRACE="0", OMP_NUM_THREADS="1")
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+        # cwd: ``-m`` looks in the working directory first, where another "viewer" folder may lie.
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "viewer.core.dicom.safe_decode"], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, close_fds=True, bufsize=0)
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=root, close_fds=True, bufsize=0)
         self.fd = self.proc.stdout.fileno()
         self.fresh = True
 
@@ -311,15 +322,27 @@ class _Pool:
     """
 
     def __init__(self, size: int):
+        self.size = size
         self.slots = threading.BoundedSemaphore(size)
         self.idle: queue.LifoQueue[_Worker] = queue.LifoQueue()
         self.closed = False
+        self.started = False  # a worker was ever started: prestart() has nothing to do
+        self.lock = threading.Lock()
+
+    def prestart(self) -> None:
+        with self.lock:
+            if self.started or self.closed:
+                return
+            self.started = True
+            for _ in range(self.size):
+                self.idle.put(_Worker())
 
     def decode(self, request: dict, timeout: float) -> np.ndarray:
         with self.slots:
             try:
                 worker = self.idle.get_nowait()
             except queue.Empty:
+                self.started = True
                 worker = _Worker()
             try:
                 arr = self._decode(worker, request, timeout)
@@ -375,6 +398,13 @@ def _get_pool() -> _Pool:
             _pool = _Pool(_POOL_SIZE)
             atexit.register(_pool.shutdown)
         return _pool
+
+
+def prestart(transfer_syntax: str) -> None:
+    """Start the decoder processes now if ``transfer_syntax`` will need them: they import their
+    decoders (about 0.3 s) while the caller goes on scanning, instead of before the first slice."""
+    if os.name == "posix" and transfer_syntax and transfer_syntax not in IN_PROCESS_SYNTAXES:
+        _get_pool().prestart()
 
 
 def decode_file(path: str, *, check: bool = True, timeout: float | None = None) -> np.ndarray:
