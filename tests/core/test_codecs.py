@@ -340,3 +340,19 @@ def test_decoder_processes_start_from_any_working_folder(tmp_path):
     run = subprocess.run([sys.executable, "-c", child, str(data_path("codecs", "transfer-syntaxes", "9.dcm"))],
                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert run.returncode == 0 and run.stdout.startswith("LOADED (1, 384, 384) []"), (run.stdout, run.stderr[-1500:])
+
+
+def test_a_decoder_process_killed_while_idle_is_replaced_without_failing_a_file():
+    import psutil
+
+    from viewer.core.dicom.safe_decode import decode_file
+
+    good = str(data_path("codecs", "transfer-syntaxes", "9.dcm"))
+    expected = pydicom.dcmread(good).pixel_array
+    np.testing.assert_array_equal(decode_file(good), expected)  # the pool is up, its workers idle
+    workers = [p for p in psutil.Process().children() if "safe_decode" in " ".join(p.cmdline())]
+    assert workers
+    for p in workers:
+        p.kill()  # the out-of-memory killer, or a user with kill(1)
+    psutil.wait_procs(workers, timeout=30)
+    np.testing.assert_array_equal(decode_file(good), expected)

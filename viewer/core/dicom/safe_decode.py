@@ -344,6 +344,9 @@ class _Pool:
             except queue.Empty:
                 self.started = True
                 worker = _Worker()
+            if not worker.alive():  # died while idle (killed from outside): not this file's fault
+                worker.kill()
+                worker = _Worker()
             try:
                 arr = self._decode(worker, request, timeout)
             except BaseException:
