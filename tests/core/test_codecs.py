@@ -356,3 +356,25 @@ def test_a_decoder_process_killed_while_idle_is_replaced_without_failing_a_file(
         p.kill()  # the out-of-memory killer, or a user with kill(1)
     psutil.wait_procs(workers, timeout=30)
     np.testing.assert_array_equal(decode_file(good), expected)
+
+
+def test_decoder_memory_cap_stops_a_runaway_allocation_and_is_lifted_after():
+    import subprocess
+    import sys
+
+    # what a decoder sent allocating by a corrupt codestream meets in the decoder process
+    child = ("import numpy as np\n"
+             "from viewer.core.dicom.safe_decode import _memory_cap, _describe\n"
+             "with _memory_cap(256 << 20):\n"
+             "    np.ones(64 << 20, np.uint8)  # within the allowance\n"
+             "    try:\n"
+             "        np.ones(3 << 30, np.uint8)\n"
+             "        print('NOT CAPPED')\n"
+             "    except MemoryError as exc:\n"
+             "        print('CAPPED', _describe(exc))\n"
+             "a = np.ones(1 << 30, np.uint8)\n"
+             "print('LIFTED', a.nbytes)\n")
+    run = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-1500:]
+    lines = run.stdout.splitlines()
+    assert lines[0].startswith("CAPPED decoding it needed far more memory") and lines[1] == f"LIFTED {1 << 30}", lines

@@ -682,3 +682,25 @@ def test_memory_check_respects_the_process_address_space_limit(tmp_path):
                          env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
     assert run.returncode == 0, run.stderr[-1500:]
     assert run.stdout.startswith("ERROR ") and "memory" in run.stdout and "2.7 GB" in run.stdout, run.stdout
+
+
+def test_enhanced_multiframe_with_an_empty_shared_functional_groups_sequence_loads(tmp_path):
+    # found by the fuzz test: an empty (present, zero items) shared sequence failed the file ("list index
+    # out of range"); the per-frame groups carry everything needed
+    ds = pydicom.dcmread(data_path("codecs", "enhanced-multiframe", "siemens-xa10-6_1.dcm"))
+    reference = viewer.load(data_path("codecs", "enhanced-multiframe", "siemens-xa10-6_1.dcm"))
+    ds.SharedFunctionalGroupsSequence = []
+    ds.save_as(tmp_path / "x.dcm")
+    vol = viewer.load(tmp_path)
+    assert vol.shape == reference.shape
+    np.testing.assert_array_equal(vol.array, reference.array)
+
+
+def test_unsupported_bits_allocated_in_a_ct_says_so_once(tmp_path):
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.BitsAllocated = 12
+    ds.save_as(tmp_path / "x.dcm")
+    with pytest.raises(viewer.HounsfieldError) as err:
+        viewer.load(tmp_path)
+    assert_one_sentence(err.value)
+    assert "12 bits per pixel are not supported" in str(err.value) and "HounsfieldError" not in str(err.value)

@@ -223,7 +223,7 @@ def decode_stack(geom: StackGeometry, out: np.ndarray, mode: str, *,
 
 def _failure(name: str, frames: int, exc: BaseException) -> str:
     """One sentence for a file whose frames could not be decoded."""
-    if isinstance(exc, DecodeFailed):
+    if isinstance(exc, (DecodeFailed, HounsfieldError)):
         why = " ".join(str(exc).split())
     else:
         text = " ".join(str(exc).split())

@@ -204,7 +204,7 @@ def _group(item, seq: str):
 
 
 def _frames_from_functional_groups(ds, n: int) -> list[FrameHeader]:
-    shared = ds.SharedFunctionalGroupsSequence[0] if "SharedFunctionalGroupsSequence" in ds else None
+    shared = ds.SharedFunctionalGroupsSequence[0] if ds.get("SharedFunctionalGroupsSequence") else None
     per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
     frames = []
     for f in range(n):

@@ -170,10 +170,47 @@ def _decode_request(req: dict) -> np.ndarray:
     ds = pydicom.dcmread(req["path"])
     if "PixelData" not in ds:
         raise DecodeFailed("it has no pixel data")
+    rows, columns = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    samples, bits = int(ds.get("SamplesPerPixel", 1) or 1), int(ds.get("BitsAllocated", 0) or 0)
     if req.get("check", True):
-        check_codestream(ds, int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0),
-                         int(ds.get("SamplesPerPixel", 1) or 1), int(ds.get("BitsAllocated", 0) or 0))
-    return np.ascontiguousarray(ds.pixel_array)
+        check_codestream(ds, rows, columns, samples, bits)
+    frames = max(1, int(ds.get("NumberOfFrames", 1) or 1))
+    with _memory_cap(4 * rows * columns * samples * max(bits // 8, 4) * frames + (1 << 30)):
+        return np.ascontiguousarray(ds.pixel_array)
+
+
+class _memory_cap:
+    """Within the block, this process may map at most ``allowance`` bytes more than it has now: a decoder
+    that a corrupt codestream sends allocating without end gets a MemoryError here, instead of
+    taking the machine's memory (the viewer's included) until the system kills something."""
+
+    def __init__(self, allowance: int):
+        self.allowance = allowance
+        self.saved = None
+
+    def __enter__(self):
+        try:
+            import resource
+
+            soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+            with open("/proc/self/statm") as f:
+                mapped = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+            cap = mapped + self.allowance
+            if hard != resource.RLIM_INFINITY:
+                cap = min(cap, hard)
+            if soft == resource.RLIM_INFINITY or cap < soft:
+                resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+                self.saved = (soft, hard)
+        except (ImportError, OSError, ValueError):
+            self.saved = None
+        return self
+
+    def __exit__(self, *exc):
+        if self.saved is not None:
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_AS, self.saved)
+        return False
 
 
 def guarded(fn, *args):
@@ -194,6 +231,8 @@ def guarded(fn, *args):
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, DecodeFailed):
         return str(exc)
+    if isinstance(exc, MemoryError):
+        return "decoding it needed far more memory than its image size; its data may be corrupt"
     text = " ".join(str(exc).split())[:150]
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
