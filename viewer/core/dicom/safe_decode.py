@@ -33,7 +33,7 @@ import numpy as np
 
 log = logging.getLogger("hounsfield.decode")
 
-_POOL_SIZE = max(1, min(4, os.cpu_count() or 2))
+_POOL_SIZE = max(1, min(8, os.cpu_count() or 2))  # as many as decode.py has threads, at most 8
 # Pixel data pydicom decodes with numpy and zlib alone (nothing there can crash): read in-process.
 IN_PROCESS_SYNTAXES = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2",
                                  "1.2.840.10008.1.2.1.99"})
@@ -373,7 +373,7 @@ class _Pool:
             if self.started or self.closed:
                 return
             self.started = True
-            for _ in range(self.size):
+            for _ in range(min(self.size, 2)):  # enough for the first slices; the rest start when needed
                 self.idle.put(_Worker())
 
     def decode(self, request: dict, timeout: float) -> np.ndarray:
