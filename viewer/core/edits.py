@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from viewer.core.segmentation import Box, Segment, Segmentation, bbox_of
-from viewer.core.viewstate import Signal
+from viewer.core.signals import Signal
 from viewer.core.volume import Volume
 
 OVERWRITE_MODES = ("all", "empty")

@@ -43,7 +43,7 @@ import numpy as np
 
 from viewer.core.dicom.index import data_dir
 from viewer.core.segmentation import Box, Segmentation
-from viewer.core.viewstate import Signal
+from viewer.core.signals import Signal
 from viewer.core.volume import Volume
 from viewer.logs import log
 

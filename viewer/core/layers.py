@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from viewer.core.viewstate import Signal
+from viewer.core.signals import Signal
 from viewer.core.volume import Volume
 
 HEATMAP_COLORMAPS = ("Hot", "Jet", "Viridis")

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from viewer.core.viewstate import Signal
+from viewer.core.signals import Signal
 from viewer.core.volume import Volume
 
 ALGORITHM_TYPES = ("MANUAL", "SEMIAUTOMATIC", "AUTOMATIC")

@@ -19,11 +19,11 @@ to the ones above as its normal allows, so the view in which one rotates stays s
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
+from viewer.core.signals import Signal
 from viewer.core.volume import Volume
 
 PLANES = ("axial", "coronal", "sagittal")
@@ -46,26 +46,6 @@ _BASE = {  # (u, v) of each plane with no rotation: screen right and screen up, 
 # "Next image" goes to the feet (axial), backwards (coronal) and to the patient's left (sagittal).
 _FORWARD = {"axial": 1.0, "coronal": -1.0, "sagittal": 1.0}
 _LETTERS = (("L", "R"), ("P", "A"), ("S", "I"))  # +x, -x; +y, -y; +z, -z
-
-
-class Signal:
-    """A minimal observer list: ``connect(fn)``, ``disconnect(fn)``, ``emit(*args)``."""
-
-    def __init__(self) -> None:
-        self._slots: list[Callable] = []
-
-    def connect(self, fn: Callable) -> Callable:
-        if fn not in self._slots:
-            self._slots.append(fn)
-        return fn
-
-    def disconnect(self, fn: Callable) -> None:
-        if fn in self._slots:
-            self._slots.remove(fn)
-
-    def emit(self, *args) -> None:
-        for fn in list(self._slots):
-            fn(*args)
 
 
 # ---------------------------------------------------------------------------------------------
