@@ -237,3 +237,18 @@ def test_segmentation_export_runs_off_the_ui_thread(win, qtbot, tmp_path):
     ds = pydicom.dcmread(path)
     assert int(ds.pixel_array.astype(bool).sum()) == painted
     assert "Exported 1 file to" in win.statusBar().currentMessage()
+
+
+def test_the_dialog_remembers_whether_to_deidentify(win, qtbot, tmp_path):
+    """Identified first (a record SR must attach to its study in PACS); then the last choice is kept."""
+    draw_ruler(qtbot, win)
+    win.settings.remove("export/deidentify")
+    for deidentify in (True, False):
+        start_export(qtbot, win, tmp_path / f"out-{deidentify}", deidentify=deidentify)
+        wait_export(qtbot, win)
+        win.measure_export_action.trigger()
+        dialog = win.measure_export_dialog
+        qtbot.waitExposed(dialog)
+        assert dialog.deidentify.isChecked() is deidentify
+        dialog.reject()
+        settle(qtbot)

@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 
 from viewer.core.errors import HounsfieldError
 from viewer.logs import log
+from viewer.ui.settings import read_bool
 
 
 @dataclass
@@ -309,7 +310,9 @@ class ExportDialog(QDialog):
         layout.addWidget(self.clear_text)
         layout.addWidget(self.warning)
         layout.addWidget(self.buttons)
-        self.deidentify.setChecked(True)
+        # The last choice, remembered: an export for the patient's record in PACS must keep the identity (its SR and
+        # SEG attach to the study by its UIDs), one for teaching or research must not; the user says which once.
+        self.deidentify.setChecked(read_bool(window.settings, "export/deidentify", False))
         self._update_warning()
 
     def _choose(self) -> None:
@@ -334,6 +337,7 @@ class ExportDialog(QDialog):
         if not self.folder.text().strip():
             self.folder.setFocus()
             return
+        self.parent().settings.setValue("export/deidentify", self.deidentify.isChecked())
         self.accept()
 
 
