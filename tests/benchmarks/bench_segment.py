@@ -42,8 +42,8 @@ def brush_benchmark(steps: int) -> None:
     from vtkmodules.vtkRenderingCore import vtkRenderer, vtkRenderWindow
 
     from viewer.core.edits import Editor
+    from viewer.core.planes import plane_axes, slice_geometry
     from viewer.core.segmentation import Segmentation
-    from viewer.core.viewstate import plane_axes, slice_geometry
     from viewer.core.volume import Volume, affine_from
     from viewer.render.camera import apply_camera, view_for
     from viewer.render.image import VtkVolume

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from viewer.core.edits import Editor
+from viewer.core.planes import plane_axes, rotation_about
 from viewer.core.segmentation import Segmentation
-from viewer.core.viewstate import plane_axes, rotation_about
 from viewer.core.volume import Volume, affine_from
 
 

@@ -16,7 +16,7 @@ from viewer.core.measurements import (
     segment_stats,
     summary,
 )
-from viewer.core.viewstate import rotation_about
+from viewer.core.planes import rotation_about
 from viewer.core.volume import Volume, affine_from
 
 

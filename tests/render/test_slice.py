@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from viewer.core.viewstate import SeriesState, plane_axes, rotation_about, slice_geometry
+from viewer.core.planes import plane_axes, rotation_about, slice_geometry
+from viewer.core.viewstate import SeriesState
 from viewer.core.volume import SourceInfo, Volume, affine_from
 from viewer.render.image import VtkVolume, is_sheared
 from viewer.render.slice import SlicePipeline, lookup_table

@@ -9,7 +9,8 @@ import pytest
 
 from tests.conftest import data_path
 from tests.render.test_slice import make_volume
-from viewer.core.viewstate import SeriesState, rotation_about
+from viewer.core.planes import rotation_about
+from viewer.core.viewstate import SeriesState
 from viewer.core.volume import SourceInfo, Volume, affine_from
 from viewer.render.image import VtkVolume
 from viewer.render.slice import SlicePipeline

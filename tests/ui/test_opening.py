@@ -129,7 +129,7 @@ def test_an_unreadable_folder_shows_one_sentence_and_the_open_study_stays(make_w
 def test_brain_mr_auto_window_from_the_histogram(make_window, qtbot, brain_mr_dir):
     from PySide6.QtCore import QPoint
 
-    from viewer.core.viewstate import auto_window, window_saturates
+    from viewer.core.windowing import auto_window, window_saturates
 
     win = make_window("1x3")
     win.open_path(str(brain_mr_dir))

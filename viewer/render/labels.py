@@ -12,8 +12,8 @@ import numpy as np
 from vtkmodules.util.numpy_support import numpy_to_vtk, vtk_to_numpy
 from vtkmodules.vtkCommonDataModel import vtkImageData
 
+from viewer.core.planes import SliceGeometry
 from viewer.core.segmentation import Segmentation
-from viewer.core.viewstate import SliceGeometry
 from viewer.core.volume import Volume
 from viewer.render.image import VtkVolume
 from viewer.render.slice import SlicePipeline

@@ -12,7 +12,7 @@ from vtkmodules.vtkCommonCore import vtkPoints
 from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkPolyData
 from vtkmodules.vtkRenderingCore import vtkActor, vtkPolyDataMapper, vtkTextActor
 
-from viewer.core.viewstate import SliceGeometry
+from viewer.core.planes import SliceGeometry
 
 STATUS_COLOURS = {"pending": (1.0, 0.85, 0.1), "accepted": (0.25, 0.9, 0.35), "rejected": (0.95, 0.3, 0.25)}
 Z = -0.2  # over the image (-1) and heatmaps (-0.5), under the 2D text overlays

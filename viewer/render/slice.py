@@ -13,7 +13,7 @@ from vtkmodules.vtkCommonMath import vtkMatrix4x4
 from vtkmodules.vtkImagingCore import vtkImageReslice
 from vtkmodules.vtkRenderingCore import vtkImageActor
 
-from viewer.core.viewstate import SliceGeometry
+from viewer.core.planes import SliceGeometry
 from viewer.render.image import VtkVolume
 
 

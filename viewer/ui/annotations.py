@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from viewer.core.viewstate import SeriesState, Viewport, aligned_axis, direction_letters
+from viewer.core.planes import aligned_axis, direction_letters
+from viewer.core.viewstate import SeriesState, Viewport
 
 PLANE_TITLES = {"axial": "Axial", "coronal": "Coronal", "sagittal": "Sagittal"}
 _POSITION_AXIS = {"axial": 2, "coronal": 1, "sagittal": 0}  # LPS component named by "Pos"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from PySide6.QtCore import QPointF, Qt
 
-from viewer.core.viewstate import PLANES
+from viewer.core.planes import PLANES
 
 CLICK_SLOP = 3.0  # pixels a press may move and still count as a click
 

@@ -23,7 +23,8 @@ from PySide6.QtWidgets import (
 )
 
 import viewer
-from viewer.core.viewstate import LAYOUTS, TOOLS, ViewerModel, auto_window
+from viewer.core.viewstate import LAYOUTS, TOOLS, ViewerModel
+from viewer.core.windowing import auto_window
 from viewer.logs import log
 from viewer.ui import ai as ai_ui
 from viewer.ui import closing

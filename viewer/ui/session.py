@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from viewer.core.viewstate import SeriesState, ViewerModel, auto_window, window_saturates
+from viewer.core.viewstate import SeriesState, ViewerModel
 from viewer.core.volume import Volume
+from viewer.core.windowing import auto_window, window_saturates
 from viewer.logs import log
 from viewer.ui.loading import VOLUME_SUFFIXES, LoadJob
 from viewer.ui.resources import colormaps

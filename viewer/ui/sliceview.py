@@ -12,7 +12,8 @@ import json
 import numpy as np
 from PySide6.QtCore import QPointF, Signal
 
-from viewer.core.viewstate import PLANES, SeriesState, ViewerModel, aligned_axis
+from viewer.core.planes import PLANES, aligned_axis
+from viewer.core.viewstate import SeriesState, ViewerModel
 from viewer.render.camera import View2D, apply_camera, view_for
 from viewer.render.labels import LabelLayers
 from viewer.render.markers import MarkerOverlay

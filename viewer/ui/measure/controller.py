@@ -16,7 +16,7 @@ from PySide6.QtCore import QObject, Signal
 
 from viewer.core.measurement_store import load_measurements, save_measurements
 from viewer.core.measurements import Measurement, compute
-from viewer.core.viewstate import direction_letters, slice_step
+from viewer.core.planes import direction_letters, slice_step
 from viewer.logs import log
 from viewer.render.annotations2d import AnnotationOverlay
 from viewer.ui.measure.segment_rows import SegmentRow, SegmentStatsRows
