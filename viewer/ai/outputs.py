@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from viewer.ai.api import LabelMap, PluginInfo, Results
+from viewer.core.ai_results import convert_results, label_map_segmentation, label_map_segments, on_grid  # noqa: F401
 from viewer.core.errors import HounsfieldError
 from viewer.core.volume import Volume
 
@@ -41,6 +42,9 @@ def write_results(results: Results, source: Volume, out_dir, info: PluginInfo) -
         raise HounsfieldError(f"The output folder {out} could not be created ({exc.strerror}).") from None
     used: set[str] = set()
     written: list[Path] = []
+    # the one conversion of results into overlays (the viewer's too): label maps -> segmentations
+    conv = convert_results(results, source, images=False)
+    segs = iter(conv.segmentations)
     entries: list[dict] = []
     for img in results.images:
         path = out / f"{_slug(img.name, used)}.nii.gz"
@@ -58,8 +62,11 @@ def write_results(results: Results, source: Volume, out_dir, info: PluginInfo) -
         written += [path, seg_json]
         entry = {"kind": "label_map", "name": lm.name, "file": path.name, "segments": seg_json.name}
         dcm = out / f"{stem}.seg.dcm"
+        seg = next(segs) if on_grid(lm, source) else None
         try:
-            if write_dicom_seg(lm, source, dcm, info):
+            if seg is None:
+                entry["dicom_seg_skipped"] = "The label map is not on the image's grid."
+            elif _write_seg(seg, source, dcm, info):
                 written.append(dcm)
                 entry["dicom_seg"] = dcm.name
         except HounsfieldError as exc:
@@ -90,28 +97,21 @@ def write_results(results: Results, source: Volume, out_dir, info: PluginInfo) -
     return written
 
 
-def label_map_segments(lm: LabelMap) -> list[dict]:
-    """A plugin's segments as ``viewer.core.segmentation.from_label_map`` takes them."""
-    return [{"label": seg.label, "name": seg.name, "color": seg.color, "description": seg.description,
-             **({"type": (seg.code[1], seg.code[0], seg.code[2])} if seg.code else {})}  # (value, scheme, meaning)
-            for seg in lm.segments if seg.label != 0]
+def _write_seg(seg, source: Volume, path: Path, info: PluginInfo) -> bool:
+    """A DICOM Segmentation of ``seg`` referencing the source series (AUTOMATIC, with the model's name
+    and version); False when the input was not DICOM or nothing was segmented.  The writing is the
+    segmentation editor's own (``viewer.core.export.seg_dicom``), so AI results and edited
+    segmentations export alike."""
+    from viewer.core.export.seg_dicom import source_datasets, write_dicom_seg
+
+    if not source_datasets(source) or not seg.segments:
+        return False
+    write_dicom_seg(seg, source, path, series_description=f"AI: {info.name}", model_name=f"{info.name} (AI plugin)",
+                    software_version=f"hounsfield {info.id} {info.version}")
+    return True
 
 
 def write_dicom_seg(lm: LabelMap, source: Volume, path: Path, info: PluginInfo) -> bool:
-    """A DICOM Segmentation of ``lm`` referencing the source series (AUTOMATIC, with the model's name and
-    version); False when the input was not DICOM.  The writing is the segmentation editor's own
-    (``viewer.core.export.seg_dicom``), so AI results and edited segmentations export alike."""
-    from viewer.core.export.seg_dicom import source_datasets
-    from viewer.core.export.seg_dicom import write_dicom_seg as write_seg
-    from viewer.core.segmentation import from_label_map
-
-    if not source_datasets(source):
-        return False
-    segments = label_map_segments(lm)
-    if not segments:
-        return False
-    seg = from_label_map(source, lm.array, segments, name=lm.name, algorithm_name=info.name,
-                         algorithm_version=info.version)
-    write_seg(seg, source, path, series_description=f"AI: {info.name}", model_name=f"{info.name} (AI plugin)",
-              software_version=f"hounsfield {info.id} {info.version}")
-    return True
+    """``lm`` (on ``source``'s grid) as a DICOM SEG: see ``_write_seg``."""
+    seg = label_map_segmentation(lm, source, algorithm_name=info.name, algorithm_version=info.version)
+    return _write_seg(seg, source, path, info)

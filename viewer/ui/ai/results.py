@@ -7,21 +7,15 @@ in the segmentation editor, where they are edited like any segment.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from dataclasses import dataclass, field
 
-import numpy as np
-
-from viewer.ai.api import Results, heatmap_unit
+from viewer.ai.api import Results
+from viewer.core.ai_results import DEFAULT_THRESHOLDS, convert_results, derived_volume  # noqa: F401 (re-exported)
 from viewer.core.errors import HounsfieldError
-from viewer.core.layers import HeatmapLayer, Marker, MarkerSet
-from viewer.core.volume import Volume
+from viewer.core.layers import HeatmapLayer, MarkerSet
 
 _runs = itertools.count(1)
-# where a heatmap starts drawing: a removed-noise map is non-zero wherever there was noise, so it
-# shows only the stronger changes at first (the slider goes down to 0)
-DEFAULT_THRESHOLDS = {"removed-noise": 0.3}
 
 
 @dataclass
@@ -49,58 +43,31 @@ class ResultEntry:
         return f"{params} · {device}{timing}" if params else f"{device}{timing}"
 
 
-def derived_volume(source: Volume, array: np.ndarray, affine: np.ndarray, description: str, modality: str,
-                   units: str, run: int) -> Volume:
-    """The result image with its source's patient and frame of reference, as a new series."""
-    src = source.source
-    uid = f"{src.series_instance_uid or 'series'}.ai{run}"
-    info = dataclasses.replace(src, series_instance_uid=uid, series_description=description, series_number=None,
-                               sop_instance_uids=(), sop_class_uid="", path="")
-    return Volume(array, affine, modality=modality or source.modality, units=units or source.units,
-                  window=source.window, source=info)
-
-
 def apply_results(window, source_key: str, results: Results) -> ResultEntry:
     """Show ``results`` of a run on ``source_key`` in ``window`` (a MainWindow)."""
     model, session = window.model, window.session
     source = model.series.get(source_key)
     if source is None:
         raise HounsfieldError("The series the AI ran on was closed before the results came; run it again.")
-    prov = results.provenance
-    title = f"{prov.get('plugin_name', 'AI')} {prov.get('plugin_version', '')}".strip()
-    entry = ResultEntry(title, source_key, notes=list(results.notes), provenance=dict(prov),
+    run = next(_runs)
+    conv = convert_results(results, source.volume, run=run)  # the one conversion (viewer.core.ai_results)
+    entry = ResultEntry(conv.title, source_key, notes=conv.notes, provenance=conv.provenance,
                         label_maps=list(results.label_maps), detections=list(results.detections))
     segments_ui = getattr(window, "segments", None)
-    for lm in results.label_maps:
-        if segments_ui is None or tuple(lm.array.shape) != tuple(source.volume.shape) \
-                or not np.allclose(lm.affine, source.volume.affine, atol=1e-3):
-            entry.notes.append(f"The label map {lm.name} is not on the image's grid; it was not opened for editing.")
+    for seg in conv.segmentations:
+        if segments_ui is None:
+            entry.notes.append(f"The label map {seg.name} could not be opened for editing.")
             continue
-        from viewer.ai.outputs import label_map_segments
-
-        entry.segmentations.append(segments_ui.add_label_map(
-            source_key, lm.array, label_map_segments(lm), name=f"{lm.name} [{title}]",
-            algorithm_name=prov.get("plugin_name", "AI"), algorithm_version=prov.get("plugin_version", "")))
-    run = next(_runs)
-    for n, img in enumerate(results.images):
-        vol = derived_volume(source.volume, img.array, img.affine, f"AI: {img.name}", img.modality,
-                             img.units, run)
+        entry.segmentations.append(segments_ui.attach(source, seg, exported=False))
+    for n, vol in enumerate(conv.images):
         key = f"{source_key}#ai{run}.{n}"
         state = session.add_volume(vol, key, slots=[1], window=source.window)
         state.set_window(*source.window)
         entry.derived_keys.append(key)
-    for hm in results.heatmaps:
-        arr = np.ascontiguousarray(hm.array, dtype=np.float32)
-        layer = HeatmapLayer(hm.name, Volume(arr, np.asarray(hm.affine, np.float64), modality="OT", units=""),
-                             hm.description, provenance=f"{title} ({hm.kind})",
-                             threshold=DEFAULT_THRESHOLDS.get(hm.kind, 0.1),
-                             unit=heatmap_unit(hm.kind, hm.unit), full_scale=float(hm.full_scale))
+    for layer in conv.heatmaps:
         source.add_heatmap(layer)
         entry.heatmaps.append(layer)
-    if results.detections:
-        markers = [Marker(np.asarray(d.center_lps, np.float64), np.asarray(d.size_mm, np.float64), float(d.score),
-                          d.label, d.description) for d in results.detections]
-        ms = MarkerSet(f"{title} detections", markers, provenance=title)
+    for ms in conv.marker_sets:
         source.add_marker_set(ms)
         entry.marker_sets.append(ms)
     if entry.derived_keys:
