@@ -7,6 +7,8 @@ Public API (kept light: importing ``viewer`` loads neither Qt, VTK nor torch)::
     vol = viewer.load(path, series="1.2.3...")   # pick one series by its UID
     studies = viewer.scan("/path/to/folder")     # patients/studies/series found, headers only
     viewer.save(vol, "out.nii.gz")               # NIfTI, NRRD or MHA with correct geometry
+    ws = viewer.Workspace()                      # a reading session without a window:
+    s = ws.open(path)                            #   series, overlays, undo, journal, export
 
 Bad input raises ``viewer.HounsfieldError`` whose message is one sentence.
 """
@@ -14,7 +16,7 @@ Bad input raises ``viewer.HounsfieldError`` whose message is one sentence.
 from viewer.core.errors import HounsfieldError
 from viewer.core.volume import SourceInfo, Volume
 
-__all__ = ["HounsfieldError", "SourceInfo", "Volume", "load", "save", "scan", "demo_volume"]
+__all__ = ["HounsfieldError", "SourceInfo", "Volume", "Workspace", "load", "save", "scan", "demo_volume"]
 __version__ = "0.1.0"
 
 
@@ -44,3 +46,11 @@ def demo_volume() -> Volume:
     from viewer.core.demo import demo_volume as _demo
 
     return _demo()
+
+
+def __getattr__(name):
+    if name == "Workspace":  # loaded on first use: ``import viewer`` stays light
+        from viewer.core.workspace import Workspace
+
+        return Workspace
+    raise AttributeError(f"module 'viewer' has no attribute {name!r}")

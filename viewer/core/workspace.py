@@ -1,0 +1,566 @@
+"""The open study without a window: a ``Workspace`` owns the opened series, each series' overlays
+(segmentations with their undo history and crash journal, measurements, heatmaps, detection sets),
+the tool settings and the one tool registry.  No Qt, no VTK, no torch: a script reads a study with
+it exactly as the viewer does.
+
+    import viewer
+    ws = viewer.Workspace()
+    s = ws.open("/data/study")                    # viewer.load underneath (the study index)
+    seg = s.segmentation()                        # the editable segmentation, journaled from the start
+    tumour = seg.add_segment("Tumour")
+    seg.brush(centre_lps, 5.0, segment=tumour.number); seg.undo(); seg.redo()
+    m = s.measure("length", p1_lps, p2_lps)       # values computed, saved for the next session
+    ws.apply(results, series=s)                   # a plugin's Results -> overlays, one undoable step
+    ws.export("out/", series=s)                   # DICOM SEG + SR + CSV/JSON (core/export/report.py)
+    ws.close()
+
+Where state lives: ``OpenSeries.overlays`` is the one ordered list of a series' overlays
+(``EditableSegmentation``, ``Measurement``, ``HeatmapLayer``, ``MarkerSet``); ``OpenSeries.derived_from``
+links a derived series (an AI's denoised image) to its source.  Saved measurements are loaded from
+``viewer.core.measurement_store`` when the series is opened, before anything can add to or read the
+list (a list made empty first hid the saved ones, and the next save wrote the empty list over them);
+every change saves the list again.  Unsaved segmentations are offered by ``OpenSeries.recoverable``
+from their journals and brought back by ``OpenSeries.restore``.
+
+The tool registry here (``Workspace.tools``) is the one new code uses; ``viewer.core.viewstate.TOOLS``
+stays, for now, what the viewer's model checks its tool against.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from viewer.core import journal
+from viewer.core.edits import Editor
+from viewer.core.errors import HounsfieldError
+from viewer.core.layers import HeatmapLayer, MarkerSet
+from viewer.core.measurement_store import load_measurements, save_measurements
+from viewer.core.measurements import KIND_TITLES, KINDS, Measurement, compute
+from viewer.core.segmentation import Segment, Segmentation
+from viewer.core.signals import Signal
+from viewer.core.volume import Volume
+from viewer.logs import log
+
+# ---------------------------------------------------------------------------------------------
+# tools
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str  # "seg_brush"
+    title: str  # "brush"
+    group: str  # "view", "segment", "measure", "review"
+
+
+class ToolRegistry:
+    """Every tool a view's left button can be: its name, title and group, in registration order."""
+
+    def __init__(self, tools=()):
+        self._tools: dict[str, Tool] = {}
+        self.changed = Signal()
+        for t in tools:
+            self.register(t.name, t.title, t.group)
+
+    def register(self, name: str, title: str = "", group: str = "view") -> Tool:
+        tool = self._tools.get(name)
+        if tool is None:
+            tool = self._tools[name] = Tool(name, title or name.replace("_", " "), group)
+            self.changed.emit()
+        return tool
+
+    def __contains__(self, name) -> bool:
+        return name in self._tools
+
+    def __iter__(self):
+        return iter(self._tools.values())
+
+    def __getitem__(self, name: str) -> Tool:
+        return self._tools[name]
+
+    def names(self, group: str | None = None) -> list[str]:
+        return [t.name for t in self._tools.values() if group is None or t.group == group]
+
+
+def default_tools() -> list[Tool]:
+    view = [("wl", "window/level"), ("crosshair", "crosshair"), ("zoom", "zoom"), ("pan", "pan"),
+            ("rotate", "rotate axes")]
+    segment = [("seg_brush", "brush"), ("seg_eraser", "eraser"), ("seg_threshold", "threshold brush"),
+               ("seg_fill", "fill"), ("seg_lasso", "lasso"), ("seg_lasso_cut", "lasso cut")]
+    return ([Tool(n, t, "view") for n, t in view] + [Tool(n, t, "segment") for n, t in segment]
+            + [Tool(f"measure_{k}", KIND_TITLES[k], "measure") for k in KINDS] + [Tool("marker", "marker", "review")])
+
+
+@dataclass
+class ToolSettings:
+    """The editing tools' settings, shared by every series."""
+
+    brush_mm: float = 5.0  # brush radius
+    sphere: bool = False  # 3D brush (in a view; a headless brush without a plane is a sphere anyway)
+    hu_range: tuple[float, float] = (-100.0, 300.0)  # threshold brush and fill range
+    tolerance: float = 100.0  # flood fill: seed value +- this when no range is used
+    fill_uses_range: bool = False
+    fill_3d: bool = False
+    overwrite: str = "all"  # "all" or "empty": what painting may take from other segments
+
+
+# ---------------------------------------------------------------------------------------------
+# overlays
+
+
+class EditableSegmentation:
+    """A segmentation of a series with its editor (undo/redo) and its crash journal.
+
+    ``original``: the model's label map when the segmentation came from an AI plugin (kept as it was,
+    whatever a person edits afterwards)."""
+
+    def __init__(self, series: OpenSeries, seg: Segmentation, *, journal_path: str | None = None,
+                 exported: bool = True, original: np.ndarray | None = None):
+        self.series, self.segmentation, self.original = series, seg, original
+        self.editor = Editor(seg, series.volume)
+        self.editor.overwrite = series.workspace.settings.overwrite
+        self.journal: journal.Journal | None = None
+        self.unexported = not exported
+        self.journal_error = ""
+        try:  # one journal record per edit; a restored journal starts afresh, unsaved
+            self.journal = journal.Journal(seg, journal.series_id(series.volume), path=journal_path,
+                                           editor=self.editor, unsaved=True if journal_path else None)
+        except OSError as exc:
+            log.warning("segmentation journal not writable", exc_info=True)
+            self.journal_error = f"Edits cannot be saved for recovery ({exc.strerror or exc}); export when done."
+        seg.changed.connect(self._touched)
+        seg.segments_changed.connect(self._touched)
+
+    def _touched(self, *_a) -> None:
+        self.unexported = True
+
+    # what it is
+    @property
+    def name(self) -> str:
+        return self.segmentation.name
+
+    @property
+    def uid(self) -> str:
+        return self.segmentation.uid
+
+    @property
+    def segments(self) -> list[Segment]:
+        return self.segmentation.segments
+
+    def segment(self, which: int | str | Segment | None = None) -> Segment:
+        """A segment by number or name; the active one when ``which`` is None."""
+        seg = self.segmentation
+        if isinstance(which, Segment):
+            return which
+        found = (seg.active_segment if which is None else seg.by_name(which) if isinstance(which, str)
+                 else next((s for s in seg.segments if s.number == int(which)), None))
+        if found is None:
+            raise HounsfieldError(f"The segmentation has no segment {which!r}; add it first."
+                                  if which is not None else "The segmentation has no segment; add one first.")
+        return found
+
+    def label_map(self) -> np.ndarray:
+        return self.segmentation.label_map()
+
+    def mask(self, which=None) -> np.ndarray:
+        return self.segmentation.mask(self.segment(which))
+
+    # editing: every call is one undoable step
+    def add_segment(self, name: str | None = None, color=None, **kw) -> Segment:
+        return self.editor.add_segment(name, color, **kw)
+
+    def remove_segment(self, which) -> None:
+        self.editor.remove_segment(self.segment(which))
+
+    def brush(self, center_lps, radius_mm: float | None = None, segment=None, *, to_lps=None, normal=None,
+              erase: bool = False, threshold: bool = False) -> bool:
+        """Paint (or ``erase``) a round brush at ``center_lps`` (to ``to_lps``: a stroke): a disc in the
+        plane of ``normal``, a sphere without one; ``threshold`` keeps to the settings' HU range."""
+        settings = self.series.workspace.settings
+        r = settings.brush_mm if radius_mm is None else radius_mm
+        return self.editor.brush(self.segment(segment), center_lps, to_lps, r, normal=normal, erase=erase,
+                                 hu_range=settings.hu_range if threshold else None)
+
+    def fill(self, seed_lps, segment=None, *, normal=None, erase: bool = False) -> bool:
+        """Flood fill from ``seed_lps`` (in the plane of ``normal``, or in 3D without one) with the
+        settings' tolerance or HU range."""
+        st = self.series.workspace.settings
+        return self.editor.flood_fill(self.segment(segment), seed_lps, tolerance=st.tolerance,
+                                      hu_range=st.hu_range if st.fill_uses_range else None,
+                                      normal=normal, erase=erase)
+
+    def polygon(self, points_lps, normal, segment=None, *, erase: bool = False) -> bool:
+        return self.editor.polygon(self.segment(segment), points_lps, normal, erase=erase)
+
+    def undo(self) -> bool:
+        return self.editor.undo()
+
+    def redo(self) -> bool:
+        return self.editor.redo()
+
+    @property
+    def can_undo(self) -> bool:
+        return self.editor.history.can_undo()
+
+    @property
+    def can_redo(self) -> bool:
+        return self.editor.history.can_redo()
+
+    # saving
+    def mark_exported(self, path: str = "") -> None:
+        """The segmentation was written to ``path``: its journal records that (nothing to recover)."""
+        self.unexported = False
+        if self.journal is not None:
+            self.journal.mark_saved(path)
+
+    def close(self, discard: bool = False) -> None:
+        if self.journal is not None:
+            self.journal.close(discard=discard)
+
+
+@dataclass(eq=False)
+class Applied:
+    """What one ``Workspace.apply`` added: removed and put back together by undo and redo."""
+
+    series: OpenSeries
+    converted: object  # viewer.core.ai_results.Converted, the model's originals included
+    overlays: list = field(default_factory=list)
+    derived: list = field(default_factory=list)  # OpenSeries of the derived images
+    applied: bool = True
+
+    @property
+    def segmentations(self) -> list[EditableSegmentation]:
+        return [o for o in self.overlays if isinstance(o, EditableSegmentation)]
+
+    @property
+    def notes(self) -> list[str]:
+        return self.converted.notes
+
+
+# ---------------------------------------------------------------------------------------------
+# series
+
+
+class OpenSeries:
+    """One opened volume and its overlays, in one ordered list."""
+
+    def __init__(self, workspace: Workspace, key: str, volume: Volume, *, derived_from: OpenSeries | None = None,
+                 complete: bool = True):
+        self.workspace, self.key, self.volume, self.derived_from = workspace, key, volume, derived_from
+        self.overlays: list = []
+        self.changed = Signal()  # an overlay was added or removed, or a measurement changed
+        # the saved measurements come first: nothing can see or add to the list before them
+        self.overlays.extend(load_measurements(self.uid) if self.uid else [])
+        if complete:
+            self.recompute()
+
+    @property
+    def uid(self) -> str:
+        return self.volume.source.series_instance_uid
+
+    def __repr__(self) -> str:
+        return f"<OpenSeries {self.key} {self.volume.modality} {self.volume.shape} {len(self.overlays)} overlays>"
+
+    def _of(self, kind) -> list:
+        return [o for o in self.overlays if isinstance(o, kind)]
+
+    @property
+    def measurements(self) -> list[Measurement]:
+        return self._of(Measurement)
+
+    @property
+    def segmentations(self) -> list[EditableSegmentation]:
+        return self._of(EditableSegmentation)
+
+    @property
+    def heatmaps(self) -> list[HeatmapLayer]:
+        return self._of(HeatmapLayer)
+
+    @property
+    def marker_sets(self) -> list[MarkerSet]:
+        return self._of(MarkerSet)
+
+    def add_overlay(self, overlay) -> None:
+        self.overlays.append(overlay)
+        if isinstance(overlay, Measurement):
+            self.save_measurements()
+        self.changed.emit()
+
+    def remove_overlay(self, overlay, *, discard: bool = False) -> None:
+        """Take ``overlay`` off the series; a segmentation's journal is closed (deleted with ``discard``)."""
+        if overlay not in self.overlays:
+            return
+        self.overlays.remove(overlay)
+        if isinstance(overlay, EditableSegmentation):
+            overlay.close(discard=discard)
+        elif isinstance(overlay, Measurement):
+            self.save_measurements()
+        self.changed.emit()
+
+    # measurements
+    def recompute(self) -> None:
+        """Compute every measurement's values (once all the series' slices are in)."""
+        for m in self.measurements:
+            compute(m, self.volume)
+
+    def measure(self, kind: str, *points, label: str = "", normal=(0.0, 0.0, 1.0), u=(1.0, 0.0, 0.0)) -> Measurement:
+        """A measurement of ``kind`` (length, angle, ellipse, polygon, point, bidirectional) through the
+        LPS ``points``, drawn in the plane of ``normal`` (axial by default); computed and saved."""
+        if kind not in KINDS:
+            raise HounsfieldError(f"There is no measurement kind {kind!r}; use one of {', '.join(KINDS)}.")
+        src = self.volume.source
+        try:
+            m = Measurement(kind, np.asarray(points, np.float64).reshape(-1, 3), np.asarray(normal, np.float64),
+                            np.asarray(u, np.float64), label=label, series_uid=src.series_instance_uid,
+                            frame_of_reference_uid=src.frame_of_reference_uid)
+        except ValueError as exc:
+            raise HounsfieldError(f"The measurement could not be made: {exc}.") from None
+        compute(m, self.volume)
+        self.add_overlay(m)
+        return m
+
+    def measurement_changed(self, m: Measurement) -> None:
+        """``m`` was moved or relabelled: recompute and save."""
+        compute(m, self.volume)
+        self.save_measurements()
+        self.changed.emit()
+
+    def save_measurements(self) -> None:
+        try:
+            save_measurements(self.uid, self.measurements)
+        except OSError:
+            log.warning("measurements not saved", exc_info=True)
+
+    # segmentations
+    def segmentation(self, create: bool = True, name: str = "Segmentation") -> EditableSegmentation | None:
+        """The segmentation being edited (the last one); a new, journaled one when there is none."""
+        segs = self.segmentations
+        if segs:
+            return segs[-1]
+        if not create:
+            return None
+        return self.add_segmentation(Segmentation.for_volume(self.volume, name))
+
+    def add_segmentation(self, seg: Segmentation, *, journal_path: str | None = None, exported: bool = True,
+                         original: np.ndarray | None = None) -> EditableSegmentation:
+        """Edit ``seg`` (on this series' grid) with undo and a journal (``exported``: it is in a file
+        already, as an imported one is)."""
+        if not seg.matches(self.volume):
+            raise HounsfieldError("The segmentation is not on this series' grid; open the series it was drawn on.")
+        ed = EditableSegmentation(self, seg, journal_path=journal_path, exported=exported, original=original)
+        self.add_overlay(ed)
+        return ed
+
+    def recoverable(self) -> list[journal.Recoverable]:
+        """Segmentations of this series with changes never exported (a crash, or not exported), newest first."""
+        try:
+            found = journal.recoverable(journal.series_id(self.volume))
+        except OSError:
+            return []
+        open_stems = {journal.file_stem(s.uid) for s in self.workspace.all_segmentations()}
+        return [r for r in found if os.path.basename(r.path)[:-len(journal.SUFFIX)] not in open_stems]
+
+    def restore(self, rec: journal.Recoverable | None = None) -> EditableSegmentation:
+        """Bring back an unsaved segmentation from its journal (the newest when ``rec`` is None)."""
+        if rec is None:
+            found = self.recoverable()
+            if not found:
+                raise HounsfieldError("There is no unsaved segmentation of this series to restore.")
+            rec = found[0]
+        try:
+            seg = journal.replay(rec.path)
+        except (OSError, ValueError) as exc:
+            raise HounsfieldError(f"The unsaved segmentation could not be restored ({exc}).") from None
+        if not seg.matches(self.volume):
+            raise HounsfieldError("The unsaved segmentation belongs to another grid of this series; it was kept.")
+        return self.add_segmentation(seg, journal_path=rec.path, exported=False)
+
+    def import_segmentation(self, path) -> EditableSegmentation:
+        """A DICOM SEG or a label map file (NIfTI, NRRD, ...) on this series, editable."""
+        from viewer.core.export.seg_dicom import is_dicom_seg, read_dicom_seg
+
+        if is_dicom_seg(path):
+            seg = read_dicom_seg(path, self.volume)
+        else:
+            from viewer.core.export.labelmap_files import read_labelmap
+
+            seg = read_labelmap(path, self.volume)
+        return self.add_segmentation(seg)
+
+    def close(self) -> None:
+        for ed in self.segmentations:
+            ed.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# the workspace
+
+
+class Workspace:
+    """The opened series, their overlays, the tool settings and the tool registry."""
+
+    def __init__(self):
+        self.series: dict[str, OpenSeries] = {}
+        self.tools = ToolRegistry(default_tools())
+        self.settings = ToolSettings()
+        self.current: OpenSeries | None = None  # the series a call without ``series=`` works on
+        self.series_added = Signal()  # (OpenSeries)
+        self.series_removed = Signal()  # (OpenSeries)
+        self._done: list[Applied] = []  # applied results, for undo
+        self._undone: list[Applied] = []
+        self._runs = 0
+
+    def __iter__(self):
+        return iter(list(self.series.values()))
+
+    def __getitem__(self, key: str) -> OpenSeries:
+        return self.series[key]
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.close()
+
+    # series
+    def open(self, path, series: str | None = None, *, progress=None) -> OpenSeries:
+        """Load a folder, file, DICOMDIR or NIfTI/NRRD/MHA (as ``viewer.load``) and open it."""
+        from viewer.core.loader import load
+
+        return self.add(load(path, series=series, progress=progress))
+
+    def add(self, volume: Volume, key: str | None = None, *, derived_from: OpenSeries | None = None,
+            complete: bool = True) -> OpenSeries:
+        """Open an already loaded ``volume`` (``complete``: all its slices are in)."""
+        base = key or volume.source.series_instance_uid or "series"
+        key, n = base, 2
+        while key in self.series:
+            key, n = f"{base}#{n}", n + 1
+        s = OpenSeries(self, key, volume, derived_from=derived_from, complete=complete)
+        self.series[key] = s
+        if derived_from is None or self.current is None:
+            self.current = s
+        self.series_added.emit(s)
+        return s
+
+    def remove(self, series: OpenSeries) -> None:
+        """Close a series: its journals are closed (kept on disk when there is something to recover)."""
+        if self.series.get(series.key) is not series:
+            return
+        del self.series[series.key]
+        series.close()
+        if self.current is series:
+            self.current = next(iter(self.series.values()), None)
+        self.series_removed.emit(series)
+
+    def _series(self, series: OpenSeries | str | None) -> OpenSeries:
+        if isinstance(series, str):
+            series = self.series.get(series)
+        series = series or self.current
+        if series is None or self.series.get(series.key) is not series:
+            raise HounsfieldError("Open a series first.")
+        return series
+
+    def all_segmentations(self) -> list[Segmentation]:
+        return [ed.segmentation for s in self.series.values() for ed in s.segmentations]
+
+    # AI results
+    def apply(self, results, series: OpenSeries | str | None = None) -> Applied:
+        """A plugin's ``Results`` (``viewer.ai.api``) of a run on ``series`` as overlays, as ONE undoable
+        step (``undo``/``redo``): label maps become editable segmentations (the model's label map kept
+        as ``original``), heatmaps and detections layers, derived images series linked to ``series``."""
+        from viewer.core.ai_results import convert_results
+
+        s = self._series(series)
+        self._runs += 1
+        conv = convert_results(results, s.volume, run=self._runs)
+        step = Applied(s, conv)
+        for seg in conv.segmentations:
+            step.overlays.append(s.add_segmentation(seg, exported=False, original=conv.originals.get(seg.uid)))
+        for overlay in conv.heatmaps + conv.marker_sets:
+            s.add_overlay(overlay)
+            step.overlays.append(overlay)
+        for n, vol in enumerate(conv.images):
+            step.derived.append(self.add(vol, f"{s.key}#ai{self._runs}.{n}", derived_from=s))
+        self._done.append(step)
+        self._undone.clear()
+        return step
+
+    def undo(self) -> bool:
+        """Take the last applied result away (the journal of a segmentation a person edited is kept)."""
+        if not self._done:
+            return False
+        step = self._done.pop()
+        for o in step.overlays:
+            step.series.remove_overlay(o, discard=isinstance(o, EditableSegmentation) and not o.can_undo)
+        for d in step.derived:
+            self.remove(d)
+        step.applied = False
+        self._undone.append(step)
+        return True
+
+    def redo(self) -> bool:
+        if not self._undone:
+            return False
+        step = self._undone.pop()
+        s = step.series
+        overlays, step.overlays = step.overlays, []
+        for o in overlays:
+            if isinstance(o, EditableSegmentation):  # a fresh editor and journal on the same segmentation
+                o = s.add_segmentation(o.segmentation, exported=False, original=o.original)
+            else:
+                s.add_overlay(o)
+            step.overlays.append(o)
+        derived, step.derived = step.derived, []
+        for d in derived:
+            step.derived.append(self.add(d.volume, d.key, derived_from=s))
+        step.applied = True
+        self._done.append(step)
+        return True
+
+    # export
+    def export(self, folder, series: OpenSeries | str | None = None, *, seg: bool = True, sr: bool = True,
+               csv: bool = True, deidentify: bool = False, segmentation: EditableSegmentation | None = None,
+               basename: str = "measurements") -> dict[str, list[str]]:
+        """Write the series' work to ``folder``: its segmentation as DICOM SEG (``seg``), its measurements
+        (and segment statistics) as a DICOM SR (``sr``) and CSV/JSON tables (``csv``), de-identified on
+        request.  The exported segmentation's journal records the export.  Returns paths by kind."""
+        from viewer.core.export.report import export_report
+
+        s = self._series(series)
+        ed = segmentation or (s.segmentation(create=False) if seg else None)
+        if ed is not None and not ed.segments:
+            ed = None
+        if not (sr or csv):
+            if ed is None:
+                raise HounsfieldError("There is nothing to export: draw a segmentation first.")
+            from viewer.core.export.seg_dicom import write_dicom_seg
+
+            os.makedirs(folder, exist_ok=True)
+            path = os.path.join(folder, f"{basename}-segmentation.dcm")
+            write_dicom_seg(ed.segmentation, s.volume, path, series_description=f"SEG {ed.name}"[:64],
+                            deidentifier=_deidentifier() if deidentify else None)
+            ed.mark_exported(path)
+            return {"seg": [path]}
+        out = export_report(folder, s.measurements, s.volume, segmentation=ed.segmentation if ed else None,
+                            deidentify=deidentify, basename=basename)
+        for kind, wanted in (("sr", sr), ("csv", csv), ("json", csv)):
+            if not wanted:  # the report writes them all; drop what was not asked for
+                for path in out.pop(kind, []):
+                    os.remove(path)
+        if ed is not None and out.get("seg"):
+            ed.mark_exported(out["seg"][0])
+        return out
+
+    def close(self) -> None:
+        """Close every series (journals are synced and closed; unsaved work stays recoverable)."""
+        for s in list(self.series.values()):
+            self.remove(s)
+
+
+def _deidentifier():
+    from viewer.core.export.deid import Deidentifier
+
+    return Deidentifier()
