@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import os
 
+from viewer.paths import resources_dir
 from viewer.ui.actions import COMMANDS, shortcut_rows
-from viewer.ui.resources import colormaps, icon_path, presets_for, resources_dir
+from viewer.ui.resources import colormaps, icon_path, presets_for
 
 
 def test_ct_presets_on_number_keys():

@@ -7,7 +7,7 @@ the worker process:
 * third-party distributions: entry points in the group ``hounsfield.plugins`` whose value names a
   JSON manifest inside a package, ``"my_package:hounsfield.json"`` (as npe2's
   ``napari.manifest``), so ``pip install some-plugin`` adds one;
-* the user's models folder (``models_dir()``): MONAI bundles (``configs/metadata.json`` and
+* the user's models folder (``viewer.paths.models_dir()``): MONAI bundles (``configs/metadata.json`` and
   ``models/model.ts`` or ``models/model.pt``) and single TorchScript (``.ts``/``.pt``), ONNX
   (``.onnx``) or state-dict (``.pt``/``.pth``) files, each with a JSON descriptor of the same stem.
 
@@ -20,29 +20,18 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import re
 from importlib import metadata
 from pathlib import Path
 
-import platformdirs
-
 from viewer.ai.api import InputSpec, PluginInfo, Task
 from viewer.core.errors import HounsfieldError
 from viewer.logs import log
+from viewer.paths import models_dir
 
 ENTRY_POINT_GROUP = "hounsfield.plugins"
 MANIFEST = "plugin.json"
 MODEL_SUFFIXES = (".ts", ".pt", ".pth", ".onnx")
-
-
-def models_dir() -> Path:
-    """The user models folder: $HOUNSFIELD_MODELS_DIR, else <user data dir>/models."""
-    env = os.environ.get("HOUNSFIELD_MODELS_DIR")
-    if env:
-        return Path(env)
-    base = os.environ.get("HOUNSFIELD_DATA_DIR") or platformdirs.user_data_dir("hounsfield")
-    return Path(base) / "models"
 
 
 def builtin_dir() -> Path | None:

@@ -29,6 +29,7 @@ from typing import Literal
 import numpy as np
 
 from viewer.core.volume import SourceInfo, Volume, affine_from
+from viewer.paths import cache_dir
 
 __all__ = ["DEMO_NODULES", "DEMO_SHAPE", "DEMO_SPACING", "DEMO_VERSION", "DemoNodule", "demo_volume",
            "generate_demo_array"]
@@ -126,9 +127,7 @@ def generate_demo_array() -> np.ndarray:
 # caching
 
 def _cache_path() -> Path:
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("hounsfield")) / f"demo-{DEMO_VERSION}.npy"
+    return cache_dir() / f"demo-{DEMO_VERSION}.npy"
 
 
 @functools.lru_cache(maxsize=2)

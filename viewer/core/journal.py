@@ -41,11 +41,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from viewer.core.dicom.index import data_dir
 from viewer.core.segmentation import Box, Segmentation
 from viewer.core.signals import Signal
 from viewer.core.volume import Volume
 from viewer.logs import log
+from viewer.paths import data_dir
 
 SUFFIX = ".hjournal"
 MAGIC = b"HJOURNAL2\n"

@@ -1,5 +1,5 @@
 """Measurements saved with the study: one JSON file beside the local study index
-(``measurements.json`` in ``viewer.core.dicom.index.data_dir()``), keyed by series instance UID.
+(``measurements.json`` in ``viewer.paths.data_dir()``), keyed by series instance UID.
 
 Written atomically (a temporary file, then a rename), so a crash never leaves half a file.
 """
@@ -10,8 +10,8 @@ import json
 import os
 import tempfile
 
-from viewer.core.dicom.index import data_dir
 from viewer.core.measurements import Measurement
+from viewer.paths import data_dir
 
 VERSION = 1
 

@@ -22,15 +22,14 @@ from __future__ import annotations
 
 import functools
 import json
-import sys
 import uuid
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 
 from viewer.core.signals import Signal
 from viewer.core.volume import Volume
+from viewer.paths import resources_dir
 
 ALGORITHM_TYPES = ("MANUAL", "SEMIAUTOMATIC", "AUTOMATIC")
 Code = tuple[str, str, str]  # (code value, coding scheme designator, code meaning)
@@ -45,15 +44,14 @@ PALETTE = ((230, 80, 60), (60, 180, 230), (250, 200, 40), (120, 210, 90), (200, 
 @functools.lru_cache(maxsize=1)
 def terminology() -> dict[str, dict]:
     """Default terminology by lower-case name: {"category": Code, "type": Code, "color": (r, g, b)}."""
-    import viewer
-
-    for base in (Path(viewer.__file__).resolve().parent.parent / "resources",
-                 Path(sys.prefix) / "share" / "hounsfield" / "resources"):
-        path = base / "presets" / "segment_terminology.json"
-        if path.is_file():
-            entries = json.loads(path.read_text())["entries"]
-            return {e["name"].lower(): {"name": e["name"], "category": tuple(e["category"]),
-                                        "type": tuple(e["type"]), "color": tuple(e["color"])} for e in entries}
+    try:
+        path = resources_dir() / "presets" / "segment_terminology.json"
+    except FileNotFoundError:
+        path = None
+    if path is not None and path.is_file():
+        entries = json.loads(path.read_text())["entries"]
+        return {e["name"].lower(): {"name": e["name"], "category": tuple(e["category"]),
+                                    "type": tuple(e["type"]), "color": tuple(e["color"])} for e in entries}
     return {"tissue": {"name": "Tissue", "category": TISSUE, "type": TISSUE, "color": (128, 174, 128)}}
 
 

@@ -18,18 +18,13 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass, field, fields
 
-import platformdirs
-
 from viewer.core.errors import HounsfieldError
+from viewer.paths import config_dir
 
 PROTOCOLS = ("dimse", "dicomweb")
 DIMSE_METHODS = ("C-GET", "C-MOVE")
 WEB_METHODS = ("WADO-RS",)
 AUTH_KINDS = ("none", "basic", "bearer")
-
-
-def config_dir() -> str:
-    return os.environ.get("HOUNSFIELD_CONFIG_DIR") or platformdirs.user_config_dir("hounsfield")
 
 
 def settings_path() -> str:

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 
-from viewer.core.dicom.index import StudyIndex, data_dir
+from viewer.core.dicom.index import StudyIndex
+from viewer.paths import data_dir
 
 _UID = re.compile(r"[0-9]+(\.[0-9]+)*")  # a DICOM UID: digits and dots, no empty component
 _PREAMBLE = bytes(128) + b"DICM"
@@ -26,7 +27,7 @@ IMPLEMENTATION_VERSION = "HOUNSFIELD_01"
 
 
 def studies_dir() -> Path:
-    return Path(data_dir()) / "studies"
+    return data_dir() / "studies"
 
 
 def safe_name(uid: str) -> str:

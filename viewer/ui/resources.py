@@ -1,31 +1,15 @@
 """The ``resources/`` folder: window/level presets, colour maps and icons (JSON and SVG).
 
-It lives at the repository's top level.  It is found, in order, at ``$HOUNSFIELD_RESOURCES``, next
-to the ``viewer`` package (a source checkout or an editable install), or under
-``<prefix>/share/hounsfield/resources`` (a wheel install: pyproject's data-files put it there).
+It lives at the repository's top level; ``viewer.paths.resources_dir()`` finds it.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import os
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
-import viewer
-
-
-@functools.lru_cache(maxsize=1)
-def resources_dir() -> Path:
-    candidates = [os.environ.get("HOUNSFIELD_RESOURCES"),
-                  Path(viewer.__file__).resolve().parent.parent / "resources",
-                  Path(sys.prefix) / "share" / "hounsfield" / "resources"]
-    for c in candidates:
-        if c and (Path(c) / "presets" / "window_level.json").is_file():
-            return Path(c)
-    raise FileNotFoundError("the Hounsfield resources folder (presets, colour maps, icons) was not found")
+from viewer.paths import resources_dir
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
+
+from viewer.paths import use_temporary_data_dir
 
 
 def wait_until(app, predicate, timeout: float) -> bool:
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--voxel", help="crosshair point as a voxel index 'i,j,k'")
     p.add_argument("--ai", metavar="PLUGIN", help="run this AI plugin on the study and show its results")
     args = p.parse_args(argv)
-    os.environ.setdefault("HOUNSFIELD_DATA_DIR", tempfile.mkdtemp(prefix="hounsfield-shot-"))
+    use_temporary_data_dir("hounsfield-shot-")
 
     from PySide6.QtWidgets import QApplication
 

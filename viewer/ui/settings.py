@@ -9,12 +9,12 @@ import os
 
 from PySide6.QtCore import QSettings
 
+from viewer.paths import data_dir
+
 RECENT_MAX = 10
 
 
 def open_settings() -> QSettings:
-    from viewer.core.dicom.index import data_dir
-
     folder = data_dir()
     os.makedirs(folder, exist_ok=True)
     return QSettings(os.path.join(folder, "settings.ini"), QSettings.Format.IniFormat)

@@ -17,17 +17,9 @@ from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QImage
 
 from viewer.logs import log
+from viewer.paths import thumbnails_dir
 
 SIZE = 64
-
-
-def cache_dir() -> str:
-    folder = os.environ.get("HOUNSFIELD_DATA_DIR")
-    if folder:
-        return os.path.join(folder, "thumbnails")
-    import platformdirs
-
-    return os.path.join(platformdirs.user_cache_dir("hounsfield"), "thumbnails")
 
 
 def windowed_image(pixels: np.ndarray, window: tuple[float, float] | None) -> QImage:
@@ -93,7 +85,7 @@ class ThumbnailLoader(QObject):
     def _work(self) -> None:
         while True:
             series = self._queue.get()
-            path = os.path.join(cache_dir(), hashlib.sha1(series.id.encode()).hexdigest() + ".png")
+            path = os.path.join(thumbnails_dir(), hashlib.sha1(series.id.encode()).hexdigest() + ".png")
             try:
                 image = QImage(path) if os.path.exists(path) else QImage()
                 if image.isNull():

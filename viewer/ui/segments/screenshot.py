@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 
+from viewer.paths import use_temporary_data_dir
 from viewer.ui.screenshot import wait_until
 
 
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", default="1600x1000")
     p.add_argument("--view3d", default="right", help="standard view of the 3D slot")
     args = p.parse_args(argv)
-    os.environ.setdefault("HOUNSFIELD_DATA_DIR", tempfile.mkdtemp(prefix="hounsfield-shot-"))
+    use_temporary_data_dir("hounsfield-shot-")
 
     import numpy as np
     from PySide6.QtWidgets import QApplication
