@@ -181,3 +181,38 @@ def test_import_viewer_and_its_workspace_stay_light():
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'PySide6', 'vtk', 'vtkmodules'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_real_denoiser_run_headless_is_applied_as_one_undoable_step(fresh_data_dir):
+    """viewer.ai runs the built-in denoiser in its worker process on a 16-slice slab of the chest CT;
+    the Workspace turns its Results into a derived series linked to the slab and a heatmap on it."""
+    import viewer
+    from viewer.ai.discovery import Registry
+    from viewer.ai.worker import AIHost
+    from viewer.core.volume import Volume
+
+    full = viewer.load(data_path("chest-ct"))
+    k0 = full.shape[0] // 2
+    affine = full.affine.copy()
+    affine[:3, 3] = full.index_to_lps([0, 0, k0])
+    slab = Volume(np.ascontiguousarray(full.array[k0:k0 + 16]), affine, modality=full.modality, units=full.units,
+                  window=full.window, source=full.source)
+    host = AIHost(Registry(), device="cpu", threads=2, stall_timeout=120)
+    try:
+        results = host.run("ct-denoising", slab, {"dose": 0.25, "heatmap": True}).result()
+    finally:
+        host.shutdown()
+    ws = viewer.Workspace()
+    s = ws.add(slab)
+    step = ws.apply(results, series=s)
+    (derived,) = step.derived
+    assert derived.derived_from is s and ws.series[derived.key] is derived and ws.current is s
+    assert derived.volume.shape == slab.shape and np.allclose(derived.volume.affine, slab.affine)
+    assert derived.volume.source.frame_of_reference_uid == slab.source.frame_of_reference_uid
+    assert derived.volume.source.series_instance_uid != slab.source.series_instance_uid
+    assert not np.array_equal(derived.volume.array, slab.array)  # it did denoise
+    (heat,) = s.heatmaps
+    assert heat.volume.shape == slab.shape and heat.provenance.startswith("CT denoising")
+    assert ws.undo() and s.overlays == [] and list(ws.series) == [s.key]
+    assert ws.redo() and len(s.heatmaps) == 1 and len(ws.series) == 2
+    ws.close()
