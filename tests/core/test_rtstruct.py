@@ -1,5 +1,5 @@
-"""RT Structure Sets as segments (viewer.core.rtstruct): polygon filling by the even-odd rule
-(holes, islands), and the real dicompyler structure set on its CT slice, checked against the
+"""RT Structure Sets as segments (viewer.core.rtstruct; its polygon filling is tested in
+test_polygons.py): the real dicompyler structure set on its CT slice, checked against the
 areas of its contour polygons."""
 
 from __future__ import annotations
@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import data_path
-from viewer.core.rtstruct import fill_polygons, read_rois, read_rtstruct, referenced_series
+from viewer.core.polygons import fill_polygons
+from viewer.core.rtstruct import read_rois, read_rtstruct, referenced_series
 
 
 def square(x0, y0, x1, y1):
@@ -18,27 +19,6 @@ def square(x0, y0, x1, y1):
 def shoelace(p) -> float:
     x, y = p[:, 0], p[:, 1]
     return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
-
-
-def test_fill_takes_the_pixel_centres_inside():
-    m = fill_polygons([square(1.5, 1.5, 5.5, 5.5)], (8, 8))
-    expected = np.zeros((8, 8), bool)
-    expected[2:6, 2:6] = True
-    assert np.array_equal(m, expected)
-    # a polygon is the same whichever way it turns, and partly outside the grid is clipped
-    assert np.array_equal(fill_polygons([square(1.5, 1.5, 5.5, 5.5)[::-1]], (8, 8)), expected)
-    clipped = fill_polygons([square(-3.5, -3.5, 2.5, 2.5)], (8, 8))
-    assert clipped.sum() == 9 and clipped[:3, :3].all()
-
-
-def test_fill_even_odd_makes_holes_and_islands():
-    outer, hole, island = square(1.5, 1.5, 9.5, 9.5), square(3.5, 3.5, 6.5, 6.5), square(11.5, 1.5, 13.5, 3.5)
-    m = fill_polygons([outer, hole, island], (12, 16))
-    assert m.sum() == 64 - 9 + 4
-    assert not m[4:7, 4:7].any() and m[2, 2] and m[2:4, 12:14].all()
-    # a triangle: the count of centres inside is close to its area
-    tri = np.array([[10.2, 20.7], [180.3, 40.1], [60.9, 170.4]])
-    assert fill_polygons([tri], (200, 200)).sum() == pytest.approx(shoelace(tri), rel=0.01)
 
 
 def test_the_dicompyler_structure_set_on_its_ct_slice():
@@ -73,11 +53,9 @@ def test_the_dicompyler_structure_set_on_its_ct_slice():
     assert abs(got - area) < 0.5 * perimeter * vol.spacing[0]
     assert abs(got - area) / area < 0.02
     # each contour's mask (alone) matches its own polygon area closely too
-    from viewer.core.rtstruct import fill_polygons as fill
-
     for p in xy:
         ij = vol.lps_to_index(np.c_[p, np.full(len(p), on_slice[0][0, 2])])[:, :2]
-        alone = fill([ij], vol.shape[1:]).sum() * px
+        alone = fill_polygons([ij], vol.shape[1:]).sum() * px
         assert alone == pytest.approx(shoelace(p), abs=0.5 * px + 0.6 * vol.spacing[0]
                                       * np.linalg.norm(np.diff(p, axis=0), axis=1).sum())
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from viewer.core.polygons import inside_polygon
 from viewer.core.segmentation import Box, Segment, Segmentation, bbox_of
 from viewer.core.signals import Signal
 from viewer.core.volume import Volume
@@ -541,15 +542,3 @@ class Editor:
             self.end()
 
 
-def inside_polygon(x: np.ndarray, y: np.ndarray, poly: np.ndarray) -> np.ndarray:
-    """Even-odd rule: which points (x, y) lie inside the closed polygon ``poly`` (N, 2)."""
-    inside = np.zeros(np.shape(x), bool)
-    px, py = poly[:, 0], poly[:, 1]
-    qx, qy = np.roll(px, 1), np.roll(py, 1)
-    for x0, y0, x1, y1 in zip(px, py, qx, qy):
-        if y0 == y1:
-            continue
-        crosses = (y0 > y) != (y1 > y)
-        xc = x0 + (y - y0) * (x1 - x0) / (y1 - y0)
-        inside ^= crosses & (x < xc)
-    return inside

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from viewer.core.polygons import inside_polygon, polygon_area
 from viewer.core.volume import Volume
 
 KINDS = ("length", "angle", "ellipse", "polygon", "point", "bidirectional")
@@ -157,23 +158,6 @@ def outline(m: Measurement, segments: int = 96) -> np.ndarray:
     return m.points.copy()
 
 
-def polygon_area(xy: np.ndarray) -> float:
-    x, y = xy[:, 0], xy[:, 1]
-    return float(0.5 * abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
-
-
-def inside_polygon(xy: np.ndarray, poly: np.ndarray) -> np.ndarray:
-    """Even-odd rule: which of the (N, 2) points ``xy`` lie inside the closed polygon ``poly`` (M, 2)."""
-    x, y = xy[:, 0][:, None], xy[:, 1][:, None]
-    x0, y0 = poly[:, 0][None, :], poly[:, 1][None, :]
-    x1, y1 = np.roll(poly[:, 0], -1)[None, :], np.roll(poly[:, 1], -1)[None, :]
-    crosses = (y0 > y) != (y1 > y)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        xc = x0 + (y - y0) * (x1 - x0) / (y1 - y0)
-    hits = crosses & (x < xc)
-    return (np.count_nonzero(hits, axis=1) % 2) == 1
-
-
 def inside_roi(m: Measurement, lps: np.ndarray) -> np.ndarray:
     """Which LPS points (N, 3), projected on the ROI's plane, lie inside its outline."""
     lps = np.asarray(lps, dtype=np.float64).reshape(-1, 3)
@@ -185,7 +169,8 @@ def inside_roi(m: Measurement, lps: np.ndarray) -> np.ndarray:
         d = lps - c
         return ((d @ a) / na**2) ** 2 + ((d @ b) / nb**2) ** 2 <= 1.0
     if m.kind == "polygon":
-        return inside_polygon(m.plane_xy(lps), m.plane_xy())
+        xy = m.plane_xy(lps)
+        return inside_polygon(xy[:, 0], xy[:, 1], m.plane_xy())
     raise ValueError(f"a {m.kind} measurement is not an ROI")
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from viewer.core.errors import HounsfieldError
+from viewer.core.polygons import fill_polygons
 from viewer.core.segmentation import ALGORITHM_TYPES, Segmentation, add_masks
 from viewer.core.volume import Volume
 from viewer.logs import log
@@ -77,31 +78,6 @@ def read_rois(ds) -> list[Roi]:
                 continue
             roi.contours.append(data.reshape(-1, 3))
     return [rois[n] for n in sorted(rois)]
-
-
-def fill_polygons(polygons: list[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
-    """A (rows, columns) mask of the pixel centres inside ``polygons`` ((N, 2) arrays of (i, j)
-    = (column, row) continuous indices) by the even-odd rule over all of them together: a pixel is
-    inside when a ray from it crosses the edges an odd number of times (holes and islands)."""
-    nj, ni = shape
-    toggles = np.zeros((nj, ni + 1), np.uint8)
-    for poly in polygons:
-        p = np.asarray(poly, dtype=np.float64)
-        a, b = p, np.roll(p, -1, axis=0)
-        lo, hi = np.minimum(a[:, 1], b[:, 1]), np.maximum(a[:, 1], b[:, 1])
-        # rows j whose centre line y = j the edge crosses, half-open [lo, hi) so a vertex counts once
-        first = np.clip(np.ceil(lo), 0, nj).astype(np.int64)
-        last = np.clip(np.ceil(hi), 0, nj).astype(np.int64)
-        counts = np.maximum(last - first, 0)
-        if not counts.any():
-            continue
-        edge = np.repeat(np.arange(len(p)), counts)
-        rows = np.repeat(first, counts) + (np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts))
-        t = (rows - a[edge, 1]) / (b[edge, 1] - a[edge, 1])
-        x = a[edge, 0] + t * (b[edge, 0] - a[edge, 0])
-        cols = np.clip(np.ceil(x), 0, ni).astype(np.int64)  # centres i >= x are right of the crossing
-        np.add.at(toggles, (rows, cols), 1)
-    return (np.cumsum(toggles, axis=1, dtype=np.uint32)[:, :ni] & 1).astype(bool)
 
 
 def roi_mask(roi: Roi, volume: Volume) -> tuple[np.ndarray, int]:
