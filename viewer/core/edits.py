@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from viewer.core.codes import AlgorithmType
 from viewer.core.polygons import inside_polygon
 from viewer.core.segmentation import Box, Segment, Segmentation, bbox_of
 from viewer.core.signals import Signal
@@ -243,10 +244,10 @@ class Editor:
         return True
 
     def _mark_edited(self, seg: Segment) -> None:
-        if seg.algorithm_type != "MANUAL" and not seg.edited:
+        if seg.algorithm_type != AlgorithmType.MANUAL and not seg.edited:
             seg.edited = True
-            if seg.algorithm_type == "AUTOMATIC":
-                seg.algorithm_type = "SEMIAUTOMATIC"
+            if seg.algorithm_type == AlgorithmType.AUTOMATIC:
+                seg.algorithm_type = AlgorithmType.SEMIAUTOMATIC
             self.seg.segments_changed.emit()
 
     def set_mask(self, seg: Segment, box: Box, mask: np.ndarray) -> bool:

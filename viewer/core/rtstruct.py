@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from viewer.core.codes import AlgorithmType
 from viewer.core.errors import HounsfieldError
 from viewer.core.polygons import fill_polygons
-from viewer.core.segmentation import ALGORITHM_TYPES, Segmentation, add_masks
+from viewer.core.segmentation import Segmentation, add_masks
 from viewer.core.volume import Volume
 from viewer.logs import log
 
@@ -31,7 +32,7 @@ class Roi:
     number: int
     name: str
     color: tuple[int, int, int] | None
-    algorithm: str  # MANUAL, SEMIAUTOMATIC or AUTOMATIC
+    algorithm: AlgorithmType  # ROI Generation Algorithm: the same defined terms as a SEG segment's
     contours: list[np.ndarray] = field(default_factory=list)  # closed polygons (N, 3) in LPS mm
 
 
@@ -63,10 +64,10 @@ def read_rois(ds) -> list[Roi]:
         algo = str(getattr(item, "ROIGenerationAlgorithm", "") or "MANUAL").upper()
         number = int(item.ROINumber)
         rois[number] = Roi(number, str(getattr(item, "ROIName", "") or f"ROI {number}"), None,
-                           algo if algo in ALGORITHM_TYPES else "MANUAL")
+                           AlgorithmType(algo) if algo in AlgorithmType.__members__ else AlgorithmType.MANUAL)
     for item in getattr(ds, "ROIContourSequence", []):
         number = int(item.ReferencedROINumber)
-        roi = rois.setdefault(number, Roi(number, f"ROI {number}", None, "MANUAL"))
+        roi = rois.setdefault(number, Roi(number, f"ROI {number}", None, AlgorithmType.MANUAL))
         color = getattr(item, "ROIDisplayColor", None)
         if color is not None and len(color) == 3:
             roi.color = tuple(int(max(0, min(255, int(c)))) for c in color)
@@ -127,7 +128,7 @@ def read_rtstruct(path, volume: Volume) -> tuple[Segmentation, list[str]]:
         mask, off = roi_mask(roi, volume)
         missed += off
         s = seg.add_segment(roi.name, roi.color, algorithm_type=roi.algorithm,
-                            algorithm_name="RT structure set" if roi.algorithm != "MANUAL" else "")
+                            algorithm_name="RT structure set" if roi.algorithm != AlgorithmType.MANUAL else "")
         if mask.any():
             pairs.append((s, mask))
     add_masks(seg, pairs)

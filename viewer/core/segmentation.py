@@ -27,15 +27,14 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from viewer.core.codes import AlgorithmType, Code
 from viewer.core.signals import Signal
 from viewer.core.volume import Volume
 from viewer.paths import resources_dir
 
-ALGORITHM_TYPES = ("MANUAL", "SEMIAUTOMATIC", "AUTOMATIC")
-Code = tuple[str, str, str]  # (code value, coding scheme designator, code meaning)
 Box = tuple[slice, slice, slice]  # [k, j, i] slices
 
-TISSUE: Code = ("85756007", "SCT", "Tissue")
+TISSUE = Code("85756007", "SCT", "Tissue")
 # Distinct, readable colours over grey CT for segments without a table colour.
 PALETTE = ((230, 80, 60), (60, 180, 230), (250, 200, 40), (120, 210, 90), (200, 90, 220), (250, 140, 40),
            (40, 210, 190), (240, 110, 170), (150, 130, 250), (190, 230, 60))
@@ -50,8 +49,8 @@ def terminology() -> dict[str, dict]:
         path = None
     if path is not None and path.is_file():
         entries = json.loads(path.read_text())["entries"]
-        return {e["name"].lower(): {"name": e["name"], "category": tuple(e["category"]),
-                                    "type": tuple(e["type"]), "color": tuple(e["color"])} for e in entries}
+        return {e["name"].lower(): {"name": e["name"], "category": Code.of(e["category"]),
+                                    "type": Code.of(e["type"]), "color": tuple(e["color"])} for e in entries}
     return {"tissue": {"name": "Tissue", "category": TISSUE, "type": TISSUE, "color": (128, 174, 128)}}
 
 
@@ -65,7 +64,7 @@ class Segment:
     layer: int = 0
     visible: bool = True
     locked: bool = False
-    algorithm_type: str = "MANUAL"
+    algorithm_type: AlgorithmType = AlgorithmType.MANUAL
     algorithm_name: str = ""
     algorithm_version: str = ""
     edited: bool = False  # changed by a person after it was made
@@ -74,18 +73,21 @@ class Segment:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["color"], d["category"], d["type"] = list(self.color), list(self.category), list(self.type)
+        d["algorithm_type"] = str(self.algorithm_type)
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> Segment:
         d = dict(d)
         d["color"] = tuple(int(c) for c in d["color"])
-        d["category"], d["type"] = tuple(d["category"]), tuple(d["type"])
+        d["category"], d["type"] = Code.of(d["category"]), Code.of(d["type"])
+        if "algorithm_type" in d:
+            d["algorithm_type"] = AlgorithmType(d["algorithm_type"])
         return cls(**d)
 
     @property
     def provenance(self) -> str:
-        if self.algorithm_type == "MANUAL":
+        if self.algorithm_type == AlgorithmType.MANUAL:
             return "drawn by hand"
         algo = " ".join(x for x in (self.algorithm_name, self.algorithm_version) if x) or "an algorithm"
         return f"{algo}, edited by a person" if self.edited else algo
@@ -166,13 +168,16 @@ class Segmentation:
             self.segments_changed.emit()
 
     def add_segment(self, name: str | None = None, color=None, *, category: Code | None = None,
-                    type: Code | None = None, layer: int | str = 0, algorithm_type: str = "MANUAL",  # noqa: A002
+                    type: Code | None = None, layer: int | str = 0,  # noqa: A002
+                    algorithm_type: AlgorithmType | str = AlgorithmType.MANUAL,
                     algorithm_name: str = "", algorithm_version: str = "", description: str = "",
                     number: int | None = None) -> Segment:
         """A new, empty segment.  Terminology and colour default from the table entry named ``name``
         (e.g. "Liver"); ``layer="new"`` puts it in a fresh layer (to overlap others)."""
-        if algorithm_type not in ALGORITHM_TYPES:
-            raise ValueError(f"unknown algorithm type {algorithm_type!r}")
+        try:
+            algorithm_type = AlgorithmType(algorithm_type)
+        except ValueError:
+            raise ValueError(f"unknown algorithm type {algorithm_type!r}") from None
         number = number or (max((s.number for s in self.segments), default=0) + 1)
         if any(s.number == number for s in self.segments):
             raise ValueError(f"segment number {number} is taken")
@@ -182,8 +187,8 @@ class Segmentation:
         if layer == "new":
             layer = self.add_layer()
         self._ensure_dtype(int(layer), number)
-        seg = Segment(number, name, color, tuple(category or entry.get("category") or TISSUE),
-                      tuple(type or entry.get("type") or TISSUE), int(layer), algorithm_type=algorithm_type,
+        seg = Segment(number, name, color, Code.of(category or entry.get("category") or TISSUE),
+                      Code.of(type or entry.get("type") or TISSUE), int(layer), algorithm_type=algorithm_type,
                       algorithm_name=algorithm_name, algorithm_version=algorithm_version, description=description)
         self.segments.append(seg)
         if self.active is None:
@@ -196,7 +201,13 @@ class Segmentation:
         for key, value in changes.items():
             if not hasattr(seg, key) or key in ("number", "layer"):
                 raise AttributeError(f"a segment's {key!r} cannot be set this way")
-            setattr(seg, key, tuple(value) if key in ("color", "category", "type") else value)
+            if key in ("category", "type"):
+                value = Code.of(value)
+            elif key == "color":
+                value = tuple(value)
+            elif key == "algorithm_type":
+                value = AlgorithmType(value)
+            setattr(seg, key, value)
         self.segments_changed.emit()
 
     def add_layer(self) -> int:
@@ -282,7 +293,7 @@ def bbox_of(mask: np.ndarray, margin: int = 0) -> Box | None:
 
 def from_label_map(volume: Volume, array: np.ndarray, segments: list[dict] | None = None, *,
                    name: str = "Segmentation", algorithm_name: str = "", algorithm_version: str = "",
-                   algorithm_type: str = "AUTOMATIC") -> Segmentation:
+                   algorithm_type: AlgorithmType | str = AlgorithmType.AUTOMATIC) -> Segmentation:
     """A segmentation made from a label map on ``volume``'s grid (an AI plugin's output).
 
     ``segments``: [{"label": 1, "name": "Liver", "color": (r, g, b), "code": (value, scheme, meaning)
@@ -301,7 +312,7 @@ def from_label_map(volume: Volume, array: np.ndarray, segments: list[dict] | Non
         d = info.get(lab, {})
         code = d.get("type") or d.get("code")
         seg.add_segment(d.get("name") or f"Label {lab}", d.get("color"), category=d.get("category"),
-                        type=tuple(code) if code else None, algorithm_type=algorithm_type,
+                        type=Code.of(code) if code else None, algorithm_type=algorithm_type,
                         algorithm_name=algorithm_name, algorithm_version=algorithm_version,
                         description=d.get("description", ""), number=numbers[lab])
     dtype = np.uint16 if max(numbers.values(), default=0) > 255 else np.uint8

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from viewer.core.codes import AlgorithmType, Code
 from viewer.core.errors import HounsfieldError
 from viewer.core.segmentation import Segmentation, add_masks
 from viewer.core.volume import Volume
@@ -59,10 +60,6 @@ def slices_by_k(source: Volume, datasets: list) -> dict[int, object]:
     return by_k
 
 
-def _code(hd, triplet):
-    return hd.sr.CodedConcept(triplet[0], triplet[1], triplet[2])
-
-
 def write_dicom_seg(seg: Segmentation, source: Volume, path, *, series_description: str = "Segmentation",
                     model_name: str = "Hounsfield", software_version: str = "", sop_instance_uid: str | None = None,
                     series_instance_uid: str | None = None, deidentifier=None) -> Path:
@@ -93,13 +90,14 @@ def write_dicom_seg(seg: Segmentation, source: Volume, path, *, series_descripti
     descriptions = []
     for n, s in enumerate(segments):
         algo = None
-        if s.algorithm_type != "MANUAL":
+        if s.algorithm_type != AlgorithmType.MANUAL:
             algo = hd.AlgorithmIdentificationSequence(
                 name=(s.algorithm_name or "Hounsfield")[:64], family=codes.cid7162.ArtificialIntelligence,
                 version=(s.algorithm_version or "1.0")[:64])
         descriptions.append(hd.seg.SegmentDescription(
-            segment_number=n + 1, segment_label=s.name[:64], segmented_property_category=_code(hd, s.category),
-            segmented_property_type=_code(hd, s.type), algorithm_type=s.algorithm_type,
+            segment_number=n + 1, segment_label=s.name[:64],
+            segmented_property_category=Code.of(s.category).to_highdicom(),
+            segmented_property_type=Code.of(s.type).to_highdicom(), algorithm_type=str(s.algorithm_type),
             algorithm_identification=algo, display_color=hd.color.CIELabColor.from_rgb(*s.color)))
     try:
         with warnings.catch_warnings(record=True) as caught:  # e.g. odd patient names in the source
@@ -192,8 +190,8 @@ def read_dicom_seg(path, volume: Volume) -> Segmentation:
             color = hd.color.CIELabColor.from_dicom_value(tuple(item.RecommendedDisplayCIELabValue)).to_rgb()
         algo = item.SegmentationAlgorithmIdentificationSequence[0] \
             if "SegmentationAlgorithmIdentificationSequence" in item else None
-        s = seg.add_segment(str(item.SegmentLabel), color, category=code(item.SegmentedPropertyCategoryCodeSequence),
-                            type=code(item.SegmentedPropertyTypeCodeSequence),
+        s = seg.add_segment(str(item.SegmentLabel), color, category=Code.of(item.SegmentedPropertyCategoryCodeSequence),
+                            type=Code.of(item.SegmentedPropertyTypeCodeSequence),
                             algorithm_type=str(item.SegmentAlgorithmType), number=number,
                             algorithm_name=str(getattr(item, "SegmentAlgorithmName", "")
                                                or (algo.AlgorithmName if algo else "")),
@@ -214,8 +212,6 @@ def _item(group, shared, keyword: str, path):
     raise HounsfieldError(f"{os.path.basename(path)} is not a valid DICOM SEG (a frame has no {keyword}).")
 
 
-def code(q) -> tuple[str, str, str]:
-    return str(q[0].CodeValue), str(q[0].CodingSchemeDesignator), str(q[0].CodeMeaning)
 
 
 def _check_orientation(ds, shared, volume: Volume, path) -> None:
