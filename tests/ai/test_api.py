@@ -104,3 +104,20 @@ def test_window_count_matches_monai():
     image = torch.zeros(1, 1, 70, 50, 33)
     sliding_window_inference(image, (32, 32, 32), 1, lambda x: (calls.append(1), x)[1], overlap=0.25)
     assert count_windows((70, 50, 33), (32, 32, 32), 0.25) == len(calls)
+
+
+def test_a_segment_code_is_the_core_code_and_old_scheme_first_tuples_still_work():
+    from viewer.ai.api import LabelMap, Results, Segment
+    from viewer.core.ai_results import convert_results
+    from viewer.core.codes import Code
+
+    bone = Code("3138006", "SCT", "Bone")
+    assert Segment(1, "Bone", code=bone).code == bone
+    # API 1 documented (scheme, value, meaning): a plain tuple in that order means the same code
+    legacy = Segment(1, "Bone", code=("SCT", "3138006", "Bone"))
+    assert isinstance(legacy.code, Code) and legacy.code == bone
+    vol = Volume(np.zeros((2, 3, 4), np.int16), affine_from((1, 1, 1), (0, 0, 0), np.eye(3)), modality="CT")
+    labels = np.zeros(vol.shape, np.uint8)
+    labels[0, 1, 1] = 1
+    conv = convert_results(Results(label_maps=[LabelMap(labels, vol.affine.copy(), [legacy])]), vol)
+    assert conv.segmentations[0].segments[0].type == bone  # the segment's type, in the core's order

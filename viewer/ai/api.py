@@ -22,6 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from viewer.core.codes import Code
 from viewer.core.errors import HounsfieldError
 from viewer.core.volume import Volume
 
@@ -232,7 +233,14 @@ class Segment:
     name: str
     color: tuple[int, int, int] = (255, 0, 0)
     description: str = ""
-    code: tuple[str, str, str] | None = None  # (scheme, value, meaning), e.g. SCT
+    code: Code | None = None  # the segmented property type, e.g. Code("3138006", "SCT", "Bone")
+
+    def __post_init__(self) -> None:
+        # API 1 documented a plain (scheme, value, meaning) tuple: such a tuple still means that
+        if self.code is not None and not isinstance(self.code, Code):
+            c = self.code
+            legacy = not isinstance(c, dict) and len(c) == 3 and not hasattr(c, "CodeValue")
+            object.__setattr__(self, "code", Code(str(c[1]), str(c[0]), str(c[2])) if legacy else Code.of(c))
 
 
 @dataclass

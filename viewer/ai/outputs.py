@@ -57,7 +57,7 @@ def write_results(results: Results, source: Volume, out_dir, info: PluginInfo) -
         viewer.save(Volume(lm.array, lm.affine, modality="SEG"), path)
         seg_json = out / f"{stem}.segments.json"
         seg_json.write_text(json.dumps([{"label": s.label, "name": s.name, "color": list(s.color),
-                                         "description": s.description, "code": list(s.code) if s.code else None}
+                                         "description": s.description, "code": s.code._asdict() if s.code else None}
                                         for s in lm.segments], indent=2))
         written += [path, seg_json]
         entry = {"kind": "label_map", "name": lm.name, "file": path.name, "segments": seg_json.name}

@@ -52,7 +52,7 @@ def title_of(provenance: dict) -> str:
 def label_map_segments(lm) -> list[dict]:
     """A plugin label map's segments as ``viewer.core.segmentation.from_label_map`` takes them."""
     return [{"label": seg.label, "name": seg.name, "color": seg.color, "description": seg.description,
-             **({"type": (seg.code[1], seg.code[0], seg.code[2])} if seg.code else {})}  # (value, scheme, meaning)
+             **({"type": seg.code} if seg.code else {})}
             for seg in lm.segments if seg.label != 0]
 
 
