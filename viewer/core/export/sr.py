@@ -55,9 +55,9 @@ _SEGMENT_VALUES = [("volume_ml", codes.SCT.Volume, "ml"), ("mean", codes.SCT.Mea
                    ("sd", codes.SCT.StandardDeviation, None), ("min", codes.SCT.Minimum, None),
                    ("max", codes.SCT.Maximum, None), ("longest_diameter_mm", codes.SCT.Diameter, "mm"),
                    ("axial_long_mm", codes.SCT.LongAxis, "mm"), ("axial_short_mm", codes.SCT.ShortAxis, "mm")]
-_CODE_KEYS = {("410668003", "SCT"): "length_mm", ("1483009", "SCT"): "angle_deg", ("103339001", "SCT"): "long_mm",
-              ("103340004", "SCT"): "short_mm", ("42798000", "SCT"): "area_mm2", ("373098007", "SCT"): "mean",
-              ("386136009", "SCT"): "sd", ("255605001", "SCT"): "min", ("56851009", "SCT"): "max"}
+# reading an SR back: a measurement's (value, scheme) -> its values key, from the codes written above
+_CODE_KEYS = {(str(c.value), str(c.scheme_designator)): key
+              for key, c, _ in [v for vs in _LINE_VALUES.values() for v in vs] + _ROI_VALUES}
 
 
 def evidence_datasets(src: SourceInfo, modality: str = "CT") -> list[Dataset]:
