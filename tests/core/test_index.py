@@ -14,7 +14,8 @@ import viewer
 import viewer.core.dicom.scan as scan_module
 from tests import dicom_factory as F
 from viewer.core.dicom.header import HEADER_VERSION
-from viewer.core.dicom.index import StudyIndex, data_dir
+from viewer.core.dicom.index import StudyIndex
+from viewer.paths import data_dir
 
 
 class Spy:
@@ -48,7 +49,7 @@ class Spy:
 def test_data_dir_is_private_to_the_test_session():
     folder = os.environ.get("HOUNSFIELD_DATA_DIR")
     assert folder, "conftest must set HOUNSFIELD_DATA_DIR"
-    assert data_dir() == folder
+    assert str(data_dir()) == folder
     assert os.path.realpath(folder).startswith(os.path.realpath(tempfile.gettempdir()))
     viewer.scan(F.write_series(os.path.join(folder, "..", "probe"), F.phantom((1, 4, 4)), F.axial()).folder)
     assert os.path.isfile(os.path.join(folder, "index.sqlite"))  # the index went there

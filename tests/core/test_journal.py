@@ -17,6 +17,7 @@ from viewer.core import journal
 from viewer.core.edits import Editor
 from viewer.core.segmentation import Segmentation
 from viewer.core.volume import Volume, affine_from
+from viewer.paths import data_dir
 
 
 def make():
@@ -293,7 +294,7 @@ def test_a_hostile_series_uid_gives_one_safe_folder_inside_the_journal_folder(ui
     name = journal.series_id(uid)
     assert name not in (".", "..") and os.sep not in name and "/" not in name and "\\" not in name
     assert all(c.isascii() and (c.isalnum() or c in ".-_") for c in name) and len(name) <= 64
-    root = os.path.realpath(os.path.join(journal.data_dir(), "segmentations"))
+    root = os.path.realpath(os.path.join(data_dir(), "segmentations"))
     assert os.path.dirname(os.path.realpath(journal.journal_dir(uid))) == root
     assert journal.series_id(name) == name  # stable: the folder a journal is written to is the one searched
 
@@ -310,7 +311,7 @@ def test_a_hostile_segmentation_uid_in_a_journal_does_not_become_a_path(tmp_path
     seg.series_uid = "1.2.3"
     j = journal.Journal(seg)
     assert os.path.dirname(j.path) == journal.journal_dir("1.2.3")
-    assert not os.path.exists(os.path.join(journal.data_dir(), "escaped" + journal.SUFFIX))
+    assert not os.path.exists(os.path.join(data_dir(), "escaped" + journal.SUFFIX))
     j.close(discard=True)
 
 
