@@ -51,3 +51,17 @@ def test_a_temporary_data_folder_never_replaces_one_already_chosen(bare_env, tmp
 def test_resources_are_found_next_to_the_package():
     assert paths.resources_dir() == Path(paths.__file__).resolve().parent.parent / "resources"
     assert (paths.resources_dir() / "presets" / "segment_terminology.json").is_file()
+
+
+def test_no_other_module_looks_up_a_user_folder():
+    import re
+
+    import viewer
+
+    root = Path(viewer.__file__).parent
+    lookup = re.compile(r"^\s*(import|from) platformdirs"
+                        r"|environ[^\n]*HOUNSFIELD_((DATA|MODELS|CONFIG|LOG)_DIR|RESOURCES)", re.M)
+    found = [str(p.relative_to(root)) for p in sorted(root.rglob("*.py"))
+             if p.name != "paths.py" or p.parent != root
+             if lookup.search(p.read_text(encoding="utf-8"))]
+    assert found == []

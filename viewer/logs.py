@@ -11,14 +11,13 @@ import logging
 import logging.handlers
 import os
 
-import platformdirs
+from viewer.paths import log_dir
 
 log = logging.getLogger("hounsfield")
 
 
 def log_path() -> str:
-    folder = os.environ.get("HOUNSFIELD_LOG_DIR") or platformdirs.user_log_dir("hounsfield")
-    return os.path.join(folder, "hounsfield.log")
+    return os.path.join(log_dir(), "hounsfield.log")
 
 
 def setup_logging(level: int = logging.INFO) -> str:

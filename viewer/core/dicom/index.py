@@ -16,9 +16,8 @@ import sqlite3
 import threading
 import time
 
-import platformdirs
-
 from viewer.core.dicom.header import HEADER_VERSION, InstanceHeader
+from viewer.paths import data_dir
 
 # Bump when the tables change: an index of an older layout is emptied and rebuilt by the next scans.
 _LAYOUT = "2"  # 2: paths as BLOBs (os.fsencode)
@@ -35,10 +34,6 @@ _DROP = "DROP TABLE IF EXISTS instances; DROP TABLE IF EXISTS folders;"
 def _text(value: str) -> str:
     """A header string SQLite can store (text from a damaged file may hold lone surrogates)."""
     return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
-
-
-def data_dir() -> str:
-    return os.environ.get("HOUNSFIELD_DATA_DIR") or platformdirs.user_data_dir("hounsfield")
 
 
 class StudyIndex:
