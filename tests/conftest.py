@@ -36,6 +36,20 @@ def _private_user_dirs(tmp_path_factory):
             os.environ[k] = v
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _module_data_dir(request, tmp_path_factory):
+    """Each test module gets its own data folder: saved measurements, journals and the study index of one
+    module's studies must not come back in another module's window (they do come back: that is the feature)."""
+    old = os.environ.get("HOUNSFIELD_DATA_DIR")
+    name = request.module.__name__.rsplit(".", 1)[-1]
+    os.environ["HOUNSFIELD_DATA_DIR"] = str(tmp_path_factory.mktemp(f"data-{name}"))
+    yield
+    if old is None:
+        os.environ.pop("HOUNSFIELD_DATA_DIR", None)
+    else:
+        os.environ["HOUNSFIELD_DATA_DIR"] = old
+
+
 @pytest.fixture
 def chest_ct_dir() -> Path:
     return data_path("chest-ct")
