@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 
@@ -268,3 +269,12 @@ def test_info_prints_a_folder_whose_name_is_not_utf8(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert os.fsencode(folder) in proc.stdout  # the name as it is on disk
     assert ws.series_uid.encode() in proc.stdout
+
+
+def test_info_piped_into_a_reader_that_stops_early_is_quiet(chest_ct_dir):
+    """`hounsfield info DIR | head -1`: the closed pipe is the reader's choice, not an error to report."""
+    prog = "import sys; from viewer.cli import main; sys.exit(main())"
+    cmd = f"{shlex.quote(sys.executable)} -c {shlex.quote(prog)} info {shlex.quote(str(chest_ct_dir))} | true"
+    run = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True, timeout=120)
+    assert run.stderr == ""
+    assert run.returncode == 0

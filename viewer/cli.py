@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from viewer.core.errors import HounsfieldError
@@ -77,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `hounsfield info ... | head`: the reader has gone, which is not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second failure when Python flushes
+        return 0
     except Exception as exc:  # never a traceback in the user's face
         log.exception("unexpected error")
         print(f"hounsfield: an unexpected error stopped the command ({type(exc).__name__}); "
