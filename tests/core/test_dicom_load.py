@@ -704,3 +704,80 @@ def test_unsupported_bits_allocated_in_a_ct_says_so_once(tmp_path):
         viewer.load(tmp_path)
     assert_one_sentence(err.value)
     assert "12 bits per pixel are not supported" in str(err.value) and "HounsfieldError" not in str(err.value)
+
+
+# ------------------------------------------------------- damaged rescale (NaN / infinite slope or intercept)
+
+
+def _chest_ct_copy(tmp_path, n: int = 6) -> list[str]:
+    import shutil
+
+    paths = []
+    for src in sorted(glob.glob(os.path.join(data_path("chest-ct"), "*.dcm")))[:n]:
+        paths.append(shutil.copy(src, tmp_path / os.path.basename(src)))
+    return paths
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom: 'NaN' is not a valid DS
+@pytest.mark.parametrize("values", [{"RescaleSlope": "NaN"}, {"RescaleIntercept": "inf"},
+                                    {"RescaleSlope": "-Infinity", "RescaleIntercept": "nan"}])
+def test_ct_whose_every_rescale_is_not_finite_is_refused(tmp_path, values):
+    # NaN or inf times a stored value is no Hounsfield unit: a CT loaded with an assumed rescale would
+    # show HU values silently wrong
+    for p in _chest_ct_copy(tmp_path, 3):
+        _rewrite(p, **values)
+    with pytest.raises(viewer.HounsfieldError) as err:
+        viewer.load(tmp_path)
+    assert_one_sentence(err.value)
+    assert "RescaleSlope" in str(err.value) or "RescaleIntercept" in str(err.value), str(err.value)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_ct_slices_with_a_non_finite_rescale_are_left_out_with_a_warning(tmp_path):
+    paths = _chest_ct_copy(tmp_path, 8)
+    reference = viewer.load(tmp_path)
+    _rewrite(paths[2], RescaleIntercept="NaN")
+    _rewrite(paths[5], RescaleSlope="inf")
+    vol = viewer.load(tmp_path)
+    assert vol.shape == reference.shape and vol.units == "HU"
+    np.testing.assert_allclose(vol.affine, reference.affine)
+    said = [w for w in vol.warnings if "RescaleSlope" in w or "RescaleIntercept" in w]
+    assert len(said) == 1 and said[0].startswith("2 image(s)") and "left out" in said[0], vol.warnings
+    # the damaged files' slices are blank (a gap), the others exactly as before
+    damaged = {k for k in range(vol.shape[0]) if not np.array_equal(vol.array[k], reference.array[k])}
+    assert len(damaged) == 2
+    for k in damaged:
+        assert np.all(vol.array[k] == vol.array[k].flat[0])
+        assert not np.all(reference.array[k] == reference.array[k].flat[0])
+    assert len(vol.source.sop_instance_uids) == 6
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_non_ct_whose_every_rescale_is_not_finite_keeps_stored_values_with_a_warning(tmp_path):
+    # outside CT the values are not calibrated units: show the stored values (slope 1, intercept 0), and say so
+    paths = _chest_ct_copy(tmp_path, 3)
+    stored = []
+    for p in paths:
+        ds = pydicom.dcmread(p)
+        stored.append(ds.pixel_array)
+        ds.Modality = "MR"
+        ds.RescaleSlope = "NaN"
+        if "RescaleType" in ds:
+            del ds.RescaleType
+        ds.save_as(p, enforce_file_format=True)
+    vol = viewer.load(tmp_path)
+    assert vol.rescale == (1.0, 0.0) and vol.units == ""
+    assert np.isfinite(vol.real_values()).all()
+    assert any("RescaleSlope" in w and "stored" in w for w in vol.warnings), vol.warnings
+    for k in range(3):  # each slice holds one file's stored values, unchanged
+        assert any(np.array_equal(vol.array[k], a) for a in stored)
+
+
+def test_memory_refusal_quotes_a_hostile_series_id_shortly():
+    from viewer.core.loader import check_memory
+
+    hostile = "1.2.3\x1b[31m\n" + "9" * 6000
+    with pytest.raises(viewer.HounsfieldError) as err:
+        check_memory(hostile, (2147483647, 65535, 65535), np.dtype(np.int16))
+    assert_one_sentence(err.value)
+    assert len(str(err.value)) < 400 and "\x1b" not in str(err.value), str(err.value)[:200]

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 import psutil
 
-from viewer.core.dicom.decode import blank_value, decode_stack, output_plan
+from viewer.core.dicom.decode import blank_value, decode_stack, finite_rescale, output_plan
 from viewer.core.dicom.geometry import StackGeometry, stack_geometry
 from viewer.core.dicom.index import StudyIndex
 from viewer.core.dicom.scan import ScanResult, scan_path
@@ -104,7 +104,7 @@ def check_memory(series_id: str, shape: tuple[int, ...], dtype: np.dtype) -> Non
         pass
     if need > free:
         raise HounsfieldError(
-            f"Series {series_id} needs {need / 1e9:.1f} GB of memory for {shape[0]} slice(s) of "
+            f"Series {shown(series_id)} needs {need / 1e9:.1f} GB of memory for {shape[0]} slice(s) of "
             f"{shape[2]} x {shape[1]} pixels but only {free / 1e9:.1f} GB is free; close other programs, "
             "or check the files if these sizes are wrong.")
 
@@ -120,8 +120,9 @@ class SeriesLoader:
         if not series.frames:
             raise HounsfieldError(f"Series {shown(series.id)} holds no images ({shown(series.sop_class_name)}).")
         self.series = series
-        self.geometry: StackGeometry = stack_geometry(series.frames)
         first = series.first
+        frames, rescale_notes = finite_rescale(series.frames, first.modality, first.rescale_type)
+        self.geometry: StackGeometry = stack_geometry(frames)
         sizes = {(f.instance.rows, f.instance.columns) for f in self.geometry.frames}
         if len(sizes) != 1:
             raise HounsfieldError(f"Series {shown(series.id)} mixes image sizes and cannot be stacked.")
@@ -138,7 +139,7 @@ class SeriesLoader:
             array, self.geometry.affine, modality=first.modality or "OT",
             units="HU" if self.mode == "hu" else "", rescale=rescale,
             source=source_info(series, sop_uids, image_numbers(self.geometry)),
-            warnings=[*(notes or []), *self.geometry.warnings], window=first.window,
+            warnings=[*(notes or []), *rescale_notes, *self.geometry.warnings], window=first.window,
         )
         self.loaded = np.zeros(shape[0], dtype=bool)
         self.cancel_event = threading.Event()

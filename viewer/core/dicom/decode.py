@@ -40,6 +40,36 @@ def stored_dtype(h: InstanceHeader) -> np.dtype:
     return np.dtype(("int" if signed else "uint") + bits)
 
 
+def finite_rescale(frames: list, modality: str, rescale_type: str = "") -> tuple[list, list[str]]:
+    """The frames whose RescaleSlope and RescaleIntercept are finite numbers, and a warning about the rest.
+
+    A NaN or infinite rescale gives no real value at all.  Frames with one are left out (a blank
+    slot, like a frame without a valid position) while others remain.  When every frame has one, a
+    CT (or any HU series) is refused: an assumed rescale would show Hounsfield units silently wrong;
+    other modalities, whose values are not calibrated units, show their stored values (slope 1,
+    intercept 0) and say so.
+    """
+    import dataclasses
+    import math
+
+    def ok(ref) -> bool:
+        return math.isfinite(ref.frame.slope) and math.isfinite(ref.frame.intercept)
+
+    good = [f for f in frames if ok(f)]
+    if len(good) == len(frames):
+        return frames, []
+    what = "RescaleSlope or RescaleIntercept"
+    if good:
+        bad = len({f.instance.path for f in frames if not ok(f)})
+        return good, [f"{bad} image(s) have a {what} that is not a finite number and were left out."]
+    if modality == "CT" or rescale_type.upper() == "HU":
+        raise HounsfieldError(f"The series' {what} is not a finite number, so its Hounsfield units are unknown; "
+                              "ask for the series to be sent again.")
+    fixed = [dataclasses.replace(f, frame=dataclasses.replace(f.frame, slope=1.0, intercept=0.0)) for f in frames]
+    return fixed, [f"The images' {what} is not a finite number; the stored pixel values are shown "
+                   "(slope 1, intercept 0), not real-world values."]
+
+
 def output_plan(geom: StackGeometry) -> tuple[np.dtype, tuple[float, float], str]:
     """Choose the volume dtype and rescale: (dtype, (slope, intercept), mode)."""
     first = geom.frames[0].instance
