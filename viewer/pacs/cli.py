@@ -19,6 +19,7 @@ import argparse
 import json
 import sys
 
+from viewer.core.errors import shown
 from viewer.pacs.nodes import PacsNode, PacsSettings, TlsSettings
 from viewer.pacs.query import COLUMNS, Query, sort_results
 
@@ -137,6 +138,19 @@ def _node(args, settings: PacsSettings) -> int:
     return 0
 
 
+def results_table(results, level: str) -> list[str]:
+    """The lines of the query listing: a header, then one line per result in aligned columns.
+
+    Every cell comes from the server: it is shown as one line of printable text, at most 64 characters
+    (a whole UID), so a hostile server's control characters and escape sequences never reach the
+    terminal and a huge value cannot flood it."""
+    columns = COLUMNS[level]
+    rows = [[h for _, h in columns]] + [["" if getattr(r, c) is None else shown(getattr(r, c), 64)
+                                          for c, _ in columns] for r in results]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+
+
 def _query(args, node: PacsNode, settings: PacsSettings) -> int:
     from viewer.pacs import query
 
@@ -148,12 +162,8 @@ def _query(args, node: PacsNode, settings: PacsSettings) -> int:
     if args.json:
         print(json.dumps([r.to_json() for r in results], indent=2))
         return 0
-    columns = COLUMNS[q.normalized().level]
-    rows = [[h for _, h in columns]] + [["" if getattr(r, c) is None else str(getattr(r, c)) for c, _ in columns]
-                                         for r in results]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    for line in results_table(results, q.normalized().level):
+        print(line)
     print(f"{len(results)} {'series' if q.study_uid else 'studies'}", file=sys.stderr)
     return 0
 
@@ -172,7 +182,8 @@ def _get(args, node: PacsNode, settings: PacsSettings) -> int:
         if tty:
             print(file=sys.stderr)
         if not args.json:
-            print(f"series {s.number if s.number is not None else '?'} {s.modality} {s.instances} images: {s.folder}")
+            print(f"series {s.number if s.number is not None else '?'} {shown(s.modality, 16)} {s.instances} images: "
+                  f"{s.folder}")
 
     job = RetrieveJob(node, args.study, args.series, method=args.method, local=settings.local)
     result = job.run(progress=progress, on_series=on_series)
