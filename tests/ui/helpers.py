@@ -66,3 +66,26 @@ def open_study_window(qapp, settings_dir, path, size=(1400, 900), layout: str = 
     assert win.model.series and not win.session.jobs, f"{path} did not load"
     win.activateWindow()  # keyboard shortcuts need an active window (no window manager under Xvfb)
     return win
+
+
+def drag(qtbot, view, a, b, steps: int = 6) -> None:
+    """A left-button drag in a 2D view from LPS point a to LPS point b, with intermediate moves."""
+    from PySide6.QtCore import QPoint, Qt
+
+    pa, pb = qt_pos(view, a).toPoint(), qt_pos(view, b).toPoint()
+    qtbot.mousePress(view, Qt.MouseButton.LeftButton, pos=pa)
+    for t in np.linspace(0, 1, steps)[1:]:
+        qtbot.mouseMove(view, QPoint(int(round(pa.x() + t * (pb.x() - pa.x()))),
+                                     int(round(pa.y() + t * (pb.y() - pa.y())))))
+    qtbot.mouseRelease(view, Qt.MouseButton.LeftButton, pos=pb)
+    settle(qtbot)
+
+
+def ready_window(win, qtbot, layout: str = "2x2") -> None:
+    """Start a test on a shared module window: active, in ``layout``, first view active, Home pressed."""
+    win.activateWindow()
+    qtbot.waitUntil(win.isActiveWindow, timeout=3000)
+    win.model.set_layout(layout)
+    win.model.set_active(0)
+    win.model.reset()
+

@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QApplication
 from tests.conftest import data_path
 from tests.render.test_slice import trilinear
 from tests.ui.conftest import needs_display
-from tests.ui.helpers import display_of, open_study_window, pixels_at, qt_pos, settle
+from tests.ui.helpers import display_of, open_study_window, pixels_at, qt_pos, ready_window, settle
 
 pytestmark = pytest.mark.gui
 
@@ -31,13 +31,9 @@ def ct_window(qapp, tmp_path_factory):
 @pytest.fixture
 def win(ct_window, qtbot):
     m = ct_window.model
-    ct_window.activateWindow()
-    qtbot.waitUntil(ct_window.isActiveWindow, timeout=3000)
-    m.set_layout("2x2")
+    ready_window(ct_window, qtbot, "2x2")
     m.set_tool("wl")
     m.set_crosshair_visible(True)
-    m.set_active(0)
-    m.reset()
     state = m.active_state
     nk, nj, ni = state.volume.shape
     m.set_point(state.key, state.volume.index_to_lps([ni // 2, nj // 2, nk // 2]))

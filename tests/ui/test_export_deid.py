@@ -20,7 +20,7 @@ from PySide6.QtWidgets import QDialogButtonBox
 
 from tests.conftest import data_path
 from tests.ui.conftest import needs_display
-from tests.ui.helpers import display_of, open_study_window, qt_pos, settle
+from tests.ui.helpers import display_of, open_study_window, qt_pos, ready_window, settle
 
 pytestmark = pytest.mark.gui
 
@@ -44,11 +44,7 @@ def mr_window(qapp, tmp_path_factory):
 @pytest.fixture
 def win(mr_window, qtbot):
     m = mr_window.model
-    mr_window.activateWindow()
-    qtbot.waitUntil(mr_window.isActiveWindow, timeout=3000)
-    m.set_layout("1x1")
-    m.set_active(0)
-    m.reset()
+    ready_window(mr_window, qtbot, "1x1")
     ctl = mr_window.measure
     for _key, meas in list(ctl.all()):
         ctl.remove(meas.uid)

@@ -8,12 +8,12 @@ import os
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QPoint, Qt
+from PySide6.QtCore import Qt
 
 from tests.conftest import REPO, data_path
 from tests.render.test_slice import trilinear as reference_trilinear
 from tests.ui.conftest import needs_display
-from tests.ui.helpers import display_of, qt_pos, settle
+from tests.ui.helpers import display_of, drag, qt_pos, ready_window, settle
 
 pytestmark = pytest.mark.gui
 
@@ -50,11 +50,7 @@ def ct_window(qapp, tmp_path_factory):
 @pytest.fixture
 def win(ct_window, qtbot):
     m = ct_window.model
-    ct_window.activateWindow()
-    qtbot.waitUntil(ct_window.isActiveWindow, timeout=3000)
-    m.set_layout("2x2")
-    m.set_active(0)
-    m.reset()
+    ready_window(ct_window, qtbot, "2x2")
     ctl = ct_window.measure
     for _key, meas in list(ctl.all()):
         ctl.remove(meas.uid)
@@ -63,16 +59,6 @@ def win(ct_window, qtbot):
     settle(qtbot, 50)
     return ct_window
 
-
-def drag(qtbot, view, a, b, steps: int = 6):
-    """A left-button drag from LPS a to LPS b, with intermediate moves."""
-    pa, pb = qt_pos(view, a).toPoint(), qt_pos(view, b).toPoint()
-    qtbot.mousePress(view, Qt.MouseButton.LeftButton, pos=pa)
-    for t in np.linspace(0, 1, steps)[1:]:
-        qtbot.mouseMove(view, QPoint(int(round(pa.x() + t * (pb.x() - pa.x()))),
-                                     int(round(pa.y() + t * (pb.y() - pa.y())))))
-    qtbot.mouseRelease(view, Qt.MouseButton.LeftButton, pos=pb)
-    settle(qtbot)
 
 
 def click(qtbot, view, p):

@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QApplication
 
 from tests.conftest import data_path
 from tests.ui.conftest import needs_display
-from tests.ui.helpers import open_study_window, qt_pos, settle, wait_loaded
+from tests.ui.helpers import open_study_window, qt_pos, ready_window, settle, wait_loaded
 
 pytestmark = pytest.mark.gui
 
@@ -73,12 +73,8 @@ def ct_window(qapp, tmp_path_factory):
 @pytest.fixture
 def win(ct_window, qtbot):
     m = ct_window.model
-    ct_window.activateWindow()
-    qtbot.waitUntil(ct_window.isActiveWindow, timeout=3000)
-    m.set_layout("2x2")
+    ready_window(ct_window, qtbot, "2x2")
     m.set_tool("wl")
-    m.set_active(0)
-    m.reset()
     ct_window.browser.filter.clear()
     state = m.active_state
     nk, nj, ni = state.volume.shape

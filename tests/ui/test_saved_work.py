@@ -10,7 +10,7 @@ import pytest
 from PySide6.QtCore import QPoint, Qt
 
 from tests.conftest import data_path
-from tests.ui.helpers import qt_pos, settle, wait_loaded
+from tests.ui.helpers import drag, settle, wait_loaded
 
 pytestmark = pytest.mark.gui
 
@@ -30,16 +30,6 @@ def open_window(make_window, qtbot, path, layout="2x2"):
     win.model.set_active(0)
     return win
 
-
-def drag(qtbot, view, a, b, steps: int = 5):
-    """A left-button drag from LPS a to LPS b, with intermediate moves."""
-    pa, pb = qt_pos(view, a).toPoint(), qt_pos(view, b).toPoint()
-    qtbot.mousePress(view, Qt.MouseButton.LeftButton, pos=pa)
-    for t in np.linspace(0, 1, steps)[1:]:
-        qtbot.mouseMove(view, QPoint(int(round(pa.x() + t * (pb.x() - pa.x()))),
-                                     int(round(pa.y() + t * (pb.y() - pa.y())))))
-    qtbot.mouseRelease(view, Qt.MouseButton.LeftButton, pos=pb)
-    settle(qtbot)
 
 
 def brush(qtbot, win, ia, ib):
