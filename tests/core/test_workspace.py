@@ -216,3 +216,57 @@ def test_the_real_denoiser_run_headless_is_applied_as_one_undoable_step(fresh_da
     assert ws.undo() and s.overlays == [] and list(ws.series) == [s.key]
     assert ws.redo() and len(s.heatmaps) == 1 and len(ws.series) == 2
     ws.close()
+
+
+def test_export_writes_only_the_files_asked_for_and_never_creates_the_others(fresh_data_dir, tmp_path,
+                                                                               monkeypatch):
+    """sr=False writes no SR and never makes one to delete it afterwards (likewise csv=False and the
+    tables); a de-identified SEG + SR export keeps the SR's reference to the SEG right."""
+    import pydicom
+
+    import viewer
+    from viewer.core.export import sr as sr_module
+    from viewer.core.export import tables
+
+    written = []  # every SR, CSV and JSON the export writes (the real writers, called through)
+    for module, name in ((sr_module, "write_sr"), (tables, "write_csv"), (tables, "write_json")):
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda path, *a, _real=real, _name=name, **k: (
+            written.append((_name, str(path))), _real(path, *a, **k))[1])
+
+    ws = viewer.Workspace()
+    s = ws.open(data_path("chest-ct"))
+    centre = s.volume.index_to_lps([256, 256, s.volume.shape[0] // 2])
+    seg = s.segmentation()
+    seg.add_segment("Tumour")
+    assert seg.brush(centre, 8.0, segment="Tumour")
+    s.measure("length", centre, centre + [20.0, 0, 0], label="ruler")
+
+    def files(folder):
+        return sorted(p.name for p in folder.iterdir())
+
+    out = ws.export(tmp_path / "no-sr", series=s, sr=False)
+    assert files(tmp_path / "no-sr") == ["measurements-segmentation.dcm", "measurements.csv", "measurements.json"]
+    assert sorted(k for k, v in out.items() if v) == ["csv", "json", "seg"]
+    assert [n for n, _ in written] == ["write_csv", "write_json"]  # no SR was ever written
+
+    written.clear()
+    out = ws.export(tmp_path / "no-tables", series=s, csv=False, deidentify=True)
+    assert files(tmp_path / "no-tables") == ["measurements-segmentation.dcm", "measurements.dcm"]
+    assert [n for n, _ in written] == ["write_sr"]  # no table was ever written
+    seg_ds = pydicom.dcmread(out["seg"][0])
+    sr_ds = pydicom.dcmread(out["sr"][0])
+    assert seg_ds.PatientID == sr_ds.PatientID != s.volume.source.patient_id  # one de-identification
+    assert seg_ds.SOPInstanceUID in {str(v) for v in _uids(sr_ds)}  # the SR still refers to the SEG
+
+    written.clear()
+    out = ws.export(tmp_path / "seg-only", series=s, sr=False, csv=False)
+    assert files(tmp_path / "seg-only") == ["measurements-segmentation.dcm"] and written == []
+    ws.close()
+
+
+def _uids(ds):
+    """Every UID value anywhere in ``ds``."""
+    for elem in ds.iterall():
+        if elem.VR == "UI":
+            yield elem.value

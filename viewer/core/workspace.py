@@ -545,11 +545,7 @@ class Workspace:
             ed.mark_exported(path)
             return {"seg": [path]}
         out = export_report(folder, s.measurements, s.volume, segmentation=ed.segmentation if ed else None,
-                            deidentify=deidentify, basename=basename)
-        for kind, wanted in (("sr", sr), ("csv", csv), ("json", csv)):
-            if not wanted:  # the report writes them all; drop what was not asked for
-                for path in out.pop(kind, []):
-                    os.remove(path)
+                            deidentify=deidentify, basename=basename, write_sr=sr, write_tables=csv)
         if ed is not None and out.get("seg"):
             ed.mark_exported(out["seg"][0])
         return out

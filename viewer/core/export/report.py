@@ -45,7 +45,7 @@ def _without_free_text(measurements, segmentation, segments):
 
 def export_report(folder, measurements, volume: Volume, *, key_images=(), segments=None, segmentation=None,
                   deidentify: bool = False, clear_free_text: bool | None = None, basename: str = "measurements",
-                  progress=None) -> dict[str, list[str]]:
+                  write_sr: bool = True, write_tables: bool = True, progress=None) -> dict[str, list[str]]:
     """Write ``basename``.dcm (the SR, when there is something to report), .csv, .json and
     key-image-N.png/.dcm into ``folder``; with ``segmentation`` (on ``volume``'s grid) also its
     DICOM SEG (``basename``-segmentation.dcm, when the volume came from DICOM), each non-empty
@@ -55,6 +55,8 @@ def export_report(folder, measurements, volume: Volume, *, key_images=(), segmen
     [, whether text that could identify is burnt in: True unless said otherwise])].
     ``segments``: [(name, SegmentStats, (SEG SOP instance UID, segment number) or None)].
     ``clear_free_text``: write no typed words (default: when de-identifying).
+    ``write_sr``, ``write_tables``: whether to write the SR, and the CSV and JSON tables (what is not
+    asked for is never written; the files that are share one de-identification).
     ``progress``: called with (step, steps, what) before each file.
     Returns the written paths by kind.
     """
@@ -64,7 +66,8 @@ def export_report(folder, measurements, volume: Volume, *, key_images=(), segmen
         clear_free_text = deidentify
     if clear_free_text:
         measurements, segmentation, segments = _without_free_text(measurements, segmentation, segments)
-    steps = 4 + len(key_images) + (1 if segmentation is not None and segmentation.segments else 0)
+    steps = (1 + (1 if write_sr else 0) + (2 if write_tables else 0) + len(key_images)
+             + (1 if segmentation is not None and segmentation.segments else 0))
     step = iter(range(steps))
 
     def report(what: str) -> None:
@@ -80,20 +83,22 @@ def export_report(folder, measurements, volume: Volume, *, key_images=(), segmen
         segments += _segmentation_entries(folder, basename, segmentation, volume, deid, out)
     seg_stats = [(n, s) for n, s, _ in segments]
     seg_refs = [(n, s, ref) for n, s, ref in segments if ref is not None]
-    report("report")
-    if measurements or seg_refs:  # an SR needs at least one measurement group
+    if write_sr:
+        report("report")
+    if write_sr and (measurements or seg_refs):  # an SR needs at least one measurement group
         path = os.path.join(folder, f"{basename}.dcm")
         sr.write_sr(path, measurements, src, modality=volume.modality, units=units, segments=seg_refs,
                     deidentifier=deid)
         out["sr"].append(path)
-    report("tables")
-    path = os.path.join(folder, f"{basename}.csv")
-    tables.write_csv(path, measurements, units, seg_stats, src.series_instance_uid, deid)
-    out["csv"].append(path)
-    report("tables")
-    path = os.path.join(folder, f"{basename}.json")
-    tables.write_json(path, measurements, src, units, seg_stats, deid)
-    out["json"].append(path)
+    if write_tables:
+        report("tables")
+        path = os.path.join(folder, f"{basename}.csv")
+        tables.write_csv(path, measurements, units, seg_stats, src.series_instance_uid, deid)
+        out["csv"].append(path)
+        report("tables")
+        path = os.path.join(folder, f"{basename}.json")
+        tables.write_json(path, measurements, src, units, seg_stats, deid)
+        out["json"].append(path)
     series_uid = sr.generate_uid()
     for n, (rgb, orientation, source_uid, *burnt) in enumerate(key_images, start=1):
         report("key image")
