@@ -39,7 +39,7 @@ from viewer.core.errors import HounsfieldError
 from viewer.core.layers import HeatmapLayer, MarkerSet
 from viewer.core.measurement_store import load_measurements, save_measurements
 from viewer.core.measurements import KIND_TITLES, KINDS, Measurement, compute
-from viewer.core.segmentation import Segment, Segmentation
+from viewer.core.segmentation import Segment, Segmentation, read_segmentation_file
 from viewer.core.signals import Signal
 from viewer.core.volume import Volume
 from viewer.logs import log
@@ -379,15 +379,7 @@ class OpenSeries:
 
     def import_segmentation(self, path) -> EditableSegmentation:
         """A DICOM SEG or a label map file (NIfTI, NRRD, ...) on this series, editable."""
-        from viewer.core.export.seg_dicom import is_dicom_seg, read_dicom_seg
-
-        if is_dicom_seg(path):
-            seg = read_dicom_seg(path, self.volume)
-        else:
-            from viewer.core.export.labelmap_files import read_labelmap
-
-            seg = read_labelmap(path, self.volume)
-        return self.add_segmentation(seg)
+        return self.add_segmentation(read_segmentation_file(path, self.volume))
 
     def close(self) -> None:
         for ed in self.segmentations:

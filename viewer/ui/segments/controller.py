@@ -12,7 +12,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QWidget
 from viewer.core import journal
 from viewer.core.edits import Editor
 from viewer.core.errors import HounsfieldError
-from viewer.core.segmentation import Segment, Segmentation, from_label_map
+from viewer.core.segmentation import Segment, Segmentation, from_label_map, read_segmentation_file
 from viewer.logs import log
 
 
@@ -243,12 +243,4 @@ class SegmentsController(QObject):
         state = self.state()
         if state is None:
             raise HounsfieldError("Open the series the segmentation belongs to first.")
-        from viewer.core.export.seg_dicom import is_dicom_seg, read_dicom_seg
-
-        if is_dicom_seg(path):
-            seg = read_dicom_seg(path, state.volume)
-        else:
-            from viewer.core.export.labelmap_files import read_labelmap
-
-            seg = read_labelmap(path, state.volume)
-        return self.attach(state, seg)
+        return self.attach(state, read_segmentation_file(path, state.volume))
