@@ -44,3 +44,16 @@ def make_window(qtbot, tmp_path):
         win.session.close_all()
         if win.isVisible():
             win.close()
+
+
+@pytest.fixture(scope="module")
+def ct_window(qapp, tmp_path_factory):
+    """The real chest CT loaded once in a window shared by one module's tests (each resets it)."""
+    needs_display()
+    from tests.conftest import data_path
+    from tests.ui.helpers import open_study_window
+
+    win = open_study_window(qapp, tmp_path_factory.mktemp("ct"), data_path("chest-ct"))
+    yield win
+    win.close()
+

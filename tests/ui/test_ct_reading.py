@@ -12,20 +12,10 @@ from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QWheelEvent
 from PySide6.QtWidgets import QApplication
 
-from tests.conftest import data_path
 from tests.render.test_slice import trilinear
-from tests.ui.conftest import needs_display
-from tests.ui.helpers import display_of, open_study_window, pixels_at, qt_pos, ready_window, settle
+from tests.ui.helpers import display_of, pixels_at, qt_pos, ready_window, settle
 
 pytestmark = pytest.mark.gui
-
-
-@pytest.fixture(scope="module")
-def ct_window(qapp, tmp_path_factory):
-    needs_display()
-    win = open_study_window(qapp, tmp_path_factory.mktemp("ct"), data_path("chest-ct"))
-    yield win
-    win.close()
 
 
 @pytest.fixture

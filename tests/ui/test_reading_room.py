@@ -13,8 +13,7 @@ from PySide6.QtCore import QPoint, Qt
 from PySide6.QtWidgets import QApplication
 
 from tests.conftest import data_path
-from tests.ui.conftest import needs_display
-from tests.ui.helpers import open_study_window, qt_pos, ready_window, settle, wait_loaded
+from tests.ui.helpers import qt_pos, ready_window, settle, wait_loaded
 
 pytestmark = pytest.mark.gui
 
@@ -61,14 +60,6 @@ def test_a_truncated_file_leaves_the_open_study_as_it_was(make_window, qtbot, br
 
 
 # one chest CT window for the items below (loaded once); each test starts from Home
-
-@pytest.fixture(scope="module")
-def ct_window(qapp, tmp_path_factory):
-    needs_display()
-    win = open_study_window(qapp, tmp_path_factory.mktemp("reading"), data_path("chest-ct"))
-    yield win
-    win.close()
-
 
 @pytest.fixture
 def win(ct_window, qtbot):
