@@ -28,7 +28,7 @@ def make_registry(models: Path | None = None):
 @pytest.fixture(scope="module")
 def host():
     """One AI host (one worker process) shared by a module's tests."""
-    from viewer.ai.worker import AIHost
+    from viewer.ai.host import AIHost
 
     h = AIHost(make_registry(), device="cpu", threads=2, stall_timeout=120)
     yield h

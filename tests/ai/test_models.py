@@ -36,7 +36,7 @@ def models_folder(tmp_path_factory, aorta_ct):
 
 @pytest.fixture(scope="module")
 def models_host(models_folder):
-    from viewer.ai.worker import AIHost
+    from viewer.ai.host import AIHost
 
     h = AIHost(make_registry(models_folder[0]), device="cpu", threads=2, stall_timeout=120)
     yield h
@@ -112,7 +112,7 @@ def test_pickled_code_is_refused(tmp_path, aorta_ct):
     import torch
 
     from viewer.ai import models
-    from viewer.ai.worker import AIHost
+    from viewer.ai.host import AIHost
 
     marker = tmp_path / "code-ran"
     bundle = write_bundle(tmp_path / "models" / "evil", "pt", unet=torch.nn.Linear(1, 1))
@@ -145,7 +145,7 @@ def test_bundle_configs_cannot_name_arbitrary_callables():
 def test_onnx_without_onnxruntime_says_so(tmp_path, aorta_ct):
     if importlib.util.find_spec("onnxruntime") is not None:
         pytest.skip("onnxruntime is installed here; this checks the message shown without it")
-    from viewer.ai.worker import AIHost
+    from viewer.ai.host import AIHost
 
     folder = tmp_path / "models"
     folder.mkdir()
@@ -186,7 +186,7 @@ def test_slice_by_slice_image_to_image_model(tmp_path, aorta_ct):
     """A 2D TorchScript model (identity) run slice by slice: intensity window in and out, axes, grid."""
     import torch
 
-    from viewer.ai.worker import AIHost
+    from viewer.ai.host import AIHost
 
     folder = tmp_path / "models"
     folder.mkdir()

@@ -69,7 +69,7 @@ def main() -> int:
     from PySide6.QtWidgets import QApplication
 
     from viewer.ai.discovery import Registry
-    from viewer.ai.worker import AIHost
+    from viewer.ai.host import AIHost
     from viewer.ui.mainwindow import MainWindow
 
     app = QApplication.instance() or QApplication(sys.argv)

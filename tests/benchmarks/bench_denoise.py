@@ -32,7 +32,7 @@ def speed(threads: int = 2) -> dict:
     import numpy as np
 
     import viewer
-    from viewer.ai.worker import AIHost
+    from viewer.ai.host import AIHost
 
     vol = viewer.load(DATA / "chest-ct")
     host = AIHost(device="cpu", threads=threads)

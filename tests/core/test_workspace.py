@@ -188,7 +188,7 @@ def test_the_real_denoiser_run_headless_is_applied_as_one_undoable_step(fresh_da
     the Workspace turns its Results into a derived series linked to the slab and a heatmap on it."""
     import viewer
     from viewer.ai.discovery import Registry
-    from viewer.ai.worker import AIHost
+    from viewer.ai.host import AIHost
     from viewer.core.volume import Volume
 
     full = viewer.load(data_path("chest-ct"))

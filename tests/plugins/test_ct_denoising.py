@@ -28,7 +28,7 @@ def chest():
 @pytest.fixture(scope="module")
 def host():
     from viewer.ai.discovery import Registry
-    from viewer.ai.worker import AIHost
+    from viewer.ai.host import AIHost
 
     h = AIHost(Registry(models=Path("/nonexistent-models"), entry_points=False), device="cpu", threads=2)
     yield h

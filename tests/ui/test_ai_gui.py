@@ -23,7 +23,7 @@ def ai_window(qapp, tmp_path_factory):
     needs_display()
     from tests.ai.fake_plugins import info as fake_info
     from viewer.ai.discovery import Registry
-    from viewer.ai.worker import AIHost
+    from viewer.ai.host import AIHost
 
     def cpu_host(win):
         registry = Registry(models=Path("/nonexistent-models"), entry_points=False)

@@ -35,9 +35,9 @@ __all__ = ["AIHost", "Cancelled", "DerivedImage", "Detection", "Figure", "Heatma
 
 def __getattr__(name):
     if name in ("AIHost", "RunHandle", "RunCancelled"):
-        from viewer.ai import worker
+        from viewer.ai import host
 
-        return getattr(worker, name)
+        return getattr(host, name)
     if name == "Registry":
         from viewer.ai.discovery import Registry
 

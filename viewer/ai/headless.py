@@ -76,8 +76,8 @@ class _Progress:
 def run_command(args: argparse.Namespace) -> int:
     import viewer
     from viewer.ai.discovery import Registry
+    from viewer.ai.host import AIHost
     from viewer.ai.outputs import write_results
-    from viewer.ai.worker import AIHost
 
     registry = Registry(models=args.models)
     if args.list:

@@ -1,6 +1,6 @@
 """The AI worker process: loads plugins and models once, runs them, streams progress back.
 
-Started by ``viewer.ai.worker`` with the 'spawn' method; this module is its main.  torch is
+Started by ``viewer.ai.host`` with the 'spawn' method; this module is its main.  torch is
 imported here lazily, on the first run, never in the viewer's process.  Messages (tuples) on the
 pipe, viewer -> worker: ("run", job, payload), ("devices",), ("quit",); worker -> viewer:
 ("ready", pid), ("progress", job, fraction, message), ("note", job, text),

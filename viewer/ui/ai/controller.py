@@ -60,7 +60,7 @@ class AIController(QObject):
     @property
     def host(self):
         if self._host is None:
-            from viewer.ai.worker import AIHost
+            from viewer.ai.host import AIHost
 
             self._host = AIHost()
         return self._host

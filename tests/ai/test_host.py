@@ -1,4 +1,4 @@
-"""The persistent worker: shared-memory round trip, progress, Cancel, crashes, hangs, memory."""
+"""The AI host and its persistent worker: shared-memory round trip, progress, Cancel, crashes, hangs, memory."""
 
 from __future__ import annotations
 
@@ -241,7 +241,7 @@ def test_full_shared_memory_is_refused_in_one_sentence(tmp_path):
 
 def test_background_warm_up_then_run(aorta_ct):
     from tests.ai.conftest import make_registry
-    from viewer.ai.worker import AIHost
+    from viewer.ai.host import AIHost
 
     h = AIHost(make_registry(), device="cpu", threads=1)
     try:
@@ -275,7 +275,7 @@ def test_the_viewer_refuses_an_object_array_from_shared_memory():
 
     from viewer.ai import shm
     from viewer.ai.api import DerivedImage
-    from viewer.ai.worker import AIHost
+    from viewer.ai.host import AIHost
 
     name = f"hf{os.getpid()}_hostile_0"
     block = shared_memory.SharedMemory(name=name, create=True, size=8 * 64)
