@@ -176,7 +176,7 @@ def test_cuda_out_of_memory_repeats_on_cpu():
     """The fallback logic itself, without a GPU: the first (CUDA) attempt raises torch's OOM."""
     import torch
 
-    from viewer.ai.runtime import execute
+    from viewer.ai.worker import execute
 
     class Plugin:
         calls: list[str] = []

@@ -77,7 +77,7 @@ class WorkerProcess:
         self.conn, child = ctx.Pipe(duplex=True)
         self.cancel_event = ctx.Event()
         config = {"threads": threads, "parent_pid": os.getpid()}
-        from viewer.ai.runtime import worker_main  # light: torch is imported inside the worker only
+        from viewer.ai.worker import worker_main  # light: torch is imported inside the worker only
 
         self.process = ctx.Process(target=worker_main, args=(child, self.cancel_event, config),
                                    name="hounsfield-ai-worker", daemon=True)
