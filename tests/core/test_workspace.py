@@ -148,8 +148,10 @@ def test_saved_measurements_are_loaded_before_a_new_one_is_added(fresh_data_dir)
 
 def test_the_workspace_holds_the_one_tool_registry_and_the_settings():
     import viewer
+    from viewer.core.tools import REGISTRY, ToolRegistry, default_tools
 
-    ws = viewer.Workspace()
+    assert viewer.Workspace().tools is REGISTRY
+    ws = viewer.Workspace(tools=ToolRegistry(default_tools()))  # a registry of its own: the shared one stays as is
     assert {"wl", "seg_brush", "measure_length", "marker"} <= set(ws.tools.names())
     assert ws.tools.names("measure")[0] == "measure_length"
     ws.tools.register("seg_smooth", "smooth", "segment")

@@ -26,18 +26,12 @@ from viewer.core.planes import (
     slice_step,
 )
 from viewer.core.signals import Signal
+from viewer.core.tools import REGISTRY, ToolRegistry
 from viewer.core.volume import Volume
 
 SLOT_PLANES = ("axial", "coronal", "sagittal", "3d")
 SLAB_MODES = ("mip", "minip", "mean")
 LAYOUTS = ("1x1", "1x3", "2x2")
-TOOLS = ["wl", "crosshair", "zoom", "pan", "rotate"]  # editing and measuring tools append theirs
-
-
-def register_tool(name: str) -> None:
-    """Make ``name`` a tool the model accepts (segment editing and measurement tools)."""
-    if name not in TOOLS:
-        TOOLS.append(name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -199,7 +193,8 @@ class Viewport:
 class ViewerModel:
     """Everything the viewer shows: opened series, layout, viewports, crosshair, tool, links."""
 
-    def __init__(self) -> None:
+    def __init__(self, tools: ToolRegistry | None = None) -> None:
+        self.tools = tools if tools is not None else REGISTRY  # what set_tool accepts
         self.series: dict[str, SeriesState] = {}
         self.viewports = [Viewport(None, p) for p in SLOT_PLANES]
         self.layout = "2x2"
@@ -330,7 +325,7 @@ class ViewerModel:
             self.link_changed.emit()
 
     def set_tool(self, tool: str) -> None:
-        if tool not in TOOLS:
+        if tool not in self.tools:
             raise ValueError(f"unknown tool {tool!r}")
         if tool != self.tool:
             self.tool = tool

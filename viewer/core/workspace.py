@@ -22,8 +22,8 @@ list (a list made empty first hid the saved ones, and the next save wrote the em
 every change saves the list again.  Unsaved segmentations are offered by ``OpenSeries.recoverable``
 from their journals and brought back by ``OpenSeries.restore``.
 
-The tool registry here (``Workspace.tools``) is the one new code uses; ``viewer.core.viewstate.TOOLS``
-stays, for now, what the viewer's model checks its tool against.
+``Workspace.tools`` is the one tool registry (``viewer.core.tools.REGISTRY`` unless another is given);
+the viewer's model checks its tool against the same registry.
 """
 
 from __future__ import annotations
@@ -38,59 +38,15 @@ from viewer.core.edits import Editor
 from viewer.core.errors import HounsfieldError
 from viewer.core.layers import HeatmapLayer, MarkerSet
 from viewer.core.measurement_store import load_measurements, save_measurements
-from viewer.core.measurements import KIND_TITLES, KINDS, Measurement, compute
+from viewer.core.measurements import KINDS, Measurement, compute
 from viewer.core.segmentation import Segment, Segmentation, read_segmentation_file
 from viewer.core.signals import Signal
+from viewer.core.tools import REGISTRY, ToolRegistry
 from viewer.core.volume import Volume
 from viewer.logs import log
 
 # ---------------------------------------------------------------------------------------------
-# tools
-
-
-@dataclass(frozen=True)
-class Tool:
-    name: str  # "seg_brush"
-    title: str  # "brush"
-    group: str  # "view", "segment", "measure", "review"
-
-
-class ToolRegistry:
-    """Every tool a view's left button can be: its name, title and group, in registration order."""
-
-    def __init__(self, tools=()):
-        self._tools: dict[str, Tool] = {}
-        self.changed = Signal()
-        for t in tools:
-            self.register(t.name, t.title, t.group)
-
-    def register(self, name: str, title: str = "", group: str = "view") -> Tool:
-        tool = self._tools.get(name)
-        if tool is None:
-            tool = self._tools[name] = Tool(name, title or name.replace("_", " "), group)
-            self.changed.emit()
-        return tool
-
-    def __contains__(self, name) -> bool:
-        return name in self._tools
-
-    def __iter__(self):
-        return iter(self._tools.values())
-
-    def __getitem__(self, name: str) -> Tool:
-        return self._tools[name]
-
-    def names(self, group: str | None = None) -> list[str]:
-        return [t.name for t in self._tools.values() if group is None or t.group == group]
-
-
-def default_tools() -> list[Tool]:
-    view = [("wl", "window/level"), ("crosshair", "crosshair"), ("zoom", "zoom"), ("pan", "pan"),
-            ("rotate", "rotate axes")]
-    segment = [("seg_brush", "brush"), ("seg_eraser", "eraser"), ("seg_threshold", "threshold brush"),
-               ("seg_fill", "fill"), ("seg_lasso", "lasso"), ("seg_lasso_cut", "lasso cut")]
-    return ([Tool(n, t, "view") for n, t in view] + [Tool(n, t, "segment") for n, t in segment]
-            + [Tool(f"measure_{k}", KIND_TITLES[k], "measure") for k in KINDS] + [Tool("marker", "marker", "review")])
+# tool settings
 
 
 @dataclass
@@ -393,9 +349,9 @@ class OpenSeries:
 class Workspace:
     """The opened series, their overlays, the tool settings and the tool registry."""
 
-    def __init__(self):
+    def __init__(self, tools: ToolRegistry | None = None):
         self.series: dict[str, OpenSeries] = {}
-        self.tools = ToolRegistry(default_tools())
+        self.tools = tools if tools is not None else REGISTRY  # the viewer's one registry (viewer.core.tools)
         self.settings = ToolSettings()
         self.current: OpenSeries | None = None  # the series a call without ``series=`` works on
         self.series_added = Signal()  # (OpenSeries)

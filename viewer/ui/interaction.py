@@ -14,14 +14,25 @@ from dataclasses import dataclass
 from PySide6.QtCore import QPointF, Qt
 
 from viewer.core.planes import PLANES
+from viewer.core.tools import REGISTRY
 
 CLICK_SLOP = 3.0  # pixels a press may move and still count as a click
 
-# Tools beyond the viewing ones (segment editing, measurements) register a handler here:
-# TOOL_HANDLERS[name] = factory(view) -> an object with press(pos, modifiers), move(pos),
-# release(pos), and optionally hover(pos) and leave().  The left button goes to the handler of the
-# model's current tool; right/middle buttons, Shift and Ctrl keep their viewing meanings.
+# The Qt half of the tool registry (viewer.core.tools): tools beyond the viewing ones (segment
+# editing, measurements, detection markers) attach one handler per registered name with ``attach``.
+# TOOL_HANDLERS[name] = (make, feature); a view's handler is make(view, feature): an object with
+# press(pos, modifiers), move(pos), release(pos), and optionally hover(pos) and leave().  ``feature``
+# is the controller the tool works for, given once here (a handler never looks it up on the window).
+# The left button goes to the handler of the model's current tool; right/middle buttons, Shift and
+# Ctrl keep their viewing meanings.
 TOOL_HANDLERS: dict = {}
+
+
+def attach(name: str, make, feature=None, registry=REGISTRY) -> None:
+    """Give the registered tool ``name`` its view handler, made by ``make(view, feature)``."""
+    if name not in registry:
+        raise ValueError(f"unknown tool {name!r}: register it in viewer.core.tools first")
+    TOOL_HANDLERS[name] = (make, feature)
 
 
 @dataclass
@@ -51,7 +62,8 @@ class ViewInteraction:
         if tool not in TOOL_HANDLERS:
             return None
         if tool not in self._handlers:
-            self._handlers[tool] = TOOL_HANDLERS[tool](self.view)
+            make, feature = TOOL_HANDLERS[tool]
+            self._handlers[tool] = make(self.view, feature)
         return self._handlers[tool]
 
     @property

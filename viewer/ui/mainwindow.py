@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 import viewer
-from viewer.core.viewstate import LAYOUTS, TOOLS, ViewerModel
+from viewer.core.viewstate import LAYOUTS, ViewerModel
 from viewer.core.windowing import auto_window
 from viewer.logs import log
 from viewer.ui import ai as ai_ui
@@ -39,9 +39,6 @@ from viewer.ui.resources import colormaps, presets_for
 from viewer.ui.session import Session
 from viewer.ui.settings import add_recent, open_settings, read_bool, recent_paths
 from viewer.ui.viewgrid import ViewGrid
-
-TOOL_NAMES = {"wl": "window/level", "crosshair": "crosshair", "zoom": "zoom", "pan": "pan",
-              "rotate": "rotate axes"}
 
 
 class MainWindow(QMainWindow):
@@ -251,7 +248,7 @@ class MainWindow(QMainWindow):
         a[f"layout_{m.layout}"].setChecked(True)
         if f"tool_{m.tool}" in a:
             a[f"tool_{m.tool}"].setChecked(True)
-        name = TOOL_NAMES.get(m.tool) or m.tool.removeprefix("seg_").removeprefix("measure_").replace("_", " ")
+        name = m.tools[m.tool].label  # the tool registry (viewer.core.tools)
         self.tool_label.setText(f"Left button: {name}   F1: shortcuts")
         a["crosshair"].setChecked(m.crosshair_visible)
         a["link"].setChecked(m.link_series)
@@ -426,7 +423,7 @@ class MainWindow(QMainWindow):
         layout = str(s.value("view/layout", "2x2"))
         m.layout = layout if layout in LAYOUTS else "2x2"
         tool = str(s.value("view/tool", "wl"))
-        m.tool = tool if tool in TOOLS else "wl"
+        m.tool = tool if tool in m.tools else "wl"
         m.crosshair_visible = read_bool(s, "view/crosshair", True)
         m.link_series = read_bool(s, "view/link", True)
 

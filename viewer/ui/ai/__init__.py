@@ -51,8 +51,8 @@ def _fill_menu(window, menu) -> None:
 
 
 def install(window) -> AIController:
-    markers.register()
     window.ai = AIController(window)
+    markers.register(window.ai)
     window.ai_flicker_action = window.actions_["ai_flicker"]  # in actions.COMMANDS: the F1 sheet lists it
     menu = window.menuBar().addMenu("&AI")
     help_menu = getattr(window, "help_menu", None)

@@ -16,16 +16,15 @@ from PySide6.QtWidgets import (
 )
 
 from viewer.core.layers import MarkerSet
-from viewer.core.viewstate import register_tool
-from viewer.ui.interaction import TOOL_HANDLERS
+from viewer.ui.interaction import attach
 
 TOOL = "marker"
 RIM_PIXELS = 6.0
 
 
 class MarkerTool:
-    def __init__(self, view):
-        self.view = view
+    def __init__(self, view, controller):
+        self.view, self.controller = view, controller  # the AIController (the markers drawn are the view's)
         self.grab = None
 
     def press(self, pos, modifiers) -> None:
@@ -64,9 +63,8 @@ class MarkerTool:
         self.grab = None
 
 
-def register() -> None:
-    register_tool(TOOL)
-    TOOL_HANDLERS[TOOL] = MarkerTool
+def register(controller) -> None:
+    attach(TOOL, MarkerTool, controller)
 
 
 class DetectionTable(QWidget):

@@ -15,10 +15,6 @@ from viewer.ui.measure.controller import MeasureController
 from viewer.ui.measure.export import MeasureExporter, measure_export
 from viewer.ui.measure.panel import MeasurementPanel
 
-SHORTCUTS = {"measure_length": "D", "measure_ellipse": "Shift+E", "measure_angle": "Shift+A",
-             "measure_bidirectional": "Shift+D",
-             "measure_polygon": "Shift+G", "measure_point": "Shift+V"}
-
 
 def install(window) -> MeasureController:
     ctl = MeasureController(window)
@@ -41,11 +37,12 @@ def install(window) -> MeasureController:
     group = QActionGroup(window)
     group.setExclusionPolicy(QActionGroup.ExclusionPolicy.ExclusiveOptional)
     window.measure_actions = {}
-    for name, title in tools.TOOL_TITLES.items():
+    for tool in window.model.tools.in_group("measure"):  # titles and keys: viewer.core.tools
+        name, title = tool.name, tool.title
         act = QAction(title, window, checkable=True)
         act.setObjectName(name)
-        act.setShortcut(QKeySequence(SHORTCUTS[name]))
-        act.setToolTip(f"{title} ({SHORTCUTS[name]})")
+        act.setShortcut(QKeySequence(tool.shortcut))
+        act.setToolTip(f"{title} ({tool.shortcut})")
         act.triggered.connect(lambda on, n=name: window.model.set_tool(n if on else "wl"))
         group.addAction(act)
         menu.addAction(act)

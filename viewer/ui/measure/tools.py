@@ -1,4 +1,5 @@
-"""The measuring tools of the 2D views (left button; registered in ``interaction.TOOL_HANDLERS``).
+"""The measuring tools of the 2D views (left button; names, titles and keys in ``viewer.core.tools``,
+handlers attached with ``viewer.ui.interaction.attach`` and given the measure controller).
 
 Every tool first looks for a handle under the cursor: dragging a handle edits that measurement
 (any tool), a click on a label selects it.  Otherwise it draws a new one:
@@ -18,14 +19,10 @@ import math
 import numpy as np
 
 from viewer.core.measurements import Measurement, ellipse_axes
-from viewer.core.viewstate import register_tool
-from viewer.ui.interaction import TOOL_HANDLERS
+from viewer.core.tools import REGISTRY
+from viewer.ui.interaction import attach
 
-TOOLS = {"measure_length": "length", "measure_angle": "angle", "measure_ellipse": "ellipse",
-         "measure_polygon": "polygon", "measure_point": "point", "measure_bidirectional": "bidirectional"}
-TOOL_TITLES = {"measure_length": "Length (ruler)", "measure_angle": "Angle", "measure_ellipse": "Ellipse ROI",
-               "measure_polygon": "Polygon / freehand ROI", "measure_point": "Point value",
-               "measure_bidirectional": "Bidirectional (RECIST)"}
+TOOLS = {name: name.removeprefix("measure_") for name in REGISTRY.names("measure")}  # tool -> measurement kind
 GRAB_PX = 8.0
 MIN_DRAG_PX = 4.0
 FREEHAND_STEP_PX = 5.0
@@ -303,5 +300,4 @@ class MeasureTool:
 
 def register(controller) -> None:
     for name, kind in TOOLS.items():
-        register_tool(name)
-        TOOL_HANDLERS[name] = lambda view, kind=kind: MeasureTool(view, kind, controller)
+        attach(name, lambda view, ctl, kind=kind: MeasureTool(view, kind, ctl), controller)

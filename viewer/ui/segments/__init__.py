@@ -78,11 +78,8 @@ def _export(window) -> None:
 
 
 def install(window) -> SegmentsController:
-    tools.register()
-    from viewer.ui import mainwindow  # the status bar's names of the tools
-
-    mainwindow.TOOL_NAMES.update({name: text.lower() for name, (text, _key) in tools.TOOLS.items()})
     c = window.segments = SegmentsController(window)
+    tools.register(c)
     layout = window.centralWidget().layout()
     layout.insertWidget(1, c.restore_bar)  # under the message bar, above the views
     menu = window.menuBar().addMenu("&Segment")
@@ -91,7 +88,8 @@ def install(window) -> SegmentsController:
         window.menuBar().insertMenu(help_menu.menuAction(), menu)
     group = QActionGroup(window)
     window.segment_tool_actions = {}
-    for name, (text, key) in tools.TOOLS.items():
+    for tool in window.model.tools.in_group("segment"):  # titles and keys: viewer.core.tools
+        name, text, key = tool.name, tool.title, tool.shortcut
         act = QAction(text, window, checkable=True)
         act.setShortcut(QKeySequence(key))
         act.setToolTip(f"{text}  ({key})")

@@ -1,5 +1,6 @@
-"""Segment editing tools of a 2D view, registered through ``viewer.ui.interaction.TOOL_HANDLERS``:
-brush, eraser, threshold brush, flood fill, lasso fill and lasso cut.
+"""Segment editing tools of a 2D view (names, titles and keys in ``viewer.core.tools``, handlers
+attached with ``viewer.ui.interaction.attach``): brush, eraser, threshold brush, flood fill, lasso
+fill and lasso cut.  Each handler is given the segments controller when it is made.
 
 A handler works in the view's plane (any orientation, oblique included): the brush is a disc in
 that plane (or a sphere when the 3D brush is on), the lasso a polygon in it.  A drag is one undo
@@ -13,17 +14,10 @@ from vtkmodules.vtkCommonCore import vtkPoints
 from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkPolyData, vtkPolyLine
 from vtkmodules.vtkRenderingCore import vtkActor, vtkPolyDataMapper
 
-from viewer.core.viewstate import register_tool
+from viewer.core.tools import REGISTRY
 from viewer.ui import interaction
 
-TOOLS = {  # name: (menu text, shortcut)
-    "seg_brush": ("Brush", "B"),
-    "seg_eraser": ("Eraser", "E"),
-    "seg_threshold": ("Threshold brush (HU range)", "Shift+B"),
-    "seg_fill": ("Flood fill", "G"),
-    "seg_lasso": ("Lasso fill", "K"),
-    "seg_lasso_cut": ("Lasso cut", "Shift+K"),
-}
+TOOLS = REGISTRY.names("segment")  # in menu order
 
 
 class Outline:
@@ -64,12 +58,8 @@ class Outline:
 
 
 class _Tool:
-    def __init__(self, view):
-        self.view = view
-
-    @property
-    def controller(self):
-        return self.view.window().segments
+    def __init__(self, view, controller):
+        self.view, self.controller = view, controller
 
     def _plane(self):
         geom = self.view.pipeline.geometry if self.view.pipeline is not None else None
@@ -91,8 +81,8 @@ class _Tool:
 class BrushTool(_Tool):
     """Paint (or erase) with a round brush; ``threshold``: only voxels in the HU range."""
 
-    def __init__(self, view, erase: bool = False, threshold: bool = False):
-        super().__init__(view)
+    def __init__(self, view, controller, erase: bool = False, threshold: bool = False):
+        super().__init__(view, controller)
         self.erase, self.threshold = erase, threshold
         self.cursor = Outline(view.renderer, (1.0, 0.4, 0.4) if erase else (1.0, 0.9, 0.2))
         self.last = None
@@ -176,8 +166,8 @@ class FillTool(_Tool):
 class LassoTool(_Tool):
     """Draw a closed outline in the view plane: fill its inside (or cut it, ``erase``)."""
 
-    def __init__(self, view, erase: bool = False):
-        super().__init__(view)
+    def __init__(self, view, controller, erase: bool = False):
+        super().__init__(view, controller)
         self.erase = erase
         self.points: list = []
         self.outline = Outline(view.renderer, (1.0, 0.4, 0.4) if erase else (0.4, 1.0, 0.6))
@@ -206,15 +196,15 @@ class LassoTool(_Tool):
         ed.polygon(s, pts, self._plane().n, erase=self.erase)
 
 
-def register() -> None:
+def register(controller) -> None:
+    """Attach the segment tools' handlers; each works for ``controller`` (the SegmentsController)."""
     factories = {
-        "seg_brush": lambda view: BrushTool(view),
-        "seg_eraser": lambda view: BrushTool(view, erase=True),
-        "seg_threshold": lambda view: BrushTool(view, threshold=True),
-        "seg_fill": lambda view: FillTool(view),
-        "seg_lasso": lambda view: LassoTool(view),
-        "seg_lasso_cut": lambda view: LassoTool(view, erase=True),
+        "seg_brush": BrushTool,
+        "seg_eraser": lambda view, c: BrushTool(view, c, erase=True),
+        "seg_threshold": lambda view, c: BrushTool(view, c, threshold=True),
+        "seg_fill": FillTool,
+        "seg_lasso": LassoTool,
+        "seg_lasso_cut": lambda view, c: LassoTool(view, c, erase=True),
     }
-    for name, factory in factories.items():
-        register_tool(name)
-        interaction.TOOL_HANDLERS[name] = factory
+    for name, make in factories.items():
+        interaction.attach(name, make, controller)
