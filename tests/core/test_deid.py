@@ -18,7 +18,7 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
 from tests.conftest import data_path
-from viewer.core.export.deid import PROFILE_VERSION, Deidentifier
+from viewer.core.io.deid import PROFILE_VERSION, Deidentifier
 
 MARK = "ZQXLEAK"
 DA, DT, TM = "18880808", "18880808121212", "121212.4242"
@@ -231,7 +231,7 @@ def scan_export(out: dict) -> list[str]:
 
 
 def test_planted_identifiers_reach_no_exported_file(planted_series, tmp_path):
-    from viewer.core.export.report import export_report
+    from viewer.core.io.report import export_report
 
     vol = planted_series
     ms, seg = _reading(vol)
@@ -252,7 +252,7 @@ def test_planted_identifiers_reach_no_exported_file(planted_series, tmp_path):
     sc = pydicom.dcmread(out["sc"][0])
     assert sc.BurnedInAnnotation == "NO"
     # the measurements themselves still go out
-    from viewer.core.export.sr import read_sr
+    from viewer.core.io.sr import read_sr
 
     back = read_sr(out["sr"][0])
     assert [b.kind for b in back] == ["length", "ellipse"]
@@ -262,7 +262,7 @@ def test_planted_identifiers_reach_no_exported_file(planted_series, tmp_path):
 
 
 def test_typed_free_text_goes_out_only_when_kept(planted_series, tmp_path):
-    from viewer.core.export.report import export_report, free_text
+    from viewer.core.io.report import export_report, free_text
 
     vol = planted_series
     ms, seg = _reading(vol)
@@ -278,7 +278,7 @@ def test_typed_free_text_goes_out_only_when_kept(planted_series, tmp_path):
 
 
 def test_key_image_declares_what_is_burnt_in(planted_series, tmp_path):
-    from viewer.core.export.keyimages import secondary_capture
+    from viewer.core.io.keyimages import secondary_capture
 
     rgb = np.zeros((32, 32, 3), np.uint8)
     assert secondary_capture(rgb, planted_series.source).BurnedInAnnotation == "YES"  # a view with its text

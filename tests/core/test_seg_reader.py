@@ -1,4 +1,4 @@
-"""Reading DICOM SEG back (viewer.core.export.seg_dicom.read_dicom_seg): what the viewer wrote, one
+"""Reading DICOM SEG back (viewer.core.io.seg_dicom.read_dicom_seg): what the viewer wrote, one
 segment or many, and the SEG files of other tools."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def test_a_single_segment_seg_the_viewer_wrote_loads_back_with_identical_voxels(
     """highdicom puts the segment identification of a one-segment SEG in the shared functional groups."""
     import pydicom
 
-    from viewer.core.export.seg_dicom import read_dicom_seg, write_dicom_seg
+    from viewer.core.io.seg_dicom import read_dicom_seg, write_dicom_seg
 
     seg = Segmentation.for_volume(chest, "Reading")
     ed = Editor(seg, chest)
@@ -44,7 +44,7 @@ def test_a_single_segment_seg_the_viewer_wrote_loads_back_with_identical_voxels(
 def test_the_highdicom_seg_files_keep_loading(name):
     import pydicom
 
-    from viewer.core.export.seg_dicom import read_dicom_seg
+    from viewer.core.io.seg_dicom import read_dicom_seg
     from viewer.core.volume import SourceInfo, Volume, affine_from
 
     path = data_path("dicom-objects", "highdicom", name)

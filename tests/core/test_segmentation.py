@@ -1,5 +1,5 @@
 """Segmentation model, crash journal, DICOM SEG and label-map files (viewer.core.segmentation,
-viewer.core.journal, viewer.core.export)."""
+viewer.core.journal, viewer.core.io)."""
 
 from __future__ import annotations
 
@@ -174,7 +174,7 @@ def edited_chest_segmentation(chest):
 def test_dicom_seg_round_trip_on_the_chest_ct(chest, tmp_path):
     import pydicom
 
-    from viewer.core.export.seg_dicom import read_dicom_seg, referenced_series, write_dicom_seg
+    from viewer.core.io.seg_dicom import read_dicom_seg, referenced_series, write_dicom_seg
 
     seg = edited_chest_segmentation(chest)
     assert seg.overlapping()
@@ -195,7 +195,7 @@ def test_dicom_seg_round_trip_on_the_chest_ct(chest, tmp_path):
 
 
 def test_nifti_and_nrrd_round_trip_keeps_voxels_and_segments(chest, tmp_path):
-    from viewer.core.export.labelmap_files import read_labelmap, write_labelmap
+    from viewer.core.io.labelmap_files import read_labelmap, write_labelmap
 
     seg = edited_chest_segmentation(chest)
     for name in ("reading.nii.gz", "reading.nrrd"):
@@ -215,7 +215,7 @@ def test_plain_label_map_file_without_side_file(tmp_path):
     labels = np.zeros(vol.shape, np.uint8)
     labels[1:3, 4:8, 4:8], labels[3:5, 4:8, 4:8] = 2, 5
     viewer.save(Volume(labels, vol.affine), tmp_path / "l.nii.gz")
-    from viewer.core.export.labelmap_files import read_labelmap
+    from viewer.core.io.labelmap_files import read_labelmap
 
     seg = read_labelmap(tmp_path / "l.nii.gz", vol)
     assert [s.number for s in seg.segments] == [2, 5] and np.array_equal(seg.layers[0], labels)
@@ -223,7 +223,7 @@ def test_plain_label_map_file_without_side_file(tmp_path):
 
 def test_load_a_dicom_seg_onto_its_referenced_ct():
     import viewer
-    from viewer.core.export.seg_dicom import is_dicom_seg, read_dicom_seg, referenced_series
+    from viewer.core.io.seg_dicom import is_dicom_seg, read_dicom_seg, referenced_series
 
     folder = data_path("dicom-objects", "dcmqi-liver")
     path = folder / "liver-seg.dcm"
@@ -240,7 +240,7 @@ def test_load_a_dicom_seg_onto_its_referenced_ct():
 def test_overlapping_dicom_seg_goes_to_two_layers():
     import pydicom
 
-    from viewer.core.export.seg_dicom import read_dicom_seg
+    from viewer.core.io.seg_dicom import read_dicom_seg
     from viewer.core.volume import SourceInfo
 
     path = data_path("dicom-objects", "highdicom", "seg_image_ct_binary_overlap.dcm")
@@ -263,7 +263,7 @@ def test_a_side_file_cannot_point_the_reader_outside_its_folder(tmp_path, entry)
 
     import viewer
     from viewer.core.errors import HounsfieldError
-    from viewer.core.export.labelmap_files import read_labelmap, write_labelmap
+    from viewer.core.io.labelmap_files import read_labelmap, write_labelmap
 
     vol, seg = small()
     ed = Editor(seg, vol)
@@ -301,7 +301,7 @@ def test_a_malformed_side_file_is_one_sentence(tmp_path, meta):
 
     import viewer
     from viewer.core.errors import HounsfieldError
-    from viewer.core.export.labelmap_files import read_labelmap
+    from viewer.core.io.labelmap_files import read_labelmap
 
     vol, _ = small()
     labels = np.zeros(vol.shape, np.uint8)

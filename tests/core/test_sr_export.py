@@ -14,10 +14,10 @@ import pydicom
 import pytest
 
 from tests.conftest import data_path
-from viewer.core.export.deid import Deidentifier
-from viewer.core.export.keyimages import read_png
-from viewer.core.export.report import export_report
-from viewer.core.export.sr import read_sr
+from viewer.core.io.deid import Deidentifier
+from viewer.core.io.keyimages import read_png
+from viewer.core.io.report import export_report
+from viewer.core.io.sr import read_sr
 from viewer.core.measurements import Measurement, compute, segment_stats
 
 IDENTITY = {"patient_name": "TESTPERSON^JANE", "patient_id": "MRN-4711-XY", "patient_birth_date": "19510823"}
@@ -186,7 +186,7 @@ def test_segments_go_out_as_a_seg_that_the_sr_refers_to(ct, measurements, tmp_pa
     after de-identification, which maps the SEG's and the SR's UIDs alike."""
     import highdicom as hd
 
-    from viewer.core.export.seg_dicom import read_dicom_seg
+    from viewer.core.io.seg_dicom import read_dicom_seg
     from viewer.core.segmentation import Segmentation
 
     seg = Segmentation.for_volume(ct, "Reading")

@@ -47,7 +47,7 @@ def plugin_results(volume):
 
 def test_a_whole_reading_session_headless_comes_back_when_the_study_is_reopened(fresh_data_dir, tmp_path):
     import viewer
-    from viewer.core.export.sr import read_sr
+    from viewer.core.io.sr import read_sr
 
     study = data_path("chest-ct")
     ws = viewer.Workspace()
@@ -227,8 +227,8 @@ def test_export_writes_only_the_files_asked_for_and_never_creates_the_others(fre
     import pydicom
 
     import viewer
-    from viewer.core.export import sr as sr_module
-    from viewer.core.export import tables
+    from viewer.core.io import sr as sr_module
+    from viewer.core.io import tables
 
     written = []  # every SR, CSV and JSON the export writes (the real writers, called through)
     for module, name in ((sr_module, "write_sr"), (tables, "write_csv"), (tables, "write_json")):

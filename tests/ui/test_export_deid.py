@@ -100,7 +100,7 @@ def wait_export(qtbot, win):
 
 def ocr(rgb: np.ndarray, tmp) -> str:
     """Text tesseract reads in an RGB image (dark-on-light, doubled in size), spaces removed, upper case."""
-    from viewer.core.export.keyimages import write_png
+    from viewer.core.io.keyimages import write_png
 
     grey = 255 - rgb.max(axis=2)
     big = np.repeat(np.repeat(grey, 2, axis=0), 2, axis=1)
@@ -120,7 +120,7 @@ def fuzzy_in(secret: str, seen: str) -> bool:
 def test_deidentified_key_image_holds_no_identity_in_its_pixels(win, qtbot, tmp_path):
     if shutil.which("tesseract") is None:
         pytest.skip("needs Debian's tesseract-ocr (packaging/setup.sh installs it)")
-    from viewer.core.export.keyimages import read_png
+    from viewer.core.io.keyimages import read_png
 
     view, ruler = draw_ruler(qtbot, win)
     start_export(qtbot, win, tmp_path / "plain", deidentify=False)
@@ -155,7 +155,7 @@ def test_deidentified_key_image_holds_no_identity_in_its_pixels(win, qtbot, tmp_
 
 
 def test_export_runs_off_the_ui_thread(win, qtbot, tmp_path):
-    from viewer.core.export.sr import read_sr
+    from viewer.core.io.sr import read_sr
 
     view, ruler = draw_ruler(qtbot, win)
     state = view.state

@@ -277,8 +277,8 @@ def test_panel_jump_label_and_saving_with_the_study(win, qtbot):
 
 
 def test_export_from_the_window(win, qtbot, tmp_path):
-    from viewer.core.export.keyimages import read_png
-    from viewer.core.export.sr import read_sr
+    from viewer.core.io.keyimages import read_png
+    from viewer.core.io.sr import read_sr
 
     axial = win.grid.slice_views[0]
     vol = axial.state.volume

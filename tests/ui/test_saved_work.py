@@ -152,7 +152,7 @@ def test_home_resets_zoom_pan_and_axes_but_keeps_the_window(make_window, qtbot):
 
 def test_quitting_asks_about_a_segmentation_never_exported(make_window, qtbot, private_data, tmp_path):
     from viewer.core import journal
-    from viewer.core.export.seg_dicom import read_dicom_seg
+    from viewer.core.io.seg_dicom import read_dicom_seg
 
     ct = data_path("chest-ct")
     win = open_window(make_window, qtbot, ct)
@@ -251,7 +251,7 @@ def test_an_rtstruct_opens_as_segments_from_the_browser_and_as_a_file(make_windo
 
 
 def test_a_seg_file_opens_with_its_images_beside_it(make_window, qtbot, private_data, tmp_path):
-    from viewer.core.export.seg_dicom import read_dicom_seg
+    from viewer.core.io.seg_dicom import read_dicom_seg
 
     seg_path = data_path("dicom-objects", "dcmqi-liver", "liver-seg.dcm")
     win = make_window()
@@ -284,7 +284,7 @@ def test_an_sr_file_opens_with_its_images_and_its_measurements(make_window, qtbo
     import shutil
 
     import viewer
-    from viewer.core.export.sr import write_sr
+    from viewer.core.io.sr import write_sr
     from viewer.core.measurements import Measurement, compute
 
     study = tmp_path / "study"

@@ -68,8 +68,8 @@ def test_open_measure_segment_quit_reopen_export_reimport_deidentify(make_window
                                                                      monkeypatch):
     import pydicom
 
-    from viewer.core.export.seg_dicom import is_dicom_seg, read_dicom_seg
-    from viewer.core.export.sr import read_sr
+    from viewer.core.io.seg_dicom import is_dicom_seg, read_dicom_seg
+    from viewer.core.io.sr import read_sr
 
     monkeypatch.setenv("HOUNSFIELD_DATA_DIR", str(tmp_path / "data"))  # journals and measurements of this test
     # open

@@ -100,9 +100,9 @@ def write_results(results: Results, source: Volume, out_dir, info: PluginInfo) -
 def _write_seg(seg, source: Volume, path: Path, info: PluginInfo) -> bool:
     """A DICOM Segmentation of ``seg`` referencing the source series (AUTOMATIC, with the model's name
     and version); False when the input was not DICOM or nothing was segmented.  The writing is the
-    segmentation editor's own (``viewer.core.export.seg_dicom``), so AI results and edited
+    segmentation editor's own (``viewer.core.io.seg_dicom``), so AI results and edited
     segmentations export alike."""
-    from viewer.core.export.seg_dicom import source_datasets, write_dicom_seg
+    from viewer.core.io.seg_dicom import source_datasets, write_dicom_seg
 
     if not source_datasets(source) or not seg.segments:
         return False

@@ -344,10 +344,10 @@ def add_masks(seg: Segmentation, masks: list[tuple[Segment, np.ndarray]]) -> Non
 
 def read_segmentation_file(path, volume) -> Segmentation:
     """A DICOM SEG or a label map file (NIfTI, NRRD, ...) drawn on ``volume``, as a Segmentation."""
-    from viewer.core.export.seg_dicom import is_dicom_seg, read_dicom_seg
+    from viewer.core.io.seg_dicom import is_dicom_seg, read_dicom_seg
 
     if is_dicom_seg(path):
         return read_dicom_seg(path, volume)
-    from viewer.core.export.labelmap_files import read_labelmap
+    from viewer.core.io.labelmap_files import read_labelmap
 
     return read_labelmap(path, volume)

@@ -475,7 +475,7 @@ class Workspace:
         """Write the series' work to ``folder``: its segmentation as DICOM SEG (``seg``), its measurements
         (and segment statistics) as a DICOM SR (``sr``) and CSV/JSON tables (``csv``), de-identified on
         request.  The exported segmentation's journal records the export.  Returns paths by kind."""
-        from viewer.core.export.report import export_report
+        from viewer.core.io.report import export_report
 
         s = self._series(series)
         ed = segmentation or (s.segmentation(create=False) if seg else None)
@@ -484,7 +484,7 @@ class Workspace:
         if not (sr or csv):
             if ed is None:
                 raise HounsfieldError("There is nothing to export: draw a segmentation first.")
-            from viewer.core.export.seg_dicom import write_dicom_seg
+            from viewer.core.io.seg_dicom import write_dicom_seg
 
             os.makedirs(folder, exist_ok=True)
             path = os.path.join(folder, f"{basename}-segmentation.dcm")
@@ -505,6 +505,6 @@ class Workspace:
 
 
 def _deidentifier():
-    from viewer.core.export.deid import Deidentifier
+    from viewer.core.io.deid import Deidentifier
 
     return Deidentifier()

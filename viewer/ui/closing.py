@@ -72,11 +72,11 @@ def export_one(window, state, seg) -> bool:
         return False
     try:
         if path.lower().endswith(".dcm"):
-            from viewer.core.export.seg_dicom import write_dicom_seg
+            from viewer.core.io.seg_dicom import write_dicom_seg
 
             write_dicom_seg(seg, state.volume, path, series_description=f"SEG {seg.name}")
         else:
-            from viewer.core.export.labelmap_files import write_labelmap
+            from viewer.core.io.labelmap_files import write_labelmap
 
             write_labelmap(seg, path)
     except HounsfieldError as exc:

@@ -32,7 +32,7 @@ def apply(window, obj, key: str) -> None:
             what = f"{n} measurement{'s' if n != 1 else ''}"
         else:
             if obj.kind == "seg":
-                from viewer.core.export.seg_dicom import read_dicom_seg
+                from viewer.core.io.seg_dicom import read_dicom_seg
 
                 seg = read_dicom_seg(obj.path, state.volume)
             else:

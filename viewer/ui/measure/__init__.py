@@ -87,7 +87,7 @@ def save_key_image(window) -> None:
     path, _ = QFileDialog.getSaveFileName(window, "Save key image", "key-image.png", "PNG (*.png);;DICOM (*.dcm)")
     if not path:
         return
-    from viewer.core.export.keyimages import write_key_image
+    from viewer.core.io.keyimages import write_key_image
 
     view = window.measure.active_view()
     rgb, orientation, sop = window.measure.key_image(view)

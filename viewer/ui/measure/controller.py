@@ -236,7 +236,7 @@ class MeasureController(QObject):
     def import_sr(self, path: str, key: str | None = None) -> int:
         """Add the measurements of an SR to series ``key`` (default: the series it refers to, or the
         active one)."""
-        from viewer.core.export.sr import read_sr
+        from viewer.core.io.sr import read_sr
 
         found = read_sr(path, volume=self.model.series[key].volume if key in self.model.series else None)
         count = 0

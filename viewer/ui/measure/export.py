@@ -4,7 +4,7 @@ itself off the UI thread (Segment > Export uses the same thread and progress bar
 What is exported is fixed on the UI thread first (``prepare``): copies of the measurements and of
 the segmentation, and the key image rendered from the view, without the identity corner text and
 the typed labels when asked.  A ``QThread`` then writes the files with
-``viewer.core.export.report.export_report`` while the window stays live: edits made meanwhile
+``viewer.core.io.report.export_report`` while the window stays live: edits made meanwhile
 change the reading, not the export under way.  Progress goes to the status bar; a failure is one
 sentence in the message bar, and the reading is untouched.
 """
@@ -51,7 +51,7 @@ class ExportTask:
     what = "measurements"
 
     def run(self, progress=None) -> dict[str, list[str]]:
-        from viewer.core.export.report import export_report
+        from viewer.core.io.report import export_report
 
         return export_report(self.folder, self.measurements, self.volume, key_images=self.key_images,
                              segmentation=self.segmentation, deidentify=self.deidentify,
@@ -86,11 +86,11 @@ class SegmentationExportTask:
         if progress is not None:
             progress(0, 1, "segmentation")
         if self.path.lower().endswith(".dcm"):
-            from viewer.core.export.seg_dicom import write_dicom_seg
+            from viewer.core.io.seg_dicom import write_dicom_seg
 
             seg = self.segmentation
             return {"seg": [str(write_dicom_seg(seg, self.volume, self.path, series_description=f"SEG {seg.name}"))]}
-        from viewer.core.export.labelmap_files import write_labelmap
+        from viewer.core.io.labelmap_files import write_labelmap
 
         return {"labelmap": list(write_labelmap(self.segmentation, self.path))}
 
@@ -351,7 +351,7 @@ def measure_export(window) -> ExportDialog | None:
     if exporter.busy:
         window.show_error("An export is already running; wait for it to finish.")
         return None
-    from viewer.core.export.report import free_text
+    from viewer.core.io.report import free_text
 
     state = ctl.active_view().state
     seg = window.segments.segmentation(state=state) if hasattr(window, "segments") else None

@@ -223,11 +223,11 @@ class SegmentsController(QObject):
         if seg is None or not seg.segments:
             raise HounsfieldError("There is no segmentation to export: draw or load one first.")
         if path.lower().endswith(".dcm"):
-            from viewer.core.export.seg_dicom import write_dicom_seg
+            from viewer.core.io.seg_dicom import write_dicom_seg
 
             written = [str(write_dicom_seg(seg, state.volume, path, series_description=f"SEG {seg.name}"))]
         else:
-            from viewer.core.export.labelmap_files import write_labelmap
+            from viewer.core.io.labelmap_files import write_labelmap
 
             written = write_labelmap(seg, path)
         self.mark_exported(seg, path)

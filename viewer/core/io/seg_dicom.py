@@ -66,7 +66,7 @@ def write_dicom_seg(seg: Segmentation, source: Volume, path, *, series_descripti
     """Write ``seg`` as a binary DICOM SEG referencing ``source``'s series; returns the path.
 
     Segments are numbered 1..n in their list order (DICOM wants consecutive numbers).  The UIDs
-    are new unless given; a ``deidentifier`` (viewer.core.export.deid) de-identifies the object
+    are new unless given; a ``deidentifier`` (viewer.core.io.deid) de-identifies the object
     before it is written."""
     import highdicom as hd
     from pydicom.sr.codedict import codes

@@ -14,8 +14,8 @@ import os
 from dataclasses import replace
 
 from viewer.core.errors import HounsfieldError
-from viewer.core.export import keyimages, sr, tables
-from viewer.core.export.deid import Deidentifier
+from viewer.core.io import keyimages, sr, tables
+from viewer.core.io.deid import Deidentifier
 from viewer.core.measurements import segment_stats
 from viewer.core.volume import Volume
 from viewer.logs import log
@@ -115,7 +115,7 @@ def export_report(folder, measurements, volume: Volume, *, key_images=(), segmen
 def _segmentation_entries(folder, basename: str, segmentation, volume: Volume, deid, out) -> list[tuple]:
     """(name, stats, SEG reference or None) of each non-empty segment; writes the DICOM SEG (de-identified
     with the export's own ``deid``, so the SR's references to it stay right) when it can."""
-    from viewer.core.export.seg_dicom import write_dicom_seg
+    from viewer.core.io.seg_dicom import write_dicom_seg
 
     ref_of = {}
     path = os.path.join(folder, f"{basename}-segmentation.dcm")

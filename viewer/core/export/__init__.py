@@ -1,2 +1,0 @@
-"""Import and export of derived objects, one module per format: DICOM SEG (seg_dicom), label-map
-files (labelmap_files), DICOM SR (sr), key images, reports, tables, de-identification."""
