@@ -11,7 +11,7 @@ it exactly as the viewer does.
     seg.brush(centre_lps, 5.0, segment=tumour.number); seg.undo(); seg.redo()
     m = s.measure("length", p1_lps, p2_lps)       # values computed, saved for the next session
     ws.apply(results, series=s)                   # a plugin's Results -> overlays, one undoable step
-    ws.export("out/", series=s)                   # DICOM SEG + SR + CSV/JSON (core/export/report.py)
+    ws.export("out/", series=s)                   # DICOM SEG + SR + CSV/JSON (core/io/report.py)
     ws.close()
 
 Where state lives: ``OpenSeries.overlays`` is the one ordered list of a series' overlays
