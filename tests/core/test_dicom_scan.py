@@ -295,14 +295,21 @@ def test_scan_of_missing_path_raises_one_sentence(tmp_path):
     assert "\n" not in str(err.value) and str(err.value).endswith(".")
 
 
-def test_scan_of_dicomdir_lists_only_referenced_files(tmp_path):
+def write_dicomdir(tmp_path, slices: int):
+    """A series of ``slices`` images written to tmp_path/src and a DICOMDIR media folder at tmp_path/media."""
     from pydicom.fileset import FileSet
 
-    ws = F.write_series(tmp_path / "src", F.phantom((4, 16, 16)), F.axial())
+    ws = F.write_series(tmp_path / "src", F.phantom((slices, 16, 16)), F.axial())
     fs = FileSet()
     for p in ws.files:
         fs.add(p)
     fs.write(tmp_path / "media")
+    return ws
+
+
+def test_scan_of_dicomdir_lists_only_referenced_files(tmp_path):
+
+    ws = write_dicomdir(tmp_path, 4)
     F.write_series(tmp_path / "media" / "extra", F.phantom((3, 16, 16)), F.axial())  # not in the DICOMDIR
     via_dicomdir = viewer.scan(tmp_path / "media" / "DICOMDIR")
     assert [len(s.frames) for s in via_dicomdir.image_series] == [4]
@@ -327,15 +334,9 @@ def test_dicomdir_scans_in_a_fresh_process(tmp_path):
     import subprocess
     import sys
 
-    from pydicom.fileset import FileSet
-
     from tests.conftest import REPO
 
-    ws = F.write_series(tmp_path / "src", F.phantom((3, 16, 16)), F.axial())
-    fs = FileSet()
-    for p in ws.files:
-        fs.add(p)
-    fs.write(tmp_path / "media")
+    ws = write_dicomdir(tmp_path, 3)
     code = ("import sys, viewer; r = viewer.scan(sys.argv[1]); "
             "print([len(s.frames) for s in r.image_series], r.image_series[0].uid)")
     proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "media" / "DICOMDIR")], cwd=REPO,

@@ -89,3 +89,10 @@ def ready_window(win, qtbot, layout: str = "2x2") -> None:
     win.model.set_active(0)
     win.model.reset()
 
+
+def clear_measurements(win) -> None:
+    """Remove every measurement of a shared window, so a test starts with none."""
+    ctl = win.measure
+    for _key, meas in list(ctl.all()):
+        ctl.remove(meas.uid)
+

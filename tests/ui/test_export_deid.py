@@ -20,7 +20,7 @@ from PySide6.QtWidgets import QDialogButtonBox
 
 from tests.conftest import data_path
 from tests.ui.conftest import needs_display
-from tests.ui.helpers import display_of, open_study_window, qt_pos, ready_window, settle
+from tests.ui.helpers import clear_measurements, display_of, open_study_window, qt_pos, ready_window, settle
 
 pytestmark = pytest.mark.gui
 
@@ -45,9 +45,7 @@ def mr_window(qapp, tmp_path_factory):
 def win(mr_window, qtbot):
     m = mr_window.model
     ready_window(mr_window, qtbot, "1x1")
-    ctl = mr_window.measure
-    for _key, meas in list(ctl.all()):
-        ctl.remove(meas.uid)
+    clear_measurements(mr_window)
     mr_window.message_bar.dismiss()
     state = m.active_state
     nk, nj, ni = state.volume.shape

@@ -13,7 +13,7 @@ from PySide6.QtCore import Qt
 from tests.conftest import REPO, data_path
 from tests.render.test_slice import trilinear as reference_trilinear
 from tests.ui.conftest import needs_display
-from tests.ui.helpers import display_of, drag, qt_pos, ready_window, settle
+from tests.ui.helpers import clear_measurements, display_of, drag, qt_pos, ready_window, settle
 
 pytestmark = pytest.mark.gui
 
@@ -51,9 +51,7 @@ def ct_window(qapp, tmp_path_factory):
 def win(ct_window, qtbot):
     m = ct_window.model
     ready_window(ct_window, qtbot, "2x2")
-    ctl = ct_window.measure
-    for _key, meas in list(ctl.all()):
-        ctl.remove(meas.uid)
+    clear_measurements(ct_window)
     state = m.active_state
     m.set_point(state.key, state.volume.index_to_lps([165, 252, 78]))  # the right-lung tumour
     settle(qtbot, 50)
