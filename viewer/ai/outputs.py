@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from viewer.ai.api import LabelMap, PluginInfo, Results
-from viewer.core.ai_results import convert_results, label_map_segmentation, label_map_segments, on_grid  # noqa: F401
+from viewer.ai.api import PluginInfo, Results
+from viewer.core.ai_results import convert_results, on_grid
 from viewer.core.errors import HounsfieldError
 from viewer.core.volume import Volume
 
@@ -109,9 +109,3 @@ def _write_seg(seg, source: Volume, path: Path, info: PluginInfo) -> bool:
     write_dicom_seg(seg, source, path, series_description=f"AI: {info.name}", model_name=f"{info.name} (AI plugin)",
                     software_version=f"hounsfield {info.id} {info.version}")
     return True
-
-
-def write_dicom_seg(lm: LabelMap, source: Volume, path: Path, info: PluginInfo) -> bool:
-    """``lm`` (on ``source``'s grid) as a DICOM SEG: see ``_write_seg``."""
-    seg = label_map_segmentation(lm, source, algorithm_name=info.name, algorithm_version=info.version)
-    return _write_seg(seg, source, path, info)

@@ -351,3 +351,14 @@ def read_segmentation_file(path, volume) -> Segmentation:
     from viewer.core.io.labelmap_files import read_labelmap
 
     return read_labelmap(path, volume)
+
+
+def write_segmentation_file(seg: Segmentation, volume, path) -> list[str]:
+    """``seg`` as a DICOM SEG (a ``.dcm`` path) or a label map file (NIfTI, NRRD, ...); the files written."""
+    if str(path).lower().endswith(".dcm"):
+        from viewer.core.io.seg_dicom import write_dicom_seg
+
+        return [str(write_dicom_seg(seg, volume, path, series_description=f"SEG {seg.name}"))]
+    from viewer.core.io.labelmap_files import write_labelmap
+
+    return [str(p) for p in write_labelmap(seg, path)]

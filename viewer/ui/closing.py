@@ -14,6 +14,7 @@ import os
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from viewer.core.errors import HounsfieldError
+from viewer.core.segmentation import write_segmentation_file
 from viewer.logs import log
 
 EXPORT, KEEP, DISCARD, CANCEL = "export", "keep", "discard", "cancel"
@@ -71,14 +72,7 @@ def export_one(window, state, seg) -> bool:
     if not path:
         return False
     try:
-        if path.lower().endswith(".dcm"):
-            from viewer.core.io.seg_dicom import write_dicom_seg
-
-            write_dicom_seg(seg, state.volume, path, series_description=f"SEG {seg.name}")
-        else:
-            from viewer.core.io.labelmap_files import write_labelmap
-
-            write_labelmap(seg, path)
+        write_segmentation_file(seg, state.volume, path)
     except HounsfieldError as exc:
         window.show_error(str(exc))
         return False

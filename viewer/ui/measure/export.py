@@ -85,14 +85,10 @@ class SegmentationExportTask:
     def run(self, progress=None) -> dict[str, list[str]]:
         if progress is not None:
             progress(0, 1, "segmentation")
-        if self.path.lower().endswith(".dcm"):
-            from viewer.core.io.seg_dicom import write_dicom_seg
+        from viewer.core.segmentation import write_segmentation_file
 
-            seg = self.segmentation
-            return {"seg": [str(write_dicom_seg(seg, self.volume, self.path, series_description=f"SEG {seg.name}"))]}
-        from viewer.core.io.labelmap_files import write_labelmap
-
-        return {"labelmap": list(write_labelmap(self.segmentation, self.path))}
+        kind = "seg" if self.path.lower().endswith(".dcm") else "labelmap"
+        return {kind: write_segmentation_file(self.segmentation, self.volume, self.path)}
 
     def after(self, window, out: dict) -> None:
         if unchanged(self.live_segmentation, self.segmentation):

@@ -12,7 +12,13 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QWidget
 from viewer.core import journal
 from viewer.core.edits import Editor
 from viewer.core.errors import HounsfieldError
-from viewer.core.segmentation import Segment, Segmentation, from_label_map, read_segmentation_file
+from viewer.core.segmentation import (
+    Segment,
+    Segmentation,
+    from_label_map,
+    read_segmentation_file,
+    write_segmentation_file,
+)
 from viewer.logs import log
 
 
@@ -222,14 +228,7 @@ class SegmentsController(QObject):
         seg, state = self.segmentation(), self.state()
         if seg is None or not seg.segments:
             raise HounsfieldError("There is no segmentation to export: draw or load one first.")
-        if path.lower().endswith(".dcm"):
-            from viewer.core.io.seg_dicom import write_dicom_seg
-
-            written = [str(write_dicom_seg(seg, state.volume, path, series_description=f"SEG {seg.name}"))]
-        else:
-            from viewer.core.io.labelmap_files import write_labelmap
-
-            written = write_labelmap(seg, path)
+        written = write_segmentation_file(seg, state.volume, path)
         self.mark_exported(seg, path)
         return written
 
