@@ -6,6 +6,7 @@
     hounsfield convert PATH OUT [--series UID]   write NIfTI / NRRD / MHA
     hounsfield pacs {node,local,echo,query,get,send} ...   PACS query, retrieve and send (see 'pacs -h')
     hounsfield run PLUGIN INPUT --out DIR [--device cpu|cuda] [--param k=v]   run an AI plugin headless
+    hounsfield batch PLUGIN SOURCE --out DIR [--scheduler ADDR] [--workers N]  run it over an archive on Dask
 
 Bad input prints one sentence to stderr and exits with status 2; tracebacks go to the log file.
 """
@@ -20,7 +21,7 @@ import sys
 from viewer.core.errors import HounsfieldError
 from viewer.logs import log, setup_logging
 
-COMMANDS = ("info", "convert", "run", "pacs")
+COMMANDS = ("info", "convert", "run", "pacs", "batch")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     from viewer.ai.headless import add_arguments as add_run_arguments
 
     add_run_arguments(sub.add_parser("run", help="run an AI plugin headless and write its results"))
+    from viewer.batch.cli import add_arguments as add_batch_arguments
+
+    add_batch_arguments(sub.add_parser("batch", help="run an AI plugin over an archive on a Dask cluster"))
     return p
 
 
@@ -68,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
                 from viewer.ai.headless import run_command
 
                 return run_command(args)
+            if args.command == "batch":
+                from viewer.batch.cli import batch_command
+
+                return batch_command(args)
         args = _open_parser().parse_args(argv)
         from viewer.ui.app import run_viewer
 
