@@ -107,17 +107,31 @@ def _measurements(pairs, values: dict, image_unit, units) -> list:
     return out
 
 
+def add_seg_evidence(evidence: list[Dataset], seg_uid: str, seg_series_uid: str | None = None) -> None:
+    """Add the DICOM SEG a group refers to to an SR's evidence (same patient and study as the
+    images, a series of its own), once."""
+    if any(e.SOPInstanceUID == seg_uid for e in evidence):
+        return
+    seg = copy.deepcopy(evidence[0]) if evidence else Dataset()
+    seg.SOPClassUID, seg.SOPInstanceUID, seg.Modality = SEG_STORAGE, seg_uid, "SEG"
+    seg.SeriesInstanceUID = seg_series_uid or generate_uid()
+    evidence.append(seg)
+
+
 def build_sr(measurements: list[Measurement], src: SourceInfo, *, modality: str = "CT", units: str = "HU",
              segments: list[tuple[str, SegmentStats, tuple]] | None = None,
-             series_number: int = 900, deidentifier=None, title: str = "Hounsfield measurements") -> Dataset:
+             series_number: int = 900, deidentifier=None, title: str = "Hounsfield measurements",
+             groups: list | None = None, seg_refs: list[tuple[str, str]] | None = None) -> Dataset:
     """A Comprehensive 3D SR of ``measurements`` on the series ``src`` describes, plus ``segments``:
-    (name, stats, (SEG SOP instance UID, segment number[, SEG series UID])) volumetric groups."""
+    (name, stats, (SEG SOP instance UID, segment number[, SEG series UID])) volumetric groups, plus
+    ready-made measurement ``groups`` (highdicom templates, e.g. a plugin's own TID 1411 groups)
+    whose SEGs ``seg_refs`` [(SEG SOP instance UID, SEG series UID)] join the evidence."""
     import highdicom as hd
 
     u = _units()
     image_unit = u["HU"] if units == "HU" else u["1"]
     frame = src.frame_of_reference_uid or generate_uid()
-    groups = []
+    extra_groups, groups = list(groups or []), []
     for m in measurements:
         tracking = hd.sr.TrackingIdentifier(uid=generate_uid(), identifier=(m.label or m.title)[:64])
         pairs = _LINE_VALUES.get(m.kind) or (_ROI_VALUES if m.kind in ("ellipse", "polygon")
@@ -128,12 +142,7 @@ def build_sr(measurements: list[Measurement], src: SourceInfo, *, modality: str 
     evidence = evidence_datasets(src, modality)
     for name, stats, seg_ref in segments or []:
         seg_uid, number = seg_ref[0], int(seg_ref[1])
-        seg = copy.deepcopy(evidence[0]) if evidence else Dataset()  # the SEG is evidence too: same
-        # patient and study, a series of its own
-        seg.SOPClassUID, seg.SOPInstanceUID, seg.Modality = SEG_STORAGE, seg_uid, "SEG"
-        seg.SeriesInstanceUID = seg_ref[2] if len(seg_ref) > 2 else generate_uid()
-        if all(e.SOPInstanceUID != seg_uid for e in evidence):
-            evidence.append(seg)
+        add_seg_evidence(evidence, seg_uid, seg_ref[2] if len(seg_ref) > 2 else None)  # the SEG is evidence too
         ref = hd.sr.ReferencedSegment(sop_class_uid=SEG_STORAGE, sop_instance_uid=seg_uid, segment_number=number,
                                       source_series=hd.sr.SourceSeriesForSegmentation(src.series_instance_uid))
         tracking = hd.sr.TrackingIdentifier(uid=generate_uid(), identifier=name[:64])
@@ -141,6 +150,9 @@ def build_sr(measurements: list[Measurement], src: SourceInfo, *, modality: str 
         groups.append(hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
             tracking_identifier=tracking, referenced_segment=ref, finding_type=codes.SCT.Lesion,
             measurements=_measurements(_SEGMENT_VALUES, values, image_unit, u)))
+    for seg_uid, seg_series in seg_refs or []:
+        add_seg_evidence(evidence, seg_uid, seg_series)
+    groups += extra_groups
     observer = hd.sr.ObserverContext(observer_type=codes.cid270.Device,
                                      observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
                                          uid=generate_uid(), name=MANUFACTURER))
