@@ -129,7 +129,8 @@ def test_the_denoised_series_opens_beside_its_source_linked_and_less_noisy(ai_wi
 def test_the_removed_noise_heatmap_draws_over_the_original_and_follows_its_controls(ai_window, denoised, qtbot):
     win = ai_window
     layer = denoised.heatmaps[0]
-    assert layer.volume.array.dtype == np.float32 and layer in win.model.series[denoised.source_key].heatmaps
+    assert layer.volume.array.dtype == np.float32
+    assert layer in win.model.series[denoised.source_key].open_series.heatmaps
     view = win.grid.views[0]
     layer.set(visible=False)
     settle(qtbot, 100)
@@ -151,7 +152,7 @@ def test_the_removed_noise_heatmap_draws_over_the_original_and_follows_its_contr
     controls.opacity.setValue(30)
     assert layer.visible and layer.opacity == pytest.approx(0.3)
     # the result's view has no heatmap of its own
-    assert not win.model.series[denoised.derived_keys[0]].heatmaps
+    assert not win.model.series[denoised.derived_keys[0]].open_series.heatmaps
 
 
 def test_screenshot_of_the_ai_feature(ai_window, denoised, qtbot, tmp_path):
@@ -286,7 +287,7 @@ def test_removing_a_result_takes_its_series_and_heatmap_away(ai_window, denoised
     win, m = ai_window, ai_window.model
     win.ai.remove(denoised)
     assert denoised.derived_keys[0] not in m.series
-    assert not m.series[denoised.source_key].heatmaps
+    assert not m.series[denoised.source_key].open_series.heatmaps
     assert not win.ai.panel.boxes
 
 
@@ -317,16 +318,16 @@ def test_detections_become_markers_to_accept_reject_move_and_resize(ai_window, q
     entry = win.ai.entries[-1]
     ms = entry.marker_sets[0]
     marker = ms.markers[0]
-    assert ms in m.series[src_key].marker_sets and marker.status == "pending" and not marker.edited
+    assert ms in m.series[src_key].open_series.marker_sets and marker.status == "pending" and not marker.edited
     # the label map is an editable segmentation with the model's provenance
     seg = entry.segmentations[0]
-    assert seg in m.series[src_key].segmentations
+    assert seg in [ed.segmentation for ed in m.series[src_key].open_series.segmentations]
     (segment,) = seg.segments
     assert segment.name == "above zero" and segment.algorithm_type == "AUTOMATIC"
     assert segment.algorithm_name == "Test threshold" and not segment.edited
     labels = seg.layers[segment.layer]
     assert np.array_equal(labels == segment.number, m.series[src_key].volume.array > 0)
-    editor = win.segments.editors[seg.uid]
+    editor = win.segments.editor(seg)
     air = m.series[src_key].volume.index_to_lps([10, 10, 70])  # outside the body: not in the segment
     editor.brush(segment, air, radius_mm=3.0)
     assert labels[70, 10, 10] == segment.number
@@ -385,4 +386,4 @@ def test_detections_become_markers_to_accept_reject_move_and_resize(ai_window, q
     m.set_tool("wl")
     m.set_crosshair_visible(True)
     win.ai.remove(entry)
-    assert not state.marker_sets
+    assert not state.open_series.marker_sets

@@ -64,7 +64,7 @@ def test_a_stroke_drawn_after_restoring_a_torn_journal_survives_the_next_restore
     assert drawn[70, 250, 290] == 1 and (drawn != whole).sum() > 100
 
     # killed now (nothing closed): the next restore has the stroke, written as one whole record
-    data = open(w.segments.journals[seg.uid].path, "rb").read()
+    data = open(w.segments.find(restored).journal.path, "rb").read()
     spans, good = journal._scan(data)
     assert good == len(data) and len(spans) == 2  # the fresh snapshot and the stroke
     again = journal.replay(j.path)

@@ -263,15 +263,12 @@ def test_panel_jump_label_and_saving_with_the_study(win, qtbot):
     qtbot.mouseClick(panel.table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
     settle(qtbot)
     assert int(round(vol.lps_to_index(state.point)[2])) == 78
-    # a new controller (the study reopened) restores it
-    from viewer.ui.measure.controller import MeasureController
+    # the series opened again (a new workspace, as the next session) restores it
+    from viewer.core.workspace import Workspace
 
-    win.measure.by_series.clear()
-    win.measure._on_series_opened(state.key)
-    restored = win.measure.measurements(state.key)
+    restored = Workspace().add(state.volume).measurements
     assert [r.uid for r in restored] == [m.uid] and restored[0].values["length_mm"] == pytest.approx(
         m.values["length_mm"])
-    assert MeasureController  # the class the window uses
 
 
 def test_export_from_the_window(win, qtbot, tmp_path):

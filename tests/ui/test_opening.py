@@ -190,7 +190,7 @@ def test_a_folder_dropped_on_a_view_opens_in_the_window(make_window, qtbot, ches
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(chest_ct_dir))])
     assert drop_on(win.grid.slice_views[0], mime)  # a view passes folders on to the window
-    qtbot.waitUntil(lambda: len(win.session.opened) == 1 and not win.session.jobs, timeout=60000)
+    qtbot.waitUntil(lambda: len(win.session.images) == 1 and not win.session.jobs, timeout=60000)
     assert win.model.active_state.volume.shape == (141, 512, 512)
     assert len(win.model.series) == 1  # the demo, no longer shown anywhere, was closed
     assert not win.message_bar.text()

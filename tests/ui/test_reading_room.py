@@ -50,7 +50,7 @@ def test_a_truncated_file_leaves_the_open_study_as_it_was(make_window, qtbot, br
     settle(qtbot, 100)
     assert one_sentence(win.message_bar.text()), win.message_bar.text()
     assert [(vp.series, vp.plane, vp.zoom, vp.pan) for vp in m.viewports] == before
-    assert list(m.series) == [key] and list(win.session.opened) == [key]
+    assert list(m.series) == [key] and list(win.session.images) == [key] and list(win.workspace.series) == [key]
     assert m.tool == "zoom"
     for view in win.grid.slice_views:
         assert view.state is m.series[key]

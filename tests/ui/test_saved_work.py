@@ -232,8 +232,8 @@ def test_an_rtstruct_opens_as_segments_from_the_browser_and_as_a_file(make_windo
     rect = tree.visualItemRect(item)
     qtbot.mouseClick(tree.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
     qtbot.mouseDClick(tree.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
-    qtbot.waitUntil(lambda: bool(state.segmentations), timeout=10000)
-    seg = state.segmentations[-1]
+    qtbot.waitUntil(lambda: bool(state.open_series.segmentations), timeout=10000)
+    seg = state.open_series.segmentations[-1].segmentation
     assert [s.name for s in seg.segments] == names
     assert seg.segments[0].color == (154, 155, 100)
     assert np.array_equal(seg.mask(seg.segments[0]), expected.mask(expected.segments[0]))
@@ -243,11 +243,11 @@ def test_an_rtstruct_opens_as_segments_from_the_browser_and_as_a_file(make_windo
     other = make_window()
     other.open_path(str(rtss))
     wait_loaded(qtbot, other)
-    qtbot.waitUntil(lambda: bool(other.model.active_state.segmentations), timeout=10000)
+    qtbot.waitUntil(lambda: bool(other.model.active_state.open_series.segmentations), timeout=10000)
     st = other.model.active_state
     assert st.volume.source.series_instance_uid == state.volume.source.series_instance_uid
-    assert [s.name for s in st.segmentations[-1].segments] == names
-    assert np.array_equal(st.segmentations[-1].layers[0], seg.layers[0])
+    assert [s.name for s in st.open_series.segmentations[-1].segments] == names
+    assert np.array_equal(st.open_series.segmentations[-1].segmentation.layers[0], seg.layers[0])
 
 
 def test_a_seg_file_opens_with_its_images_beside_it(make_window, qtbot, private_data, tmp_path):
@@ -257,10 +257,10 @@ def test_a_seg_file_opens_with_its_images_beside_it(make_window, qtbot, private_
     win = make_window()
     win.open_path(str(seg_path))  # the images are in ct-3slice/ beside it
     wait_loaded(qtbot, win)
-    qtbot.waitUntil(lambda: bool(win.model.active_state.segmentations), timeout=10000)
+    qtbot.waitUntil(lambda: bool(win.model.active_state.open_series.segmentations), timeout=10000)
     state = win.model.active_state
     assert state.volume.shape[0] == 3 and state.volume.source.path.endswith("ct-3slice")
-    seg = state.segmentations[-1]
+    seg = state.open_series.segmentations[-1].segmentation
     expected = read_dicom_seg(str(seg_path), state.volume)
     assert [s.name for s in seg.segments] == [s.name for s in expected.segments]
     assert seg.count(seg.segments[0]) > 0

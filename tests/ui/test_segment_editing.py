@@ -40,9 +40,8 @@ def win(ct_window, qtbot):
     m.set_active(0)
     m.reset()
     state = m.active_state
-    for seg in list(state.segmentations):  # a fresh segmentation per test
-        w.segments.journals.pop(seg.uid).close(discard=True)
-        state.remove_segmentation(seg)
+    for ed in state.open_series.segmentations:  # a fresh segmentation per test
+        state.open_series.remove_overlay(ed, discard=True)
     m.set_point(state.key, state.volume.index_to_lps([256, 256, K]))
     m.set_tool("wl")
     w.segments.set_setting(brush_mm=6.0, sphere=False, hu_range=(-100.0, 300.0), fill_3d=False,

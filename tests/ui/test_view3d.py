@@ -283,7 +283,7 @@ def test_the_series_segments_and_detections_follow_the_model_in_3d(view, ct_wind
         markers = MarkerSet("test", [Marker(vol.index_to_lps([150, 256, 70]), np.array([60.0, 60.0, 60.0]), 0.9,
                                             "nodule")])
         seg.update_segment(tumour, visible=False)
-        state.add_marker_set(markers)
+        state.open_series.add_overlay(markers)
 
         def yellow():
             img = view.capture_still("interactive").astype(int)
@@ -294,9 +294,8 @@ def test_the_series_segments_and_detections_follow_the_model_in_3d(view, ct_wind
         assert yellow() < 0.0005
     finally:
         if markers is not None:
-            state.remove_marker_set(markers)
-        win.segments.journals.pop(seg.uid).close(discard=True)
-        state.remove_segmentation(seg)
+            state.open_series.remove_overlay(markers)
+        state.open_series.remove_overlay(win.segments.find(seg), discard=True)
         view.volume.actor.SetVisibility(True)
     assert not view.layers.surfaces and not any(view.layers.markers.values())
 

@@ -127,8 +127,8 @@ def test_open_measure_segment_quit_reopen_export_reimport_deidentify(make_window
     answer_dialogs(qtbot, [segs[0]])
     qtbot.keyClick(win.grid.slice_views[0], Qt.Key.Key_O,
                    Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
-    qtbot.waitUntil(lambda: len(state.segmentations) == 2, timeout=10000)
-    again = state.segmentations[-1]
+    qtbot.waitUntil(lambda: len(state.open_series.segmentations) == 2, timeout=10000)
+    again = state.open_series.segmentations[-1].segmentation
     assert [s.name for s in again.segments] == [s.name for s in seg.segments]
     for a, b in zip(seg.segments, again.segments):
         assert np.array_equal(seg.mask(a), again.mask(b))

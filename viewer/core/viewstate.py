@@ -28,6 +28,7 @@ from viewer.core.planes import (
 from viewer.core.signals import Signal
 from viewer.core.tools import REGISTRY, ToolRegistry
 from viewer.core.volume import Volume
+from viewer.core.workspace import OpenSeries, Workspace
 
 SLOT_PLANES = ("axial", "coronal", "sagittal", "3d")
 SLAB_MODES = ("mip", "minip", "mean")
@@ -38,9 +39,18 @@ LAYOUTS = ("1x1", "1x3", "2x2")
 # the state of one opened series and of the whole viewer
 
 class SeriesState:
-    """The reading state of one opened volume: point, crosshair axes, window/level, colour."""
+    """How one opened series is viewed: point, crosshair axes, window/level, colour.
 
-    def __init__(self, key: str, volume: Volume, window: tuple[float, float] | None = None):
+    What is drawn over it (segmentations, measurements, heatmaps, detection sets) is not kept here:
+    it is the overlay list of ``open_series`` (``viewer.core.workspace.OpenSeries``), which the
+    headless ``Workspace`` and the viewer share.  A state made on its own (a test, a script) gets
+    a workspace of its own."""
+
+    def __init__(self, key: str, volume: Volume, window: tuple[float, float] | None = None,
+                 open_series: OpenSeries | None = None):
+        if open_series is None:
+            open_series = Workspace().add(volume, key)
+        self.open_series = open_series
         self.key = key
         self.volume = volume
         self.loaded: np.ndarray | None = None  # bool per k slice while loading, None when complete
@@ -57,10 +67,6 @@ class SeriesState:
         self.rotation_changed = Signal()
         self.window_changed = Signal()  # window, invert, colour map or preset
         self.data_changed = Signal()  # slices were decoded: (k or None for many)
-        self.heatmaps: list = []  # viewer.core.layers.HeatmapLayer, drawn over the slices
-        self.marker_sets: list = []  # viewer.core.layers.MarkerSet: AI detections under review
-        self.layers_changed = Signal()  # a heatmap, marker set or segmentation was added or removed
-        self.segmentations: list = []  # viewer.core.segmentation.Segmentation on this volume's grid
 
     @property
     def frame_of_reference(self) -> str:
@@ -138,33 +144,6 @@ class SeriesState:
         if name != self.colormap:
             self.colormap = name
             self.window_changed.emit()
-
-    def add_segmentation(self, seg) -> None:
-        self.segmentations.append(seg)
-        self.layers_changed.emit()
-
-    def remove_segmentation(self, seg) -> None:
-        if seg in self.segmentations:
-            self.segmentations.remove(seg)
-            self.layers_changed.emit()
-
-    def add_heatmap(self, layer) -> None:
-        self.heatmaps.append(layer)
-        self.layers_changed.emit()
-
-    def remove_heatmap(self, layer) -> None:
-        if layer in self.heatmaps:
-            self.heatmaps.remove(layer)
-            self.layers_changed.emit()
-
-    def add_marker_set(self, markers) -> None:
-        self.marker_sets.append(markers)
-        self.layers_changed.emit()
-
-    def remove_marker_set(self, markers) -> None:
-        if markers in self.marker_sets:
-            self.marker_sets.remove(markers)
-            self.layers_changed.emit()
 
     def value_at(self, lps) -> tuple[float, tuple[int, int, int]] | None:
         """(real value, (i, j, k)) of the voxel nearest ``lps``; None outside or not yet loaded."""

@@ -178,21 +178,65 @@ class EditableSegmentation:
 
 @dataclass(eq=False)
 class Applied:
-    """What one ``Workspace.apply`` added: removed and put back together by undo and redo."""
+    """One AI run's results on a series, as ``Workspace.apply`` put them there (the viewer's AI results
+    panel lists these): removed and put back together by undo and redo."""
 
     series: OpenSeries
     converted: object  # viewer.core.ai_results.Converted, the model's originals included
     overlays: list = field(default_factory=list)
     derived: list = field(default_factory=list)  # OpenSeries of the derived images
     applied: bool = True
+    results: object = None  # the plugin's viewer.ai.api.Results
+
+    def _of(self, kind) -> list:
+        return [o for o in self.overlays if isinstance(o, kind)]
 
     @property
     def segmentations(self) -> list[EditableSegmentation]:
-        return [o for o in self.overlays if isinstance(o, EditableSegmentation)]
+        return self._of(EditableSegmentation)
+
+    @property
+    def heatmaps(self) -> list[HeatmapLayer]:
+        return self._of(HeatmapLayer)
+
+    @property
+    def marker_sets(self) -> list[MarkerSet]:
+        return self._of(MarkerSet)
+
+    @property
+    def label_maps(self) -> list:
+        """The plugin's label maps as it gave them (viewer.ai.api.LabelMap)."""
+        return list(getattr(self.results, "label_maps", ()))
+
+    @property
+    def title(self) -> str:
+        return self.converted.title
+
+    @property
+    def provenance(self) -> dict:
+        return self.converted.provenance
 
     @property
     def notes(self) -> list[str]:
         return self.converted.notes
+
+    @property
+    def source_key(self) -> str:
+        return self.series.key
+
+    @property
+    def derived_keys(self) -> list[str]:
+        return [d.key for d in self.derived]
+
+    def summary(self) -> str:
+        """The run's parameters, device and time in one line."""
+        p = self.provenance
+        params = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
+                           for k, v in p.get("parameters", {}).items())
+        device = p.get("device", "")
+        secs = p.get("wall_seconds")
+        timing = f", {secs:.1f} s" if isinstance(secs, (int, float)) else ""
+        return f"{params} · {device}{timing}" if params else f"{device}{timing}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -206,7 +250,9 @@ class OpenSeries:
                  complete: bool = True):
         self.workspace, self.key, self.volume, self.derived_from = workspace, key, volume, derived_from
         self.overlays: list = []
-        self.changed = Signal()  # an overlay was added or removed, or a measurement changed
+        self.overlays_changed = Signal()  # a segmentation, heatmap or detection set was added or removed
+        self.measurements_changed = Signal()  # a measurement was added, removed, moved or relabelled
+        self.changed = Signal()  # either of the two
         # the saved measurements come first: nothing can see or add to the list before them
         self.overlays.extend(load_measurements(self.uid) if self.uid else [])
         if complete:
@@ -238,21 +284,29 @@ class OpenSeries:
     def marker_sets(self) -> list[MarkerSet]:
         return self._of(MarkerSet)
 
-    def add_overlay(self, overlay) -> None:
+    def add_overlay(self, overlay, *, save: bool = True) -> None:
+        """Put ``overlay`` on the series (last in the list); a measurement list is saved unless ``save``
+        is False (a measurement still being drawn)."""
         self.overlays.append(overlay)
-        if isinstance(overlay, Measurement):
-            self.save_measurements()
-        self.changed.emit()
+        self._announce(overlay, added=True, save=save)
 
-    def remove_overlay(self, overlay, *, discard: bool = False) -> None:
+    def remove_overlay(self, overlay, *, discard: bool = False, save: bool = True) -> None:
         """Take ``overlay`` off the series; a segmentation's journal is closed (deleted with ``discard``)."""
         if overlay not in self.overlays:
             return
         self.overlays.remove(overlay)
         if isinstance(overlay, EditableSegmentation):
             overlay.close(discard=discard)
-        elif isinstance(overlay, Measurement):
-            self.save_measurements()
+        self._announce(overlay, added=False, save=save)
+
+    def _announce(self, overlay, added: bool, save: bool) -> None:
+        if isinstance(overlay, Measurement):
+            if save:
+                self.save_measurements()
+            self.measurements_changed.emit()
+        else:
+            self.overlays_changed.emit()
+        (self.workspace.overlay_added if added else self.workspace.overlay_removed).emit(self, overlay)
         self.changed.emit()
 
     # measurements
@@ -281,6 +335,7 @@ class OpenSeries:
         """``m`` was moved or relabelled: recompute and save."""
         compute(m, self.volume)
         self.save_measurements()
+        self.measurements_changed.emit()
         self.changed.emit()
 
     def save_measurements(self) -> None:
@@ -356,6 +411,8 @@ class Workspace:
         self.current: OpenSeries | None = None  # the series a call without ``series=`` works on
         self.series_added = Signal()  # (OpenSeries)
         self.series_removed = Signal()  # (OpenSeries)
+        self.overlay_added = Signal()  # (OpenSeries, overlay): one place to hear of every new overlay
+        self.overlay_removed = Signal()  # (OpenSeries, overlay)
         self._done: list[Applied] = []  # applied results, for undo
         self._undone: list[Applied] = []
         self._runs = 0
@@ -424,7 +481,7 @@ class Workspace:
         s = self._series(series)
         self._runs += 1
         conv = convert_results(results, s.volume, run=self._runs)
-        step = Applied(s, conv)
+        step = Applied(s, conv, results=results)
         for seg in conv.segmentations:
             step.overlays.append(s.add_segmentation(seg, exported=False, original=conv.originals.get(seg.uid)))
         for overlay in conv.heatmaps + conv.marker_sets:
@@ -435,6 +492,22 @@ class Workspace:
         self._done.append(step)
         self._undone.clear()
         return step
+
+    @property
+    def results(self) -> list[Applied]:
+        """The AI results applied (and not undone or dismissed), oldest first."""
+        return list(self._done)
+
+    def dismiss(self, step: Applied) -> None:
+        """Take one result away for good (the viewer's "Remove result"): its heatmaps, detection sets
+        and derived series go; its segmentations stay on the series (a person may have edited them)."""
+        if step in self._done:
+            self._done.remove(step)
+        for o in [o for o in step.overlays if not isinstance(o, EditableSegmentation)]:
+            step.series.remove_overlay(o)
+        for d in step.derived:
+            self.remove(d)
+        step.applied = False
 
     def undo(self) -> bool:
         """Take the last applied result away (the journal of a segmentation a person edited is kept)."""

@@ -21,18 +21,15 @@ EXPORT, KEEP, DISCARD, CANCEL = "export", "keep", "discard", "cancel"
 
 
 def unexported(window) -> list[tuple[object, object]]:
-    """(series state, segmentation) pairs with segments changed since their last export."""
-    seg_ctl = getattr(window, "segments", None)
-    if seg_ctl is None:
-        return []
-    return [(state, seg) for state in window.model.series.values() for seg in state.segmentations
-            if seg.uid in seg_ctl.unexported and seg.segments]
+    """(OpenSeries, EditableSegmentation) pairs of the window's workspace with segments changed since
+    their last export."""
+    return [(s, ed) for s in window.workspace for ed in s.segmentations if ed.unexported and ed.segments]
 
 
 def _describe(pairs) -> str:
     names = []
-    for state, seg in pairs:
-        src = state.volume.source
+    for series, seg in pairs:
+        src = series.volume.source
         series = src.series_description or (f"series {src.series_number}" if src.series_number else "this series")
         n = len(seg.segments)
         names.append(f'"{seg.name}" of {series} ({n} segment{"s" if n != 1 else ""})')
@@ -65,14 +62,16 @@ def ask(window, pairs) -> str:
     return buttons.get(box.clickedButton(), CANCEL)
 
 
-def export_one(window, state, seg) -> bool:
-    """Ask for a file and write ``seg`` there; False when the user cancelled or writing failed."""
+def export_one(window, series, ed) -> bool:
+    """Ask for a file and write ``ed`` (an EditableSegmentation of ``series``) there; False when the
+    user cancelled or writing failed."""
+    seg = ed.segmentation
     path, _ = QFileDialog.getSaveFileName(window, f"Export segmentation {seg.name}", "segmentation.seg.dcm",
                                           "DICOM SEG (*.dcm);;NIfTI (*.nii.gz);;NRRD (*.nrrd)")
     if not path:
         return False
     try:
-        write_segmentation_file(seg, state.volume, path)
+        write_segmentation_file(seg, series.volume, path)
     except HounsfieldError as exc:
         window.show_error(str(exc))
         return False
@@ -81,7 +80,7 @@ def export_one(window, state, seg) -> bool:
         window.show_error(f"The segmentation could not be exported ({type(exc).__name__}); "
                           "choose another folder or format.")
         return False
-    window.segments.mark_exported(seg, path)
+    ed.mark_exported(path)
     log.info("exported a segmentation on quit (%s)", os.path.splitext(path)[1])
     return True
 
@@ -95,12 +94,9 @@ def confirm(window) -> bool:
     if answer == CANCEL:
         return False
     if answer == EXPORT:
-        return all(export_one(window, state, seg) for state, seg in pairs)
+        return all(export_one(window, series, ed) for series, ed in pairs)
     if answer == DISCARD:
-        seg_ctl = window.segments
-        for _state, seg in pairs:
-            j = seg_ctl.journals.pop(seg.uid, None)
-            if j is not None:
-                j.close(discard=True)
-            seg_ctl.unexported.discard(seg.uid)
+        for _series, ed in pairs:
+            ed.close(discard=True)
+            ed.unexported = False
     return True  # KEEP: the journals stay and are offered when the series is opened again

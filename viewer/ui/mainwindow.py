@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 import viewer
 from viewer.core.viewstate import LAYOUTS, ViewerModel
 from viewer.core.windowing import auto_window
+from viewer.core.workspace import Workspace
 from viewer.logs import log
 from viewer.ui import ai as ai_ui
 from viewer.ui import closing
@@ -47,9 +48,10 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("Hounsfield")
         self.setAcceptDrops(True)
         self.settings = settings if settings is not None else open_settings()
-        self.model = ViewerModel()
+        self.workspace = Workspace()  # the opened series and their overlays (viewer.core.workspace)
+        self.model = ViewerModel(self.workspace.tools)
         self._restore_model_settings()
-        self.session = Session(self.model, self)
+        self.session = Session(self.model, self.workspace, self)
         self.grid = ViewGrid(self.model, self.session)
         self.message_bar = MessageBar()
         central = QWidget()

@@ -1,8 +1,12 @@
-"""The opened series of a viewer window: their volumes, VTK images, states and load jobs.
+"""Loading and the VTK images of a viewer window.
 
-``Session`` is the one place that turns a path (or the demo) into a ``SeriesState`` in the
-``ViewerModel``: it starts a ``LoadJob``, shows the series as soon as its volume is allocated,
-forwards decoded slices to the views (throttled), and reports progress and errors as signals.
+``Session`` is the one place that turns a path (or the demo) into an opened series: it starts a
+``LoadJob``, opens the volume in the window's ``Workspace`` (``OpenSeries``: its overlays, the
+saved measurements first) as soon as it is allocated, makes its VTK image and its ``SeriesState``
+in the ``ViewerModel``, shows it with its first decoded slice, forwards decoded slices to the views
+(throttled), and reports progress and errors as signals.  It keeps only what Qt and VTK need: the
+VTK image of each series and how its loading goes (``images``); what a series holds lives in the
+workspace.
 """
 
 from __future__ import annotations
@@ -16,14 +20,17 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from viewer.core.viewstate import SeriesState, ViewerModel
 from viewer.core.volume import Volume
 from viewer.core.windowing import auto_window, window_saturates
+from viewer.core.workspace import OpenSeries, Workspace
 from viewer.logs import log
 from viewer.ui.loading import VOLUME_SUFFIXES, LoadJob
 from viewer.ui.resources import colormaps
 
 
 @dataclass
-class Opened:
-    state: SeriesState
+class SeriesImage:
+    """The VTK image of an opened series and how its loading goes."""
+
+    state: SeriesState  # its viewing state (state.open_series: its overlays, in the workspace)
     vtk: object  # viewer.render.image.VtkVolume
     job: LoadJob | None = None
     done: int = 0
@@ -51,10 +58,10 @@ class Session(QObject):
 
     FLUSH_MS = 80
 
-    def __init__(self, model: ViewerModel, parent=None):
+    def __init__(self, model: ViewerModel, workspace: Workspace, parent=None):
         super().__init__(parent)
-        self.model = model
-        self.opened: dict[str, Opened] = {}
+        self.model, self.workspace = model, workspace
+        self.images: dict[str, SeriesImage] = {}  # by series key, shown or still waiting for its first slice
         self.jobs: list[LoadJob] = []
         self._flush_timer = QTimer(self)
         self._flush_timer.setSingleShot(True)
@@ -65,13 +72,13 @@ class Session(QObject):
 
     # what the views ask for
     def vtk_volume(self, key: str):
-        return self.opened[key].vtk
+        return self.images[key].vtk
 
     def colormap_points(self, name: str):
         return colormaps().get(name)
 
     def loading_text(self, key: str) -> str:
-        o = self.opened.get(key)
+        o = self.images.get(key)
         if o is None or o.job is None or o.total == 0:
             return ""
         return f"Loading {o.done} / {o.total}"
@@ -89,7 +96,7 @@ class Session(QObject):
         return self._start(job, slots)
 
     def key_of_series(self, series_uid: str) -> str | None:
-        return next((k for k, o in self.opened.items()
+        return next((k for k, o in self.images.items()
                      if series_uid and o.state.volume.source.series_instance_uid == series_uid), None)
 
     def _object_of_open_series(self, path: str) -> bool:
@@ -130,15 +137,22 @@ class Session(QObject):
         return job
 
     def add_volume(self, volume: Volume, key: str, slots: list[int],
-                   window: tuple[float, float] | None = None) -> SeriesState:
-        """Open a volume made in memory (an AI result) as a series, shown in ``slots`` (a series
-        no slot shows is closed, so give at least one)."""
+                   window: tuple[float, float] | None = None, derived_from: OpenSeries | None = None) -> SeriesState:
+        """Open a volume made in memory (an AI result, ``derived_from`` a series) as a series, shown in
+        ``slots`` (a series no slot shows is closed, so give at least one)."""
+        if key in self.images:
+            raise ValueError(f"series {key!r} is already open")
+        return self.show_open_series(self.workspace.add(volume, key, derived_from=derived_from), slots, window)
+
+    def show_open_series(self, series: OpenSeries, slots: list[int],
+                         window: tuple[float, float] | None = None) -> SeriesState:
+        """Show a series already in the workspace (one ``Workspace.apply`` derived) in ``slots``."""
         from viewer.render.image import VtkVolume
 
-        if key in self.opened:
-            raise ValueError(f"series {key!r} is already open")
-        state = SeriesState(key, volume, window=window or volume.window or auto_window(volume, None))
-        self.opened[key] = Opened(state, VtkVolume(volume))
+        key, volume = series.key, series.volume
+        state = SeriesState(key, volume, window=window or volume.window or auto_window(volume, None),
+                            open_series=series)
+        self.images[key] = SeriesImage(state, VtkVolume(volume))
         self._show(key, slots, new_state=state)
         self.series_opened.emit(key)
         return state
@@ -147,14 +161,14 @@ class Session(QObject):
         for job in list(self.jobs):
             job.cancel()
 
-    def _job_entry(self, job: LoadJob) -> Opened | None:
-        return next((o for o in self.opened.values() if o.job is job), None)
+    def _job_entry(self, job: LoadJob) -> SeriesImage | None:
+        return next((o for o in self.images.values() if o.job is job), None)
 
     def _on_allocated(self, job: LoadJob, volume: Volume, loaded, slots) -> None:
         """A progressive load is shown with its first decoded slice (``_reveal``), not here: until then
         the file may still prove unreadable, and a failed open must leave the views as they were."""
         key = series_key(volume, job.path or job.label)
-        if key in self.opened:  # already open: keep the first copy, show it where asked once readable
+        if key in self.images:  # already open: keep the first copy, show it where asked once readable
             if loaded is None:
                 self._show_again(job, key, slots)
             else:
@@ -164,19 +178,22 @@ class Session(QObject):
         auto = volume.modality != "CT"  # follows the histogram while slices arrive
         if auto and loaded is None:
             window = self._fitting_window(volume, None)
-        state = SeriesState(key, volume, window=window or (40.0, 400.0))
+        # into the workspace now: its saved measurements are loaded before anything can show the list
+        series = self.workspace.add(volume, key, complete=loaded is None)
+        key = series.key
+        state = SeriesState(key, volume, window=window or (40.0, 400.0), open_series=series)
         state.loaded = loaded
         from viewer.render.image import VtkVolume
 
-        entry = Opened(state, VtkVolume(volume), job if loaded is not None else None, auto_window=auto,
+        entry = SeriesImage(state, VtkVolume(volume), job if loaded is not None else None, auto_window=auto,
                        shown=False, slots=slots)
         entry.total = int(loaded.size) if loaded is not None else 0
-        self.opened[key] = entry
+        self.images[key] = entry
         if loaded is None:
             self._reveal(entry, job)
             self._first(key)
 
-    def _reveal(self, entry: Opened, job: LoadJob) -> None:
+    def _reveal(self, entry: SeriesImage, job: LoadJob) -> None:
         """Show a newly opened series (it has pixels to show)."""
         entry.shown = True
         if job.restore_planes:
@@ -191,7 +208,7 @@ class Session(QObject):
         """``job`` loads a series that is open already: stop it and show the open copy."""
         job.quiet = True
         job.cancel()
-        if self.opened[key].shown:  # else its own load shows it with its first slice
+        if self.images[key].shown:  # else its own load shows it with its first slice
             if job.restore_planes:
                 self.model.restore_planes()
             self._show(key, slots)
@@ -207,12 +224,13 @@ class Session(QObject):
     def release_unshown(self) -> None:
         """Close series that no view shows any more (their memory goes back; reopening is quick)."""
         shown = {vp.series for vp in self.model.viewports}
-        for key in [k for k, o in self.opened.items() if k not in shown and o.shown]:
-            entry = self.opened.pop(key)
+        for key in [k for k, o in self.images.items() if k not in shown and o.shown]:
+            entry = self.images.pop(key)
             if entry.job is not None:
                 entry.job.quiet = True  # no "cancelled" message: the user moved on
                 entry.job.cancel()
             self.model.remove_series(key)
+            self.workspace.remove(entry.state.open_series)  # its journals are closed (kept to recover)
             log.info("closed series %s (no longer shown)", key)
 
     def _on_slice(self, job: LoadJob, k: int, done: int, total: int) -> None:
@@ -248,7 +266,7 @@ class Session(QObject):
 
     def _flush(self, rewindow: bool = False) -> None:
         self._last_flush = time.perf_counter()
-        for entry in self.opened.values():
+        for entry in self.images.values():
             if not entry.pending:
                 continue
             entry.pending.clear()
@@ -270,7 +288,8 @@ class Session(QObject):
             if error is None:
                 self._reveal(entry, job)
             else:  # nothing of it was ever shown: the views stay as they were
-                del self.opened[entry.state.key]
+                del self.images[entry.state.key]
+                self.workspace.remove(entry.state.open_series)
                 entry = None
         if entry is not None:
             self._flush_timer.stop()
@@ -280,6 +299,7 @@ class Session(QObject):
             state = entry.state
             if error is None:
                 state.loaded = None
+                state.open_series.recompute()  # the saved measurements' values, now that every slice is in
             elif error == "cancelled":
                 n = int(state.loaded.sum())
                 self.message.emit(f"Loading was cancelled; {n} of {state.loaded.size} slices are shown.")

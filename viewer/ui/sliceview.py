@@ -88,7 +88,7 @@ class SliceView(VtkWidget):
         s = self.state
         return ((s.point_changed, self._on_point), (s.rotation_changed, self._on_overlay),
                 (s.window_changed, self._on_window), (s.data_changed, self._on_data),
-                (s.layers_changed, self._sync_heatmaps))
+                (s.open_series.overlays_changed, self._sync_heatmaps))
 
     # heatmap layers of the series (viewer.render.heatmap)
     def _clear_heatmaps(self) -> None:
@@ -104,7 +104,7 @@ class SliceView(VtkWidget):
         from viewer.render.heatmap import HeatmapPipeline
 
         self._clear_heatmaps()
-        for layer in self.state.heatmaps if self.state is not None else []:
+        for layer in self.state.open_series.heatmaps if self.state is not None else []:
             hp = HeatmapPipeline(layer)
 
             def on_changed(hp=hp):
@@ -117,8 +117,9 @@ class SliceView(VtkWidget):
             if self.pipeline is not None and self.pipeline.geometry is not None:
                 hp.set_geometry(self.pipeline.geometry)
             self.heatmaps.append(hp)
-        self.label_layers.sync(self.state.segmentations if self.state is not None else [])
-        self._marker_sets = list(self.state.marker_sets) if self.state is not None else []
+        self.label_layers.sync([ed.segmentation for ed in self.state.open_series.segmentations]
+                              if self.state is not None else [])
+        self._marker_sets = self.state.open_series.marker_sets if self.state is not None else []
         for ms in self._marker_sets:
             ms.changed.connect(self._on_overlay)
         self._on_overlay()
@@ -202,7 +203,7 @@ class SliceView(VtkWidget):
                 d = np.cross(geom.n, s.axes(other)[2])
                 lines.append(((float(d @ geom.u), float(d @ geom.v)), PLANE_COLOURS[other]))
         self.crosshair.update(centre, lines, w, h, self.model.crosshair_visible)
-        self.markers.update(s.marker_sets, geom, s.point)
+        self.markers.update(s.open_series.marker_sets, geom, s.point)
         zoom_pct = 100.0 * geom.spacing / self.view2d.mm_per_pixel
         self.corners.update(corner_texts(s, vp, zoom_pct, self.session.loading_text(s.key)), w, h)
         self.labels.update(orientation_letters(geom.u, geom.v), w, h)

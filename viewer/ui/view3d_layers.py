@@ -49,23 +49,26 @@ class LayerSync(QObject):
             signal.disconnect(fn)
         self._hooks = []
 
+    def _segmentations(self) -> list:
+        return [ed.segmentation for ed in self.state.open_series.segmentations]
+
     def _rebind_layers(self) -> None:
         """Segmentations or marker sets were added or removed: hook the new ones, drop the gone."""
         state = self.state
         self._unhook()
-        self._hook(state.layers_changed, self._rebind_layers)
-        for seg in state.segmentations:
+        self._hook(state.open_series.overlays_changed, self._rebind_layers)
+        for seg in self._segmentations():
             self._hook(seg.changed, lambda layer, _box, seg=seg: self._voxels_changed(seg, layer))
             self._hook(seg.segments_changed, self._segments_changed)
             self._hook(seg.layers_changed, self._segments_changed)
             self._hook(seg.style_changed, self._apply_visibility)
         self._sync_keys()
-        for ms in state.marker_sets:
+        for ms in state.open_series.marker_sets:
             self._hook(ms.changed, lambda ms=ms: self._draw_markers(ms))
-        for key in [k for k in self.markers if k not in {id(ms) for ms in state.marker_sets}]:
+        for key in [k for k in self.markers if k not in {id(ms) for ms in state.open_series.marker_sets}]:
             for actor in self.markers.pop(key):
                 self.renderer.RemoveActor(actor)
-        for ms in state.marker_sets:
+        for ms in state.open_series.marker_sets:
             self._draw_markers(ms)
         self.flush()
 
@@ -76,7 +79,7 @@ class LayerSync(QObject):
 
     def _sync_keys(self) -> None:
         """Drop the surfaces of segments that are gone; new segments are due for meshing."""
-        live = {(seg.uid, s.number) for seg in self.state.segmentations for s in seg.segments}
+        live = {(seg.uid, s.number) for seg in self._segmentations() for s in seg.segments}
         for key in [k for k in self.surfaces if k not in live]:
             self._drop(key)
         self._dirty |= live - set(self.surfaces)
@@ -94,7 +97,7 @@ class LayerSync(QObject):
         if self.state is None or not self._dirty:
             self._dirty.clear()
             return
-        by_key = {(seg.uid, s.number): (seg, s) for seg in self.state.segmentations for s in seg.segments}
+        by_key = {(seg.uid, s.number): (seg, s) for seg in self._segmentations() for s in seg.segments}
         for key in list(self._dirty):
             self._drop(key)
             if key not in by_key:
@@ -111,7 +114,7 @@ class LayerSync(QObject):
     def _apply_visibility(self) -> None:
         if self.state is None:
             return
-        for seg in self.state.segmentations:
+        for seg in self._segmentations():
             for s in seg.segments:
                 actor = self.surfaces.get((seg.uid, s.number))
                 if actor is not None:

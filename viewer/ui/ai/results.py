@@ -61,14 +61,14 @@ def apply_results(window, source_key: str, results: Results) -> ResultEntry:
         entry.segmentations.append(segments_ui.attach(source, seg, exported=False))
     for n, vol in enumerate(conv.images):
         key = f"{source_key}#ai{run}.{n}"
-        state = session.add_volume(vol, key, slots=[1], window=source.window)
+        state = session.add_volume(vol, key, slots=[1], window=source.window, derived_from=source.open_series)
         state.set_window(*source.window)
         entry.derived_keys.append(key)
     for layer in conv.heatmaps:
-        source.add_heatmap(layer)
+        source.open_series.add_overlay(layer)
         entry.heatmaps.append(layer)
     for ms in conv.marker_sets:
-        source.add_marker_set(ms)
+        source.open_series.add_overlay(ms)
         entry.marker_sets.append(ms)
     if entry.derived_keys:
         model.compare(source_key, entry.derived_keys[0])
@@ -94,10 +94,10 @@ def remove_entry(window, entry: ResultEntry) -> None:
     source = model.series.get(entry.source_key)
     for layer in entry.heatmaps:
         if source is not None:
-            source.remove_heatmap(layer)
+            source.open_series.remove_overlay(layer)
     for ms in entry.marker_sets:
         if source is not None:
-            source.remove_marker_set(ms)
+            source.open_series.remove_overlay(ms)
     for key in entry.derived_keys:
         for slot, vp in enumerate(model.viewports):
             if vp.series == key:

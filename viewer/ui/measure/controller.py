@@ -1,12 +1,11 @@
-"""The measurements of the opened series: who holds them, where they are drawn, saving and export.
+"""The Qt side of measuring: which measurement is selected, where they are drawn, key images, export.
 
-Measurements are kept per series key; each change recomputes the values, redraws the 2D views
-and saves the series' list beside the study index (``viewer.core.measurement_store``), from
-where it is restored when the series is opened again.  Only ``_series_list`` creates a series'
-list, and it loads what the store holds first (reading never creates one: a reader that made an
-empty list before the saved ones were loaded hid them, and the next save wrote the empty list
-over them).  The statistics of the series' segments
-(``segment_rows``) sit in the same table; their uids start with "segment:".
+The measurements themselves are overlays of each series in the window's ``Workspace``
+(``state.open_series.measurements``): the workspace loads the saved ones when the series is opened,
+before anything can read or add to the list, and saves the list beside the study index
+(``viewer.core.measurement_store``) on every change.  Each change here recomputes the values and
+redraws the 2D views.  The statistics of the series' segments (``segment_rows``) sit in the same
+table; their uids start with "segment:".
 """
 
 from __future__ import annotations
@@ -14,10 +13,8 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
-from viewer.core.measurement_store import load_measurements, save_measurements
 from viewer.core.measurements import Measurement, compute
 from viewer.core.planes import direction_letters, slice_step
-from viewer.logs import log
 from viewer.render.annotations2d import AnnotationOverlay
 from viewer.ui.measure.segment_rows import SegmentRow, SegmentStatsRows
 
@@ -30,7 +27,6 @@ class MeasureController(QObject):
         super().__init__(window)
         self.window = window
         self.model = window.model
-        self.by_series: dict[str, list[Measurement]] = {}
         self.selected: str | None = None  # measurement uid
         self.overlays: dict[int, AnnotationOverlay] = {}
         for view in window.grid.slice_views:
@@ -45,31 +41,14 @@ class MeasureController(QObject):
         for key in list(self.model.series):
             self._on_series_opened(key)
 
-    # the lists
+    # the lists: each series' measurements are overlays of its OpenSeries (state.open_series)
     def _on_series_opened(self, key: str) -> None:
-        if key in self.model.series and key not in self.by_series:
-            if self._series_list(key):
-                self.refresh()
-
-    def _series_list(self, key: str) -> list[Measurement]:
-        """The live list of series ``key``: the one place that creates it, from the store first."""
-        ms = self.by_series.get(key)
-        if ms is None:
-            state = self.model.series[key]
-            uid = state.volume.source.series_instance_uid
-            ms = self.by_series[key] = load_measurements(uid) if uid else []
-            if state.loaded is None:  # else the saved values stand until every slice is in
-                for m in ms:
-                    compute(m, state.volume)
-        return ms
+        state = self.model.series.get(key)
+        if state is not None and state.open_series.measurements:
+            self.refresh()
 
     def _on_load_ended(self, _job) -> None:
-        """Values of restored measurements are recomputed once their series is complete."""
-        for key, ms in self.by_series.items():
-            state = self.model.series.get(key)
-            if ms and state is not None and state.loaded is None:
-                for m in ms:
-                    compute(m, state.volume)
+        """Values of restored measurements were recomputed (the session) once their series was complete."""
         self.refresh()
 
     def follow_segments(self, segments_controller) -> None:
@@ -83,10 +62,11 @@ class MeasureController(QObject):
         if key is None:
             state = self.model.active_state
             key = state.key if state is not None else None
-        return list(self.by_series.get(key, ())) if key is not None else []
+        state = self.model.series.get(key) if key is not None else None
+        return state.open_series.measurements if state is not None else []
 
     def all(self) -> list[tuple[str, Measurement]]:
-        return [(k, m) for k, ms in self.by_series.items() for m in ms if k in self.model.series]
+        return [(k, m) for k, state in self.model.series.items() for m in state.open_series.measurements]
 
     def find(self, uid: str) -> tuple[str, Measurement] | None:
         return next(((k, m) for k, m in self.all() if m.uid == uid), None)
@@ -96,9 +76,9 @@ class MeasureController(QObject):
         m.series_uid = state.volume.source.series_instance_uid
         m.frame_of_reference_uid = state.volume.source.frame_of_reference_uid
         compute(m, state.volume)
-        self._series_list(key).append(m)
+        state.open_series.add_overlay(m)  # saved
         self.selected = m.uid
-        self.updated(key)
+        self.refresh()
         self.selection_changed.emit()
 
     def updated(self, key: str, m: Measurement | None = None, save: bool = True) -> None:
@@ -106,20 +86,20 @@ class MeasureController(QObject):
         state = self.model.series.get(key)
         if m is not None and state is not None:
             compute(m, state.volume)
-        if save:
-            self.save(key)
+        if save and state is not None:
+            state.open_series.save_measurements()
         self.refresh()
 
     def begin(self, key: str, m: Measurement) -> None:
         """A measurement being drawn joins series ``key``'s list (shown, saved once finished)."""
-        self._series_list(key).append(m)
+        self.model.series[key].open_series.add_overlay(m, save=False)
         self.updated(key, m, save=False)
 
     def discard(self, key: str, m: Measurement) -> None:
         """A measurement whose drawing was cancelled leaves the list again."""
-        ms = self.by_series.get(key, [])
-        if m in ms:
-            ms.remove(m)
+        state = self.model.series.get(key)
+        if state is not None:
+            state.open_series.remove_overlay(m, save=False)
         self.refresh()
 
     def remove(self, uid: str) -> bool:
@@ -127,11 +107,11 @@ class MeasureController(QObject):
         if hit is None:
             return False
         key, m = hit
-        self.by_series[key].remove(m)
+        self.model.series[key].open_series.remove_overlay(m)  # saved
         if self.selected == uid:
             self.selected = None
             self.selection_changed.emit()
-        self.updated(key)
+        self.refresh()
         return True
 
     def delete_selected(self) -> bool:
@@ -153,16 +133,6 @@ class MeasureController(QObject):
             self.selected = uid
             self.selection_changed.emit()
             self.refresh(changed=False)
-
-    def save(self, key: str) -> None:
-        state = self.model.series.get(key)
-        uid = state.volume.source.series_instance_uid if state is not None else ""
-        if not uid:
-            return
-        try:
-            save_measurements(uid, self.by_series.get(key, []))
-        except OSError:
-            log.exception("saving measurements failed")
 
     def refresh(self, changed: bool = True) -> None:
         for view in self.window.grid.slice_views:
@@ -199,7 +169,7 @@ class MeasureController(QObject):
             overlay.update([], None, None, 0.0)
             return
         w, h = view.size_px()
-        overlay.update(self.by_series.get(state.key, []), view.pipeline.geometry, view.view2d,
+        overlay.update(state.open_series.measurements, view.pipeline.geometry, view.view2d,
                        self.half_thickness(view), self.selected, state.volume.units, w, h)
 
     # key images

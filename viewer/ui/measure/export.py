@@ -110,7 +110,7 @@ def capture_key_image(ctl, view, hide_identity: bool, hide_labels: bool):
     ``hide_identity`` without the corner blocks that name the patient and study, with
     ``hide_labels`` without the labels typed on its measurements."""
     state = view.state
-    shown = ctl.by_series.get(state.key, []) if state is not None else []
+    shown = state.open_series.measurements if state is not None else []
     labels = [(m, m.label) for m in shown]
     try:
         if hide_identity:

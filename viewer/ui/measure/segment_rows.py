@@ -72,7 +72,7 @@ class SegmentStatsRows(QObject):
         if state is None:
             return []
         return [SegmentRow(row_uid(seg, s), state.key, seg, s, self.stats.get(row_uid(seg, s)))
-                for seg in state.segmentations for s in seg.segments]
+                for seg in (ed.segmentation for ed in state.open_series.segmentations) for s in seg.segments]
 
     def find(self, uid: str) -> SegmentRow | None:
         for key in self.model.series:

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QDockWidget, QFileDialog
 from viewer.core.errors import HounsfieldError
 from viewer.ui.segments import tools
 from viewer.ui.segments.controller import SegmentsController
+from viewer.ui.segments.restore_bar import RestoreBar
 
 OPERATIONS = {  # name: (text, shortcut)
     "undo": ("Undo", ("Ctrl+Z",)),
@@ -55,7 +56,7 @@ def _run(window, fn) -> None:
 
 def _resize_brush(window, factor: float) -> None:
     c = window.segments
-    c.set_setting(brush_mm=float(min(100.0, max(0.5, round(c.brush_mm * factor * 2) / 2))))
+    c.set_setting(brush_mm=float(min(100.0, max(0.5, round(c.settings.brush_mm * factor * 2) / 2))))
 
 
 def _import(window) -> None:
@@ -78,9 +79,10 @@ def _export(window) -> None:
 
 
 def install(window) -> SegmentsController:
-    c = window.segments = SegmentsController(window)
+    c = window.segments = SegmentsController(window, window.workspace)
     tools.register(c)
     layout = window.centralWidget().layout()
+    c.restore_bar = RestoreBar(c)
     layout.insertWidget(1, c.restore_bar)  # under the message bar, above the views
     menu = window.menuBar().addMenu("&Segment")
     help_menu = getattr(window, "help_menu", None)

@@ -140,7 +140,7 @@ class SegmentsPanel(QWidget):
             self.controller.set_setting(**kw)
 
     def _sync_settings(self) -> None:
-        c = self.controller
+        c = self.controller.settings
         self._updating = True
         try:
             self.brush.setValue(c.brush_mm)

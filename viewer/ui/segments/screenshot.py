@@ -80,8 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     shot.save(args.out)
     print(f"saved {args.out} ({shot.width()}x{shot.height()}); tumour {seg.volume_ml(tumour):.1f} ml, "
           f"{tumour.provenance}")
-    for j in c.journals.values():
-        j.close(discard=True)
+    for ed in state.open_series.segmentations:
+        ed.close(discard=True)
     window.close()
     return 0
 

@@ -103,7 +103,7 @@ class BrushTool(_Tool):
 
     def _dab(self, p0, p1) -> None:
         ed, s = self.editing
-        c = self.controller
+        c = self.controller.settings
         normal = None if c.sphere else self._plane().n
         ed.brush(s, p0, p1, radius_mm=c.brush_mm, normal=normal, erase=self.erase,
                  hu_range=c.hu_range if self.threshold else None)
@@ -132,7 +132,7 @@ class BrushTool(_Tool):
         if geom is None:
             return
         x, y = geom.from_lps(lps)
-        r = self.controller.brush_mm
+        r = self.controller.settings.brush_mm
         a = np.linspace(0, 2 * np.pi, 64, endpoint=False)
         self.cursor.set_points(np.column_stack([x + r * np.cos(a), y + r * np.sin(a)]))
         self.view.request_render()
@@ -152,7 +152,7 @@ class FillTool(_Tool):
         if lps is None or found is None:
             return
         _, ed, s = found
-        c = self.controller
+        c = self.controller.settings
         ed.flood_fill(s, lps, tolerance=c.tolerance, hu_range=c.hu_range if c.fill_uses_range else None,
                       normal=None if c.fill_3d else self._plane().n)
 
