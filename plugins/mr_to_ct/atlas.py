@@ -1,0 +1,483 @@
+"""Atlas-based synthetic CT from a head MR (SimpleITK; no torch, no Qt).
+
+The method (the established one that needs no paired training data):
+
+1. a head mask of the patient's MR (Otsu, largest component, holes filled);
+2. each MR template (a T1 head template and the FLAIR template, both on the average head CT's
+   grid) registered to the patient's MR: a translation from the head tops, an affine with Mattes
+   mutual information at three resolutions, then a coarse B-spline;
+3. the template CT (``scct``, stored in Cormack units and converted to HU here) carried across;
+4. refined with the patient's own MR: air outside the head mask; brain, grey/white matter and
+   CSF from a three-class k-means of the MR inside the warped intracranial prior (its intensity
+   mapped piecewise-linearly onto typical HU, so ventricles and sulci follow the patient, not the
+   population); skull sharpened where the MR is dark inside the atlas' blurred bone shell;
+5. several atlases fused by a weighted mean (the atlas of the MR's own contrast weighs more);
+   their per-voxel spread, or the change the deformable step made when only one atlas is used,
+   is the uncertainty in HU.
+
+The templates are population averages (Rorden's Clinical Toolbox ``scct``, tissue priors and
+FLAIR template; the MNI ICBM152 2009a T1), looked for in ``$HOUNSFIELD_MRCT_TEMPLATES``, else
+``<models folder>/mr-to-ct/templates``, else ``../shared/data/mr-ct-templates`` beside the
+repository (they are not shipped: see the data README's licences).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from viewer.core.errors import HounsfieldError
+from viewer.core.formats import sitk_from_volume
+from viewer.core.volume import Volume
+
+TEMPLATES_ENV = "HOUNSFIELD_MRCT_TEMPLATES"
+TEMPLATE_FILES = ("scct.nii.gz", "scgrey.nii.gz", "scwhite.nii.gz", "sccsf.nii.gz", "flair-template.nii.gz",
+                  "mni152-2009a-t1.nii.gz")
+AIR_HU = -1000.0
+# typical head-CT values (HU) the patient's own tissue classes are mapped onto
+CSF_HU, GREY_HU, WHITE_HU = 7.0, 37.0, 27.0
+SOFT_TISSUE_HU = 30.0
+BONE_HU = 900.0  # mean of skull bone (tables and diploe) in adult head CT at ~1 mm
+WORK_MM = 2.0  # isotropic working grid of the registration (the templates' own spacing)
+CONTRASTS = ("T1", "FLAIR")  # FLAIR stands for T2-weighted contrasts too
+
+
+# ----------------------------------------------------------------------------- Cormack <-> HU
+
+
+def cormack_to_hu(c) -> np.ndarray:
+    """HU from Cormack units (Rorden's scct): with x = HU + 1024, c = x + 10*min(max(x-900, 0), 200)
+    + max(x-1100, 0); inverted piecewise: x = c below 900, 900 + (c-900)/11 up to 3100, (c-900)/2 above."""
+    c = np.asarray(c, dtype=np.float64)
+    x = np.where(c < 900, c, np.where(c <= 3100, 900 + (c - 900) / 11.0, (c - 900) / 2.0))
+    return x - 1024.0
+
+
+def hu_to_cormack(hu) -> np.ndarray:
+    """The forward Cormack transform (the one the templates were stored with)."""
+    x = np.asarray(hu, dtype=np.float64) + 1024.0
+    return x + 10 * np.minimum(np.maximum(x - 900, 0), 200) + np.maximum(x - 1100, 0)
+
+
+# ----------------------------------------------------------------------------- templates
+
+
+def templates_dir() -> Path:
+    """The folder holding the MR/CT templates, or a one-sentence error saying where to put them."""
+    from viewer.paths import models_dir
+
+    repo = Path(__file__).resolve().parents[2]
+    data = Path(os.environ.get("VIEWER_TEST_DATA", repo.parent / "shared" / "data"))
+    candidates = [Path(os.environ[TEMPLATES_ENV])] if os.environ.get(TEMPLATES_ENV) else []
+    candidates += [models_dir() / "mr-to-ct" / "templates", data / "mr-ct-templates"]
+    for folder in candidates:
+        if all((folder / f).is_file() for f in TEMPLATE_FILES):
+            return folder
+    raise HounsfieldError(f"MR-to-CT synthesis needs its head templates ({', '.join(TEMPLATE_FILES)}); put them in "
+                          f"{candidates[-2]} or set {TEMPLATES_ENV} to their folder.")
+
+
+@dataclass
+class Templates:
+    ct: sitk.Image  # HU, float32, 2 mm
+    grey: sitk.Image
+    white: sitk.Image
+    csf: sitk.Image
+    mr: dict[str, sitk.Image]  # contrast -> full-head MR template on the same grid, scaled to ~[0, 1]
+
+
+def _read(folder: Path, name: str) -> sitk.Image:
+    return sitk.ReadImage(str(folder / name), sitk.sitkFloat32)
+
+
+@lru_cache(maxsize=2)
+def load_templates(folder: str | None = None) -> Templates:
+    folder = Path(folder) if folder else templates_dir()
+    cormack = _read(folder, "scct.nii.gz")
+    ct = _like(cormack_to_hu(sitk.GetArrayViewFromImage(cormack)).astype(np.float32), cormack)
+    grey, white, csf = (_read(folder, f"sc{n}.nii.gz") for n in ("grey", "white", "csf"))
+    flair = _read(folder, "flair-template.nii.gz")
+    fa = sitk.GetArrayFromImage(flair)
+    flair = _like(fa / np.percentile(fa[fa > 0], 99.5), cormack)
+    # the MNI T1 is brain only: complete it to a head with a T1-like look of the average CT outside
+    # the brain (scalp as bright as grey matter, bone and air dark), so that it registers to heads
+    t1 = sitk.GetArrayFromImage(sitk.Resample(_read(folder, "mni152-2009a-t1.nii.gz"), cormack,
+                                              sitk.Transform(), sitk.sitkLinear, 0.0))
+    t1 = t1 / np.percentile(t1[t1 > 0], 99.5)
+    hu = sitk.GetArrayViewFromImage(ct)
+    brain = sitk.GetArrayViewFromImage(grey) + sitk.GetArrayViewFromImage(white) + sitk.GetArrayViewFromImage(csf)
+    soft = np.clip((hu + 500) / 400, 0, 1) * np.clip((350 - hu) / 250, 0, 1)  # 1 in soft tissue, 0 in air/bone
+    outside = 0.65 * soft
+    w = np.clip(brain * 1.5, 0, 1)
+    t1_head = np.where(t1 > 0.02, w * t1 + (1 - w) * outside, outside).astype(np.float32)
+    t1_head = sitk.GetArrayFromImage(sitk.SmoothingRecursiveGaussian(_like(t1_head, cormack), 1.0))
+    return Templates(ct=ct, grey=grey, white=white, csf=csf,
+                     mr={"T1": _like(t1_head, cormack), "FLAIR": flair})
+
+
+def _like(array: np.ndarray, ref: sitk.Image) -> sitk.Image:
+    img = sitk.GetImageFromArray(np.ascontiguousarray(array, dtype=np.float32))
+    img.CopyInformation(ref)
+    return img
+
+
+# ----------------------------------------------------------------------------- masks
+
+
+def head_mask_array(mr: np.ndarray, spacing=(1.0, 1.0, 1.0), mask_mm: float = 2.0) -> np.ndarray:
+    """The head (not the air around it) of an MR array [k, j, i] with ``spacing`` in (k, j, i) order:
+    Otsu threshold, the largest connected component, closed, holes filled (slice by slice and in
+    3D); found on a grid of about ``mask_mm`` and brought back to the array's grid."""
+    from scipy import ndimage
+
+    a = np.asarray(mr, dtype=np.float32)
+    positive = a[a > a.min()]
+    if positive.size < 100:
+        raise HounsfieldError("The MR image is empty (no signal above the background); check the series.")
+    hi = float(np.percentile(positive, 99.5))
+    img = sitk.GetImageFromArray(np.clip(a, None, hi))
+    img.SetSpacing(tuple(float(s) for s in spacing[::-1]))
+    step = [max(1, int(round(mask_mm / s))) for s in spacing[::-1]]  # (i, j, k) shrink factors
+    small = sitk.BinShrink(sitk.SmoothingRecursiveGaussian(img, max(float(min(spacing)), 1.0)), step)
+    mask = sitk.OtsuThreshold(small, 0, 1, 128)
+    cc = sitk.RelabelComponent(sitk.ConnectedComponent(mask), sortByObjectSize=True)
+    m = sitk.GetArrayFromImage(cc) == 1
+    sp = small.GetSpacing()[::-1]
+    radius = [max(1, int(round(3.0 / s))) for s in sp[::-1]]  # ~3 mm closing
+    m = sitk.GetArrayFromImage(sitk.BinaryMorphologicalClosing(_mask_img(m, sp), radius)) > 0
+    m = ndimage.binary_fill_holes(m)
+    for k in range(m.shape[0]):  # the mouth, sinuses and ear canals open to the outside in 3D
+        m[k] = ndimage.binary_fill_holes(m[k])
+    if any(n > 1 for n in step):
+        zoom = [full / low for full, low in zip(a.shape, m.shape, strict=True)]
+        m = ndimage.zoom(m.astype(np.float32), zoom, order=1, grid_mode=True, mode="nearest") > 0.5
+        m = m[: a.shape[0], : a.shape[1], : a.shape[2]]
+        m = np.pad(m, [(0, full - got) for full, got in zip(a.shape, m.shape, strict=True)], mode="edge")
+    return m
+
+
+def _mask_img(m: np.ndarray, spacing) -> sitk.Image:
+    """A uint8 image of mask ``m`` [k, j, i] with ``spacing`` in (k, j, i) order."""
+    img = sitk.GetImageFromArray(m.astype(np.uint8))
+    img.SetSpacing(tuple(float(s) for s in spacing[::-1]))
+    return img
+
+
+# ----------------------------------------------------------------------------- registration
+
+
+def _working_grid(image: sitk.Image, mm: float = WORK_MM) -> sitk.Image:
+    """``image`` resampled (smoothed first) to an isotropic ``mm`` grid in its own orientation."""
+    size, sp = np.array(image.GetSize()), np.array(image.GetSpacing())
+    new_size = [max(int(round(n * s / mm)), 1) for n, s in zip(size, sp, strict=True)]
+    sigma = [max((mm - s) / 2.0, 0.05 * s) for s in sp]
+    smooth = sitk.SmoothingRecursiveGaussian(image, sigma)
+    origin = np.array(image.GetOrigin()) + np.array(image.GetDirection()).reshape(3, 3) @ (
+        (np.array([mm] * 3) - sp) / 2.0)
+    return sitk.Resample(smooth, new_size, sitk.Transform(), sitk.sitkLinear, tuple(origin), (mm,) * 3,
+                         image.GetDirection(), 0.0, sitk.sitkFloat32)
+
+
+def _top_centroid(mask: sitk.Image, depth_mm: float = 110.0) -> np.ndarray:
+    """LPS centroid of the top ``depth_mm`` of a head mask (the vertex is in nearly every head MR;
+    the neck and face are not)."""
+    a = sitk.GetArrayViewFromImage(mask)
+    kji = np.argwhere(a > 0)[:: max(1, int(a.sum()) // 200_000)]
+    pts = _index_to_lps(mask, kji[:, ::-1])
+    top = pts[:, 2].max()
+    sel = pts[pts[:, 2] > top - depth_mm]
+    return sel.mean(axis=0)
+
+
+def _index_to_lps(image: sitk.Image, ijk: np.ndarray) -> np.ndarray:
+    d = np.array(image.GetDirection()).reshape(3, 3) * np.array(image.GetSpacing())[None, :]
+    return ijk.astype(np.float64) @ d.T + np.array(image.GetOrigin())
+
+
+@dataclass
+class Registration:
+    affine: sitk.Transform
+    deformable: sitk.Transform | None
+    metric: float = 0.0
+
+    @property
+    def full(self) -> sitk.Transform:
+        if self.deformable is None:
+            return self.affine
+        t = sitk.CompositeTransform(3)
+        t.AddTransform(self.affine)
+        t.AddTransform(self.deformable)
+        return t
+
+
+def register(fixed: sitk.Image, fixed_mask: sitk.Image, moving: sitk.Image, moving_mask: sitk.Image, *,
+             deformable: bool = True, seed: int = 7, check: Callable[[], None] | None = None) -> Registration:
+    """Transforms mapping fixed (patient) points to moving (template) points: an affine, then a
+    coarse B-spline on top of it.  Mattes mutual information, so the contrasts need not match."""
+    check = check or (lambda: None)
+    shift = _top_centroid(moving_mask) - _top_centroid(fixed_mask)
+    affine = sitk.AffineTransform(3)
+    affine.SetCenter(tuple(float(c) for c in _top_centroid(fixed_mask)))
+    affine.SetTranslation(tuple(float(s) for s in shift))
+    sampling_mask = sitk.BinaryDilate(fixed_mask, [3, 3, 3])
+
+    def method(fraction: float) -> sitk.ImageRegistrationMethod:
+        r = sitk.ImageRegistrationMethod()
+        r.SetMetricAsMattesMutualInformation(32)
+        r.SetMetricSamplingStrategy(r.RANDOM)
+        r.SetMetricSamplingPercentage(fraction, seed)
+        r.SetMetricFixedMask(sampling_mask)
+        r.SetInterpolator(sitk.sitkLinear)
+        r.AddCommand(sitk.sitkIterationEvent, check)
+        return r
+
+    # a rigid+scale start, then the full affine
+    r = method(0.1)
+    sim = sitk.Similarity3DTransform()
+    sim.SetCenter(affine.GetCenter())
+    sim.SetTranslation(affine.GetTranslation())
+    r.SetInitialTransform(sim, inPlace=True)
+    r.SetOptimizerAsRegularStepGradientDescent(2.0, 0.01, 60, relaxationFactor=0.6)
+    r.SetOptimizerScalesFromPhysicalShift()
+    r.SetShrinkFactorsPerLevel([4, 2])
+    r.SetSmoothingSigmasPerLevel([2.0, 1.0])
+    r.Execute(fixed, moving)
+    affine = sitk.AffineTransform(3)
+    affine.SetCenter(sim.GetCenter())
+    affine.SetMatrix(sim.GetMatrix())
+    affine.SetTranslation(sim.GetTranslation())
+    check()
+    r = method(0.1)
+    r.SetInitialTransform(affine, inPlace=True)
+    r.SetOptimizerAsRegularStepGradientDescent(1.0, 0.005, 40, relaxationFactor=0.6)
+    r.SetOptimizerScalesFromPhysicalShift()
+    r.SetShrinkFactorsPerLevel([2])
+    r.SetSmoothingSigmasPerLevel([1.0])
+    metric = r.Execute(fixed, moving) and r.GetMetricValue()
+    if not deformable:
+        return Registration(affine, None, float(metric))
+    check()
+    bspline = sitk.BSplineTransformInitializer(fixed, [4, 4, 4], order=3)
+    r = method(0.1)
+    r.SetMovingInitialTransform(affine)
+    r.SetInitialTransform(bspline, inPlace=True)
+    r.SetOptimizerAsLBFGSB(gradientConvergenceTolerance=1e-5, numberOfIterations=30, maximumNumberOfCorrections=5)
+    r.SetShrinkFactorsPerLevel([2])
+    r.SetSmoothingSigmasPerLevel([1.0])
+    r.Execute(fixed, moving)
+    return Registration(affine, bspline, float(r.GetMetricValue()))
+
+
+# ----------------------------------------------------------------------------- synthesis
+
+
+@dataclass
+class Synthesis:
+    """A synthetic CT on the MR's grid with its uncertainty and the pieces it was made of."""
+
+    hu: np.ndarray  # int16 [k, j, i], HU
+    uncertainty: np.ndarray  # float32 [k, j, i], HU
+    head: np.ndarray  # bool, the MR's head mask
+    candidates: dict[str, np.ndarray] = field(default_factory=dict)  # name -> float32 HU, each atlas
+    classes: np.ndarray | None = None  # uint8: 0 outside, 1 CSF, 2 grey, 3 white, 4 bone, 5 other head
+    contrast: str = ""
+    notes: list[str] = field(default_factory=list)
+    skull_stripped: bool = False
+
+
+def _resample_to(image: sitk.Image, reference: sitk.Image, transform: sitk.Transform, default: float,
+                 interp=sitk.sitkLinear) -> np.ndarray:
+    return sitk.GetArrayFromImage(sitk.Resample(image, reference, transform, interp, default, sitk.sitkFloat32))
+
+
+def _kmeans_1d(values: np.ndarray, centres: np.ndarray, iterations: int = 15) -> np.ndarray:
+    c = np.sort(np.asarray(centres, np.float64))
+    v = values.astype(np.float64)
+    for _ in range(iterations):
+        edges = (c[1:] + c[:-1]) / 2
+        lab = np.searchsorted(edges, v)
+        new = np.array([v[lab == n].mean() if np.any(lab == n) else c[n] for n in range(len(c))])
+        if np.allclose(new, c, rtol=1e-4):
+            break
+        c = np.sort(new)
+    return c
+
+
+def guess_contrast(mr_norm: np.ndarray, grey: np.ndarray, white: np.ndarray, csf: np.ndarray) -> str:
+    """T1 (white matter brighter than grey) or FLAIR (grey at least as bright: FLAIR, T2, PD), from the
+    MR's median intensities inside the affinely warped tissue priors."""
+    g, w = (float(np.median(mr_norm[p > 0.6])) if np.any(p > 0.6) else np.nan for p in (grey, white))
+    return "T1" if w > g * 1.03 else "FLAIR"
+
+
+def _upsample(array: np.ndarray, grid: sitk.Image, reference: sitk.Image) -> np.ndarray:
+    """A working-grid array brought onto ``reference``'s grid (linear)."""
+    img = sitk.GetImageFromArray(np.ascontiguousarray(array, dtype=np.float32))
+    img.CopyInformation(grid)
+    return _resample_to(img, reference, sitk.Transform(), float(array.flat[0]) if array.size else 0.0)
+
+
+def synthesize(mr: Volume, *, atlases: tuple[str, ...] = CONTRASTS, contrast: str = "auto", deformable: bool = True,
+               progress: Callable[[float, str], None] | None = None, check: Callable[[], None] | None = None,
+               templates: Templates | None = None) -> Synthesis:
+    """The atlas-based synthetic CT of ``mr`` on its own grid (see the module docstring)."""
+    progress = progress or (lambda f, m: None)
+    check = check or (lambda: None)
+    tpl = templates or load_templates()
+    progress(0.02, "head mask")
+    values = np.asarray(mr.real_values(), dtype=np.float32)
+    spacing = tuple(float(s) for s in mr.spacing[::-1])  # (k, j, i) order
+    head = head_mask_array(values, spacing)
+    if head.sum() * float(np.prod(spacing)) < 100_000:  # 0.1 L
+        raise HounsfieldError("No head was found in the MR image; MR-to-CT synthesis needs a head MR.")
+    # 0 = the background outside the head (0 for raw MR, the minimum of a z-scored one), 1 = bright tissue
+    bg = float(np.median(values[~head])) if (~head).any() else float(values.min())
+    ref = float(np.percentile(values[head], 99.0))
+    norm = (values - bg) / max(ref - bg, 1e-6)
+    del values
+    mr_img = sitk_from_volume(Volume(norm, mr.affine))
+    head_img = sitk_from_volume(Volume(head.astype(np.uint8), mr.affine))
+    fixed = _working_grid(sitk.Mask(mr_img, head_img))
+    fixed_mask = sitk.Cast(sitk.Resample(head_img, fixed, sitk.Transform(), sitk.sitkNearestNeighbor, 0),
+                           sitk.sitkUInt8)
+    tpl_head = (sitk.GetArrayViewFromImage(tpl.ct) > -500).astype(np.uint8)
+    tpl_mask = sitk.Cast(_like(tpl_head, tpl.ct), sitk.sitkUInt8)
+    notes: list[str] = []
+    # a skull-stripped MR (its "head" is the brain): register to the templates' brains, keep the
+    # atlas' skull and scalp around it
+    stripped = _is_skull_stripped(fixed, fixed_mask, tpl, tpl_mask)
+    moving = {}
+    if stripped:
+        brain = sitk.GetArrayViewFromImage(tpl.grey) + sitk.GetArrayViewFromImage(tpl.white) \
+            + sitk.GetArrayViewFromImage(tpl.csf)
+        tpl_mask = sitk.Cast(_like((brain > 0.3).astype(np.uint8), tpl.ct), sitk.sitkUInt8)
+        for name in atlases:
+            moving[name] = sitk.Mask(tpl.mr[name], tpl_mask)
+        notes.append("The MR is skull-stripped: the skull and scalp of the synthetic CT come from the atlas alone.")
+    else:
+        moving = {name: tpl.mr[name] for name in atlases}
+    regs: dict[str, Registration] = {}
+    for n, name in enumerate(atlases):
+        check()
+        progress(0.05 + 0.7 * n / len(atlases), f"registering the {name} template")
+        regs[name] = register(fixed, fixed_mask, moving[name], tpl_mask, deformable=deformable, check=check)
+    progress(0.75, "carrying the template CT across")
+    warped = {name: [_resample_to(img, fixed, reg.full, dflt) for img, dflt in
+                     ((tpl.ct, AIR_HU), (tpl.grey, 0.0), (tpl.white, 0.0), (tpl.csf, 0.0))]
+              for name, reg in regs.items()}
+    if deformable and len(regs) == 1:
+        name, reg = next(iter(regs.items()))
+        warped["affine-only"] = [_resample_to(tpl.ct, fixed, reg.affine, AIR_HU)] + warped[name][1:]
+    fixed_norm = sitk.GetArrayViewFromImage(fixed)
+    if contrast == "auto":
+        first = warped[atlases[0]]
+        contrast = guess_contrast(fixed_norm, first[1], first[2], first[3])
+    weights = {name: (2.0 if name == contrast else 1.0) for name in regs}
+    total = sum(weights.values())
+    fused = [sum(weights[n] * warped[n][i] for n in regs) / total for i in range(4)]
+    check()
+    progress(0.85, "refining with the MR")
+    up = [_upsample(a, fixed, mr_img) for a in fused]
+    atlas_head = None
+    if stripped:
+        atlas_head = _upsample((fused[0] > -500).astype(np.float32), fixed, mr_img) > 0.5
+        atlas_head |= head
+    hu, classes = refine(up[0], norm, head, *up[1:], contrast, atlas_head=atlas_head)
+    candidates = {n: _upsample(warped[n][0], fixed, mr_img) for n in warped}
+    # the uncertainty, on the working grid (it is as smooth as the atlases): the refined atlases' spread
+    small_head = sitk.GetArrayViewFromImage(fixed_mask) > 0
+    small_atlas_head = None if atlas_head is None else (fused[0] > -500) | small_head
+    refined = {n: refine(warped[n][0], fixed_norm, small_head, *fused[1:], contrast,
+                         atlas_head=small_atlas_head)[0] for n in warped}
+    if len(regs) > 1:
+        stack = np.stack([refined[n] for n in regs])
+        unc = stack.std(axis=0) * np.sqrt(len(regs) / (len(regs) - 1))
+        notes.append(f"Fused {len(regs)} atlases ({', '.join(regs)}); the uncertainty is their spread in HU.")
+    elif "affine-only" in refined:
+        unc = np.abs(refined[atlases[0]] - refined["affine-only"])
+        notes.append("One atlas: the uncertainty is the change the deformable registration made, in HU.")
+    else:
+        unc = np.zeros(fixed_norm.shape, np.float32)
+    unc = np.clip(_upsample(unc, fixed, mr_img), 0, None)
+    unc = unc.astype(np.float32)
+    unc[~(atlas_head if atlas_head is not None else head)] = 0.0
+    out = np.clip(np.rint(hu), -1024, 3071).astype(np.int16)
+    progress(1.0, "done")
+    return Synthesis(out, unc, head, candidates, classes, contrast, notes, stripped)
+
+
+def _is_skull_stripped(fixed: sitk.Image, fixed_mask: sitk.Image, tpl: Templates, tpl_mask: sitk.Image) -> bool:
+    """True when the MR's head mask is about the size of a brain rather than a head: a head is about
+    1.5x the volume of its brain (skull, scalp), and the stripped mask has no dark rim of bone."""
+    vol_mr = float(sitk.GetArrayViewFromImage(fixed_mask).sum()) * float(np.prod(fixed_mask.GetSpacing()))
+    a = sitk.GetArrayViewFromImage(fixed)
+    m = sitk.GetArrayViewFromImage(fixed_mask) > 0
+    if not m.any():
+        return False
+    # the outer 6 mm of the mask: in a head, skin, fat and bone (bright and dark); in a brain, cortex
+    inner = sitk.GetArrayViewFromImage(sitk.BinaryErode(fixed_mask, [3, 3, 3])) > 0
+    rim = a[m & ~inner]
+    core = float(np.median(a[inner])) if inner.any() else float(np.median(a[m]))
+    dark_rim = float(np.mean(rim < 0.35 * core)) if rim.size else 0.0
+    return vol_mr < 1.9e6 and dark_rim < 0.12
+
+
+def refine(atlas_hu: np.ndarray, norm: np.ndarray, head: np.ndarray, grey: np.ndarray, white: np.ndarray,
+           csf: np.ndarray, contrast: str, atlas_head: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The warped atlas HU corrected with the patient's own MR (see the module docstring).  For a
+    skull-stripped MR, ``atlas_head`` (the warped atlas head) replaces the MR's head mask for the air
+    outside, and the skull is the atlas' own."""
+    hu = atlas_hu.astype(np.float32, copy=True)
+    classes = np.zeros(hu.shape, np.uint8)
+    classes[head] = 5
+    brain_p = grey + white + csf
+    inside = head & (brain_p > 0.8)
+    soft_ref = float(np.median(norm[inside if inside.any() else head]))
+    if atlas_head is None:
+        # the skull: dark on every common MR contrast; inside the atlas' blurred bone shell, dark -> bone
+        dark = np.clip((0.45 * soft_ref - norm) / (0.25 * soft_ref), 0.0, 1.0)
+        shell = head & (atlas_hu > 80) & (brain_p < 0.5)
+        d = dark[shell]
+        hu[shell] = (1 - d) * np.minimum(atlas_hu[shell], SOFT_TISSUE_HU + 40) + d * BONE_HU
+        classes[shell & (dark > 0.5)] = 4
+        # tissue the atlas took for air inside the head (a misregistered scalp, a smaller sinus)
+        airy = head & (atlas_hu < -300) & (dark < 0.5)
+        d = dark[airy]
+        hu[airy] = (1 - d) * SOFT_TISSUE_HU + d * atlas_hu[airy]
+        del dark
+    # the brain: the patient's own grey/white/CSF contrast mapped onto typical HU
+    intracranial = head & (brain_p > 0.5) & (atlas_hu < 120)
+    if np.count_nonzero(intracranial) > 500:
+        sel = norm[intracranial]
+        medians = {}
+        for t, p in (("csf", csf), ("grey", grey), ("white", white)):
+            m = intracranial & (p > 0.6)
+            medians[t] = float(np.median(norm[m])) if m.sum() > 50 else float(np.median(sel))
+        # which k-means centre is which tissue: their order on this MR (T1: CSF < grey < white;
+        # FLAIR: CSF < white < grey; T2: white < grey < CSF), read off the warped priors
+        order = sorted(medians, key=medians.get)
+        if contrast == "T1":
+            order = ["csf", "grey", "white"]
+        rng = np.random.default_rng(0)
+        sample = sel if sel.size < 400_000 else rng.choice(sel, 400_000, replace=False)
+        spread = max(float(np.std(sample)), 1e-6) * 1e-3
+        centres = _kmeans_1d(sample, np.array([medians[t] for t in order]) + spread * np.arange(3))
+        tissue_hu = {"csf": CSF_HU, "grey": GREY_HU, "white": WHITE_HU}
+        code = {"csf": 1, "grey": 2, "white": 3}
+        brain_hu = np.interp(sel, centres, [tissue_hu[t] for t in order]).astype(np.float32)
+        w = np.clip((brain_p[intracranial] - 0.5) / 0.3, 0.0, 1.0)
+        hu[intracranial] = w * brain_hu + (1 - w) * hu[intracranial]
+        edges = (centres[1:] + centres[:-1]) / 2
+        classes[intracranial] = np.array([code[t] for t in order], np.uint8)[np.searchsorted(edges, sel)]
+    outside = ~head if atlas_head is None else ~atlas_head
+    if atlas_head is not None:
+        classes[atlas_head & ~head] = 5
+    hu[outside] = AIR_HU
+    classes[outside] = 0
+    return hu, classes
