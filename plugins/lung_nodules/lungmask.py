@@ -8,8 +8,8 @@ numpy/scipy only (no torch), arrays ``[k, j, i]``, spacings ``(sk, sj, si)`` in 
 The mask is computed on a coarse grid (about 2 mm) and brought back to the input grid:
 
 1. body: the largest component above -500 HU, its holes filled slice by slice;
-2. air inside the body below -400 HU; components that touch the image border or are small
-   (bowel gas, the oesophagus) are dropped;
+2. air inside the body below -400 HU; components that touch the image border, are small (the
+   oesophagus) or nearly pure air (median below -950 HU: bowel and stomach gas) are dropped;
 3. airways: the trachea is found in the top slices (a small round air region near the midline) and
    followed down slice by slice until its branches open into the lung; it is removed with a margin;
 4. holes filled (vessels inside) and a closing with a ball of ``CLOSING_MM`` along the pleura, so
@@ -30,6 +30,7 @@ COARSE_MM = 2.0
 CLOSING_MM = 10.0  # ball radius of the pleural closing (keeps juxtapleural nodules up to ~20 mm inside)
 AIR_HU, BODY_HU = -400.0, -500.0
 AIRWAY_HU = -900.0
+GAS_MEDIAN_HU = -950.0  # an air component with a median below this is gas, not lung
 
 
 # ---------------------------------------------------------------------------------------------
@@ -169,6 +170,11 @@ def _lung_mask_coarse(hu: np.ndarray, spacing, affine, full_spacing) -> np.ndarr
     keep_min = max(0.02 * sizes.max(), 3.0 if hu.shape[0] * spacing[0] > 60 else 0.5)
     keep = (sizes >= keep_min) & ~border
     keep[0] = False
+    # bowel and stomach gas is nearly pure air; lung parenchyma (vessels, interstitium) is denser
+    ids = np.nonzero(keep)[0]
+    if len(ids):
+        med = np.asarray(ndimage.median(hu, lab, ids))
+        keep[ids[med < GAS_MEDIAN_HU]] = False
     lungs = keep[lab]
     airway = _airways(hu, lungs, spacing)
     if airway.any():

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from viewer.ai.api import PluginInfo, Results
+from viewer.ai.api import PluginInfo, Results, Task
 from viewer.core.ai_results import convert_results, on_grid
 from viewer.core.errors import HounsfieldError
 from viewer.core.volume import Volume
@@ -78,7 +78,7 @@ def write_results(results: Results, source: Volume, out_dir, info: PluginInfo) -
         written.append(path)
         entries.append({"kind": "heatmap", "name": hm.name, "explains": hm.kind, "file": path.name,
                         "description": hm.description})
-    if results.detections:
+    if results.detections or info.task == Task.DETECTION:  # a detector's "nothing found" is a result too
         path = out / "detections.json"
         path.write_text(json.dumps([d.to_dict() for d in results.detections], indent=2))
         written.append(path)
