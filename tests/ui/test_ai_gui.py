@@ -39,7 +39,7 @@ def ai_window(qapp, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def denoised(ai_window, qapp):
-    """Run the real denoiser once for the module; the ResultEntry it produced."""
+    """Run the real denoiser once for the module; the result it produced (a workspace Applied)."""
     win = ai_window
     win.model.set_active(0)
     handle = win.ai.start("ct-denoising", {"dose": 0.25, "heatmap": True})
@@ -288,6 +288,7 @@ def test_removing_a_result_takes_its_series_and_heatmap_away(ai_window, denoised
     win.ai.remove(denoised)
     assert denoised.derived_keys[0] not in m.series
     assert not m.series[denoised.source_key].open_series.heatmaps
+    assert denoised not in win.workspace.results and denoised.derived_keys[0] not in win.workspace.series
     assert not win.ai.panel.boxes
 
 
@@ -320,7 +321,7 @@ def test_detections_become_markers_to_accept_reject_move_and_resize(ai_window, q
     marker = ms.markers[0]
     assert ms in m.series[src_key].open_series.marker_sets and marker.status == "pending" and not marker.edited
     # the label map is an editable segmentation with the model's provenance
-    seg = entry.segmentations[0]
+    seg = entry.segmentations[0].segmentation
     assert seg in [ed.segmentation for ed in m.series[src_key].open_series.segmentations]
     (segment,) = seg.segments
     assert segment.name == "above zero" and segment.algorithm_type == "AUTOMATIC"
@@ -331,6 +332,7 @@ def test_detections_become_markers_to_accept_reject_move_and_resize(ai_window, q
     air = m.series[src_key].volume.index_to_lps([10, 10, 70])  # outside the body: not in the segment
     editor.brush(segment, air, radius_mm=3.0)
     assert labels[70, 10, 10] == segment.number
+    assert entry.segmentations[0].original[70, 10, 10] == 0  # the model's own label map is kept as it was
     assert segment.edited and segment.algorithm_type == "SEMIAUTOMATIC"
     marker.size_mm = np.array([40.0, 40.0, 40.0])  # the fake plugin's 10 mm is small to grab; not an edit
     ms.changed.emit()

@@ -12,16 +12,17 @@ from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QDockWidget, QLabel, QProgressBar, QToolButton
 
 from viewer.core.errors import HounsfieldError
+from viewer.core.workspace import Applied
 from viewer.logs import log
 from viewer.ui.ai.panel import ResultsPanel
-from viewer.ui.ai.results import ResultEntry, apply_results, flicker, remove_entry
+from viewer.ui.ai.results import apply_results, flicker, remove_entry
 from viewer.ui.settings import read_bool
 
 
 class AIController(QObject):
     progressed = Signal(float, str)
     finished = Signal(object)  # RunHandle
-    result_added = Signal(object)  # ResultEntry
+    result_added = Signal(object)  # viewer.core.workspace.Applied
 
     def __init__(self, window, host=None):
         super().__init__(window)
@@ -29,7 +30,6 @@ class AIController(QObject):
         self._host = host
         self.handle = None
         self.source_key: str | None = None
-        self.entries: list[ResultEntry] = []
         self.force_cpu = read_bool(window.settings, "ai/force_cpu", False)
         bar = window.statusBar()
         self.label = QLabel("")
@@ -55,6 +55,11 @@ class AIController(QObject):
         self.panel.jump_requested.connect(self.jump)
         self.progressed.connect(self._on_progress)
         self.finished.connect(self._on_finished)
+
+    @property
+    def entries(self) -> list[Applied]:
+        """The results shown, oldest first: the window's workspace holds them (``workspace.results``)."""
+        return self.window.workspace.results
 
     # the host, made on first use
     @property
@@ -147,7 +152,6 @@ class AIController(QObject):
             log.exception("showing AI results failed")
             self.window.show_error(f"The results of {handle.info.name} could not be shown; details are in the log.")
             return
-        self.entries.append(entry)
         self.panel.add(entry)
         self.dock.show()
         for note in handle.notes[:1]:
@@ -155,7 +159,7 @@ class AIController(QObject):
         self.result_added.emit(entry)
 
     # results
-    def compare(self, entry: ResultEntry) -> None:
+    def compare(self, entry: Applied) -> None:
         if entry.derived_keys and all(k in self.window.model.series for k in (entry.source_key,
                                                                               entry.derived_keys[0])):
             self.window.model.compare(entry.source_key, entry.derived_keys[0])
@@ -168,16 +172,14 @@ class AIController(QObject):
                 return
         self.window.statusBar().showMessage("No AI result image to flicker with.", 5000)
 
-    def jump(self, entry: ResultEntry, lps) -> None:
+    def jump(self, entry: Applied, lps) -> None:
         """Move the crosshair (and linked views) to a detection."""
         if entry.source_key in self.window.model.series:
             self.window.model.set_point(entry.source_key, lps)
 
-    def remove(self, entry: ResultEntry) -> None:
+    def remove(self, entry: Applied) -> None:
         remove_entry(self.window, entry)
         self.panel.remove(entry)
-        if entry in self.entries:
-            self.entries.remove(entry)
 
     def shutdown(self) -> None:
         if self._host is not None:

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 from viewer.core.layers import HEATMAP_COLORMAPS, HeatmapLayer
-from viewer.ui.ai.results import ResultEntry
+from viewer.core.workspace import Applied
 
 
 def _slider(value: float, tip: str, name: str) -> QSlider:
@@ -78,7 +78,7 @@ class ResultBox(QGroupBox):
     flicker_requested = Signal(object)
     remove_requested = Signal(object)
 
-    def __init__(self, entry: ResultEntry, parent=None):
+    def __init__(self, entry: Applied, parent=None):
         super().__init__(entry.title, parent)
         self.entry = entry
         layout = QVBoxLayout(self)
@@ -140,7 +140,7 @@ class ResultsPanel(QScrollArea):
         self.setWidget(inner)
         self.boxes: list[ResultBox] = []
 
-    def add(self, entry: ResultEntry) -> ResultBox:
+    def add(self, entry: Applied) -> ResultBox:
         box = ResultBox(entry)
         box.compare_requested.connect(self.compare_requested)
         box.jump_requested.connect(self.jump_requested)
@@ -151,7 +151,7 @@ class ResultsPanel(QScrollArea):
         self.empty.hide()
         return box
 
-    def remove(self, entry: ResultEntry) -> None:
+    def remove(self, entry: Applied) -> None:
         for box in [b for b in self.boxes if b.entry is entry]:
             self.boxes.remove(box)
             for c in box.heatmap_controls + box.detection_tables:

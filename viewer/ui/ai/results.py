@@ -1,81 +1,35 @@
-"""AI results in the viewer: a derived image opens as a series linked to its source (same frame of
-reference: it scrolls with it), compared side by side or by flicker; heatmaps become layers over
-the source's slices.  detections become markers the radiologist accepts, rejects, moves or
-resizes.  Label maps become segmentations (provenance AUTOMATIC, the model's name and version)
-in the segmentation editor, where they are edited like any segment.
+"""AI results in the viewer: the run's ``Results`` go into the window's ``Workspace``
+(``Workspace.apply``: the one conversion, also used by ``hounsfield run``), which puts heatmaps,
+detection sets and editable segmentations (provenance AUTOMATIC, the model's name and version, the
+model's label map kept) on the source series and opens derived images as series linked to it.
+Here the derived images are shown (side by side with the source, or by flicker); a result is an
+``Applied`` of the workspace (``workspace.results``).
 """
 
 from __future__ import annotations
 
-import itertools
-from dataclasses import dataclass, field
-
 from viewer.ai.api import Results
-from viewer.core.ai_results import DEFAULT_THRESHOLDS, convert_results, derived_volume  # noqa: F401 (re-exported)
+from viewer.core.ai_results import DEFAULT_THRESHOLDS, derived_volume  # noqa: F401 (re-exported)
 from viewer.core.errors import HounsfieldError
-from viewer.core.layers import HeatmapLayer, MarkerSet
-
-_runs = itertools.count(1)
+from viewer.core.workspace import Applied
 
 
-@dataclass
-class ResultEntry:
-    """One finished run as the viewer shows it."""
-
-    title: str  # "CT denoising 1.0.0"
-    source_key: str
-    derived_keys: list[str] = field(default_factory=list)
-    heatmaps: list[HeatmapLayer] = field(default_factory=list)
-    marker_sets: list[MarkerSet] = field(default_factory=list)
-    label_maps: list = field(default_factory=list)
-    segmentations: list = field(default_factory=list)  # viewer.core.segmentation.Segmentation, editable
-    detections: list = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    provenance: dict = field(default_factory=dict)
-
-    def summary(self) -> str:
-        p = self.provenance
-        params = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
-                           for k, v in p.get("parameters", {}).items())
-        device = p.get("device", "")
-        secs = p.get("wall_seconds")
-        timing = f", {secs:.1f} s" if isinstance(secs, (int, float)) else ""
-        return f"{params} · {device}{timing}" if params else f"{device}{timing}"
-
-
-def apply_results(window, source_key: str, results: Results) -> ResultEntry:
-    """Show ``results`` of a run on ``source_key`` in ``window`` (a MainWindow)."""
+def apply_results(window, source_key: str, results: Results) -> Applied:
+    """Put ``results`` of a run on ``source_key`` into ``window``'s workspace and show them."""
     model, session = window.model, window.session
     source = model.series.get(source_key)
     if source is None:
         raise HounsfieldError("The series the AI ran on was closed before the results came; run it again.")
-    run = next(_runs)
-    conv = convert_results(results, source.volume, run=run)  # the one conversion (viewer.core.ai_results)
-    entry = ResultEntry(conv.title, source_key, notes=conv.notes, provenance=conv.provenance,
-                        label_maps=list(results.label_maps), detections=list(results.detections))
-    segments_ui = getattr(window, "segments", None)
-    for seg in conv.segmentations:
-        if segments_ui is None:
-            entry.notes.append(f"The label map {seg.name} could not be opened for editing.")
-            continue
-        entry.segmentations.append(segments_ui.attach(source, seg, exported=False))
-    for n, vol in enumerate(conv.images):
-        key = f"{source_key}#ai{run}.{n}"
-        state = session.add_volume(vol, key, slots=[1], window=source.window, derived_from=source.open_series)
+    step = window.workspace.apply(results, series=source.open_series)
+    for derived in step.derived:
+        state = session.show_open_series(derived, slots=[1], window=source.window)
         state.set_window(*source.window)
-        entry.derived_keys.append(key)
-    for layer in conv.heatmaps:
-        source.open_series.add_overlay(layer)
-        entry.heatmaps.append(layer)
-    for ms in conv.marker_sets:
-        source.open_series.add_overlay(ms)
-        entry.marker_sets.append(ms)
-    if entry.derived_keys:
-        model.compare(source_key, entry.derived_keys[0])
-    return entry
+    if step.derived:
+        model.compare(source_key, step.derived_keys[0])
+    return step
 
 
-def flicker(model, entry: ResultEntry) -> int | None:
+def flicker(model, entry: Applied) -> int | None:
     """Swap original and result in the active slot (or slot 0), keeping zoom and pan; the slot."""
     if not entry.derived_keys:
         return None
@@ -88,18 +42,14 @@ def flicker(model, entry: ResultEntry) -> int | None:
     return slot
 
 
-def remove_entry(window, entry: ResultEntry) -> None:
-    """Take a result away: its heatmaps leave the source, its series close."""
+def remove_entry(window, entry: Applied) -> None:
+    """Take a result away: its heatmaps and detections leave the source, its series close; its
+    segmentations stay in the Segments panel."""
     model = window.model
     source = model.series.get(entry.source_key)
-    for layer in entry.heatmaps:
-        if source is not None:
-            source.open_series.remove_overlay(layer)
-    for ms in entry.marker_sets:
-        if source is not None:
-            source.open_series.remove_overlay(ms)
     for key in entry.derived_keys:
         for slot, vp in enumerate(model.viewports):
             if vp.series == key:
                 model.show_series(slot, entry.source_key if source is not None else None, keep_view=True)
     window.session.release_unshown()
+    window.workspace.dismiss(entry)
