@@ -12,6 +12,11 @@ plugin) and implements ``run(inputs, params, context) -> Results``:
 
 The host builds the parameter form from ``PluginInfo.parameters``, checks the input against
 ``PluginInfo.inputs``, runs the plugin in the worker process and turns ``Results`` into overlays.
+
+A promptable plugin declares ``"prompts": ["points", "box"]`` in its manifest and reads the
+reader's clicks from ``context.prompts`` (a ``Prompts``: positive/negative ``Point``s and an
+optional ``Box``, in LPS mm); the host checks them first (``check_prompts``: points off the volume
+are dropped with a note, a box is clipped to it) and records them in the results' provenance.
 """
 
 from __future__ import annotations
@@ -37,6 +42,122 @@ class Task(enum.StrEnum):
 
 class Cancelled(Exception):
     """Raised inside a plugin (by ``RunContext.check_cancelled``) when the user pressed Cancel."""
+
+
+# ---------------------------------------------------------------------------------------------
+# prompts: what a reader clicked (points, a box), in LPS mm
+
+PROMPT_KINDS = ("points", "box")
+
+
+@dataclass(frozen=True)
+class Point:
+    """A click in LPS mm; ``positive=False`` marks "not this" (a negative click)."""
+
+    lps: tuple[float, float, float]
+    positive: bool = True
+
+    def to_dict(self) -> dict:
+        return {"lps_mm": [float(c) for c in self.lps], "positive": bool(self.positive)}
+
+
+@dataclass(frozen=True)
+class Box:
+    """An axis-aligned 3D box in LPS mm between two opposite corners (either order)."""
+
+    lo_lps: tuple[float, float, float]
+    hi_lps: tuple[float, float, float]
+
+    def normalised(self) -> Box:
+        lo, hi = np.minimum(self.lo_lps, self.hi_lps), np.maximum(self.lo_lps, self.hi_lps)
+        return Box(tuple(float(v) for v in lo), tuple(float(v) for v in hi))
+
+    def to_dict(self) -> dict:
+        return {"lo_lps_mm": [float(c) for c in self.lo_lps], "hi_lps_mm": [float(c) for c in self.hi_lps]}
+
+
+@dataclass(frozen=True)
+class Prompts:
+    """The prompts of one run: points (positive and negative, in click order) and an optional box."""
+
+    points: tuple[Point, ...] = ()
+    box: Box | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.points) or self.box is not None
+
+    @property
+    def positive(self) -> list[Point]:
+        return [p for p in self.points if p.positive]
+
+    @property
+    def negative(self) -> list[Point]:
+        return [p for p in self.points if not p.positive]
+
+    def kinds(self) -> set[str]:
+        return ({"points"} if self.points else set()) | ({"box"} if self.box is not None else set())
+
+    def to_dict(self) -> dict:
+        return {"points": [p.to_dict() for p in self.points], "box": self.box.to_dict() if self.box else None}
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> Prompts:
+        d = d or {}
+        points = tuple(Point(tuple(float(c) for c in p["lps_mm"]), bool(p.get("positive", True)))
+                       for p in d.get("points", ()))
+        b = d.get("box")
+        box = Box(tuple(float(c) for c in b["lo_lps_mm"]), tuple(float(c) for c in b["hi_lps_mm"])) if b else None
+        return cls(points, box)
+
+
+def check_prompts(prompts: Prompts | None, volume: Volume, accepted=PROMPT_KINDS,
+                  name: str = "The plugin") -> tuple[Prompts, list[str]]:
+    """``prompts`` made safe for ``volume``: (the prompts kept, one-sentence notes on what was dropped).
+
+    A kind the plugin does not take is an error; non-finite coordinates are an error; points off
+    the volume are dropped (with a note); a box is clipped to the volume, or dropped when it lies
+    wholly outside it."""
+    prompts = prompts or Prompts()
+    unknown = prompts.kinds() - set(accepted)
+    if unknown:
+        takes = " and ".join(accepted) if accepted else "no prompts"
+        raise HounsfieldError(f"{name} does not take {' or '.join(sorted(unknown))} prompts (it takes {takes}).")
+    coords = [c for p in prompts.points for c in p.lps]
+    if prompts.box is not None:
+        coords += [*prompts.box.lo_lps, *prompts.box.hi_lps]
+    if coords and not np.all(np.isfinite(np.asarray(coords, np.float64))):
+        raise HounsfieldError("A prompt has a coordinate that is not a finite number; give positions in mm.")
+    inv = np.linalg.inv(np.asarray(volume.affine, np.float64))
+    shape_ijk = np.array(volume.shape[::-1], np.float64)
+
+    def to_ijk(lps):
+        return (inv @ np.array([*lps, 1.0]))[:3]
+
+    kept, notes = [], []
+    for p in prompts.points:
+        ijk = to_ijk(p.lps)
+        if np.all(ijk >= -0.5) and np.all(ijk <= shape_ijk - 0.5):
+            kept.append(p)
+        else:
+            kind = "positive" if p.positive else "negative"
+            where = ", ".join(f"{c:.1f}" for c in p.lps)
+            notes.append(f"The {kind} point at ({where}) mm lies outside the image and was ignored.")
+    box = None
+    if prompts.box is not None:
+        b = prompts.box.normalised()
+        a = np.asarray(volume.affine, np.float64)
+        ends = [(-0.5, n - 0.5) for n in shape_ijk]
+        corners = np.array([(a @ np.array([i, j, k, 1.0]))[:3] for i in ends[0] for j in ends[1] for k in ends[2]])
+        lo, hi = np.maximum(b.lo_lps, corners.min(0)), np.minimum(b.hi_lps, corners.max(0))
+        if np.any(lo > hi):
+            notes.append("The box lies outside the image and was ignored.")
+        else:
+            box = Box(tuple(float(v) for v in lo), tuple(float(v) for v in hi))
+            if not np.allclose(lo, b.lo_lps) or not np.allclose(hi, b.hi_lps):
+                notes.append("The box reached beyond the image and was clipped to it.")
+    if prompts and not kept and box is None and prompts.points:
+        notes.append("No prompt lies inside the image, so there was nothing to segment.")
+    return Prompts(tuple(kept), box), notes
 
 
 # ---------------------------------------------------------------------------------------------
@@ -151,6 +272,7 @@ class PluginInfo:
     model_path: str = ""
     amp: bool = False  # may run in mixed precision on CUDA
     explainers: tuple[str, ...] = ()  # e.g. ("probability", "gradcam", "occlusion")
+    prompts: tuple[str, ...] = ()  # the prompt kinds it takes (PROMPT_KINDS): ("points", "box")
     source: str = "built-in"  # built-in | entry point <dist> | models folder
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
@@ -201,8 +323,18 @@ class PluginInfo:
                    task=task, inputs=inputs, parameters=params, card=card,
                    description=d.get("description", ""), entry=d.get("entry", ""),
                    model_path=d.get("model_path", ""), amp=bool(d.get("amp", False)),
-                   explainers=tuple(d.get("explainers", ())), source=d.get("source", "built-in"),
+                   explainers=tuple(d.get("explainers", ())), prompts=_prompt_kinds(d),
+                   source=d.get("source", "built-in"),
                    extra={**d.get("extra", {}), **extra})
+
+
+def _prompt_kinds(d: dict) -> tuple[str, ...]:
+    kinds = tuple(str(k) for k in d.get("prompts", ()))
+    bad = [k for k in kinds if k not in PROMPT_KINDS]
+    if bad:
+        raise HounsfieldError(f"Plugin {d.get('id')} declares unknown prompt kinds {', '.join(bad)} "
+                              f"(known: {', '.join(PROMPT_KINDS)}).")
+    return kinds
 
 
 # ---------------------------------------------------------------------------------------------
@@ -328,6 +460,7 @@ class RunContext(Protocol):
 
     device: str  # "cpu" or "cuda" / "cuda:0"
     amp: bool  # mixed precision allowed for this run (CUDA and the plugin allows it)
+    prompts: Prompts  # the reader's points and box, checked by the host (empty when none)
 
     @property
     def cancelled(self) -> bool: ...

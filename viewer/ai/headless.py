@@ -2,15 +2,20 @@
 
     hounsfield run PLUGIN INPUT --out DIR [--device auto|cpu|cuda] [--param k=v ...]
                    [--series UID] [--models DIR] [--threads N]
+                   [--point X,Y,Z[,neg] ...] [--box X0,Y0,Z0,X1,Y1,Z1] [--modality CT|MR]
     hounsfield run --list [--models DIR]
 
 INPUT is anything ``hounsfield open`` reads (DICOM folder or file, DICOMDIR, NIfTI/NRRD/MHA).
+``--point`` and ``--box`` are prompts in LPS mm for a plugin that takes them (``,neg`` marks a
+negative point; ``,pos`` or nothing a positive one); ``--modality`` says what a file without a
+modality of its own (NIfTI, NRRD, MHA) is.
 Results are written by ``viewer.ai.outputs.write_results``.  Progress goes to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 
@@ -28,6 +33,71 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", help="models folder to search (default: the user models folder)")
     p.add_argument("--threads", type=int, help="CPU threads for the model")
     p.add_argument("--list", action="store_true", help="list the installed plugins and exit")
+    p.add_argument("--point", action="append", default=[], metavar="X,Y,Z[,neg]",
+                   help="a prompt point in LPS mm (',neg' for a negative one); repeatable")
+    p.add_argument("--box", metavar="X0,Y0,Z0,X1,Y1,Z1", help="a prompt box in LPS mm (two opposite corners)")
+    p.add_argument("--modality", type=str.upper, choices=("CT", "MR"),
+                   help="the modality of an input file that has none (NIfTI, NRRD, MHA)")
+
+
+def _numbers(text: str, n: int, what: str, example: str) -> list[float]:
+    parts = [t.strip() for t in str(text).split(",")]
+    try:
+        values = [float(t) for t in parts[:n]]
+    except ValueError:
+        values = []
+    if len(values) != n or not all(math.isfinite(v) for v in values):
+        raise HounsfieldError(f"{what} {text!r} must be {n} numbers in mm separated by commas, e.g. {example}.")
+    return values
+
+
+def parse_point(text: str):
+    """``"X,Y,Z"``, ``"X,Y,Z,pos"`` or ``"X,Y,Z,neg"`` (LPS mm) as a ``Point``."""
+    from viewer.ai.api import Point
+
+    parts = [t.strip() for t in str(text).split(",")]
+    sign = parts[3].lower() if len(parts) == 4 else "pos"
+    if len(parts) not in (3, 4) or sign not in ("pos", "neg", "+", "-"):
+        raise HounsfieldError(f"--point {text!r} must look like X,Y,Z or X,Y,Z,neg (LPS mm), e.g. -40.5,12,-88,neg.")
+    return Point(tuple(_numbers(",".join(parts[:3]), 3, "--point", "-40.5,12,-88")), sign in ("pos", "+"))
+
+
+BOX_EXAMPLE = "-60,0,-100,-30,30,-70"
+
+
+def parse_box(text: str):
+    """``"X0,Y0,Z0,X1,Y1,Z1"`` (two opposite corners, LPS mm) as a ``Box``."""
+    from viewer.ai.api import Box
+
+    if len(str(text).split(",")) != 6:
+        raise HounsfieldError(f"--box {text!r} must be six numbers X0,Y0,Z0,X1,Y1,Z1 in mm, "
+                              f"e.g. {BOX_EXAMPLE}.")
+    v = _numbers(text, 6, "--box", BOX_EXAMPLE)
+    if any(a == b for a, b in zip(v[:3], v[3:])):
+        raise HounsfieldError(f"--box {text!r} is flat: its two corners must differ in x, y and z.")
+    return Box(tuple(v[:3]), tuple(v[3:])).normalised()
+
+
+def parse_prompts(points: list[str], box: str | None):
+    """The ``Prompts`` of ``--point`` and ``--box`` arguments."""
+    from viewer.ai.api import Prompts
+
+    return Prompts(tuple(parse_point(p) for p in points), parse_box(box) if box else None)
+
+
+def apply_modality(volume, modality: str | None):
+    """Give ``volume`` the ``--modality`` when its file had none; a DICOM series keeps its own."""
+    if not modality or volume.modality.upper() == modality:
+        return volume
+    if volume.source.sop_instance_uids or volume.source.sop_class_uid:
+        raise HounsfieldError(f"The input is a DICOM {volume.modality} series; --modality is only for files "
+                              "without a modality (NIfTI, NRRD, MHA).")
+    volume.modality = modality
+    if modality == "CT":
+        volume.units = volume.units or "HU"
+    elif volume.units == "HU":
+        volume.units = ""
+    return volume
 
 
 def parse_params(items: list[str]) -> dict[str, str]:
@@ -88,11 +158,14 @@ def run_command(args: argparse.Namespace) -> int:
     info = registry.get(args.plugin)
     params = parse_params(args.param)
     info.resolve_params(params)  # bad parameters fail before the volume loads
-    volume = viewer.load(args.input, series=args.series)
+    prompts = parse_prompts(getattr(args, "point", []) or [], getattr(args, "box", None))
+    if prompts and not info.prompts:
+        raise HounsfieldError(f"{info.name} takes no --point or --box prompts.")
+    volume = apply_modality(viewer.load(args.input, series=args.series), getattr(args, "modality", None))
     host = AIHost(registry, device=args.device, threads=args.threads)
     progress = _Progress()
     t0 = time.perf_counter()
-    handle = host.run(info, volume, params, on_progress=progress)
+    handle = host.run(info, volume, params, on_progress=progress, prompts=prompts)
     try:
         try:
             results = handle.result()

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from viewer.ai import shm
-from viewer.ai.api import PluginInfo, Results
+from viewer.ai.api import PluginInfo, Prompts, Results, check_prompts
 from viewer.ai.discovery import Registry
 from viewer.core.errors import HounsfieldError
 from viewer.core.volume import Volume
@@ -132,6 +132,8 @@ class RunHandle:
         self.params = params
         self.on_progress = on_progress
         self.on_done = on_done
+        self.prompts = Prompts()  # the prompts sent (checked: points off the volume dropped)
+        self.prompt_notes: list[str] = []
         self.state = "starting"  # starting | running | done | failed | cancelled
         self.progress: tuple[float, str] = (0.0, "starting")
         self.notes: list[str] = []
@@ -294,8 +296,12 @@ class AIHost:
     # ------------------------------------------------------------------ runs
     def run(self, plugin: str | PluginInfo, inputs: Volume | dict[str, Volume], params: dict | None = None, *,
             device: str | None = None, on_progress: Callable[[float, str], None] | None = None,
-            on_done: Callable[[RunHandle], None] | None = None, timeout: float | None = None) -> RunHandle:
-        """Start a run and return at once.  Bad parameters or input raise HounsfieldError here."""
+            on_done: Callable[[RunHandle], None] | None = None, timeout: float | None = None,
+            prompts: Prompts | None = None) -> RunHandle:
+        """Start a run and return at once.  Bad parameters or input raise HounsfieldError here.
+
+        ``prompts`` (points, a box, in LPS mm) go to a plugin that declares them; points off the
+        volume are dropped with a note; a run with prompts is recorded as SEMIAUTOMATIC."""
         from viewer.ai.devices import preference
 
         info = plugin if isinstance(plugin, PluginInfo) else self.registry.get(plugin)
@@ -304,11 +310,13 @@ class AIHost:
         first = next(iter(inputs.values()))
         info.check_input(first)
         resolved = info.resolve_params(params)
+        checked, prompt_notes = check_prompts(prompts, first, info.prompts, info.name)
         dev = preference(device or self.device)
         with self._lock:
             if self._current is not None and not self._current.done():
                 raise HounsfieldError("Another AI run is in progress; wait for it to finish or cancel it.")
             handle = RunHandle(info, resolved, on_progress, on_done)
+            handle.prompts, handle.prompt_notes = checked, prompt_notes
             self._current = handle
         thread = threading.Thread(target=self._supervise, args=(handle, inputs, dev, timeout),
                                   name=f"hounsfield-ai-run-{info.id}", daemon=True)
@@ -339,7 +347,7 @@ class AIHost:
                 blocks.append(block)
                 descs[key] = desc
             payload = {"info": info, "params": handle.params, "inputs": descs, "device": device,
-                       "result_prefix": prefix}
+                       "result_prefix": prefix, "prompts": handle.prompts}
             worker.cancel_event.clear()
             worker.conn.send(("run", job, payload))
             outcome = self._watch(handle, worker, job, timeout)
@@ -350,6 +358,9 @@ class AIHost:
                                       "started": started_at, "edited_by_person": False,
                                       **results.provenance,
                                       "wall_seconds": round(time.monotonic() - t_start, 3)}
+                if handle.prompts:  # a person's clicks guided the result
+                    results.provenance.update(prompts=handle.prompts.to_dict(), algorithm_type="SEMIAUTOMATIC")
+                results.notes = [*handle.prompt_notes, *results.notes]
                 handle.notes = list(results.notes)
                 final = ("done", results, None)
             elif outcome[0] == "cancelled":

@@ -22,7 +22,7 @@ import traceback
 import numpy as np
 
 from viewer.ai import devices, shm
-from viewer.ai.api import Cancelled, DerivedImage, Detection, Heatmap, LabelMap, PluginInfo, Results
+from viewer.ai.api import Cancelled, DerivedImage, Detection, Heatmap, LabelMap, PluginInfo, Prompts, Results
 from viewer.core.errors import HounsfieldError
 from viewer.core.volume import Volume
 
@@ -32,8 +32,10 @@ PROGRESS_INTERVAL = 0.1  # seconds between progress messages
 class WorkerContext:
     """The ``RunContext`` a plugin receives in the worker."""
 
-    def __init__(self, send, job: int, cancel_event, device: devices.DeviceChoice, info: PluginInfo):
+    def __init__(self, send, job: int, cancel_event, device: devices.DeviceChoice, info: PluginInfo,
+                 prompts: Prompts | None = None):
         self._send = send
+        self.prompts = prompts if prompts is not None else Prompts()
         self.job = job
         self._cancel = cancel_event
         self.info = info
@@ -225,7 +227,7 @@ def _run(conn, cancel_event, job: int, payload: dict) -> None:
             inputs[key] = Volume(view, desc["affine"], modality=desc["modality"], units=desc["units"],
                                  rescale=tuple(desc["rescale"]), window=desc["window"])
         choice = devices.resolve(payload.get("device", "auto"), info.amp)
-        ctx = WorkerContext(send, job, cancel_event, choice, info)
+        ctx = WorkerContext(send, job, cancel_event, choice, info, payload.get("prompts"))
         ctx.progress(0.0, f"loading {info.name}")
         plugin = load_plugin(info)
         t0 = time.perf_counter()

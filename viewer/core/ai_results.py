@@ -61,10 +61,12 @@ def on_grid(lm, source: Volume) -> bool:
 
 
 def label_map_segmentation(lm, source: Volume, *, name: str | None = None, algorithm_name: str = "AI",
-                           algorithm_version: str = "") -> Segmentation:
-    """An editable segmentation of a plugin's label map on ``source``'s grid (provenance AUTOMATIC)."""
+                           algorithm_version: str = "", algorithm_type: str = "AUTOMATIC") -> Segmentation:
+    """An editable segmentation of a plugin's label map on ``source``'s grid (provenance AUTOMATIC, or
+    SEMIAUTOMATIC when a person's prompts guided the run)."""
     return from_label_map(source, lm.array, label_map_segments(lm), name=name or lm.name,
-                          algorithm_name=algorithm_name, algorithm_version=algorithm_version)
+                          algorithm_name=algorithm_name, algorithm_version=algorithm_version,
+                          algorithm_type=algorithm_type)
 
 
 def derived_volume(source: Volume, array: np.ndarray, affine: np.ndarray, description: str, modality: str,
@@ -105,7 +107,8 @@ def convert_results(results, source: Volume, *, run: int = 1, images: bool = Tru
             continue
         seg = label_map_segmentation(lm, source, name=f"{lm.name} [{title}]",
                                      algorithm_name=prov.get("plugin_name", "AI"),
-                                     algorithm_version=prov.get("plugin_version", ""))
+                                     algorithm_version=prov.get("plugin_version", ""),
+                                     algorithm_type=prov.get("algorithm_type", "AUTOMATIC"))
         out.segmentations.append(seg)
         out.originals[seg.uid] = np.asarray(lm.array).copy()
     if images:
