@@ -1,0 +1,188 @@
+"""Nodule detection with the trained network: lung mask, sliding window in the lung box, peaks, NMS.
+
+    det = Detector(weights)
+    out = det.run(hu, spacing_kji, affine)       # DetectionResult
+    out.detections                                # dicts, best first (center_kji on hu's grid, LPS, ...)
+    out.probability                               # float32 [0, 1] on hu's grid (the heatmap)
+
+Steps: the lung mask (lungmask.py) on the input grid; the lungs' bounding box (plus a margin) is cut
+out and brought to the network's 2 x 1 x 1 mm grid (axes already within 20% of it are left as they
+are); the network runs tile by tile over that box only (a little context around each tile); its sigmoid is the nodule
+probability.  Candidates are the local maxima of the probability inside the (slightly dilated)
+lung; each one's extent is the connected region above half its peak; overlapping candidates are
+merged by greedy non-maximum suppression (cad.nms).  A detection's score is its peak probability.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from plugins.lung_nodules import lungmask
+from plugins.lung_nodules.cad import nms
+from plugins.lung_nodules.network import GRID_MM, MULTIPLE, normalise
+
+WEIGHTS = Path(__file__).resolve().parent / "weights.pt"
+LOW_SCORE = 0.02  # candidates below this peak probability are not reported at all
+TILE = (64, 192, 192)  # largest tile core (voxels on the working grid)
+HALO = np.array([6, 16, 16])  # context read around each tile core (12 x 16 x 16 mm)
+MARGIN_MM = 10.0
+SCORE_RULE = "peak nodule probability of the 3D U-Net (network)"
+
+
+@dataclass
+class DetectionResult:
+    detections: list[dict]
+    probability: np.ndarray  # on the input grid
+    lungs: np.ndarray  # uint8 lung labels on the input grid
+    timings: dict = field(default_factory=dict)
+
+
+def working_spacing(spacing_kji) -> np.ndarray:
+    sp = np.asarray(spacing_kji, float)
+    grid = np.asarray(GRID_MM, float)
+    return np.where((sp >= 0.8 * grid) & (sp <= 1.25 * grid), sp, grid)
+
+
+def lung_box(lungs: np.ndarray, spacing_kji, margin_mm: float = MARGIN_MM):
+    pts = np.argwhere(lungs > 0)
+    if len(pts) == 0:
+        return None
+    m = np.ceil(margin_mm / np.asarray(spacing_kji, float)).astype(int)
+    lo = np.maximum(pts.min(0) - m, 0)
+    hi = np.minimum(pts.max(0) + m + 1, lungs.shape)
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+
+
+def find_peaks(prob: np.ndarray, spacing_kji, where: np.ndarray, low: float = LOW_SCORE) -> list[dict]:
+    """Local maxima of ``prob`` inside ``where``, each with its extent (region above half its peak)."""
+    sp = np.asarray(spacing_kji, float)
+    size = [max(3, 2 * int(round(3.0 / s)) + 1) for s in sp]
+    mx = ndimage.maximum_filter(prob, size=size)
+    pts = np.argwhere((prob == mx) & (prob >= low) & where)
+    out = []
+    half = np.ceil(20.0 / sp).astype(int)
+    for p in pts:
+        score = float(prob[tuple(p)])
+        sl = tuple(slice(max(0, a - h), a + h + 1) for a, h in zip(p, half))
+        sub = prob[sl] >= max(0.5 * score, low)
+        lab, _ = ndimage.label(sub)
+        local = tuple(a - s.start for a, s in zip(p, sl))
+        region = lab == lab[local]
+        idx = np.argwhere(region)
+        w = prob[sl][region]
+        centre = (idx * w[:, None]).sum(0) / w.sum() + np.array([s.start for s in sl])
+        extent = (idx.max(0) - idx.min(0) + 1) * sp
+        vol_mm3 = float(region.sum() * np.prod(sp))
+        out.append({"center_kji": [float(c) for c in centre], "peak_kji": [int(c) for c in p], "score": score,
+                    "extent_kji_mm": [float(e) for e in extent],
+                    "diameter_mm": float(2 * (3 * vol_mm3 / (4 * np.pi)) ** (1 / 3)), "source": "network"})
+    out.sort(key=lambda d: -d["score"])
+    return out
+
+
+def _pad_to(a: np.ndarray, multiple, minimum) -> tuple[np.ndarray, tuple]:
+    target = [max(m0, int(np.ceil(n / m) * m)) for n, m, m0 in zip(a.shape, multiple, minimum)]
+    pad = [(0, t - n) for n, t in zip(a.shape, target)]
+    return np.pad(a, pad, mode="edge"), tuple(slice(0, n) for n in a.shape)
+
+
+class Detector:
+    def __init__(self, weights: Path = WEIGHTS):
+        self.weights = Path(weights)
+        self._net = None
+        self._device = None
+
+    def network(self, device: str = "cpu"):
+        from plugins.lung_nodules.network import NoduleNet
+        from viewer.ai.models import load_state_dict
+
+        if self._net is None:
+            self._net = NoduleNet.from_state_dict(load_state_dict(self.weights)).eval()
+        if self._device != device:
+            self._net = self._net.to(device)
+            self._device = device
+        return self._net
+
+    def probability(self, hu_grid: np.ndarray, device: str = "cpu", context=None):
+        """Nodule probability on ``hu_grid`` (already on the network's grid), tile by tile.
+
+        Tiles of at most ``TILE`` voxels, each read with a ``HALO`` of context around it, cover the
+        box with little overlap (a fraction of what a half-overlapping sliding window computes);
+        the network's batch norm is fixed at inference, so a tile's output does not depend on what
+        else the tile holds beyond its receptive field."""
+        import contextlib
+
+        import torch
+
+        net = self.network(device)
+        x = normalise(hu_grid)
+        shape = np.array(x.shape)
+        n_tiles = np.ceil(shape / np.array(TILE)).astype(int)
+        core = np.ceil(shape / n_tiles).astype(int)
+        out = np.zeros(x.shape, np.float32)
+        starts = [range(0, s, c) for s, c in zip(shape, core)]
+        tiles = [(a, b, c) for a in starts[0] for b in starts[1] for c in starts[2]]
+        for n, start in enumerate(tiles):
+            if context is not None:
+                context.check_cancelled()
+            start = np.array(start)
+            stop = np.minimum(start + core, shape)
+            lo = np.maximum(start - HALO, 0)
+            hi = np.minimum(stop + HALO, shape)
+            tile, crop = _pad_to(x[tuple(slice(a, b) for a, b in zip(lo, hi))], MULTIPLE, (8, 8, 8))
+            xt = torch.from_numpy(np.ascontiguousarray(tile))[None, None].to(device)
+            ctx = context.autocast() if context is not None else contextlib.nullcontext()
+            with torch.inference_mode(), ctx:
+                p = torch.sigmoid(net(xt).float())[0, 0].cpu().numpy()[crop]
+            inner = tuple(slice(a - b, a - b + (c - a)) for a, b, c in zip(start, lo, stop))
+            out[tuple(slice(a, b) for a, b in zip(start, stop))] = p[inner]
+            if context is not None:
+                context.progress(0.1 + 0.8 * (n + 1) / len(tiles), "detecting nodules")
+        return out
+
+    def run(self, hu: np.ndarray, spacing_kji, affine, device: str = "cpu", context=None,
+            lungs: np.ndarray | None = None, low: float = LOW_SCORE) -> DetectionResult:
+        timings = {}
+        t0 = time.perf_counter()
+        sp = np.asarray(spacing_kji, float)
+        if lungs is None:
+            lungs = lungmask.lung_mask(hu, sp, affine)
+        timings["lung_mask_s"] = time.perf_counter() - t0
+        prob_full = np.zeros(hu.shape, np.float32)
+        box = lung_box(lungs, sp)
+        if box is None:
+            return DetectionResult([], prob_full, lungs, timings)
+        t1 = time.perf_counter()
+        ws = working_spacing(sp)
+        crop = np.asarray(hu[box], np.float32)
+        grid, gs = lungmask.resample(crop, sp, ws, order=1)
+        lung_g, _ = lungmask.resample(lungs[box], sp, ws, order=0, shape=grid.shape)
+        prob = self.probability(grid, device, context)
+        timings["network_s"] = time.perf_counter() - t1
+        t2 = time.perf_counter()
+        near = ndimage.binary_dilation(lung_g > 0, structure=lungmask.ball(4.0, gs))
+        prob *= near
+        dets = nms(find_peaks(prob, gs, near, low), gs)
+        # back to the input grid: index g on the working grid is at lo + (g + 0.5) * scale - 0.5
+        scale = gs / sp
+        lo = np.array([s.start for s in box], float)
+        for d in dets:
+            c = lo + (np.asarray(d["center_kji"]) + 0.5) * scale - 0.5
+            d["center_kji"] = [float(v) for v in c]
+            d["center_lps"] = [float(v) for v in (np.asarray(affine) @ np.array([c[2], c[1], c[0], 1.0]))[:3]]
+            k, j, i = np.clip(np.rint(c).astype(int), 0, np.array(hu.shape) - 1)
+            side = int(lungs[k, j, i])
+            d["lung"] = lungmask.SIDE_NAMES.get(side, "")
+            d["score_rule"] = SCORE_RULE
+        if prob.shape == crop.shape:
+            prob_full[box] = prob
+        else:
+            back, _ = lungmask.resample(prob, gs, sp, order=1, shape=crop.shape)
+            prob_full[box] = np.clip(back, 0, 1)
+        timings["peaks_s"] = time.perf_counter() - t2
+        return DetectionResult(dets, prob_full, lungs, timings)
