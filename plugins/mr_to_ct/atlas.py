@@ -172,7 +172,7 @@ def _mask_img(m: np.ndarray, spacing) -> sitk.Image:
 # ----------------------------------------------------------------------------- registration
 
 
-def _working_grid(image: sitk.Image, mm: float = WORK_MM) -> sitk.Image:
+def working_grid(image: sitk.Image, mm: float = WORK_MM) -> sitk.Image:
     """``image`` resampled (smoothed first) to an isotropic ``mm`` grid in its own orientation."""
     size, sp = np.array(image.GetSize()), np.array(image.GetSpacing())
     new_size = [max(int(round(n * s / mm)), 1) for n, s in zip(size, sp, strict=True)]
@@ -316,6 +316,15 @@ def guess_contrast(mr_norm: np.ndarray, grey: np.ndarray, white: np.ndarray, csf
     return "T1" if w > g * 1.03 else "FLAIR"
 
 
+def normalise(values: np.ndarray, head: np.ndarray) -> np.ndarray:
+    """MR values scaled so that 0 is the background outside the head (0 for raw MR, the minimum of a
+    z-scored one) and 1 the 99th percentile inside the head (the network's input scale too)."""
+    values = np.asarray(values, dtype=np.float32)
+    bg = float(np.median(values[~head])) if (~head).any() else float(values.min())
+    ref = float(np.percentile(values[head], 99.0))
+    return (values - bg) / max(ref - bg, 1e-6)
+
+
 def _upsample(array: np.ndarray, grid: sitk.Image, reference: sitk.Image) -> np.ndarray:
     """A working-grid array brought onto ``reference``'s grid (linear)."""
     img = sitk.GetImageFromArray(np.ascontiguousarray(array, dtype=np.float32))
@@ -326,7 +335,8 @@ def _upsample(array: np.ndarray, grid: sitk.Image, reference: sitk.Image) -> np.
 def synthesize(mr: Volume, *, atlases: tuple[str, ...] = CONTRASTS, contrast: str = "auto", deformable: bool = True,
                progress: Callable[[float, str], None] | None = None, check: Callable[[], None] | None = None,
                templates: Templates | None = None) -> Synthesis:
-    """The atlas-based synthetic CT of ``mr`` on its own grid (see the module docstring)."""
+    """The atlas-based synthetic CT of ``mr`` on its own grid (see the module docstring).  ``atlases``
+    names the templates to fuse (``CONTRASTS``), or is ``("matching",)`` for the one of the MR's contrast."""
     progress = progress or (lambda f, m: None)
     check = check or (lambda: None)
     tpl = templates or load_templates()
@@ -336,14 +346,11 @@ def synthesize(mr: Volume, *, atlases: tuple[str, ...] = CONTRASTS, contrast: st
     head = head_mask_array(values, spacing)
     if head.sum() * float(np.prod(spacing)) < 100_000:  # 0.1 L
         raise HounsfieldError("No head was found in the MR image; MR-to-CT synthesis needs a head MR.")
-    # 0 = the background outside the head (0 for raw MR, the minimum of a z-scored one), 1 = bright tissue
-    bg = float(np.median(values[~head])) if (~head).any() else float(values.min())
-    ref = float(np.percentile(values[head], 99.0))
-    norm = (values - bg) / max(ref - bg, 1e-6)
+    norm = normalise(values, head)
     del values
     mr_img = sitk_from_volume(Volume(norm, mr.affine))
     head_img = sitk_from_volume(Volume(head.astype(np.uint8), mr.affine))
-    fixed = _working_grid(sitk.Mask(mr_img, head_img))
+    fixed = working_grid(sitk.Mask(mr_img, head_img))
     fixed_mask = sitk.Cast(sitk.Resample(head_img, fixed, sitk.Transform(), sitk.sitkNearestNeighbor, 0),
                            sitk.sitkUInt8)
     tpl_head = (sitk.GetArrayViewFromImage(tpl.ct) > -500).astype(np.uint8)
@@ -357,11 +364,19 @@ def synthesize(mr: Volume, *, atlases: tuple[str, ...] = CONTRASTS, contrast: st
         brain = sitk.GetArrayViewFromImage(tpl.grey) + sitk.GetArrayViewFromImage(tpl.white) \
             + sitk.GetArrayViewFromImage(tpl.csf)
         tpl_mask = sitk.Cast(_like((brain > 0.3).astype(np.uint8), tpl.ct), sitk.sitkUInt8)
-        for name in atlases:
+        for name in CONTRASTS:
             moving[name] = sitk.Mask(tpl.mr[name], tpl_mask)
         notes.append("The MR is skull-stripped: the skull and scalp of the synthetic CT come from the atlas alone.")
     else:
-        moving = {name: tpl.mr[name] for name in atlases}
+        moving = dict(tpl.mr)
+    if tuple(atlases) == ("matching",):  # the atlas of the MR's own contrast only
+        if contrast == "auto":
+            progress(0.04, "finding the MR contrast")
+            first = register(fixed, fixed_mask, moving.get("FLAIR", tpl.mr["FLAIR"]), tpl_mask, deformable=False,
+                             check=check)
+            g, w, c = (_resample_to(p, fixed, first.affine, 0.0) for p in (tpl.grey, tpl.white, tpl.csf))
+            contrast = guess_contrast(sitk.GetArrayViewFromImage(fixed), g, w, c)
+        atlases = (contrast,)
     regs: dict[str, Registration] = {}
     for n, name in enumerate(atlases):
         check()

@@ -1,0 +1,206 @@
+"""The MR-to-CT plugin: the real atlas method through the real worker on real head MR (CPU), the
+Cormack-to-HU conversion, the SynthRAD metrics, and the trainer whose model the plugin then uses."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import viewer
+from tests.conftest import data_path
+from viewer.core.volume import Volume
+
+
+def _registry():
+    from viewer.ai.discovery import Registry
+
+    return Registry(models=Path("/nonexistent-models"), entry_points=False)
+
+
+@pytest.fixture(scope="module")
+def host():
+    from viewer.ai.host import AIHost
+
+    h = AIHost(_registry(), device="cpu", threads=2)
+    yield h
+    h.shutdown()
+
+
+def _every(vol: Volume, step: int, modality: str = "MR") -> Volume:
+    """``vol`` with every ``step``-th row and column (a smaller real MR on a grid of its own)."""
+    affine = vol.affine.copy()
+    affine[:3, :2] *= step
+    arr = np.ascontiguousarray(vol.array[:, ::step, ::step])
+    return Volume(arr, affine, modality=modality, rescale=vol.rescale)
+
+
+@pytest.fixture(scope="module")
+def t1_small():
+    data_path("mr-ct-templates", "scct.nii.gz")
+    return _every(viewer.load(data_path("brain-mr-t1")), 4)  # 120 x 128 x 128, 1.64 x 1.64 x 1.5 mm
+
+
+# ------------------------------------------------------------------------------ pure functions
+
+
+def test_cormack_to_hu_at_its_breakpoints():
+    from plugins.mr_to_ct.atlas import cormack_to_hu, hu_to_cormack
+
+    # below c = 900: HU = c - 1024; 900..3100: 900 + (c - 900)/11 - 1024; above: (c - 900)/2 - 1024
+    c = np.array([0.0, 500.0, 900.0, 2000.0, 3100.0, 3794.0, 5000.0])
+    expected = np.array([-1024.0, -524.0, -124.0, -124.0 + 1100 / 11, 76.0, 1447.0 - 1024, 2050.0 - 1024])
+    np.testing.assert_allclose(cormack_to_hu(c), expected, atol=1e-9)
+    # continuous at both breakpoints, and the exact inverse of the stored transform
+    for b in (900.0, 3100.0):
+        assert abs(cormack_to_hu(b - 1e-6) - cormack_to_hu(b + 1e-6)) < 1e-3
+    hu = np.linspace(-1024, 2500, 1001)
+    np.testing.assert_allclose(cormack_to_hu(hu_to_cormack(hu)), hu, atol=1e-9)
+    assert hu_to_cormack(-124.0) == 900.0 and hu_to_cormack(76.0) == 3100.0
+
+
+def test_synthrad_metrics_against_hand_computed_values():
+    from plugins.mr_to_ct import evaluate
+
+    ct = np.zeros((9, 9, 9))
+    mask = np.zeros_like(ct, bool)
+    mask[2:7, 2:7, 2:7] = True
+    pred = ct.copy()
+    pred[mask] = 100.0
+    pred[~mask] = 500.0  # outside the mask: must not count
+    assert evaluate.mae(ct, pred, mask) == pytest.approx(100.0)
+    assert evaluate.psnr(ct, pred, mask) == pytest.approx(10 * np.log10(4024.0 ** 2 / 100.0 ** 2))
+    # clipping to -1024..3000: a -2000 reference is -1024, a 5000 prediction is 3000
+    ct2, pred2 = np.full((9, 9, 9), -2000.0), np.full((9, 9, 9), 5000.0)
+    full = np.ones((9, 9, 9), bool)
+    assert evaluate.mae(ct2, pred2, full) == pytest.approx(4024.0)
+    assert evaluate.psnr(ct2, pred2, full) == pytest.approx(0.0, abs=1e-9)
+    # SSIM of two uniform images is its luminance term: (2ab + C1) / (a^2 + b^2 + C1), values shifted by +1024
+    a, b, c1 = 1024.0, 1124.0, (0.01 * 4024.0) ** 2
+    assert evaluate.ssim(np.zeros((9, 9, 9)), np.full((9, 9, 9), 100.0), full) == \
+        pytest.approx((2 * a * b + c1) / (a * a + b * b + c1), rel=1e-6)
+    rng = np.random.default_rng(0)
+    noisy = rng.normal(0, 200, (12, 12, 12))
+    full12 = np.ones(noisy.shape, bool)
+    assert evaluate.ssim(noisy, noisy, full12) == pytest.approx(1.0)
+    assert evaluate.ssim(noisy, noisy + rng.normal(0, 200, noisy.shape), full12) < 0.99
+
+
+def test_evaluate_cli_on_files(tmp_path, capsys):
+    from plugins.mr_to_ct import evaluate
+
+    affine = np.diag([1.0, 1.0, 2.0, 1.0])
+    ct = np.zeros((8, 10, 10), np.int16)
+    pred = ct + 40
+    mask = np.ones(ct.shape, np.uint8)
+    for name, arr in (("ct", ct), ("pred", pred), ("mask", mask)):
+        viewer.save(Volume(arr, affine), tmp_path / f"{name}.nii.gz")
+    out = tmp_path / "m.json"
+    assert evaluate.main([str(tmp_path / "pred.nii.gz"), str(tmp_path / "ct.nii.gz"), str(tmp_path / "mask.nii.gz"),
+                          "--json", str(out)]) == 0
+    assert "MAE" in capsys.readouterr().out
+    result = json.loads(out.read_text())["mean"]
+    assert result["mae"] == pytest.approx(40.0)
+    assert result["psnr"] == pytest.approx(20 * np.log10(4024.0 / 40.0))
+    assert evaluate.main(["only-two", "files"]) == 2
+
+
+# ------------------------------------------------------------------------------ the real plugin
+
+
+def test_manifest_and_card():
+    info = _registry().get("mr-to-ct")
+    assert info.task.value == "image-to-image" and "MR" in info.inputs[0].modalities
+    params = {p.name: p for p in info.parameters}
+    assert params["contrast"].choices == ("auto", "T1", "T2/FLAIR") and params["method"].default == "auto"
+    card = info.card
+    assert "same-subject" in card.limitations and "65-75 HU" in card.limitations and "100-150" in card.limitations
+    assert "No model is trained and no weights ship" in card.training_data
+
+
+def test_synthetic_ct_of_a_real_t1_through_the_worker(host, t1_small):
+    from scipy import ndimage
+
+    from plugins.mr_to_ct.atlas import head_mask_array
+
+    mr = t1_small
+    progress = []
+    res = host.run("mr-to-ct", mr, {}, on_progress=lambda f, m: progress.append(f)).result(600)
+    img = res.images[0]
+    # a derived CT on the MR's exact grid
+    assert img.array.shape == mr.shape and img.array.dtype == np.int16
+    np.testing.assert_allclose(img.affine, mr.affine)
+    out = img.to_volume()
+    np.testing.assert_allclose(out.spacing, mr.spacing)
+    np.testing.assert_allclose(out.origin, mr.origin)
+    np.testing.assert_allclose(out.direction, mr.direction)
+    assert img.modality == "CT" and img.units == "HU"
+    hu = img.array.astype(np.float32)
+    # air around the head
+    head = head_mask_array(mr.real_values(), tuple(mr.spacing[::-1]))
+    far = ~ndimage.binary_dilation(head, iterations=3)
+    assert far.sum() > 100_000 and np.mean(hu[far] == -1000) > 0.99
+    # brain: the middle of the head, in the upper slices, is brain-like
+    kk, jj, ii = np.nonzero(head)
+    k_top = kk.max()
+    jc, ic = int(np.median(jj)), int(np.median(ii))
+    core = hu[k_top - 45:k_top - 15, jc - 12:jc + 12, ic - 12:ic + 12]
+    assert 15 <= np.median(core) <= 45, np.median(core)
+    assert np.mean((core > -20) & (core < 80)) > 0.8
+    # skull: bone in the outer shell of the head
+    inner = ndimage.binary_erosion(head, iterations=8)
+    shell = head & ~inner
+    assert hu.max() > 600 and np.mean(hu[shell] > 300) > 0.03
+    assert np.mean(core > 300) < 0.01  # no bone inside the brain
+    # the uncertainty heatmap, in HU
+    hm = res.heatmaps[0]
+    assert hm.kind == "uncertainty" and hm.unit == "HU" and hm.full_scale == 300.0
+    assert hm.array.shape == mr.shape and 0 <= hm.array.min() and hm.array.max() <= 1
+    assert hm.array[far].max() == 0 and np.mean(hm.array[shell]) > np.mean(hm.array[inner])
+    assert any("T1" in n for n in res.notes) and any("Fused 2 atlases" in n for n in res.notes)
+    assert progress[-1] == pytest.approx(1.0) and len(progress) > 3
+
+
+def test_a_ct_is_refused_in_one_sentence(host):
+    ct = viewer.load(data_path("ct-aorta", "ct_cropped.nii.gz"))
+    from viewer.core.errors import HounsfieldError
+
+    with pytest.raises(HounsfieldError) as err:
+        host.run_sync("mr-to-ct", ct)
+    assert "MR" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_trainer_on_a_synthrad_folder_and_the_plugin_uses_its_model(tmp_path, monkeypatch):
+    import torch
+
+    from plugins.mr_to_ct import phantoms, train
+    from viewer.ai.host import AIHost
+
+    data_path("mr-ct-templates", "scct.nii.gz")
+    cases = phantoms.make_template_cases(tmp_path / "synthrad", n=2, spacing=(4.0, 4.0, 4.0))
+    assert all((c / f).is_file() for c in cases for f in ("mr.nii.gz", "ct.nii.gz", "mask.nii.gz"))
+    models = tmp_path / "models"
+    out = train.train(tmp_path / "synthrad", models / "mr-to-ct" / "model.ts", iterations=6, batch=2, patch=32,
+                      spacing=4.0, hold_out=[cases[1].name], log=lambda *_: None)
+    log = json.loads(out.with_suffix(".log.json").read_text())
+    assert log["trained_on"] == [cases[0].name] and log["held_out"] == [cases[1].name]
+    ev = log["evaluation"][0]
+    assert ev["mae"] > 0 and np.isfinite(ev["psnr"]) and -1 <= ev["ssim"] <= 1
+    net = torch.jit.load(str(out))
+    assert net.slices == 3 and net.spacing_mm == 4.0 and net.hu_scale == 1000.0
+
+    monkeypatch.setenv("HOUNSFIELD_MODELS_DIR", str(models))  # the worker below is spawned with it
+    mr = _every(viewer.load(data_path("brain-tumor-mr", "brain1_image.nrrd")), 2)  # 25 x 128 x 128
+    h = AIHost(_registry(), device="cpu", threads=2)
+    try:
+        res = h.run_sync("mr-to-ct", mr, {"atlases": "matching"})
+    finally:
+        h.shutdown()
+    img = res.images[0]
+    assert "network" in img.name and img.array.shape == mr.shape
+    np.testing.assert_allclose(img.affine, mr.affine)
+    assert res.heatmaps[0].name == "Network vs atlas disagreement" and res.heatmaps[0].unit == "HU"
+    assert any("model.ts" in n for n in res.notes)
+    assert np.mean(img.array[:, :4, :4] == -1000) > 0.95  # air outside the head stays air
