@@ -67,6 +67,41 @@ def _manifest_info(path: Path, source: str) -> PluginInfo:
 # ------------------------------------------------------------------------------- models folder
 
 
+# MONAI detection bundles (model-zoo lung_nodule_ct_detection layout: a RetinaNetDetector in
+# configs/inference.json) run with their own pre- and post-processing by the lung nodule plugin's
+# runner; the name is data here (discovery imports no plugin code)
+DETECTION_BUNDLE_ENTRY = "plugins.lung_nodules.bundle:DetectionBundle"
+
+
+def _is_detection_bundle(folder: Path) -> bool:
+    path = folder / "configs" / "inference.json"
+    if not path.is_file():
+        return False
+    try:
+        return '"RetinaNetDetector"' in path.read_text(encoding="utf-8").replace(" ", "").replace(
+            "monai.apps.detection.networks.retinanet_detector.", "")
+    except OSError:
+        return False
+
+
+def _detection_bundle_info(folder: Path, meta: dict, model: Path) -> PluginInfo:
+    ndf = meta.get("network_data_format", {})
+    inp = next(iter(ndf.get("inputs", {}).values()), {})
+    modality = inp.get("modality", "")
+    d = {"id": "bundle/" + _slug(meta.get("name", folder.name)), "name": meta.get("name", folder.name),
+         "version": str(meta.get("version", "0")), "task": Task.DETECTION.value,
+         "description": meta.get("description", ""),
+         "inputs": [{"modalities": [modality] if modality and modality.upper() != "ANY" else []}],
+         "entry": DETECTION_BUNDLE_ENTRY, "model_path": str(model), "bundle": str(folder),
+         "card": {"intended_use": meta.get("intended_use", meta.get("description", "")),
+                  "training_data": meta.get("data_source", ""), "limitations": meta.get("limitations", ""),
+                  "license": meta.get("copyright", ""), "references": list(meta.get("references", []))},
+         "parameters": [{"name": "score_threshold", "kind": "float", "default": 0.0, "minimum": 0.0, "maximum": 1.0,
+                         "step": 0.01, "label": "Score threshold",
+                         "help": "Detections scoring below this are dropped; 0 uses the bundle's own threshold."}]}
+    return PluginInfo.from_dict(d, source="models folder")
+
+
 def _bundle_info(folder: Path) -> PluginInfo:
     """A MONAI bundle folder as a plugin: metadata.json says what it is; the model runs as given."""
     meta = _read_json(folder / "configs" / "metadata.json")
@@ -77,6 +112,8 @@ def _bundle_info(folder: Path) -> PluginInfo:
         fmt, model = "state_dict", pt
     else:
         raise HounsfieldError(f"The MONAI bundle {folder.name} has neither models/model.ts nor models/model.pt.")
+    if _is_detection_bundle(folder):
+        return _detection_bundle_info(folder, meta, model)
     ndf = meta.get("network_data_format", {})
     inp = next(iter(ndf.get("inputs", {}).values()), {})
     out = next(iter(ndf.get("outputs", {}).values()), {})

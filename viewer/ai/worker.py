@@ -115,7 +115,9 @@ def load_plugin(info: PluginInfo):
             target = getattr(importlib.import_module(module), attr)
         except (ImportError, AttributeError) as exc:
             raise HounsfieldError(f"Plugin {info.id}'s code {info.entry} could not be imported ({exc}).") from None
-        if isinstance(target, type) or (callable(target) and not hasattr(target, "run")):
+        if getattr(target, "takes_info", False):
+            obj = target(info)  # a runner for model files of a kind (e.g. a MONAI detection bundle)
+        elif isinstance(target, type) or (callable(target) and not hasattr(target, "run")):
             obj = target()  # a plugin class, or a factory function
         else:
             obj = target  # a ready plugin object
