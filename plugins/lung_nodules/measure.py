@@ -40,7 +40,7 @@ RIGHT_LABEL, LEFT_LABEL = 1, 2  # lungmask.py's labels
 GGO_LEVEL_HU, GGO_EXTRA = 150.0, 1.0
 LEVEL = 0.6  # the threshold's place between the parenchyma (0) and the nodule's core (1)
 CLOSING_FRACTION = 1.1  # without a lung mask: the pleural closing's radius, times the nodule's size
-OPEN_FRACTION, OPEN_MAX_MM = 0.5, 4.0  # vessel-cutting opening: this fraction of the inscribed radius
+OPEN_FRACTION, OPEN_MAX_MM = 0.5, 5.0  # vessel-cutting opening: this fraction of the inscribed radius
 
 
 def _edt(mask: np.ndarray, spacing) -> np.ndarray:
@@ -137,11 +137,14 @@ def _segment_box(hu: np.ndarray, spacing, seed, lung: np.ndarray | None, size_mm
 
     sigma = [0.0] + [max(0.0, 0.5 / s) if s < 1.0 else 0.0 for s in spacing[1:]]
     hu_s = ndimage.gaussian_filter(hu, sigma) if any(sigma) else hu
-    # the seed: densest smoothed voxel within a small ball round the given centre
-    r_seed = max(2.0, 0.25 * size_mm) if size_mm else 3.0
-    near = _ball(hu.shape, seed, r_seed, spacing)
-    cand = np.argwhere(near)
-    seed = tuple(cand[int(np.argmax(hu_s[near]))])
+    # the seed: the centre when it lies on the nodule, else the densest smoothed voxel within a
+    # small ball round it (a centre in the lung beside a small nodule; near the pleura the densest
+    # voxel may be chest wall, so a centre on nodule tissue is never moved)
+    if hu_s[seed] < GGO_HU:
+        r_seed = max(2.0, 0.25 * size_mm) if size_mm else 3.0
+        near = _ball(hu.shape, seed, r_seed, spacing)
+        cand = np.argwhere(near)
+        seed = tuple(cand[int(np.argmax(hu_s[near]))])
     core_ball = _ball(hu.shape, seed, max(1.5, min(3.0, 0.2 * size_mm)) if size_mm else 2.0, spacing)
     core = float(np.percentile(hu_s[core_ball], 75))
     air = hu_s < -600
