@@ -7,8 +7,9 @@
 
 INPUT is anything ``hounsfield open`` reads (DICOM folder or file, DICOMDIR, NIfTI/NRRD/MHA).
 ``--point`` and ``--box`` are prompts in LPS mm for a plugin that takes them (``,neg`` marks a
-negative point; ``,pos`` or nothing a positive one); ``--modality`` says what a file without a
-modality of its own (NIfTI, NRRD, MHA) is.
+negative point; ``,pos`` or nothing a positive one; write ``--point=-40,12,-88`` with ``=`` when
+the first coordinate is negative); ``--modality`` says what a file without a modality of its own
+(NIfTI, NRRD, MHA) is.
 Results are written by ``viewer.ai.outputs.write_results``.  Progress goes to stderr.
 """
 
@@ -34,8 +35,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, help="CPU threads for the model")
     p.add_argument("--list", action="store_true", help="list the installed plugins and exit")
     p.add_argument("--point", action="append", default=[], metavar="X,Y,Z[,neg]",
-                   help="a prompt point in LPS mm (',neg' for a negative one); repeatable")
-    p.add_argument("--box", metavar="X0,Y0,Z0,X1,Y1,Z1", help="a prompt box in LPS mm (two opposite corners)")
+                   help="a prompt point in LPS mm (',neg' for a negative one; --point=-1,2,3 when the first "
+                        "coordinate is negative); repeatable")
+    p.add_argument("--box", metavar="X0,Y0,Z0,X1,Y1,Z1",
+                   help="a prompt box in LPS mm, two opposite corners (--box=-1,... when negative)")
     p.add_argument("--modality", type=str.upper, choices=("CT", "MR"),
                    help="the modality of an input file that has none (NIfTI, NRRD, MHA)")
 

@@ -1,0 +1,146 @@
+"""From prompts to a lesion probability: the network on a local window (no Qt; torch lazily).
+
+``Segmenter.segment`` takes clicks as continuous array indices ``(k, j, i)`` and returns the
+probability on the part of the volume the window covers.  The window:
+
+* with a box: centred on the box, its spacing from the box's extent;
+* with a previous mask (refinement): centred on the mask and the positive clicks, spacing from
+  their extent;
+* on a first click: a 2 mm pass centred on the click finds the lesion's extent, then a second pass
+  at the spacing that extent asks for refines it (the first mask as the previous mask).
+
+Of the thresholded mask only the connected parts holding a positive click are kept (the part
+nearest the first click when none holds one), so a click on one lesion does not pick up another.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from plugins.lesion_segmentation.network import (
+    COARSE_SPACING_MM,
+    MAX_SPACING_MM,
+    ROI,
+    Window,
+    build_net,
+    network_input,
+    spacing_for_extent,
+)
+
+WEIGHTS = Path(__file__).resolve().parent / "weights.pt"
+THRESHOLD = 0.5
+
+
+def keep_clicked(mask: np.ndarray, pos_win, neg_win=()) -> np.ndarray:
+    """The connected parts of ``mask`` that hold a positive click (window indices)."""
+    if not mask.any() or not pos_win:
+        return mask
+    lab, n = ndimage.label(mask)
+    keep = set()
+    inside = [tuple(np.clip(np.rint(p).astype(int), 0, np.array(mask.shape) - 1)) for p in pos_win]
+    for c in inside:
+        if lab[c]:
+            keep.add(int(lab[c]))
+    if not keep:  # a click just off the mask: the nearest part, when it is close
+        d, idx = ndimage.distance_transform_edt(lab == 0, return_indices=True)
+        c = inside[0]
+        if d[c] <= 4:
+            keep.add(int(lab[tuple(idx[:, c[0], c[1], c[2]])]))
+    return np.isin(lab, list(keep)) if keep else np.zeros_like(mask)
+
+
+class WindowSegmenter:
+    """The window logic around a method that maps one window to a probability (``_window_prob``);
+    the network and the classical baselines (baselines.py) share it, so they see the same windows."""
+
+    def _window_prob(self, w: Window, image, modality, pos, neg, prev) -> tuple[np.ndarray, list]:
+        raise NotImplementedError
+
+    def segment(self, image: np.ndarray, vox, modality: str, pos, neg=(), box=None, prev: np.ndarray | None = None,
+                threshold: float = THRESHOLD) -> tuple[tuple[slice, ...], np.ndarray, np.ndarray]:
+        """(the volume slices the window covers, probability there, mask there).
+
+        ``image``: real values [k, j, i]; ``vox``: spacing (k, j, i) mm; ``pos``/``neg``: click indices;
+        ``box``: (lo, hi) indices or None; ``prev``: the previous mask (bool, volume-sized) or None."""
+        vox = np.asarray(vox, np.float64)
+        pos = [np.asarray(p, np.float64) for p in pos]
+        neg = [np.asarray(p, np.float64) for p in neg]
+        box_win = None
+        if box is not None:
+            lo, hi = (np.asarray(b, np.float64) for b in box)
+            centre = (lo + hi) / 2
+            spacing = spacing_for_extent(float(((hi - lo + 1) * vox).max()))
+            if not pos:
+                pos = [centre]
+        elif prev is not None and prev.any():
+            idx = np.argwhere(prev)
+            pts = np.vstack([idx.min(0), idx.max(0), *pos]) if pos else np.vstack([idx.min(0), idx.max(0)])
+            lo, hi = pts.min(0), pts.max(0)
+            centre = (lo + hi) / 2
+            spacing = spacing_for_extent(float(((hi - lo + 1) * vox).max()))
+        else:
+            if not pos:
+                raise ValueError("a positive click or a box is needed")
+            w = Window(pos[0], COARSE_SPACING_MM, vox)
+            prob, pos_w = self._window_prob(w, image, modality, pos, neg, None)
+            mask = keep_clicked(prob > threshold, pos_w)
+            if not mask.any():
+                sl, p = w.paste(prob, image.shape)
+                return sl, p, p > threshold
+            idx = np.argwhere(mask)
+            lo_w, hi_w = idx.min(0), idx.max(0)
+            extent = float((hi_w - lo_w + 1).max()) * COARSE_SPACING_MM
+            centre = w.centre + ((lo_w + hi_w) / 2 - (ROI - 1) / 2) * COARSE_SPACING_MM / vox
+            spacing = spacing_for_extent(extent)
+            sl, p = w.paste(mask.astype(np.float32), image.shape)
+            prev = np.zeros(image.shape, bool)
+            prev[sl] = p > 0.5
+        spacing = min(spacing, MAX_SPACING_MM)
+        w = Window(centre, spacing, vox)
+        prob, pos_w = self._window_prob(w, image, modality, pos, neg, prev)
+        if box is not None:
+            lo_w, hi_w = w.to_window(lo), w.to_window(hi)
+            g = [np.arange(ROI) for _ in range(3)]
+            inside = [(g[a] >= lo_w[a] - 1) & (g[a] <= hi_w[a] + 1) for a in range(3)]
+            box_win = inside[0][:, None, None] & inside[1][None, :, None] & inside[2][None, None, :]
+            prob = prob * box_win
+        mask = keep_clicked(prob > threshold, pos_w)
+        sl, p = w.paste(prob.astype(np.float32), image.shape)
+        _, m = w.paste(mask.astype(np.float32), image.shape)
+        return sl, p, (m > 0.5) & (p > threshold)
+
+class Segmenter(WindowSegmenter):
+    """The network, loaded once."""
+
+    def __init__(self, weights: Path | str = WEIGHTS, device: str = "cpu"):
+        import torch
+
+        from viewer.ai.models import load_state_dict
+
+        self.net = build_net()
+        self.net.load_state_dict(load_state_dict(weights))
+        self.net.eval().to(device)
+        self.device = device
+        self._torch = torch
+
+    def to(self, device: str) -> Segmenter:
+        if device != self.device:
+            self.net.to(device)
+            self.device = device
+        return self
+
+    def _window_prob(self, w: Window, image, modality, pos, neg, prev) -> tuple[np.ndarray, list]:
+        img = w.sample(image)
+        pos_w = [w.to_window(p) for p in pos]
+        neg_w = [w.to_window(p) for p in neg]
+        prev_w = None if prev is None else w.sample(prev, smooth=False)
+        x = network_input(img, modality, pos_w, neg_w, prev_w)
+        torch = self._torch
+        with torch.inference_mode():
+            logits = self.net(torch.from_numpy(x)[None].to(self.device))[0, 0].float().cpu().numpy()
+        return 1.0 / (1.0 + np.exp(-logits)), pos_w
+
+

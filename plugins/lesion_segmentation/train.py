@@ -1,0 +1,236 @@
+"""Train the promptable lesion network (CPU, one thread, fixed seeds).
+
+    python plugins/lesion_segmentation/train.py                 # writes weights.pt and training_log.json
+    python plugins/lesion_segmentation/train.py --iterations 200 --out /tmp/w.pt   # a quick try
+
+Each sample is one ROI^3 window (network.py) around a lesion: half the time a real lesion of a
+training case (data.py), otherwise a synthetic lesion inserted into a real CT or MR window (lung,
+soft tissue, brain, or an edge: pleura, vessels, ventricles).  The window's spacing follows what the
+plugin does: 1.3-2.3x the lesion's extent, or the 2 mm first pass.  Clicks are simulated the way a
+reader clicks: the first at the lesion's most interior point (or another deep interior point), then
+0-3 corrective clicks at the centre of the largest error region of a previous mask (positive in a
+miss, negative in a false positive); the previous mask is the truth perturbed (grown, shrunk, cut,
+or given an extra blob) or, after the first quarter of training, the network's own prediction.
+Loss: binary cross-entropy + soft Dice.  Weights: a plain state_dict (loaded with weights_only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+HERE = Path(__file__).resolve().parent
+if __package__ in (None, ""):
+    sys.path.insert(0, str(HERE.parents[1]))
+
+from plugins.lesion_segmentation import data  # noqa: E402
+from plugins.lesion_segmentation.network import (  # noqa: E402
+    COARSE_SPACING_MM,
+    MAX_SPACING_MM,
+    MIN_SPACING_MM,
+    ROI,
+    Window,
+    build_net,
+    network_input,
+)
+
+SEED = 15
+ITERATIONS = 1800
+BATCH = 2
+LR = 2e-3
+
+
+class Sampler:
+    def __init__(self, cases, rng):
+        self.cases = cases
+        self.rng = rng
+        self.info = []
+        for c in cases:
+            les = []
+            for m in c.lesions:
+                idx = np.argwhere(m)
+                ext = float(((idx.max(0) - idx.min(0) + 1) * c.vox).max())
+                les.append((m, idx.mean(0), ext))
+            self.info.append(les)
+
+    def spacing(self, extent: float) -> float:
+        if self.rng.random() < 0.25:
+            return COARSE_SPACING_MM
+        return float(np.clip(extent * self.rng.uniform(1.3, 2.3) / ROI, MIN_SPACING_MM, MAX_SPACING_MM))
+
+    def window(self):
+        """(image window, truth mask, modality, spacing) of one lesion."""
+        rng = self.rng
+        while True:
+            ci = int(rng.integers(len(self.cases)))
+            case, les = self.cases[ci], self.info[ci]
+            if les and rng.random() < 0.5:
+                mask, centroid, extent = les[int(rng.integers(len(les)))]
+                s = self.spacing(extent)
+                centre = centroid + rng.normal(0, 0.08 * ROI * s, 3) / case.vox
+                w = Window(centre, s, case.vox)
+                img = w.sample(case.image)
+                gt = w.sample(mask.astype(np.float32), smooth=False) > 0.5
+            else:
+                names = list(case.sites)
+                site = names[int(rng.integers(len(names)))]
+                pts = case.sites[site]
+                if len(pts) == 0:
+                    continue
+                loc = pts[int(rng.integers(len(pts)))].astype(np.float64)
+                lo, hi = (4.0, 35.0) if site == "lung" else (6.0, 70.0)
+                extent = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+                s = self.spacing(extent)
+                w = Window(loc + rng.normal(0, 0.08 * ROI * s, 3) / case.vox, s, case.vox)
+                img = w.sample(case.image)
+                img, gt = data.insert_lesion(rng, img, case.modality, w.to_window(loc), extent / 2 / s, s, site)
+            if gt.sum() < 8 or gt.all():
+                continue
+            if case.modality == "CT":
+                img = img + rng.normal(0, 10)
+            for axis in range(3):
+                if rng.random() < 0.5:
+                    img, gt = np.flip(img, axis), np.flip(gt, axis)
+            return np.ascontiguousarray(img), np.ascontiguousarray(gt), case.modality
+
+    def perturbed(self, gt):
+        rng = self.rng
+        p = gt.copy()
+        r = rng.random()
+        if r < 0.3:
+            p = ndimage.binary_dilation(p, iterations=int(rng.integers(1, 5)))
+        elif r < 0.6:
+            p = ndimage.binary_erosion(p, iterations=int(rng.integers(1, 4)))
+        if rng.random() < 0.4:  # cut a part away
+            idx = data.grid(p.shape[0])
+            n = rng.standard_normal(3)
+            c = np.argwhere(gt).mean(0)
+            side = ((idx[:, 0] - c[0]) * n[0] + (idx[:, 1] - c[1]) * n[1] + (idx[:, 2] - c[2]) * n[2])
+            side = side.reshape(p.shape) > rng.uniform(0, 0.5) * gt.sum() ** (1 / 3)
+            p &= ~side
+        if rng.random() < 0.4:  # leak into the neighbourhood
+            d = data.synthetic_shape(rng, p.shape[0], np.argwhere(gt)[int(rng.integers(gt.sum()))]
+                                     + rng.normal(0, 6, 3), rng.uniform(3, 12))
+            p |= d < 0
+        return p
+
+
+def clicks_for(sampler, gt, prev, n):
+    rng = sampler.rng
+    first = data.interior_point(gt)
+    if rng.random() < 0.4:
+        edt = ndimage.distance_transform_edt(gt)
+        deep = np.argwhere(edt >= 0.4 * edt.max())
+        first = deep[int(rng.integers(len(deep)))].astype(np.float64)
+    pos, neg = [first], []
+    if prev is None:
+        return pos, neg
+    fixed = prev.copy()
+    for _ in range(n):
+        c = data.corrective_click(gt, fixed)
+        if c is None:
+            break
+        p, positive = c
+        (pos if positive else neg).append(p + rng.normal(0, 0.7, 3))
+        # the region clicked counts as corrected when looking for the next error
+        err = gt ^ fixed
+        lab, _ = ndimage.label(err)
+        region = lab == lab[tuple(np.clip(np.rint(p).astype(int), 0, gt.shape[0] - 1))]
+        fixed = np.where(region, gt, fixed)
+    return pos, neg
+
+
+def save_half(net, path) -> None:
+    """The weights as float16 (half the size; the plugin loads them into float32)."""
+    import torch
+
+    torch.save({k: v.detach().half() if v.is_floating_point() else v for k, v in net.state_dict().items()}, path)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--iterations", type=int, default=ITERATIONS)
+    ap.add_argument("--stop-after", type=int, default=0,
+                    help="stop after this many iterations of the --iterations schedule (the shipped weights: "
+                         "see training_log.json)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", default=str(HERE / "weights.pt"))
+    ap.add_argument("--log", default=str(HERE / "training_log.json"))
+    args = ap.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(SEED)
+    rng = np.random.default_rng(SEED)
+    t0 = time.perf_counter()
+    cases = data.training_cases(SEED)
+    print(f"{len(cases)} cases, {sum(len(c.lesions) for c in cases)} real lesions, "
+          f"loaded in {time.perf_counter() - t0:.0f} s", flush=True)
+    sampler = Sampler(cases, rng)
+    net = build_net()
+    opt = torch.optim.AdamW(net.parameters(), lr=LR, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda it: min(1.0, (it + 1) / 100) * 0.5 * (1 + math.cos(math.pi * it / args.iterations)))
+    log = {"seed": SEED, "iterations": args.iterations, "batch": BATCH, "cases": [c.name for c in cases],
+           "held_out": list(data.HELD_OUT), "loss": []}
+    running = []
+    t_train = time.perf_counter()
+    stop = args.stop_after or args.iterations
+    for it in range(stop):
+        xs, ys = [], []
+        for _ in range(BATCH):
+            img, gt, modality = sampler.window()
+            mode = rng.random()
+            prev, n = None, 0
+            if mode < 0.35:
+                pass
+            elif mode < 0.65 or it < args.iterations // 4:
+                prev, n = sampler.perturbed(gt), int(rng.integers(0, 4))
+            else:  # the network's own first-click mask, then corrective clicks on its errors
+                pos, neg = clicks_for(sampler, gt, None, 0)
+                x = network_input(img, modality, pos, neg, None)
+                net.eval()
+                with torch.no_grad():
+                    prev = (net(torch.from_numpy(x)[None])[0, 0] > 0).numpy()
+                net.train()
+                n = int(rng.integers(0, 4))
+            pos, neg = clicks_for(sampler, gt, prev, n)
+            xs.append(network_input(img, modality, pos, neg, None if prev is None else prev.astype(np.float32)))
+            ys.append(gt[None].astype(np.float32))
+        x = torch.from_numpy(np.stack(xs))
+        y = torch.from_numpy(np.stack(ys))
+        logits = net(x)
+        prob = torch.sigmoid(logits)
+        inter = (prob * y).sum((1, 2, 3, 4))
+        dice = 1 - (2 * inter + 1) / (prob.sum((1, 2, 3, 4)) + y.sum((1, 2, 3, 4)) + 1)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, y) + dice.mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        running.append(float(loss.detach()))
+        if (it + 1) % 100 == 0:
+            m = float(np.mean(running))
+            running = []
+            log["loss"].append([it + 1, round(m, 4)])
+            print(f"it {it + 1} loss {m:.4f} {time.perf_counter() - t_train:.0f} s", flush=True)
+            if (it + 1) % 300 == 0:  # a checkpoint to look at while it trains
+                save_half(net, args.out + ".partial")
+    log["stopped_after"] = stop
+    log["train_seconds"] = round(time.perf_counter() - t_train, 1)
+    save_half(net, args.out)
+    Path(args.log).write_text(json.dumps(log, indent=1))
+    print(f"wrote {args.out} after {log['train_seconds']} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
