@@ -74,7 +74,8 @@ def main() -> int:
 
     app = QApplication.instance() or QApplication(sys.argv)
     win = MainWindow(settings=QSettings(tempfile.mktemp(suffix=".ini"), QSettings.Format.IniFormat))
-    win.ai._host = AIHost(Registry(models=Path("/nonexistent"), entry_points=False), device="cpu", threads=2)
+    win.features.ai.controller._host = AIHost(Registry(models=Path("/nonexistent"), entry_points=False),
+                                              device="cpu", threads=2)
     win.resize(1400, 900)
     win.show()
     win.open_path(str(chest))
@@ -83,18 +84,18 @@ def main() -> int:
         app.processEvents()
         time.sleep(0.01)
     win.model.set_layout("2x2")
-    win.ai.host.start()  # worker and torch warm, as after the first run
+    win.features.ai.controller.host.start()  # worker and torch warm, as after the first run
     time.sleep(8)
-    handle = win.ai.start("ct-denoising", {"dose": 0.25})
+    handle = win.features.ai.controller.start("ct-denoising", {"dose": 0.25})
     t0 = time.monotonic()
-    run_gaps = measure(app, win, lambda: bool(win.ai.entries), 600)
+    run_gaps = measure(app, win, lambda: bool(win.features.ai.controller.entries), 600)
     run_seconds = time.monotonic() - t0
-    if not win.ai.entries:
+    if not win.features.ai.controller.entries:
         print(f"the run did not finish: {handle.state} {handle.error}")
         return 1
     win.model.set_layout("2x2")
     win.model.restore_planes()
-    win.model.show_series(0, win.ai.entries[0].source_key)
+    win.model.show_series(0, win.features.ai.controller.entries[0].source_key)
     base_gaps = measure(app, win, lambda: False, run_seconds)
     (run_max, run_p99), (base_max, base_p99) = summary(run_gaps), summary(base_gaps)
     print(f"denoising the chest CT took {run_seconds:.1f} s (worker warm); UI ticks: {len(run_gaps)} during "

@@ -92,7 +92,7 @@ def ready_window(win, qtbot, layout: str = "2x2") -> None:
 
 def clear_measurements(win) -> None:
     """Remove every measurement of a shared window, so a test starts with none."""
-    ctl = win.measure
+    ctl = win.features.measure.controller
     for _key, meas in list(ctl.all()):
         ctl.remove(meas.uid)
 

@@ -29,7 +29,7 @@ def ai_window(qapp, tmp_path_factory):
         registry = Registry(models=Path("/nonexistent-models"), entry_points=False)
         for name in ("crash", "slow", "threshold"):
             registry.add(fake_info(name))
-        win.ai._host = AIHost(registry, device="cpu", threads=2, stall_timeout=120)
+        win.features.ai.controller._host = AIHost(registry, device="cpu", threads=2, stall_timeout=120)
 
     win = open_study_window(qapp, tmp_path_factory.mktemp("ai"), data_path("chest-ct"), size=(1500, 900),
                             before_show=cpu_host)
@@ -42,17 +42,17 @@ def denoised(ai_window, qapp):
     """Run the real denoiser once for the module; the result it produced (a workspace Applied)."""
     win = ai_window
     win.model.set_active(0)
-    handle = win.ai.start("ct-denoising", {"dose": 0.25, "heatmap": True})
+    handle = win.features.ai.controller.start("ct-denoising", {"dose": 0.25, "heatmap": True})
     assert handle is not None, win.message_bar.text()
     end = time.monotonic() + 300
-    while not win.ai.entries and time.monotonic() < end:
+    while not win.features.ai.controller.entries and time.monotonic() < end:
         qapp.processEvents()
         time.sleep(0.02)
         assert not win.message_bar.text(), win.message_bar.text()
-    assert win.ai.entries, "the denoiser gave no result in time"
+    assert win.features.ai.controller.entries, "the denoiser gave no result in time"
     for _ in range(5):
         qapp.processEvents()
-    return win.ai.entries[-1]
+    return win.features.ai.controller.entries[-1]
 
 
 def _coloured(img: np.ndarray) -> int:
@@ -63,14 +63,13 @@ def _coloured(img: np.ndarray) -> int:
 def test_the_ai_menu_offers_the_denoiser_for_ct_and_the_form_follows_its_parameters(ai_window):
     from PySide6.QtWidgets import QCheckBox, QDoubleSpinBox, QTextBrowser
 
-    from viewer.ui.ai import _fill_menu
     from viewer.ui.ai.dialog import RunDialog
 
     win = ai_window
-    _fill_menu(win, win.ai_menu)
-    acts = {a.text(): a for a in win.ai_menu.actions()}
+    win.features.ai.fill_menu()
+    acts = {a.text(): a for a in win.features.ai.menu.actions()}
     assert acts["CT denoising..."].isEnabled()
-    info = win.ai.host.get("ct-denoising")
+    info = win.features.ai.controller.host.get("ct-denoising")
     dialog = RunDialog(info, "chest CT")
     dose = dialog.findChild(QDoubleSpinBox, "param_dose")
     assert dose.value() == pytest.approx(0.25) and dose.minimum() == pytest.approx(0.05) and dose.maximum() == 1.0
@@ -108,11 +107,11 @@ def test_the_denoised_series_opens_beside_its_source_linked_and_less_noisy(ai_wi
     m.set_layout("1x1")
     settle(qtbot, 100)
     a = win.grid.views[0].capture()
-    win.ai.flicker()
+    win.features.ai.controller.flicker()
     assert m.viewports[0].series == out_key
     settle(qtbot, 100)
     b = win.grid.views[0].capture()
-    win.ai.flicker()
+    win.features.ai.controller.flicker()
     m.set_crosshair_visible(True)
     m.set_layout("1x3")
     ga, gb = a[..., 0].astype(float), b[..., 0].astype(float)
@@ -146,7 +145,7 @@ def test_the_removed_noise_heatmap_draws_over_the_original_and_follows_its_contr
     settle(qtbot, 100)
     assert abs(_coloured(view.capture()) - base) < 50  # the colour bar goes too
     # the panel's controls drive the layer
-    box = win.ai.panel.boxes[0]
+    box = win.features.ai.panel.boxes[0]
     controls = box.heatmap_controls[0]
     controls.visible.setChecked(True)
     controls.opacity.setValue(30)
@@ -191,7 +190,7 @@ def test_the_comparison_zooms_and_pans_together_and_its_colour_bar_says_hu(ai_wi
 
     win, m = ai_window, ai_window.model
     src_key, out_key = denoised.source_key, denoised.derived_keys[0]
-    win.ai.compare(denoised)
+    win.features.ai.controller.compare(denoised)
     layer = denoised.heatmaps[0]
     layer.set(visible=False)
     for state in (m.series[src_key], m.series[out_key]):
@@ -245,51 +244,51 @@ def test_flicker_swaps_original_and_result_in_place(ai_window, denoised, qtbot):
     assert m.viewports[0].series == denoised.derived_keys[0] and m.viewports[0].zoom == 2.0
     qtbot.keyClick(win.grid.views[0], "T")
     assert m.viewports[0].series == denoised.source_key and m.viewports[0].zoom == 2.0
-    win.ai.compare(denoised)
+    win.features.ai.controller.compare(denoised)
     assert m.viewports[1].series == denoised.derived_keys[0]
 
 
 def test_cancel_stops_a_run_and_the_viewer_goes_on(ai_window, denoised, qtbot):
     win, m = ai_window, ai_window.model
     m.set_active(0)
-    count = len(win.ai.entries)
-    handle = win.ai.start("test-slow", {})
+    count = len(win.features.ai.controller.entries)
+    handle = win.features.ai.controller.start("test-slow", {})
     assert handle is not None
     qtbot.waitUntil(lambda: handle.state == "running", timeout=60000)
-    assert win.ai.cancel_button.isVisible()
+    assert win.features.ai.cancel_button.isVisible()
     t0 = time.monotonic()
-    win.ai.cancel()
+    win.features.ai.controller.cancel()
     qtbot.waitUntil(handle.done, timeout=5000)
     assert time.monotonic() - t0 < 2.0
-    qtbot.waitUntil(lambda: not win.ai.cancel_button.isVisible(), timeout=2000)
-    assert len(win.ai.entries) == count and not win.message_bar.text()
+    qtbot.waitUntil(lambda: not win.features.ai.cancel_button.isVisible(), timeout=2000)
+    assert len(win.features.ai.controller.entries) == count and not win.message_bar.text()
     m.step(0, 1)  # still reading
 
 
 def test_a_crashing_plugin_shows_one_sentence_and_the_next_run_works(ai_window, denoised, qtbot):
     win, m = ai_window, ai_window.model
     m.set_active(0)
-    handle = win.ai.start("test-crash", {})
+    handle = win.features.ai.controller.start("test-crash", {})
     assert handle is not None
     qtbot.waitUntil(lambda: bool(win.message_bar.text()), timeout=60000)
     text = win.message_bar.text()
     assert "Traceback" not in text and text.endswith(".") and text.count(". ") == 0, text
     win.message_bar.dismiss()
-    again = win.ai.start("test-slow", {})
+    again = win.features.ai.controller.start("test-slow", {})
     assert again is not None
     qtbot.waitUntil(lambda: again.state == "running", timeout=60000)
-    win.ai.cancel()
+    win.features.ai.controller.cancel()
     qtbot.waitUntil(again.done, timeout=5000)
     assert again.worker_restarted or again.state == "cancelled"
 
 
 def test_removing_a_result_takes_its_series_and_heatmap_away(ai_window, denoised, qtbot):
     win, m = ai_window, ai_window.model
-    win.ai.remove(denoised)
+    win.features.ai.controller.remove(denoised)
     assert denoised.derived_keys[0] not in m.series
     assert not m.series[denoised.source_key].open_series.heatmaps
     assert denoised not in win.workspace.results and denoised.derived_keys[0] not in win.workspace.series
-    assert not win.ai.panel.boxes
+    assert not win.features.ai.panel.boxes
 
 
 def _status_pixels(img: np.ndarray, status: str) -> int:
@@ -312,11 +311,11 @@ def test_detections_become_markers_to_accept_reject_move_and_resize(ai_window, q
     for slot in range(3):
         m.show_series(slot, src_key)
     m.set_active(0)
-    count = len(win.ai.entries)
-    handle = win.ai.start("test-threshold", {})
+    count = len(win.features.ai.controller.entries)
+    handle = win.features.ai.controller.start("test-threshold", {})
     assert handle is not None, win.message_bar.text()
-    qtbot.waitUntil(lambda: len(win.ai.entries) > count, timeout=120000)
-    entry = win.ai.entries[-1]
+    qtbot.waitUntil(lambda: len(win.features.ai.controller.entries) > count, timeout=120000)
+    entry = win.features.ai.controller.entries[-1]
     ms = entry.marker_sets[0]
     marker = ms.markers[0]
     assert ms in m.series[src_key].open_series.marker_sets and marker.status == "pending" and not marker.edited
@@ -328,7 +327,7 @@ def test_detections_become_markers_to_accept_reject_move_and_resize(ai_window, q
     assert segment.algorithm_name == "Test threshold" and not segment.edited
     labels = seg.layers[segment.layer]
     assert np.array_equal(labels == segment.number, m.series[src_key].volume.array > 0)
-    editor = win.segments.editor(seg)
+    editor = win.features.segments.controller.editor(seg)
     air = m.series[src_key].volume.index_to_lps([10, 10, 70])  # outside the body: not in the segment
     editor.brush(segment, air, radius_mm=3.0)
     assert labels[70, 10, 10] == segment.number
@@ -339,7 +338,7 @@ def test_detections_become_markers_to_accept_reject_move_and_resize(ai_window, q
     m.set_layout("1x1")
     m.set_active(0)
     view = win.grid.views[0]
-    box = next(b for b in win.ai.panel.boxes if b.entry is entry)
+    box = next(b for b in win.features.ai.panel.boxes if b.entry is entry)
     table = box.detection_tables[0]
     table.table.selectRow(0)
     table.findChild(QPushButton, "detections_go_to").click()
@@ -387,5 +386,5 @@ def test_detections_become_markers_to_accept_reject_move_and_resize(ai_window, q
     assert marker.to_dict()["status"] == "rejected" and marker.to_dict()["edited_by_person"]
     m.set_tool("wl")
     m.set_crosshair_visible(True)
-    win.ai.remove(entry)
+    win.features.ai.controller.remove(entry)
     assert not state.open_series.marker_sets

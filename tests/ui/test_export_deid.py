@@ -37,7 +37,7 @@ def mr_window(qapp, tmp_path_factory):
     # the public data is de-identified already: give it a patient to take out again
     state.volume.source = replace(state.volume.source, **IDENTITY)
     yield win
-    win.measure_exporter.wait()
+    win.features.measure.exporter.wait()
     win.close()
 
 
@@ -71,16 +71,16 @@ def draw_ruler(qtbot, win):
     qtbot.mouseRelease(view, Qt.MouseButton.LeftButton, pos=pb)
     settle(qtbot)
     win.model.set_tool("wl")
-    (m,) = win.measure.measurements()
+    (m,) = win.features.measure.controller.measurements()
     m.label = "left lesion"  # what a radiologist might type
-    win.measure.updated(view.state.key, m)
+    win.features.measure.controller.updated(view.state.key, m)
     return view, m
 
 
 def start_export(qtbot, win, folder, deidentify: bool):
     """Measure > Export..., the folder typed in, de-identification set with the mouse, Export clicked."""
-    win.measure_export_action.trigger()
-    dialog = win.measure_export_dialog
+    win.features.measure.actions["export"].trigger()
+    dialog = win.features.measure.export_dialog
     qtbot.waitExposed(dialog)
     qtbot.keyClicks(dialog.folder, str(folder))
     if dialog.deidentify.isChecked() != deidentify:
@@ -92,7 +92,7 @@ def start_export(qtbot, win, folder, deidentify: bool):
 
 
 def wait_export(qtbot, win):
-    qtbot.waitUntil(lambda: not win.measure_exporter.busy, timeout=120000)
+    qtbot.waitUntil(lambda: not win.features.measure.exporter.busy, timeout=120000)
     settle(qtbot)
 
 
@@ -123,10 +123,10 @@ def test_deidentified_key_image_holds_no_identity_in_its_pixels(win, qtbot, tmp_
     view, ruler = draw_ruler(qtbot, win)
     start_export(qtbot, win, tmp_path / "plain", deidentify=False)
     wait_export(qtbot, win)
-    plain = win.measure_exporter.last
+    plain = win.features.measure.exporter.last
     start_export(qtbot, win, tmp_path / "deid", deidentify=True)
     wait_export(qtbot, win)
-    deid = win.measure_exporter.last
+    deid = win.features.measure.exporter.last
     assert deid["png"][0].startswith(str(tmp_path / "deid"))
 
     # the OCR reads the patient's words where they are: the test could fail
@@ -157,27 +157,27 @@ def test_export_runs_off_the_ui_thread(win, qtbot, tmp_path):
 
     view, ruler = draw_ruler(qtbot, win)
     state = view.state
-    seg, _ed, segment = win.segments.target(state)
+    seg, _ed, segment = win.features.segments.controller.target(state)
     k = state.volume.shape[0] // 2
     seg.layers[0][k - 5:k + 5, 200:260, 200:260] = segment.number  # so that a DICOM SEG is written too
-    win.measure.select(ruler.uid)
+    win.features.measure.controller.select(ruler.uid)
     ticks = []
     timer = QTimer()
     timer.setInterval(5)
-    timer.timeout.connect(lambda: ticks.append(win.measure_exporter.busy))
+    timer.timeout.connect(lambda: ticks.append(win.features.measure.exporter.busy))
     timer.start()
     start_export(qtbot, win, tmp_path, deidentify=False)
-    busy_after_click = win.measure_exporter.busy
+    busy_after_click = win.features.measure.exporter.busy
     qtbot.keyClick(win, Qt.Key.Key_Delete)  # the selected ruler goes, while the export runs
-    still_busy = win.measure_exporter.busy
+    still_busy = win.features.measure.exporter.busy
     wait_export(qtbot, win)
     timer.stop()
     assert busy_after_click and still_busy  # the click returned while the export was running
     assert sum(ticks) >= 3  # the event loop kept ticking during the export
-    assert win.measure.measurements() == []  # the key acted in the window...
-    out = win.measure_exporter.last
+    assert win.features.measure.controller.measurements() == []  # the key acted in the window...
+    out = win.features.measure.exporter.last
     assert [m.kind for m in read_sr(out["sr"][0])] == ["length"]  # ...and not on the export under way
-    assert out["seg"] and win.measure_export_action.isEnabled()
+    assert out["seg"] and win.features.measure.actions["export"].isEnabled()
     assert not win.grid.slice_views[0].corners.hidden
 
 
@@ -196,15 +196,15 @@ def test_export_to_an_unwritable_folder_is_one_sentence(win, qtbot, tmp_path):
     text = win.message_bar.text()
     assert text.startswith("The measurements could not be exported") and str(folder) in text, text
     assert text.endswith(".") and ". " not in text.replace(str(folder), "") and "Traceback" not in text
-    assert win.measure.measurements() == [ruler] and ruler.label == "left lesion"  # nothing lost
-    assert win.measure_export_action.isEnabled()
+    assert win.features.measure.controller.measurements() == [ruler] and ruler.label == "left lesion"  # nothing lost
+    assert win.features.measure.actions["export"].isEnabled()
 
 
 def test_segmentation_export_runs_off_the_ui_thread(win, qtbot, tmp_path):
     from PySide6.QtWidgets import QApplication
 
     state = win.model.active_state
-    seg, _ed, segment = win.segments.target(state)
+    seg, _ed, segment = win.features.segments.controller.target(state)
     k = state.volume.shape[0] // 2
     seg.layers[0][k - 20:k + 20, 150:350, 150:350] = segment.number
     painted = int((seg.layers[0] == segment.number).sum())
@@ -219,10 +219,10 @@ def test_segmentation_export_runs_off_the_ui_thread(win, qtbot, tmp_path):
     ticks = []
     timer = QTimer()
     timer.setInterval(5)
-    timer.timeout.connect(lambda: ticks.append(win.measure_exporter.busy))
+    timer.timeout.connect(lambda: ticks.append(win.features.measure.exporter.busy))
     timer.start()
-    win.segment_actions["export"].trigger()  # Segment > Export...: returns once the file is chosen
-    busy_after_click = win.measure_exporter.busy
+    win.features.segments.actions["export"].trigger()  # Segment > Export...: returns once the file is chosen
+    busy_after_click = win.features.measure.exporter.busy
     seg.layers[0][:] = 0  # an edit while the file is written does not reach it
     wait_export(qtbot, win)
     timer.stop()
@@ -240,8 +240,8 @@ def test_the_dialog_remembers_whether_to_deidentify(win, qtbot, tmp_path):
     for deidentify in (True, False):
         start_export(qtbot, win, tmp_path / f"out-{deidentify}", deidentify=deidentify)
         wait_export(qtbot, win)
-        win.measure_export_action.trigger()
-        dialog = win.measure_export_dialog
+        win.features.measure.actions["export"].trigger()
+        dialog = win.features.measure.export_dialog
         qtbot.waitExposed(dialog)
         assert dialog.deidentify.isChecked() is deidentify
         dialog.reject()

@@ -39,10 +39,10 @@ def test_a_stroke_drawn_after_restoring_a_torn_journal_survives_the_next_restore
     w = make_window()
     w.open_path(str(path))
     qtbot.waitUntil(lambda: bool(w.model.series) and not w.session.jobs, timeout=60000)
-    bar = w.segments.restore_bar
+    bar = w.features.segments.restore_bar
     qtbot.waitUntil(bar.isVisible, timeout=3000)
     qtbot.mouseClick(bar.restore_button, Qt.MouseButton.LeftButton)
-    restored = w.segments.segmentation()
+    restored = w.features.segments.controller.segmentation()
     assert restored is not None and restored.uid == seg.uid and np.array_equal(restored.layers[0], whole)
 
     # a stroke with the brush, across the voxels of the lost record
@@ -52,7 +52,7 @@ def test_a_stroke_drawn_after_restoring_a_torn_journal_survives_the_next_restore
     axial = w.grid.slice_views[0]
     w.model.set_point(w.model.active_state.key, vol.index_to_lps([256.0, 256.0, 70]))
     settle(qtbot, 50)
-    w.segments.set_setting(brush_mm=5.0, sphere=False)
+    w.features.segments.controller.set_setting(brush_mm=5.0, sphere=False)
     qtbot.keyClick(axial, Qt.Key.Key_B)
     points = [qt_pos(axial, vol.index_to_lps([float(i), 250.0, 70.0])).toPoint() for i in (260, 290, 320)]
     qtbot.mousePress(axial, Qt.MouseButton.LeftButton, pos=points[0])
@@ -64,7 +64,7 @@ def test_a_stroke_drawn_after_restoring_a_torn_journal_survives_the_next_restore
     assert drawn[70, 250, 290] == 1 and (drawn != whole).sum() > 100
 
     # killed now (nothing closed): the next restore has the stroke, written as one whole record
-    data = open(w.segments.find(restored).journal.path, "rb").read()
+    data = open(w.features.segments.controller.find(restored).journal.path, "rb").read()
     spans, good = journal._scan(data)
     assert good == len(data) and len(spans) == 2  # the fresh snapshot and the stroke
     again = journal.replay(j.path)

@@ -67,7 +67,7 @@ def click(qtbot, view, p):
 
 
 def only(win):
-    ms = win.measure.measurements()
+    ms = win.features.measure.controller.measurements()
     assert len(ms) == 1
     return ms[0]
 
@@ -91,7 +91,7 @@ def test_ruler_on_the_axial_ct(win, qtbot):
     assert m.values["length_mm"] == pytest.approx(np.linalg.norm(b - a), abs=2 * tol)
     assert m.series_uid == vol.source.series_instance_uid
     # drawn, with its label, on this slice only
-    overlay = win.measure.overlays[0]
+    overlay = win.features.measure.controller.overlays[0]
     assert [d.measurement for d in overlay.drawn] == [m]
     assert f"{m.values['length_mm']:.1f} mm" in overlay.texts[0].GetInput()
     win.model.step(0, 1)
@@ -121,7 +121,7 @@ def test_ellipse_roi_on_the_tumour_matches_numpy(win, qtbot):
     assert v["area_mm2"] == pytest.approx(np.pi * ra * rb * vol.spacing[0] * vol.spacing[1])
     assert v["mean"] > -300  # the tumour is soft tissue, not lung
     # the panel lists it and shows its histogram
-    panel = win.measure_panel
+    panel = win.features.measure.panel
     assert panel.table.rowCount() == 1 and "mean" in panel.table.item(0, 2).text()
     assert panel.histogram.counts.sum() == v["count"]
 
@@ -144,7 +144,7 @@ def test_bidirectional_and_editing_its_short_axis(win, qtbot):
     assert m.values["short_mm"] == pytest.approx(np.linalg.norm(q[3] - q[2]))
     assert m.values["short_mm"] > 0.5 * m.values["long_mm"] + 4
     assert abs((q[3] - q[2]) @ (q[1] - q[0])) < 1e-6  # still perpendicular
-    assert len(win.measure.measurements()) == 1  # editing made nothing new
+    assert len(win.features.measure.controller.measurements()) == 1  # editing made nothing new
 
 
 def test_angle_with_drag_then_click(win, qtbot):
@@ -203,11 +203,11 @@ def test_point_value_and_delete_key(win, qtbot):
     m = only(win)
     i, j, k = np.round(vol.lps_to_index(m.points[0])).astype(int)
     assert m.values["value"] == float(vol.array[k, j, i])
-    assert win.measure.selected == m.uid
+    assert win.features.measure.controller.selected == m.uid
     axial.setFocus()
     qtbot.keyClick(axial, Qt.Key.Key_Delete)
     settle(qtbot)
-    assert win.measure.measurements() == []
+    assert win.features.measure.controller.measurements() == []
 
 
 def test_oblique_ellipse_samples_the_rotated_plane(win, qtbot):
@@ -250,7 +250,7 @@ def test_panel_jump_label_and_saving_with_the_study(win, qtbot):
     win.model.set_tool("measure_length")
     drag(qtbot, axial, vol.index_to_lps([140, 240, 78]), vol.index_to_lps([190, 265, 78]))
     m = only(win)
-    panel = win.measure_panel
+    panel = win.features.measure.panel
     panel.table.item(0, 1).setText("RUL mass")
     assert m.label == "RUL mass"
     saved = load_measurements(vol.source.series_instance_uid)
@@ -281,8 +281,8 @@ def test_export_from_the_window(win, qtbot, tmp_path):
     drag(qtbot, axial, vol.index_to_lps([150, 240, 78]), vol.index_to_lps([182, 264, 78]))
     win.model.set_tool("measure_length")
     drag(qtbot, axial, vol.index_to_lps([140, 300, 78]), vol.index_to_lps([200, 300, 78]))
-    ms = win.measure.measurements()
-    out = win.measure.export(str(tmp_path), deidentify=False)
+    ms = win.features.measure.controller.measurements()
+    out = win.features.measure.controller.export(str(tmp_path), deidentify=False)
     back = read_sr(out["sr"][0])
     assert [b.kind for b in back] == ["ellipse", "length"]
     assert back[0].values["mean"] == pytest.approx(ms[0].values["mean"])
@@ -295,9 +295,9 @@ def test_export_from_the_window(win, qtbot, tmp_path):
     patch = png[row - 2:row + 3, int(round(x)) - 2:int(round(x)) + 3].reshape(-1, 3).astype(int)
     assert any(px.max() - px.min() > 100 for px in patch)
     # an SR written by the window is imported back as the same measurements
-    n_before = len(win.measure.measurements())
-    assert win.measure.import_sr(out["sr"][0]) == 2
-    assert len(win.measure.measurements()) == n_before + 2
+    n_before = len(win.features.measure.controller.measurements())
+    assert win.features.measure.controller.import_sr(out["sr"][0]) == 2
+    assert len(win.features.measure.controller.measurements()) == n_before + 2
 
 
 def test_screenshot_of_the_measure_feature(win, qtbot, tmp_path):
@@ -315,13 +315,13 @@ def test_screenshot_of_the_measure_feature(win, qtbot, tmp_path):
     drag(qtbot, axial, vol.index_to_lps([254, 253, 78]), vol.index_to_lps([278, 277, 78]))
     win.model.set_tool("measure_length")
     drag(qtbot, axial, vol.index_to_lps([217, 186, 78]), vol.index_to_lps([253, 186, 78]))
-    ms = win.measure.measurements()
+    ms = win.features.measure.controller.measurements()
     for m, label in zip(ms, ("RUL mass", "Descending aorta", "Ascending aorta")):
-        win.measure.set_label(m.uid, label)
-    win.measure.select(ms[1].uid)
+        win.features.measure.controller.set_label(m.uid, label)
+    win.features.measure.controller.select(ms[1].uid)
     win.model.set_tool("wl")
     settle(qtbot, 200)
-    assert len(win.measure.overlays[0].drawn) == 3
+    assert len(win.features.measure.controller.overlays[0].drawn) == 3
     for view in win.grid.visible_views():
         view.render_now()
     qtbot.wait(100)
@@ -343,7 +343,7 @@ def test_ellipse_and_ruler_on_the_anisotropic_mr_coronal_view(qapp, qtbot, tmp_p
         settle(qtbot, 50)
         win.model.set_tool("measure_ellipse")
         drag(qtbot, coronal, vol.index_to_lps([200, 256, 50]), vol.index_to_lps([300, 256, 70]))
-        (m,) = win.measure.measurements()
+        (m,) = win.features.measure.controller.measurements()
         c, ae, be = vol.lps_to_index(m.points)
         j = int(round(c[1]))
         ra, rb = abs(ae[0] - c[0]), abs(be[2] - c[2])  # semi-axes in voxels: along i and along k
@@ -357,7 +357,7 @@ def test_ellipse_and_ruler_on_the_anisotropic_mr_coronal_view(qapp, qtbot, tmp_p
         assert m.values["area_mm2"] == pytest.approx(np.pi * ra * vol.spacing[0] * rb * vol.spacing[2])
         win.model.set_tool("measure_length")
         drag(qtbot, coronal, vol.index_to_lps([150, 256, 30]), vol.index_to_lps([150, 256, 90]))
-        ruler = win.measure.measurements()[-1]
+        ruler = win.features.measure.controller.measurements()[-1]
         ia, ib = vol.lps_to_index(ruler.points)
         assert ruler.values["length_mm"] == pytest.approx(np.linalg.norm((ib - ia) * vol.spacing), rel=1e-6)
         assert ruler.values["length_mm"] == pytest.approx(60 * 1.5, abs=2 * coronal.mm_per_pixel_logical())

@@ -225,7 +225,7 @@ def test_series_of_the_same_frame_of_reference_can_be_linked(make_window, qtbot,
     settle(qtbot)
     win.grid.slice_views[2].capture()
     assert "Im: 151 / 300" in win.grid.slice_views[2].corners.text("bottom_left")  # its own sagittal slice
-    win.actions_["link"].trigger()
+    win.commands["link"].trigger()
     assert not win.model.link_series
     win.model.set_point(ct.key, vol.index_to_lps([200, 200, 50]))
     assert np.allclose(crop.volume.lps_to_index(crop.point), [150, 160, 40])
@@ -235,8 +235,8 @@ def test_settings_and_layout_persist_between_runs(make_window, qtbot, tmp_path):
     path = str(tmp_path / "persist.ini")
     win = make_window("2x2", settings_path=path)
     win.cmd_layout_1x3()
-    win.actions_["crosshair"].trigger()
-    win.cmd_tool_zoom()
+    win.commands["crosshair"].trigger()
+    win.commands["tool_zoom"].trigger()
     win.browser_dock.hide()
     win.resize(1200, 800)
     win.close()
@@ -244,7 +244,7 @@ def test_settings_and_layout_persist_between_runs(make_window, qtbot, tmp_path):
     assert again.model.layout == "1x3" and not again.model.crosshair_visible and again.model.tool == "zoom"
     assert sum(f.isVisible() for f in again.grid.frames) == 3
     assert not again.browser_dock.isVisible()
-    assert again.actions_["tool_zoom"].isChecked() and not again.actions_["crosshair"].isChecked()
+    assert again.commands["tool_zoom"].isChecked() and not again.commands["crosshair"].isChecked()
 
 
 def test_f1_opens_the_shortcut_sheet(make_window, qtbot):

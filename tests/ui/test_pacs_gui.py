@@ -29,8 +29,9 @@ WAIT = 60000
 def win(orthanc, data_dir, make_window, qtbot):  # noqa: F811 - fixtures imported above
     """A main window made inside the Orthanc namespace, its storage SCP running on our port."""
     w = make_window(layout="1x1")
-    qtbot.waitUntil(lambda: w.pacs.scp is not None or bool(w.pacs.scp_error), timeout=WAIT)
-    assert w.pacs.scp is not None, w.pacs.scp_error
+    ctl = w.features.pacs.controller
+    qtbot.waitUntil(lambda: ctl.scp is not None or bool(ctl.scp_error), timeout=WAIT)
+    assert ctl.scp is not None, ctl.scp_error
     return w
 
 
@@ -131,7 +132,7 @@ def test_configure_nodes_and_test_connection(win, orthanc, qtbot):  # noqa: F811
     assert (web.protocol, web.auth, web.username, web.password) == ("dicomweb", "basic", "reader", "s3cret")
     assert settings.node("gui-dimse").retrieve_method == "C-MOVE"
     assert stat.S_IMODE(os.stat(settings.path).st_mode) == 0o600  # it holds a password
-    assert win.pacs.settings.node("gui-web").url == orthanc.orthanc.dicomweb_url
+    assert win.features.pacs.controller.settings.node("gui-web").url == orthanc.orthanc.dicomweb_url
 
     # the server goes down: Test connection says so in one sentence, the UI stays responsive
     dialog = pacs_ui.open_nodes(win, modal=False)
@@ -157,7 +158,8 @@ def test_configure_nodes_and_test_connection(win, orthanc, qtbot):  # noqa: F811
     dialog.local_port.setValue(11114)
     meter = GapMeter()
     assert dialog.save()
-    qtbot.waitUntil(lambda: win.pacs.scp is not None and win.pacs.scp.local.storage_port == 11114, timeout=WAIT)
+    ctl = win.features.pacs.controller
+    qtbot.waitUntil(lambda: ctl.scp is not None and ctl.scp.local.storage_port == 11114, timeout=WAIT)
     meter.stop()
     assert orthanc.settings().local.storage_port == 11114
     # restore the shared settings for the tests that follow
@@ -220,11 +222,11 @@ def test_retrieve_chest_ct_opens_in_the_viewer(win, orthanc, qtbot, node):  # no
     search(dialog, qtbot, modality="CT", date="2007-02-08")
     select_study(dialog, qtbot, orthanc.chest.study_uid)
     assert dialog.retrieve_button.text() == "Retrieve study" and dialog.retrieve_button.isEnabled()
-    meter = GapMeter(busy=lambda: win.pacs.retrieve_task is not None)
+    meter = GapMeter(busy=lambda: win.features.pacs.controller.retrieve_task is not None)
     qtbot.mouseClick(dialog.retrieve_button, Qt.MouseButton.LeftButton)
-    assert win.pacs.retrieve_task is not None
-    qtbot.waitUntil(lambda: win.pacs.status_progress.isVisible(), timeout=WAIT)
-    qtbot.waitUntil(lambda: win.pacs.retrieve_task is None, timeout=WAIT)
+    assert win.features.pacs.controller.retrieve_task is not None
+    qtbot.waitUntil(lambda: win.features.pacs.status_progress.isVisible(), timeout=WAIT)
+    qtbot.waitUntil(lambda: win.features.pacs.controller.retrieve_task is None, timeout=WAIT)
     meter.stop()
     assert meter.busy_ticks >= 3, "the retrieval held the UI thread"  # 141 files: about a second
     assert win.message_bar.text() == ""
@@ -236,18 +238,18 @@ def test_retrieve_chest_ct_opens_in_the_viewer(win, orthanc, qtbot, node):  # no
     assert win.model.viewports[0].series == orthanc.chest.series_uid
     assert "Retrieved 1 series (141 images received)" in win.statusBar().currentMessage()
     assert "by " + ("C-GET" if node == "orthanc" else "WADO-RS") in win.statusBar().currentMessage()
-    assert not win.pacs.status_progress.isVisible()
+    assert not win.features.pacs.status_progress.isVisible()
     assert dialog.status.text().startswith("Retrieved")
 
 
 def test_cancel_a_retrieve(win, orthanc, qtbot):  # noqa: F811
-    ctl = win.pacs
+    ctl = win.features.pacs.controller
     seen = []
 
     def progress(p):
         seen.append(p.done)
-        if p.done >= 20 and ctl.status_cancel.isVisible():
-            qtbot.mouseClick(ctl.status_cancel, Qt.MouseButton.LeftButton)
+        if p.done >= 20 and win.features.pacs.status_cancel.isVisible():
+            qtbot.mouseClick(win.features.pacs.status_cancel, Qt.MouseButton.LeftButton)
 
     ctl.retrieve_progress.connect(progress)
     with qtbot.waitSignal(ctl.retrieve_ended, timeout=WAIT) as ended:
@@ -257,14 +259,14 @@ def test_cancel_a_retrieve(win, orthanc, qtbot):  # noqa: F811
     assert_one_sentence(text)
     assert 20 <= max(seen) < 141
     assert not win.model.series  # half a series is never opened
-    assert not ctl.status_cancel.isVisible()
+    assert not win.features.pacs.status_cancel.isVisible()
     from viewer.pacs.storage import studies_dir
 
     assert leftovers(studies_dir()) == []
 
 
 def test_cmove_lands_through_the_apps_storage_scp(win, orthanc, qtbot):  # noqa: F811
-    ctl, scp = win.pacs, win.pacs.scp
+    ctl, scp = win.features.pacs.controller, win.features.pacs.controller.scp
     before = scp.received
     assert scp.running and scp.local.storage_port == 11112
     with qtbot.waitSignal(ctl.retrieve_ended, timeout=WAIT) as ended:
@@ -281,7 +283,7 @@ def test_a_study_pushed_to_us_enters_the_study_list(win, orthanc, qtbot):  # noq
     """Orthanc sends the brain MR to our AE on its own (a 'push'): it lands in the index and the browser."""
     server = orthanc.orthanc
     study_id = server.rest("/tools/lookup", "POST", data=orthanc.brain.study_uid.encode())[0]["ID"]
-    with qtbot.waitSignal(win.pacs.incoming_indexed, timeout=WAIT) as indexed:
+    with qtbot.waitSignal(win.features.pacs.controller.incoming_indexed, timeout=WAIT) as indexed:
         server.rest("/modalities/hounsfield/store", "POST", timeout=60, data=study_id.encode())
     assert indexed.args == [1]
     from viewer.core.dicom.index import StudyIndex
@@ -302,8 +304,8 @@ def test_send_a_file_then_find_it_by_query(win, orthanc, qtbot, tmp_path, node):
     seg = make_seg(ct_slices(orthanc.chest.folder, 3))
     path = tmp_path / "seg.dcm"
     seg.save_as(path, enforce_file_format=True)
-    with qtbot.waitSignal(win.pacs.send_ended, timeout=WAIT) as ended:
-        assert win.pacs.send_files([str(path)], node) is not None
+    with qtbot.waitSignal(win.features.pacs.controller.send_ended, timeout=WAIT) as ended:
+        assert win.features.pacs.controller.send_files([str(path)], node) is not None
     assert ended.args[0].startswith(f"Sent 1 of 1 objects to PACS '{node}'")
     assert win.message_bar.text() == ""
     dialog = query_dialog(win, qtbot, node)
@@ -315,7 +317,7 @@ def test_send_a_file_then_find_it_by_query(win, orthanc, qtbot, tmp_path, node):
 
 
 def test_errors_are_one_sentence_in_the_message_bar(win, orthanc, qtbot, tmp_path):  # noqa: F811
-    ctl = win.pacs
+    ctl = win.features.pacs.controller
     # sending something that is not DICOM
     junk = tmp_path / "notes.txt"
     junk.write_text("not DICOM")
@@ -357,15 +359,15 @@ def test_storage_port_in_use_is_one_sentence(orthanc, data_dir, make_window, qtb
         s.bind(("", 11112))
         s.listen(1)
         w = make_window(layout="1x1")
-        qtbot.waitUntil(lambda: bool(w.pacs.scp_error), timeout=WAIT)
-    assert w.pacs.scp is None
+        qtbot.waitUntil(lambda: bool(w.features.pacs.controller.scp_error), timeout=WAIT)
+    assert w.features.pacs.controller.scp is None
     text = w.message_bar.text()
     assert text.startswith("Our storage port 11112 cannot be opened") and "choose another port" in text
     assert_one_sentence(text)
 
 
 def test_rejected_association_and_time_out_mid_transfer(win, orthanc, qtbot):  # noqa: F811
-    ctl = win.pacs
+    ctl = win.features.pacs.controller
     with qtbot.waitSignal(ctl.retrieve_ended, timeout=WAIT) as ended:
         ctl.retrieve(orthanc.node(ae_title="NOT_ORTHANC"), orthanc.chest.study_uid)
     assert "does not answer to the AE title 'NOT_ORTHANC'" in ended.args[0] and win.message_bar.text() == ended.args[0]
@@ -386,15 +388,15 @@ def test_rejected_association_and_time_out_mid_transfer(win, orthanc, qtbot):  #
     text = win.message_bar.text()
     assert text == ended.args[0] and "answer" in text and "2 s" in text and "are kept" in text
     assert_one_sentence(text)
-    assert not win.model.series and not ctl.status_progress.isVisible()
+    assert not win.model.series and not win.features.pacs.status_progress.isVisible()
 
 
 def test_closing_mid_transfer_stops_the_transfer_and_the_scp(win, orthanc, qtbot):  # noqa: F811
     import socket
 
-    ctl = win.pacs
+    ctl = win.features.pacs.controller
     task = ctl.retrieve(orthanc.node("orthanc-move"), orthanc.chest.study_uid)
-    qtbot.waitUntil(lambda: ctl.status_progress.value() >= 10, timeout=WAIT)
+    qtbot.waitUntil(lambda: win.features.pacs.status_progress.value() >= 10, timeout=WAIT)
     win.close()
     assert not task.running and ctl.scp is None
     with socket.socket() as s:  # nothing listens on our storage port any more (as a restarted app would bind it)
@@ -407,16 +409,16 @@ def test_closing_mid_transfer_stops_the_transfer_and_the_scp(win, orthanc, qtbot
 def test_pacs_menu_and_no_scp_without_configuration(make_window, qtbot, tmp_path, monkeypatch):
     monkeypatch.setenv("HOUNSFIELD_CONFIG_DIR", str(tmp_path / "nothing-configured"))
     w = make_window(layout="1x1")
-    menu = w.pacs_menu
+    menu, ctl = w.features.pacs.menu, w.features.pacs.controller
     assert menu.title() == "&PACS"
     assert [a.text() for a in menu.actions()] == ["&Query/Retrieve...", "&Nodes...", "&Send to PACS..."]
-    qtbot.waitUntil(lambda: w.pacs.settings is not None, timeout=WAIT)
+    qtbot.waitUntil(lambda: ctl.settings is not None, timeout=WAIT)
     qtbot.wait(100)
-    assert w.pacs.scp is None and w.pacs.scp_error == ""  # no node, no port configured: nothing listens
+    assert ctl.scp is None and ctl.scp_error == ""  # no node, no port configured: nothing listens
     dialog = pacs_ui.open_query(w)
     assert dialog.node_combo.count() == 0 and "No PACS node is configured" in dialog.status.text()
     dialog.search()
     assert_one_sentence(w.message_bar.text())
-    with qtbot.waitSignal(w.pacs.send_ended, timeout=1000, raising=False):
-        assert w.pacs.send_files(["/nonexistent.dcm"]) is None
+    with qtbot.waitSignal(ctl.send_ended, timeout=1000, raising=False):
+        assert ctl.send_files(["/nonexistent.dcm"]) is None
     assert w.message_bar.text() == "No PACS node is configured; add one with PACS > Nodes first."

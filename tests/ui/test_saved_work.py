@@ -89,7 +89,7 @@ def ruler(qtbot, win, ia, ib):
 
 
 def panel_rows(win) -> list[str]:
-    t = win.measure_panel.table
+    t = win.features.measure.panel.table
     return [t.item(r, 3).text() for r in range(t.rowCount())]
 
 
@@ -104,15 +104,15 @@ def test_saved_measurements_come_back_and_survive_the_next_edit(make_window, qtb
     for n in range(3):
         ruler(qtbot, win, [150, 200 + 30 * n, 78], [260, 210 + 30 * n, 78])
     uid = state.volume.source.series_instance_uid
-    drawn = [m.uid for m in win.measure.measurements()]
+    drawn = [m.uid for m in win.features.measure.controller.measurements()]
     assert len(drawn) == 3 and [m.uid for m in load_measurements(uid)] == drawn
     win.close()
 
     again = open_window(make_window, qtbot, ct)
     settle(qtbot, 100)
-    assert [m.uid for m in again.measure.measurements()] == drawn  # back in the controller
+    assert [m.uid for m in again.features.measure.controller.measurements()] == drawn  # back in the controller
     assert panel_rows(again) == ["Length"] * 3  # and listed in the panel
-    overlay = again.measure.overlays[0]
+    overlay = again.features.measure.controller.overlays[0]
     state = again.model.active_state
     again.model.set_point(state.key, state.volume.index_to_lps([256, 256, 78]))
     settle(qtbot)
@@ -157,7 +157,7 @@ def test_quitting_asks_about_a_segmentation_never_exported(make_window, qtbot, p
     ct = data_path("chest-ct")
     win = open_window(make_window, qtbot, ct)
     brush(qtbot, win, [200, 300, 70], [260, 300, 70])
-    seg = win.segments.segmentation()
+    seg = win.features.segments.controller.segmentation()
     painted = seg.layers[0].copy()
     assert painted.any()
     series = journal.series_id(win.model.active_state.volume)
@@ -173,10 +173,10 @@ def test_quitting_asks_about_a_segmentation_never_exported(make_window, qtbot, p
     assert seen and not win.isVisible()
     assert [r.segments for r in journal.recoverable(series)] == [[seg.segments[0].name]]
     again = open_window(make_window, qtbot, ct)
-    bar = again.segments.restore_bar
+    bar = again.features.segments.restore_bar
     qtbot.waitUntil(bar.isVisible, timeout=3000)
     qtbot.mouseClick(bar.restore_button, Qt.MouseButton.LeftButton)
-    restored = again.segments.segmentation()
+    restored = again.features.segments.controller.segmentation()
     assert np.array_equal(restored.layers[0], painted)
     # Export...: a DICOM SEG is written, then the window closes; nothing is offered any more
     out = tmp_path / "quit.seg.dcm"
@@ -188,7 +188,7 @@ def test_quitting_asks_about_a_segmentation_never_exported(make_window, qtbot, p
     assert journal.recoverable(series) == []
     third = open_window(make_window, qtbot, ct)
     settle(qtbot, 100)
-    assert not third.segments.restore_bar.isVisible()
+    assert not third.features.segments.restore_bar.isVisible()
     # Discard: the edits are deleted for good; a window without unexported work just closes
     brush(qtbot, third, [200, 200, 70], [230, 200, 70])
     seen = answer_dialogs(qtbot, ["quit_discard"])
@@ -299,8 +299,8 @@ def test_an_sr_file_opens_with_its_images_and_its_measurements(make_window, qtbo
     win = make_window()
     win.open_path(str(study / "report.dcm"))  # its images are in ct/ beside it
     wait_loaded(qtbot, win)
-    qtbot.waitUntil(lambda: len(win.measure.measurements()) == 1, timeout=10000)
-    (got,) = win.measure.measurements()
+    qtbot.waitUntil(lambda: len(win.features.measure.controller.measurements()) == 1, timeout=10000)
+    (got,) = win.features.measure.controller.measurements()
     assert got.kind == "length" and got.label == "liver span"
     assert got.values["length_mm"] == pytest.approx(m.values["length_mm"], rel=1e-6)
     assert panel_rows(win) == ["Length"]
@@ -308,7 +308,7 @@ def test_an_sr_file_opens_with_its_images_and_its_measurements(make_window, qtbo
     win.model.set_point(state.key, vol.index_to_lps([200, 230, 1]))
     settle(qtbot)
     win.grid.slice_views[0].update_scene()
-    assert [d.measurement for d in win.measure.overlays[0].drawn] == [got]  # drawn on its slice
+    assert [d.measurement for d in win.features.measure.controller.overlays[0].drawn] == [got]  # drawn on its slice
 
 
 def test_another_tools_sr_in_image_coordinates_is_listed_and_drawn(make_window, qtbot, private_data):
@@ -318,8 +318,8 @@ def test_another_tools_sr_in_image_coordinates_is_listed_and_drawn(make_window, 
     win = make_window()
     win.open_path(str(sr))
     wait_loaded(qtbot, win)
-    qtbot.waitUntil(lambda: len(win.measure.measurements()) == 2, timeout=10000)
-    circle, polyline = win.measure.measurements()
+    qtbot.waitUntil(lambda: len(win.features.measure.controller.measurements()) == 2, timeout=10000)
+    circle, polyline = win.features.measure.controller.measurements()
     assert (circle.kind, circle.label, polyline.kind, polyline.label) == (
         "ellipse", "LungNodule0001", "polygon", "Aorta0001")
     vol = win.model.active_state.volume
@@ -328,4 +328,4 @@ def test_another_tools_sr_in_image_coordinates_is_listed_and_drawn(make_window, 
     assert np.linalg.norm(circle.points[1] - circle.points[0]) == pytest.approx(10 * vol.spacing[0])
     assert panel_rows(win) == ["Ellipse ROI", "Polygon ROI"]
     win.grid.slice_views[0].update_scene()
-    assert len(win.measure.overlays[0].drawn) == 2
+    assert len(win.features.measure.controller.overlays[0].drawn) == 2

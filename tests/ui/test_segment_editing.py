@@ -44,7 +44,7 @@ def win(ct_window, qtbot):
         state.open_series.remove_overlay(ed, discard=True)
     m.set_point(state.key, state.volume.index_to_lps([256, 256, K]))
     m.set_tool("wl")
-    w.segments.set_setting(brush_mm=6.0, sphere=False, hu_range=(-100.0, 300.0), fill_3d=False,
+    w.features.segments.controller.set_setting(brush_mm=6.0, sphere=False, hu_range=(-100.0, 300.0), fill_3d=False,
                            fill_uses_range=False, tolerance=150.0)
     settle(qtbot, 50)
     return w
@@ -70,10 +70,10 @@ def test_brush_paints_erases_and_undo_redo_with_keys(win, qtbot):
     axial = win.grid.slice_views[0]
     vol = win.model.active_state.volume
     qtbot.keyClick(axial, Qt.Key.Key_B)
-    assert win.model.tool == "seg_brush" and win.segments_dock.isVisible()
+    assert win.model.tool == "seg_brush" and win.features.segments.dock.isVisible()
     a, b = pos(axial, vol, 200, 300), pos(axial, vol, 300, 300)
     drag(qtbot, axial, [a, pos(axial, vol, 250, 300), b])
-    seg = win.segments.segmentation()
+    seg = win.features.segments.controller.segmentation()
     s = seg.active_segment
     m = seg.mask(s)
     assert m[K, 300, 200] and m[K, 300, 250] and m[K, 300, 300]
@@ -101,14 +101,14 @@ def test_overlay_is_drawn_in_every_2d_view(win, qtbot):
     axial, coronal, sagittal = win.grid.slice_views[:3]
     vol = win.model.active_state.volume
     win.model.set_tool("seg_brush")
-    win.segments.set_setting(brush_mm=10.0)
+    win.features.segments.controller.set_setting(brush_mm=10.0)
     lps = vol.index_to_lps([256.0, 380.0, K])
     win.model.set_point(win.model.active_state.key, lps)
     win.model.set_crosshair_visible(False)
     settle(qtbot, 50)
     blank = [pixels_at(v.capture(), v, [lps])[0].astype(float) for v in (axial, coronal, sagittal)]
     drag(qtbot, axial, [pos(axial, vol, 256, 380)])
-    seg = win.segments.segmentation()
+    seg = win.features.segments.controller.segmentation()
     s = seg.active_segment
     settle(qtbot, 50)
     colour = np.asarray(s.color, float)
@@ -135,10 +135,10 @@ def test_threshold_brush_paints_only_the_hu_range(win, qtbot):
     state = win.model.active_state
     vol = state.volume
     win.model.set_tool("seg_threshold")
-    win.segments.set_setting(brush_mm=25.0, hu_range=(-100.0, 300.0))
+    win.features.segments.controller.set_setting(brush_mm=25.0, hu_range=(-100.0, 300.0))
     # across the edge of the mediastinum and the lung: soft tissue and air under the brush
     drag(qtbot, axial, [pos(axial, vol, 200, 260), pos(axial, vol, 260, 260)])
-    seg = win.segments.segmentation()
+    seg = win.features.segments.controller.segmentation()
     m = seg.mask(seg.active_segment)
     hu = vol.real_values(np.s_[K])
     assert m[K].sum() > 200
@@ -155,11 +155,11 @@ def test_flood_fill_then_lasso_cut(win, qtbot):
     hu = vol.real_values(np.s_[K])
     j, i = np.argwhere(hu[200:320, 80:180] < -850)[0] + (200, 80)
     win.model.set_tool("seg_fill")
-    win.segments.set_setting(hu_range=(-1024.0, -400.0), fill_uses_range=True)
+    win.features.segments.controller.set_setting(hu_range=(-1024.0, -400.0), fill_uses_range=True)
     p = pos(axial, vol, i, j)
     qtbot.mouseClick(axial, Qt.MouseButton.LeftButton, pos=p)
     settle(qtbot)
-    seg = win.segments.segmentation()
+    seg = win.features.segments.controller.segmentation()
     s = seg.active_segment
     m = seg.mask(s)
     assert m[K].sum() > 3000 and m.sum() == m[K].sum()  # the lung on this slice only
@@ -180,15 +180,15 @@ def test_fill_between_slices_from_the_menu(win, qtbot):
     state = win.model.active_state
     vol = state.volume
     win.model.set_tool("seg_brush")
-    win.segments.set_setting(brush_mm=15.0)
+    win.features.segments.controller.set_setting(brush_mm=15.0)
     for k in (60, 70, 80):
         win.model.set_point(state.key, vol.index_to_lps([256, 256, k]))
         settle(qtbot)
         drag(qtbot, axial, [pos(axial, vol, 256, 330, k)])
-    seg = win.segments.segmentation()
+    seg = win.features.segments.controller.segmentation()
     s = seg.active_segment
     assert (seg.mask(s).sum(axis=(1, 2)) > 0).sum() == 3
-    win.segment_actions["fill_between"].trigger()
+    win.features.segments.actions["fill_between"].trigger()
     per = seg.mask(s).sum(axis=(1, 2))
     assert (per[60:81] > 0).all() and per[:60].sum() == 0 and per[81:].sum() == 0
     qtbot.keyClick(axial, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
@@ -199,11 +199,11 @@ def test_segment_list_add_rename_hide_lock_and_jump(win, qtbot):
     axial = win.grid.slice_views[0]
     state = win.model.active_state
     vol = state.volume
-    panel = win.segments_panel
-    win.segments_dock.show()
+    panel = win.features.segments.panel
+    win.features.segments.dock.show()
     panel.add()
     panel.add()
-    seg = win.segments.segmentation()
+    seg = win.features.segments.controller.segmentation()
     assert panel.table.rowCount() == 2 and seg.active == 2
     panel.table.item(0, 1).setText("Tumor")
     assert seg.segment(1).name == "Tumor"
@@ -246,16 +246,16 @@ def test_unsaved_segmentation_is_offered_and_restored(make_window, qtbot, tmp_pa
     w = make_window()
     w.open_path(str(path))
     qtbot.waitUntil(lambda: bool(w.model.series) and not w.session.jobs, timeout=60000)
-    bar = w.segments.restore_bar
+    bar = w.features.segments.restore_bar
     qtbot.waitUntil(bar.isVisible, timeout=3000)
     assert "Tumor" in bar.label.text()
     qtbot.mouseClick(bar.restore_button, Qt.MouseButton.LeftButton)
-    restored = w.segments.segmentation()
+    restored = w.features.segments.controller.segmentation()
     assert restored is not None and restored.uid == seg.uid
     assert all(rec.path != j.path for _, rec in bar.pending)  # (other windows' journals may be offered next)
     assert np.array_equal(restored.layers[0], expected)
     # export marks it saved: not offered again
-    w.segments.export(str(tmp_path / "crashed.nii.gz"))
+    w.features.segments.controller.export(str(tmp_path / "crashed.nii.gz"))
     assert j.path not in [r.path for r in journal.recoverable(journal.series_id(vol))]
 
 
@@ -267,14 +267,14 @@ def test_segment_statistics_in_the_measurements_table_and_export(win, qtbot, tmp
     import highdicom as hd
     import pydicom
 
-    panel, ctl = win.measure_panel, win.measure
+    panel, ctl = win.features.measure.panel, win.features.measure.controller
     axial = win.grid.slice_views[0]
     state = win.model.active_state
     vol = state.volume
     win.model.set_tool("seg_threshold")
-    win.segments.set_setting(brush_mm=8.0, hu_range=(-100.0, 300.0))
+    win.features.segments.controller.set_setting(brush_mm=8.0, hu_range=(-100.0, 300.0))
     drag(qtbot, axial, [pos(axial, vol, 230, 300), pos(axial, vol, 270, 300)])
-    seg = win.segments.segmentation()
+    seg = win.features.segments.controller.segmentation()
     s = seg.active_segment
     mask = seg.mask(s)
     assert mask.sum() > 200

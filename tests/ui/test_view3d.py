@@ -252,8 +252,8 @@ def test_the_series_segments_and_detections_follow_the_model_in_3d(view, ct_wind
     win.model.set_active(0)
     view.set_mode("composite")
     view.volume.actor.SetVisibility(False)
-    seg = win.segments.segmentation(create=True, state=state)
-    ed = win.segments.editor(seg)
+    seg = win.features.segments.controller.segmentation(create=True, state=state)
+    ed = win.features.segments.controller.editor(seg)
     tumour = ed.add_segment("Tumour")
     seg.update_segment(tumour, color=(255, 0, 255))
     markers = None
@@ -295,7 +295,7 @@ def test_the_series_segments_and_detections_follow_the_model_in_3d(view, ct_wind
     finally:
         if markers is not None:
             state.open_series.remove_overlay(markers)
-        state.open_series.remove_overlay(win.segments.find(seg), discard=True)
+        state.open_series.remove_overlay(win.features.segments.controller.find(seg), discard=True)
         view.volume.actor.SetVisibility(True)
     assert not view.layers.surfaces and not any(view.layers.markers.values())
 

@@ -45,16 +45,16 @@ def named_ct(tmp_path) -> Path:
 def export_with_the_dialog(qtbot, win, folder: Path, deidentify: bool) -> dict[str, list[Path]]:
     """Measure > Export with the panel's button, the folder typed, de-identification chosen with the
     mouse; waits for the background export.  Returns the files written, by suffix."""
-    qtbot.mouseClick(win.measure_panel.buttons["Export..."], Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: getattr(win, "measure_export_dialog", None) is not None
-                    and win.measure_export_dialog.isVisible(), timeout=5000)
-    dialog = win.measure_export_dialog
+    qtbot.mouseClick(win.features.measure.panel.buttons["Export..."], Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: win.features.measure.export_dialog is not None
+                    and win.features.measure.export_dialog.isVisible(), timeout=5000)
+    dialog = win.features.measure.export_dialog
     qtbot.keyClicks(dialog.folder, str(folder))
     if dialog.deidentify.isChecked() != deidentify:
         qtbot.mouseClick(dialog.deidentify, Qt.MouseButton.LeftButton, pos=dialog.deidentify.rect().center())
     assert dialog.deidentify.isChecked() == deidentify
     qtbot.mouseClick(dialog.buttons.button(dialog.buttons.StandardButton.Ok), Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: folder.is_dir() and not win.measure_exporter.busy, timeout=60000)
+    qtbot.waitUntil(lambda: folder.is_dir() and not win.features.measure.exporter.busy, timeout=60000)
     settle(qtbot, 50)
     assert not win.message_bar.isVisible(), win.message_bar.label.text()
     files: dict[str, list[Path]] = {}
@@ -83,11 +83,11 @@ def test_open_measure_segment_quit_reopen_export_reimport_deidentify(make_window
     settle(qtbot)
     # measure: a ruler across the right-lung tumour, with the mouse
     ruler(qtbot, win, [140, 240, 70], [190, 265, 70])
-    (m,) = win.measure.measurements()
+    (m,) = win.features.measure.controller.measurements()
     assert m.kind == "length" and m.values["length_mm"] > 20
     # segment: the brush, with the mouse
     brush(qtbot, win, [200, 300, 70], [260, 300, 70])
-    painted = win.segments.segmentation().layers[0].copy()
+    painted = win.features.segments.controller.segmentation().layers[0].copy()
     assert painted[70].sum() > 100 and painted.sum() == painted[70].sum()
     # quit: Ctrl+Q asks about the segmentation never exported; keep it for later
     seen = answer_dialogs(qtbot, ["quit_keep"])
@@ -100,17 +100,17 @@ def test_open_measure_segment_quit_reopen_export_reimport_deidentify(make_window
     wait_loaded(qtbot, win)
     win.model.set_active(0)
     state = win.model.active_state
-    assert [x.uid for x in win.measure.measurements()] == [m.uid]
+    assert [x.uid for x in win.features.measure.controller.measurements()] == [m.uid]
     assert panel_rows(win)[0] == "Length"
-    bar = win.segments.restore_bar
+    bar = win.features.segments.restore_bar
     qtbot.waitUntil(bar.isVisible, timeout=5000)
     qtbot.mouseClick(bar.restore_button, Qt.MouseButton.LeftButton)
-    seg = win.segments.segmentation()
+    seg = win.features.segments.controller.segmentation()
     assert seg is not None and np.array_equal(seg.layers[0], painted)
     win.model.set_point(state.key, state.volume.index_to_lps([190, 280, 70]))
     settle(qtbot, 300)
     win.grid.slice_views[0].update_scene()
-    assert len(win.measure.overlays[0].drawn) == 1  # the ruler is drawn on its slice
+    assert len(win.features.measure.controller.overlays[0].drawn) == 1  # the ruler is drawn on its slice
     shot = os.environ.get("HOUNSFIELD_WORKFLOW_SHOT") or str(tmp_path / "workflow.png")
     pixmap = win.screen().grabWindow(win.winId())
     assert not pixmap.isNull() and pixmap.save(shot)

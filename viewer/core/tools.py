@@ -1,7 +1,8 @@
 """The one tool registry: every tool a view's left button can be, with its name, menu title, group,
 shortcut and the word the status bar uses.  No Qt: the workspace holds the registry, the viewer's
 model checks ``set_tool`` against it, and the Qt side attaches one handler per name
-(``viewer.ui.interaction.attach``) and builds its menus and toolbars from the titles here.
+(``viewer.ui.interaction.attach``) and makes the tools' commands (menus, toolbars, the F1 sheet)
+from the titles and keys here (``viewer.ui.actions.tool_commands``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ class Tool:
     name: str  # "seg_brush"
     title: str  # menu text: "Brush"
     group: str  # one of GROUPS
-    shortcut: str = ""  # "B" (QKeySequence text); view tools' keys live in viewer.ui.actions
+    shortcut: str = ""  # "B" (QKeySequence text)
     label: str = ""  # the status bar's word; title in lower case when empty
 
     def __post_init__(self):
@@ -63,8 +64,10 @@ class ToolRegistry:
 
 
 def default_tools() -> list[Tool]:
-    view = [Tool("wl", "Window/level", "view"), Tool("crosshair", "Crosshair", "view"),
-            Tool("zoom", "Zoom", "view"), Tool("pan", "Pan", "view"), Tool("rotate", "Rotate axes", "view")]
+    view = [Tool("wl", "Window/level tool", "view", "W", "window/level"),
+            Tool("crosshair", "Crosshair tool", "view", "C", "crosshair"),
+            Tool("zoom", "Zoom tool", "view", "Z", "zoom"), Tool("pan", "Pan tool", "view", "P", "pan"),
+            Tool("rotate", "Rotate oblique axes tool", "view", "R", "rotate axes")]
     segment = [Tool("seg_brush", "Brush", "segment", "B"), Tool("seg_eraser", "Eraser", "segment", "E"),
                Tool("seg_threshold", "Threshold brush (HU range)", "segment", "Shift+B"),
                Tool("seg_fill", "Flood fill", "segment", "G"), Tool("seg_lasso", "Lasso fill", "segment", "K"),

@@ -1,14 +1,20 @@
-"""Every command of the main window in one table: menus, toolbar and the F1 shortcut sheet are
-all made from it, so they cannot disagree.  A command ``name`` calls ``window.cmd_<name>()``.
+"""The window's one command table: the main window and every feature add their commands to it, and
+menus, toolbars and the F1 shortcut sheet are all made from it, so they cannot disagree.
+
+A ``Command`` says what a command is (name, text, the menu it belongs to, keys, icon); ``CommandTable``
+makes its ``QAction`` and connects it to the handler given with it.  The viewing tools' rows come
+from the tool registry (``viewer.core.tools``, titles and keys), as the features' tools do.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QActionGroup, QIcon, QKeySequence
 
+from viewer.core.tools import REGISTRY, ToolRegistry
 from viewer.ui.resources import icon_path
 
 
@@ -16,14 +22,16 @@ from viewer.ui.resources import icon_path
 class Command:
     name: str
     text: str
-    section: str
+    section: str  # the menu it is in; the F1 sheet's heading
     shortcut: tuple[str, ...] = ()
     icon: str = ""
     checkable: bool = False
     group: str = ""  # exclusive group (tools, layouts)
     views_only: bool = False  # only while the views have the keyboard focus (not the browser)
+    tip: str = ""  # the status bar's text while the menu item is under the mouse
 
 
+# the main window's own commands: ``name`` calls ``window.cmd_<name>()``
 COMMANDS = (
     Command("open_folder", "Open folder...", "File", ("Ctrl+O",), "open"),
     Command("open_file", "Open file...", "File", ("Ctrl+Shift+O",)),
@@ -48,12 +56,6 @@ COMMANDS = (
     Command("slab_minip", "Thick-slab MinIP (on / off)", "Image", ("Shift+M",)),
     Command("slab_thicker", "Thicker slab", "Image", ("]",)),
     Command("slab_thinner", "Thinner slab", "Image", ("[",)),
-    Command("ai_flicker", "Flicker original / AI result", "AI", ("T",)),
-    Command("tool_wl", "Window/level tool", "Tools", ("W",), "wl", True, "tool"),
-    Command("tool_crosshair", "Crosshair tool", "Tools", ("C",), "crosshair", True, "tool"),
-    Command("tool_zoom", "Zoom tool", "Tools", ("Z",), "zoom", True, "tool"),
-    Command("tool_pan", "Pan tool", "Tools", ("P",), "pan", True, "tool"),
-    Command("tool_rotate", "Rotate oblique axes tool", "Tools", ("R",), "rotate", True, "tool"),
     Command("shortcuts", "Keyboard and mouse shortcuts", "Help", ("F1",), "help"),
     Command("about", "About Hounsfield", "Help"),
 )
@@ -75,45 +77,109 @@ MOUSE = (
 )
 
 
-def build_actions(window) -> dict[str, QAction]:
-    """QActions for every command, connected to ``window.cmd_<name>`` and added to ``window``."""
-    actions: dict[str, QAction] = {}
-    groups: dict[str, QActionGroup] = {}
-    for cmd in COMMANDS:
-        act = QAction(cmd.text, window)
+def tool_commands(group: str, section: str, registry: ToolRegistry = REGISTRY, icons: bool = False,
+                  prefix: str = "tool_") -> list[Command]:
+    """One checkable command per registered tool of ``group`` (titles and keys from the registry)."""
+    return [Command(f"{prefix}{t.name}", t.title, section, (t.shortcut,) if t.shortcut else (),
+                    t.name if icons else "", True, group) for t in registry.in_group(group)]
+
+
+def view_tool_commands(registry: ToolRegistry = REGISTRY) -> list[Command]:
+    return tool_commands("view", "Tools", registry, icons=True)
+
+
+class CommandTable:
+    """Every command of a window in the order added, with its ``QAction`` (``table["name"]``)."""
+
+    def __init__(self, window):
+        self.window = window
+        self.commands: dict[str, Command] = {}
+        self.actions: dict[str, QAction] = {}
+        self._groups: dict[str, QActionGroup] = {}
+
+    def add(self, cmd: Command, handler: Callable | None = None, action: QAction | None = None) -> QAction:
+        """Make ``cmd``'s action (or take ``action``, a dock's toggle) and connect ``handler`` to it:
+        ``handler(checked)`` for a checkable command, ``handler()`` otherwise."""
+        if cmd.name in self.commands:
+            raise ValueError(f"command {cmd.name!r} is in the table already")
+        window = self.window
+        act = action if action is not None else QAction(cmd.text, window)
         if cmd.icon:
             act.setIcon(QIcon(icon_path(cmd.icon)))
         if cmd.shortcut:
             act.setShortcuts([QKeySequence(s) for s in cmd.shortcut])
             act.setToolTip(f"{cmd.text}  ({', '.join(cmd.shortcut)})")
-        act.setCheckable(cmd.checkable)
+        if cmd.tip:
+            act.setStatusTip(cmd.tip)
+        if action is None:
+            act.setCheckable(cmd.checkable)
         if cmd.group:
-            groups.setdefault(cmd.group, QActionGroup(window)).addAction(act)
-        handler = getattr(window, f"cmd_{cmd.name}")
-        if cmd.checkable:
-            act.triggered.connect(lambda checked, h=handler: h(checked))
-        else:
-            act.triggered.connect(lambda _checked=False, h=handler: h())
+            self._groups.setdefault(cmd.group, QActionGroup(window)).addAction(act)
+        if handler is not None:
+            if cmd.checkable:
+                act.triggered.connect(lambda checked, h=handler: h(checked))
+            else:
+                act.triggered.connect(lambda _checked=False, h=handler: h())
         if cmd.views_only:
             act.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
             window.grid.addAction(act)
         else:
             window.addAction(act)
-        actions[cmd.name] = act
-    for key in PRESET_KEYS:
-        act = QAction(f"Preset {key}", window)
-        act.setShortcut(QKeySequence(key))
-        act.triggered.connect(lambda _checked=False, k=key: window.cmd_preset(k))
-        window.addAction(act)
-        actions[f"preset_{key}"] = act
-    return actions
+        self.commands[cmd.name] = cmd
+        self.actions[cmd.name] = act
+        return act
+
+    def group(self, name: str) -> QActionGroup:
+        """The exclusive group of commands added with ``group=name``."""
+        return self._groups.setdefault(name, QActionGroup(self.window))
+
+    def __getitem__(self, name: str) -> QAction:
+        return self.actions[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.actions
+
+    def fill(self, target, names) -> None:
+        """Add the named commands' actions to a menu or toolbar in order (None: a separator)."""
+        for name in names:
+            target.addAction(self.actions[name]) if name else target.addSeparator()
+
+    def rows(self) -> list[tuple[str, str, str]]:
+        """(section, keys, what) of every command with keys, for the F1 sheet."""
+        return shortcut_rows(self.commands.values())
 
 
-def shortcut_rows() -> list[tuple[str, str, str]]:
-    """(section, keys, what) for the shortcut sheet, keyboard first, then the mouse."""
-    rows = [(c.section, ", ".join(c.shortcut), c.text) for c in COMMANDS if c.shortcut]
+def _plain(text: str) -> str:
+    return text.replace("&", "").removesuffix("...")
+
+
+def shortcut_rows(commands=None) -> list[tuple[str, str, str]]:
+    """(section, keys, what) for the shortcut sheet: the commands with keys (the main window's own
+    and the viewing tools when ``commands`` is None), the presets, then the mouse."""
+    commands = list(commands) if commands is not None else [*COMMANDS, *view_tool_commands()]
+    sections = list(dict.fromkeys(c.section for c in commands))  # in the order they first appear,
+    sections.sort(key=lambda s: s == "Help")  # Help last
+    rows = [(c.section, ", ".join(c.shortcut), _plain(c.text))
+            for s in sections for c in commands if c.section == s and c.shortcut]
     rows.insert(next(i for i, r in enumerate(rows) if r[0] == "Image"),
                 ("Image", "1 - 9", "Window/level presets of the modality (CT: soft tissue, lung, bone, "
                                    "brain, liver, mediastinum; MR: auto from the histogram)"))
     rows += [("Mouse", keys, what) for keys, what in MOUSE]
     return rows
+
+
+def build_actions(window) -> CommandTable:
+    """The main window's command table with its own commands, the viewing tools and the presets."""
+    table = CommandTable(window)
+    for cmd in COMMANDS:
+        table.add(cmd, getattr(window, f"cmd_{cmd.name}"))
+    for cmd in view_tool_commands(window.model.tools):
+        tool = cmd.name.removeprefix("tool_")
+        table.add(cmd, lambda _on=True, t=tool: window.model.set_tool(t))
+    for key in PRESET_KEYS:  # listed on the sheet as one row ("1 - 9"), not one command each
+        act = QAction(f"Preset {key}", window)
+        act.setShortcut(QKeySequence(key))
+        act.triggered.connect(lambda _checked=False, k=key: window.cmd_preset(k))
+        window.addAction(act)
+        table.actions[f"preset_{key}"] = act
+    return table

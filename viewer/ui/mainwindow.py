@@ -1,7 +1,10 @@
 """The main window: study browser (dock), the view grid, toolbar, menus and status bar.
 
-It wires the ``ViewerModel`` (viewing state), the ``Session`` (opened series and loading) and
-the widgets that observe them; the ``cmd_*`` methods are the commands of ``actions.COMMANDS``.
+It holds the ``Workspace`` (the opened series and their overlays, no Qt), the ``ViewerModel``
+(viewing state), the ``Session`` (loading and VTK images), the command table (``self.commands``:
+menus, toolbars and the F1 sheet are made from it; the ``cmd_*`` methods are the commands of
+``actions.COMMANDS``) and the features (``self.features``: PACS, AI, measure, segments), each given
+the workspace.
 """
 
 from __future__ import annotations
@@ -27,16 +30,17 @@ from viewer.core.viewstate import LAYOUTS, ViewerModel
 from viewer.core.windowing import auto_window
 from viewer.core.workspace import Workspace
 from viewer.logs import log
-from viewer.ui import ai as ai_ui
 from viewer.ui import closing
-from viewer.ui import measure as measure_ui
 from viewer.ui import objects as objects_ui
-from viewer.ui import pacs as pacs_ui
-from viewer.ui import segments as segments_ui
-from viewer.ui.actions import build_actions
+from viewer.ui.actions import Command, build_actions
+from viewer.ui.ai import AIFeature
 from viewer.ui.browser import StudyBrowser
+from viewer.ui.feature import Features
+from viewer.ui.measure import MeasureFeature
 from viewer.ui.messagebar import MessageBar
+from viewer.ui.pacs import PacsFeature
 from viewer.ui.resources import colormaps, presets_for
+from viewer.ui.segments import SegmentsFeature
 from viewer.ui.session import Session
 from viewer.ui.settings import add_recent, open_settings, read_bool, recent_paths
 from viewer.ui.viewgrid import ViewGrid
@@ -67,15 +71,17 @@ class MainWindow(QMainWindow):
         self.browser_dock.setWidget(self.browser)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.browser_dock)
         self._build_status_bar()
-        self.actions_ = build_actions(self)
+        self.commands = build_actions(self)
         self._build_menus()
-        pacs_ui.install(self)
+        ws, features = self.workspace, Features()
+        self.features = features
+        features.add(PacsFeature(self, ws))
         self._build_toolbar()
-        ai_ui.install(self)
-        measure_ui.install(self)
-        segments_ui.install(self)
+        features.add(AIFeature(self, ws))
+        features.add(MeasureFeature(self, ws))
+        features.add(SegmentsFeature(self, ws))
         objects_ui.install(self)  # a SEG, SR or RTSTRUCT opened as a file goes onto its images
-        self.measure.follow_segments(self.segments)  # segment statistics in the measurements table
+        features.measure.controller.follow_segments(features.segments.controller)  # segment statistics
         self._connect()
         self._sync_actions()
         self._restore_window_settings()
@@ -102,7 +108,7 @@ class MainWindow(QMainWindow):
         bar.addPermanentWidget(self.tool_label)
 
     def _build_menus(self) -> None:
-        a, mb = self.actions_, self.menuBar()
+        a, mb = self.commands, self.menuBar()
         file_menu = mb.addMenu("&File")
         for name in ("open_folder", "open_file"):
             file_menu.addAction(a[name])
@@ -118,9 +124,8 @@ class MainWindow(QMainWindow):
                      "reset", "reset_oblique"):
             view.addAction(a[name]) if name else view.addSeparator()
         view.addSeparator()
-        toggle = self.browser_dock.toggleViewAction()
-        toggle.setShortcut("Ctrl+B")
-        view.addAction(toggle)
+        view.addAction(a.add(Command("studies", "Studies", "View", ("Ctrl+B",)),
+                             action=self.browser_dock.toggleViewAction()))
         image = mb.addMenu("&Image")
         self.preset_menu = image.addMenu("Window/level &presets")
         image.addAction(a["default_window"])
@@ -133,29 +138,29 @@ class MainWindow(QMainWindow):
             self.colormap_group.addAction(act)
             self.colormap_menu.addAction(act)
         tools = mb.addMenu("&Tools")
-        for name in ("tool_wl", "tool_crosshair", "tool_zoom", "tool_pan", "tool_rotate"):
-            tools.addAction(a[name])
+        a.fill(tools, self._view_tools())
         self.help_menu = help_menu = mb.addMenu("&Help")
         help_menu.addAction(a["shortcuts"])
         help_menu.addAction(a["about"])
         self._rebuild_recent()
 
+    def _view_tools(self) -> list[str]:
+        """The commands of the viewing tools (viewer.core.tools), in the registry's order."""
+        return [f"tool_{name}" for name in self.model.tools.names("view")]
+
     def _build_toolbar(self) -> None:
-        a = self.actions_
+        a = self.commands
         tb = self.addToolBar("Tools")
         tb.setObjectName("tools")
         tb.setMovable(False)
-        for name in ("open_folder", None, "tool_wl", "tool_crosshair", "tool_zoom", "tool_pan", "tool_rotate",
-                     None, "layout_1x1", "layout_1x3", "layout_2x2", None):
-            tb.addAction(a[name]) if name else tb.addSeparator()
+        a.fill(tb, ["open_folder", None, *self._view_tools(), None, "layout_1x1", "layout_1x3", "layout_2x2", None])
         self.preset_button = QToolButton()
         self.preset_button.setText("W/L presets")
         self.preset_button.setToolTip("Window/level presets (number keys)")
         self.preset_button.setMenu(self.preset_menu)
         self.preset_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
         tb.addWidget(self.preset_button)
-        for name in ("invert", None, "crosshair", "link", "reset", None, "shortcuts"):
-            tb.addAction(a[name]) if name else tb.addSeparator()
+        a.fill(tb, ["invert", None, "crosshair", "link", "reset", None, "shortcuts"])
 
     def _connect(self) -> None:
         s, m = self.session, self.model
@@ -246,7 +251,7 @@ class MainWindow(QMainWindow):
             active.setFocus()
 
     def _sync_actions(self) -> None:
-        a, m = self.actions_, self.model
+        a, m = self.commands, self.model
         a[f"layout_{m.layout}"].setChecked(True)
         if f"tool_{m.tool}" in a:
             a[f"tool_{m.tool}"].setChecked(True)
@@ -385,27 +390,6 @@ class MainWindow(QMainWindow):
         if self.model.active_state is not None:
             self.model.active_state.set_colormap(name)
 
-    def _tool(self, name: str) -> None:
-        self.model.set_tool(name)
-
-    def cmd_tool_wl(self, _c=True) -> None:
-        self._tool("wl")
-
-    def cmd_tool_crosshair(self, _c=True) -> None:
-        self._tool("crosshair")
-
-    def cmd_tool_zoom(self, _c=True) -> None:
-        self._tool("zoom")
-
-    def cmd_tool_pan(self, _c=True) -> None:
-        self._tool("pan")
-
-    def cmd_tool_rotate(self, _c=True) -> None:
-        self._tool("rotate")
-
-    def cmd_ai_flicker(self) -> None:
-        self.ai.flicker()
-
     def cmd_shortcuts(self) -> None:
         from viewer.ui.shortcuts import ShortcutSheet
 
@@ -462,10 +446,7 @@ class MainWindow(QMainWindow):
             ev.ignore()
             return
         self.save_settings()
-        self.ai.shutdown()
-        self.measure.segment_rows.shutdown()
-        self.segments.close()  # journals synced and closed: what was not exported is offered next time
-        pacs_ui.shutdown(self)
+        self.features.shutdown()  # the segments' journals are synced and closed: unexported work is offered again
         self.session.close_all()
         self.grid.dispose()
         super().closeEvent(ev)

@@ -4,7 +4,7 @@ in the study browser) shows it on its images: the session opens the image series
 object goes onto that series: a SEG or an RT structure set as segments, an SR's measurements into
 the measurements table (drawn where their points lie on the images).
 
-``install(window)`` is the one hook the main window calls.
+``install(window)`` is the one hook the main window calls; the features do the rest.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ def apply(window, obj, key: str) -> None:
     try:
         notes: list[str] = []
         if obj.kind == "sr":
-            n = window.measure.import_sr(obj.path, key)
+            n = window.features.measure.controller.import_sr(obj.path, key)
             if n == 0:
                 window.show_error(f"{obj.name} holds no measurements Hounsfield can show on these images.")
                 return
-            window.measure_dock.show()
+            window.features.measure.dock.show()
             what = f"{n} measurement{'s' if n != 1 else ''}"
         else:
             if obj.kind == "seg":
@@ -39,8 +39,8 @@ def apply(window, obj, key: str) -> None:
                 from viewer.core.rtstruct import read_rtstruct
 
                 seg, notes = read_rtstruct(obj.path, state.volume)
-            window.segments.attach(state, seg)
-            window.segments_dock.show()
+            window.features.segments.controller.attach(state, seg)
+            window.features.segments.dock.show()
             what = f"{len(seg.segments)} segment{'s' if len(seg.segments) != 1 else ''}"
     except HounsfieldError as exc:
         window.show_error(str(exc))

@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         ijk = [float(x) for x in args.voxel.split(",")]
         window.model.set_point(state.key, state.volume.index_to_lps(ijk))
     if args.ai:
-        if window.ai.start(args.ai) is None or not wait_until(app, lambda: bool(window.ai.entries), 600):
+        ai = window.features.ai.controller
+        if ai.start(args.ai) is None or not wait_until(app, lambda: bool(ai.entries), 600):
             print(f"the AI run gave no result: {window.message_bar.text()}", file=sys.stderr)
             return 1
     wait_until(app, lambda: False, 1.5)  # thumbnails, the index, last renders

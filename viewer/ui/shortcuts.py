@@ -1,4 +1,4 @@
-"""The keyboard and mouse shortcut sheet (F1), made from the command table."""
+"""The keyboard and mouse shortcut sheet (F1), made from the window's command table."""
 
 from __future__ import annotations
 
@@ -10,32 +10,13 @@ from PySide6.QtWidgets import QDialog, QDialogButtonBox, QTextBrowser, QVBoxLayo
 from viewer.ui.actions import shortcut_rows
 
 
-def menu_rows(window) -> list[tuple[str, str, str]]:
-    """(menu, keys, what) for actions with a shortcut that the features add to their own menus
-    (Segment, Measure, AI, PACS...), which the command table does not list."""
-    from viewer.ui.actions import COMMANDS
-
-    known = {c.text for c in COMMANDS}
-    rows = []
-    for menu_action in window.menuBar().actions():
-        menu = menu_action.menu()
-        if menu is None:
-            continue
-        title = menu.title().replace("&", "")
-        for act in menu.actions():
-            keys = ", ".join(k.toString() for k in act.shortcuts() if not k.isEmpty())
-            text = act.text().replace("&", "").rstrip(".")
-            if keys and act.text() not in known:
-                rows.append((title, keys, text))
-    return rows
-
-
-def sheet_html(extra_rows=()) -> str:
+def sheet_html(rows=None) -> str:
+    """The sheet of ``rows`` (section, keys, what); the main window's own commands when None."""
     parts = ["<style>td { padding: 2px 10px 2px 0; } th { text-align: left; padding-top: 10px; "
              "color: #f0c070; } .k { font-family: monospace; color: #9fc5ff; white-space: nowrap; }</style>",
              "<table>"]
     section = None
-    for sec, keys, what in [*shortcut_rows(), *extra_rows]:
+    for sec, keys, what in shortcut_rows() if rows is None else rows:
         if sec != section:
             section = sec
             parts.append(f"<tr><th colspan=2>{escape(sec)}</th></tr>")
@@ -51,7 +32,8 @@ class ShortcutSheet(QDialog):
         self.setWindowFlag(Qt.WindowType.WindowContextHelpButtonHint, False)
         self.resize(620, 640)
         text = QTextBrowser()
-        text.setHtml(sheet_html(menu_rows(parent) if parent is not None and hasattr(parent, "menuBar") else ()))
+        table = getattr(parent, "commands", None)  # the window's command table: every feature's commands
+        text.setHtml(sheet_html(table.rows() if table is not None else None))
         text.setOpenLinks(False)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         buttons.rejected.connect(self.reject)

@@ -1,5 +1,7 @@
 """The viewer's side of AI runs: one host (created on first use, its worker started on the first
-run, never at start-up), the run dialog, progress and Cancel in the status bar, and the results.
+run, never at start-up), starting and cancelling a run, and its results put into the window's
+``Workspace`` (``viewer.ui.ai.results``; the runs applied are ``workspace.results``).  No widgets:
+the AI feature (``viewer.ui.ai.AIFeature``) shows progress and the results dock.
 
 Callbacks from the host's supervisor thread arrive here as queued Qt signals, so the UI thread
 only ever does quick work: the volume goes to the worker through shared memory and the result
@@ -8,13 +10,11 @@ comes back the same way.
 
 from __future__ import annotations
 
-from PySide6.QtCore import QObject, Qt, Signal
-from PySide6.QtWidgets import QDockWidget, QLabel, QProgressBar, QToolButton
+from PySide6.QtCore import QObject, Signal
 
 from viewer.core.errors import HounsfieldError
 from viewer.core.workspace import Applied
 from viewer.logs import log
-from viewer.ui.ai.panel import ResultsPanel
 from viewer.ui.ai.results import apply_results, flicker, remove_entry
 from viewer.ui.settings import read_bool
 
@@ -22,44 +22,25 @@ from viewer.ui.settings import read_bool
 class AIController(QObject):
     progressed = Signal(float, str)
     finished = Signal(object)  # RunHandle
+    started = Signal(str)  # the plugin's name
+    ended = Signal()  # the run is over (done, failed or cancelled)
+    status = Signal(str)  # "CT denoising: cancelling"
     result_added = Signal(object)  # viewer.core.workspace.Applied
+    result_removed = Signal(object)  # viewer.core.workspace.Applied
 
-    def __init__(self, window, host=None):
+    def __init__(self, window, workspace, host=None):
         super().__init__(window)
-        self.window = window
+        self.window, self.workspace = window, workspace
         self._host = host
         self.handle = None
         self.source_key: str | None = None
         self.force_cpu = read_bool(window.settings, "ai/force_cpu", False)
-        bar = window.statusBar()
-        self.label = QLabel("")
-        self.bar = QProgressBar()
-        self.bar.setFixedWidth(160)
-        self.bar.setRange(0, 100)
-        self.cancel_button = QToolButton()
-        self.cancel_button.setText("Cancel AI")
-        self.cancel_button.setToolTip("Stop the AI run (it ends within a second)")
-        self.cancel_button.clicked.connect(self.cancel)
-        for w in (self.label, self.bar, self.cancel_button):
-            bar.addPermanentWidget(w)
-            w.hide()
-        self.panel = ResultsPanel()
-        self.dock = QDockWidget("AI results", window)
-        self.dock.setObjectName("ai_results")
-        self.dock.setWidget(self.panel)
-        window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
-        self.dock.hide()
-        self.panel.compare_requested.connect(self.compare)
-        self.panel.flicker_requested.connect(lambda e: flicker(self.window.model, e))
-        self.panel.remove_requested.connect(self.remove)
-        self.panel.jump_requested.connect(self.jump)
-        self.progressed.connect(self._on_progress)
         self.finished.connect(self._on_finished)
 
     @property
     def entries(self) -> list[Applied]:
-        """The results shown, oldest first: the window's workspace holds them (``workspace.results``)."""
-        return self.window.workspace.results
+        """The results shown, oldest first (the workspace's)."""
+        return self.workspace.results
 
     # the host, made on first use
     @property
@@ -117,26 +98,17 @@ class AIController(QObject):
             self.window.show_error(str(exc))
             return None
         self.source_key = state.key
-        self.label.setText(f"{self.handle.info.name}: starting")
-        self.bar.setValue(0)
-        for w in (self.label, self.bar, self.cancel_button):
-            w.show()
+        self.started.emit(self.handle.info.name)
         log.info("AI run of %s started", plugin_id)
         return self.handle
 
     def cancel(self) -> None:
         if self.running:
             self.handle.cancel()
-            self.label.setText(f"{self.handle.info.name}: cancelling")
-
-    def _on_progress(self, fraction: float, message: str) -> None:
-        if self.running:
-            self.bar.setValue(round(100 * fraction))
-            self.label.setText(f"{self.handle.info.name}: {message}")
+            self.status.emit(f"{self.handle.info.name}: cancelling")
 
     def _on_finished(self, handle) -> None:
-        for w in (self.label, self.bar, self.cancel_button):
-            w.hide()
+        self.ended.emit()
         if handle.state == "cancelled":
             self.window.statusBar().showMessage(f"The run of {handle.info.name} was cancelled.", 8000)
             return
@@ -152,11 +124,9 @@ class AIController(QObject):
             log.exception("showing AI results failed")
             self.window.show_error(f"The results of {handle.info.name} could not be shown; details are in the log.")
             return
-        self.panel.add(entry)
-        self.dock.show()
+        self.result_added.emit(entry)
         for note in handle.notes[:1]:
             self.window.statusBar().showMessage(note, 10000)
-        self.result_added.emit(entry)
 
     # results
     def compare(self, entry: Applied) -> None:
@@ -172,6 +142,9 @@ class AIController(QObject):
                 return
         self.window.statusBar().showMessage("No AI result image to flicker with.", 5000)
 
+    def flicker_entry(self, entry: Applied) -> None:
+        flicker(self.window.model, entry)
+
     def jump(self, entry: Applied, lps) -> None:
         """Move the crosshair (and linked views) to a detection."""
         if entry.source_key in self.window.model.series:
@@ -179,7 +152,7 @@ class AIController(QObject):
 
     def remove(self, entry: Applied) -> None:
         remove_entry(self.window, entry)
-        self.panel.remove(entry)
+        self.result_removed.emit(entry)
 
     def shutdown(self) -> None:
         if self._host is not None:

@@ -1,113 +1,107 @@
 """Measurements in the main window: the "Measure" menu and toolbar (tools, delete, copy, export,
 import an SR), the measurements dock, and annotations drawn in the 2D views.
 
-``install(window)`` is the one hook the main window calls.
+``MeasureFeature`` is what the main window installs (``window.features.measure``); the measurements
+are overlays of the series in the window's workspace, handled through ``MeasureController``.
 """
 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+from PySide6.QtGui import QActionGroup
 from PySide6.QtWidgets import QDockWidget, QFileDialog
 
+from viewer.ui.actions import Command, tool_commands
+from viewer.ui.feature import Feature
 from viewer.ui.measure import tools
 from viewer.ui.measure.controller import MeasureController
 from viewer.ui.measure.export import MeasureExporter, measure_export
 from viewer.ui.measure.panel import MeasurementPanel
 
 
-def install(window) -> MeasureController:
-    ctl = MeasureController(window)
-    window.measure = ctl
-    tools.register(ctl)
-    panel = MeasurementPanel(ctl)
-    dock = QDockWidget("Measurements", window)
-    dock.setObjectName("measurements")
-    dock.setWidget(panel)
-    panel.setMinimumWidth(380)
-    window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
-    window.measure_panel, window.measure_dock = panel, dock
+class MeasureFeature(Feature):
+    name = "measure"
 
-    menu = window.menuBar().addMenu("&Measure")
-    help_menu = getattr(window, "help_menu", None)
-    if help_menu is not None:
-        window.menuBar().insertMenu(help_menu.menuAction(), menu)
-    toolbar = window.addToolBar("Measure")
-    toolbar.setObjectName("measure_toolbar")
-    group = QActionGroup(window)
-    group.setExclusionPolicy(QActionGroup.ExclusionPolicy.ExclusiveOptional)
-    window.measure_actions = {}
-    for tool in window.model.tools.in_group("measure"):  # titles and keys: viewer.core.tools
-        name, title = tool.name, tool.title
-        act = QAction(title, window, checkable=True)
-        act.setObjectName(name)
-        act.setShortcut(QKeySequence(tool.shortcut))
-        act.setToolTip(f"{title} ({tool.shortcut})")
-        act.triggered.connect(lambda on, n=name: window.model.set_tool(n if on else "wl"))
-        group.addAction(act)
-        menu.addAction(act)
-        toolbar.addAction(act)
-        window.measure_actions[name] = act
-    menu.addSeparator()
+    def __init__(self, window, workspace):
+        super().__init__(window, workspace)
+        ctl = self.controller = MeasureController(window)
+        tools.register(ctl)
+        self.export_dialog = None  # the last Measure > Export dialog
+        panel = self.panel = MeasurementPanel(ctl, self.export)
+        dock = self.dock = QDockWidget("Measurements", window)
+        dock.setObjectName("measurements")
+        dock.setWidget(panel)
+        panel.setMinimumWidth(380)
+        window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
 
-    def add(text, fn, shortcut=None):
-        act = QAction(text, window)
-        if shortcut:
-            act.setShortcut(QKeySequence(shortcut))
-            act.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
-        act.triggered.connect(lambda _c=False: fn())
-        menu.addAction(act)
-        window.addAction(act)
-        return act
+        menu = self.menu = self.add_menu("&Measure")
+        toolbar = self.toolbar = window.addToolBar("Measure")
+        toolbar.setObjectName("measure_toolbar")
+        model, table = window.model, self.commands
+        self.tool_actions = {}
+        for cmd in tool_commands("measure", "Measure", model.tools, prefix=""):  # titles, keys: viewer.core.tools
+            act = table.add(cmd, lambda on, n=cmd.name: model.set_tool(n if on else "wl"))
+            act.setObjectName(cmd.name)
+            menu.addAction(act)
+            toolbar.addAction(act)
+            self.tool_actions[cmd.name] = act
+        table.group("measure").setExclusionPolicy(QActionGroup.ExclusionPolicy.ExclusiveOptional)
+        menu.addSeparator()
+        self.actions = {}
+        for name, text, fn, keys in (
+                ("delete", "Delete selected measurement", ctl.delete_selected, ("Del",)),
+                ("copy", "Copy measurements as text", panel.copy, ("Ctrl+Shift+C",)),
+                ("export", "Export measurements (SR, CSV, JSON, key image)...", self.export, ()),
+                ("key_image", "Save key image...", self.save_key_image, ()),
+                ("import_sr", "Import measurements from an SR...", self.import_sr, ())):
+            act = self.actions[name] = table.add(Command(f"measure_{name}", text, "Measure", keys), fn)
+            menu.addAction(act)
+        self.exporter = MeasureExporter(window, self.actions["export"])
+        menu.addSeparator()
+        menu.addAction(table.add(Command("measure_dock", "Measurements", "Measure"), action=dock.toggleViewAction()))
+        model.tool_changed.connect(self._sync_tool)
+        self._sync_tool()
 
-    window.measure_delete_action = add("Delete selected measurement", ctl.delete_selected, "Del")
-    add("Copy measurements as text", panel.copy, "Ctrl+Shift+C")
-    export_action = add("Export measurements (SR, CSV, JSON, key image)...", lambda: measure_export(window))
-    window.measure_export_action = export_action
-    window.measure_exporter = MeasureExporter(window, export_action)
-    add("Save key image...", lambda: save_key_image(window))
-    add("Import measurements from an SR...", lambda: import_sr(window))
-    menu.addSeparator()
-    menu.addAction(dock.toggleViewAction())
-    window.measure_menu = menu
-    window.measure_export = lambda: measure_export(window)
+    def _sync_tool(self) -> None:
+        for name, act in self.tool_actions.items():
+            act.setChecked(self.window.model.tool == name)
 
-    def sync():
-        for name, act in window.measure_actions.items():
-            act.setChecked(window.model.tool == name)
+    def export(self):
+        """Measure > Export: the dialog; its Export button starts the export in the background."""
+        return measure_export(self.window)
 
-    window.model.tool_changed.connect(sync)
-    sync()
-    return ctl
+    def save_key_image(self) -> None:
+        window, ctl = self.window, self.controller
+        if window.model.active_state is None:
+            return
+        path, _ = QFileDialog.getSaveFileName(window, "Save key image", "key-image.png", "PNG (*.png);;DICOM (*.dcm)")
+        if not path:
+            return
+        from viewer.core.io.keyimages import write_key_image
 
+        view = ctl.active_view()
+        rgb, orientation, sop = ctl.key_image(view)
+        src = view.state.volume.source
+        if path.lower().endswith(".dcm"):
+            write_key_image(None, path, rgb, src, orientation=orientation, source_uid=sop)
+        else:
+            write_key_image(path, None, rgb, src)
 
-def save_key_image(window) -> None:
-    if window.model.active_state is None:
-        return
-    path, _ = QFileDialog.getSaveFileName(window, "Save key image", "key-image.png", "PNG (*.png);;DICOM (*.dcm)")
-    if not path:
-        return
-    from viewer.core.io.keyimages import write_key_image
+    def import_sr(self) -> None:
+        window = self.window
+        path, _ = QFileDialog.getOpenFileName(window, "Import measurements from a DICOM SR", "",
+                                              "DICOM (*.dcm);;All (*)")
+        if not path:
+            return
+        try:
+            n = self.controller.import_sr(path)
+        except Exception:
+            from viewer.logs import log
 
-    view = window.measure.active_view()
-    rgb, orientation, sop = window.measure.key_image(view)
-    src = view.state.volume.source
-    if path.lower().endswith(".dcm"):
-        write_key_image(None, path, rgb, src, orientation=orientation, source_uid=sop)
-    else:
-        write_key_image(path, None, rgb, src)
+            log.exception("reading an SR failed")
+            window.show_error("This file holds no measurements Hounsfield can read; choose a TID 1500 SR.")
+            return
+        window.statusBar().showMessage(f"Imported {n} measurements", 10000)
 
-
-def import_sr(window) -> None:
-    path, _ = QFileDialog.getOpenFileName(window, "Import measurements from a DICOM SR", "", "DICOM (*.dcm);;All (*)")
-    if not path:
-        return
-    try:
-        n = window.measure.import_sr(path)
-    except Exception:
-        from viewer.logs import log
-
-        log.exception("reading an SR failed")
-        window.show_error("This file holds no measurements Hounsfield can read; choose a TID 1500 SR.")
-        return
-    window.statusBar().showMessage(f"Imported {n} measurements", 10000)
+    def shutdown(self) -> None:
+        self.controller.segment_rows.shutdown()

@@ -77,7 +77,8 @@ class SegmentationExportTask:
 
     @classmethod
     def prepare(cls, window, path: str) -> SegmentationExportTask:
-        seg, state = window.segments.segmentation(), window.segments.state()
+        segments = window.features.segments.controller
+        seg, state = segments.segmentation(), segments.state()
         if seg is None or not seg.segments or state is None:
             raise HounsfieldError("There is no segmentation to export: draw or load one first.")
         return cls(path, state.volume, snapshot_segmentation(seg), seg)
@@ -92,7 +93,7 @@ class SegmentationExportTask:
 
     def after(self, window, out: dict) -> None:
         if unchanged(self.live_segmentation, self.segmentation):
-            window.segments.mark_exported(self.live_segmentation, self.path)
+            window.features.segments.controller.mark_exported(self.live_segmentation, self.path)
 
 
 def snapshot_segmentation(seg):
@@ -133,14 +134,14 @@ def capture_key_image(ctl, view, hide_identity: bool, hide_labels: bool):
 def prepare(window, folder: str, deidentify: bool = False, clear_free_text: bool | None = None,
             key_images: bool = True) -> ExportTask:
     """Fix what an export of the active view's series will write (on the UI thread)."""
-    ctl = window.measure
+    ctl = window.features.measure.controller
     view = ctl.active_view()
     state = view.state
     if state is None:
         raise HounsfieldError("Open a series before exporting measurements.")
     clear = deidentify if clear_free_text is None else bool(clear_free_text)
     images = [capture_key_image(ctl, view, deidentify, clear)] if key_images else []
-    segmentation = window.segments.segmentation(state=state) if hasattr(window, "segments") else None
+    segmentation = window.features.segments.controller.segmentation(state=state)
     return ExportTask(folder, [copy.deepcopy(m) for m in ctl.measurements(state.key)], state.volume,
                       snapshot_segmentation(segmentation), images, deidentify, clear, segmentation)
 
@@ -148,8 +149,8 @@ def prepare(window, folder: str, deidentify: bool = False, clear_free_text: bool
 def exported(window, task: ExportTask, out: dict) -> None:
     """After a successful export: the segmentation is in a file now, so quitting need not ask about
     it, unless it was edited while the export ran."""
-    if out.get("seg") and hasattr(window, "segments") and unchanged(task.live_segmentation, task.segmentation):
-        window.segments.mark_exported(task.live_segmentation, out["seg"][0])
+    if out.get("seg") and unchanged(task.live_segmentation, task.segmentation):
+        window.features.segments.controller.mark_exported(task.live_segmentation, out["seg"][0])
 
 
 def unchanged(live, copied) -> bool:
@@ -339,8 +340,8 @@ class ExportDialog(QDialog):
 
 def measure_export(window) -> ExportDialog | None:
     """Measure > Export: open the dialog; its Export button starts the export in the background."""
-    ctl = window.measure
-    exporter = window.measure_exporter
+    feature = window.features.measure
+    ctl, exporter = feature.controller, feature.exporter
     if window.model.active_state is None or ctl.active_view().state is None:
         window.show_error("Open a series before exporting measurements.")
         return None
@@ -350,9 +351,9 @@ def measure_export(window) -> ExportDialog | None:
     from viewer.core.io.report import free_text
 
     state = ctl.active_view().state
-    seg = window.segments.segmentation(state=state) if hasattr(window, "segments") else None
+    seg = window.features.segments.controller.segmentation(state=state)
     dialog = ExportDialog(window, free_text(ctl.measurements(state.key), seg))
-    window.measure_export_dialog = dialog
+    feature.export_dialog = dialog
 
     def accepted() -> None:
         try:
@@ -373,7 +374,8 @@ def measure_export(window) -> ExportDialog | None:
 
 def segmentation_export(window, path: str) -> None:
     """Segment > Export to ``path``, in the background."""
-    exporter = getattr(window, "measure_exporter", None)
+    measure = getattr(window.features, "measure", None)
+    exporter = measure.exporter if measure is not None else None
     try:
         task = SegmentationExportTask.prepare(window, path)
         if exporter is None:  # no Measure feature installed: write here

@@ -78,7 +78,7 @@ class Histogram(QWidget):
 class MeasurementPanel(QWidget):
     COLUMNS = ("#", "Label", "Value", "Kind")
 
-    def __init__(self, controller, parent=None):
+    def __init__(self, controller, export, parent=None):
         super().__init__(parent)
         self.ctl = controller
         self.table = QTableWidget(0, len(self.COLUMNS))
@@ -96,7 +96,7 @@ class MeasurementPanel(QWidget):
         buttons = QHBoxLayout()
         self.buttons = {}
         for text, fn in (("Delete", controller.delete_selected), ("Copy", self.copy),
-                         ("Export...", lambda: controller.window.measure_export())):
+                         ("Export...", export)):
             b = QPushButton(text)
             b.setObjectName(f"measure_{text.strip('.').lower()}")
             b.clicked.connect(lambda _c=False, fn=fn: fn())

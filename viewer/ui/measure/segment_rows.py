@@ -50,6 +50,7 @@ class SegmentStatsRows(QObject):
         self.stats: dict[str, SegmentStats] = {}
         self._generation = 0
         self._running = False
+        self._closed = False  # shut down: a result still on its way starts nothing more
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(self.DELAY_MS)
@@ -96,7 +97,7 @@ class SegmentStatsRows(QObject):
         return False
 
     def _start(self) -> None:
-        if self._running:
+        if self._running or self._closed:
             return  # _on_computed starts again if it is stale
         tasks = [(row.uid, row.seg.layers[row.segment.layer], row.segment.number,
                   self.model.series[row.key].volume)
@@ -117,10 +118,11 @@ class SegmentStatsRows(QObject):
     def _on_computed(self, generation: int, stats: dict) -> None:
         self._running = False
         self.stats = stats
-        if generation != self._generation:
+        if generation != self._generation and not self._closed:
             self._timer.start()  # edited meanwhile: once more after the pause
         self.changed.emit()
 
     def shutdown(self) -> None:
+        self._closed = True
         self._timer.stop()
         self._pool.shutdown(wait=False, cancel_futures=True)

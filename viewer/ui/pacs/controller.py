@@ -1,5 +1,6 @@
 """The PACS side of a main window: settings, our Storage SCP, retrieves and sends, and their
-progress in the status bar.  One per window (``viewer.ui.pacs.install``); the dialogs use it.
+progress (shown in the status bar by ``viewer.ui.pacs.PacsFeature``).  One per window; the dialogs
+use it.  No widgets here.
 
 Nothing here blocks the UI thread: viewer.pacs (pydicom, pynetdicom, requests) is imported and
 every network call made on worker threads (``Task``).  Every failure is one sentence in the
@@ -12,7 +13,6 @@ import os
 import time
 
 from PySide6.QtCore import QObject, QTimer, Signal
-from PySide6.QtWidgets import QLabel, QProgressBar, QToolButton
 
 from viewer.logs import log
 from viewer.ui.pacs.workers import Task
@@ -30,6 +30,8 @@ class PacsController(QObject):
     retrieve_ended = Signal(str)  # "" when complete, else the sentence shown
     send_ended = Signal(str)  # a sentence: what was sent, or what went wrong
     incoming_indexed = Signal(int)  # how many series from unsolicited transfers entered the index
+    transfer_status = Signal(str, int, int)  # "Retrieving from PACS", done, total: shown in the status bar
+    transfer_idle = Signal()  # no transfer runs any more
     _incoming = Signal(str, str)  # study, series received by our SCP (from its thread)
 
     def __init__(self, window):
@@ -51,34 +53,13 @@ class PacsController(QObject):
         self._incoming_timer = QTimer(self)
         self._incoming_timer.setSingleShot(True)
         self._incoming_timer.timeout.connect(self._index_incoming)
-        self._build_status()
-
-    # status bar: "Retrieving series 2 (CT) 40 / 141 [Cancel]"
-    def _build_status(self) -> None:
-        bar = self.window.statusBar()
-        self.status_label = QLabel("")
-        self.status_progress = QProgressBar()
-        self.status_progress.setFixedWidth(200)
-        self.status_cancel = QToolButton()
-        self.status_cancel.setText("Cancel")
-        self.status_cancel.setToolTip("Stop the PACS transfer; what arrived is kept and a later retrieve resumes")
-        self.status_cancel.clicked.connect(self.cancel_transfers)
-        for w in (self.status_label, self.status_progress, self.status_cancel):
-            bar.addPermanentWidget(w)
-            w.hide()
 
     def _show_status(self, text: str, done: int, total: int) -> None:
-        for w in (self.status_label, self.status_progress, self.status_cancel):
-            w.show()
-        self.status_label.setText(text)
-        self.status_progress.setRange(0, max(total, 0))
-        self.status_progress.setValue(min(done, total) if total else 0)
+        self.transfer_status.emit(text, done, total)
 
     def _hide_status(self) -> None:
-        if self.busy:
-            return
-        for w in (self.status_label, self.status_progress, self.status_cancel):
-            w.hide()
+        if not self.busy:
+            self.transfer_idle.emit()
 
     @property
     def busy(self) -> bool:

@@ -33,9 +33,9 @@ COLUMNS = ("", "Segment", "Shown", "Locked", "Source")
 
 
 class SegmentsPanel(QWidget):
-    def __init__(self, window, parent=None):
+    def __init__(self, feature, parent=None):
         super().__init__(parent)
-        self.window, self.controller = window, window.segments
+        self.window, self.controller = feature.window, feature.controller
         self._updating = False
         self.title = QLabel("No segmentation")
         self.table = QTableWidget(0, len(COLUMNS))
@@ -60,7 +60,7 @@ class SegmentsPanel(QWidget):
         self.tool_buttons = {}
         for n, name in enumerate(TOOLS):
             b = QToolButton()
-            b.setDefaultAction(window.segment_tool_actions[name])
+            b.setDefaultAction(feature.tool_actions[name])
             b.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
             b.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
             tools.addWidget(b, n // 3, n % 3)
@@ -119,7 +119,7 @@ class SegmentsPanel(QWidget):
         ops = QGridLayout()
         for n, name in enumerate(("undo", "redo", "fill_between", "smooth", "islands", "export")):
             b = QToolButton()
-            b.setDefaultAction(window.segment_actions[name])
+            b.setDefaultAction(feature.actions[name])
             b.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
             ops.addWidget(b, n // 3, n % 3)
         layout = QVBoxLayout(self)

@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     state = window.model.active_state
     centre = state.volume.index_to_lps([float(x) for x in args.voxel.split(",")])
     window.model.set_point(state.key, centre)
-    c = window.segments
+    c = window.features.segments.controller
     seg, ed, _ = c.target(state)
     tumour = ed.add_segment("Tumor")
     ed.remove_segment(seg.segment(1))
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     ed.end()
     ed.islands(tumour, keep_largest=True)
     ed.smooth(tumour, "closing", 1.5)
-    window.segments_dock.show()
+    window.features.segments.dock.show()
     window.model.set_tool("seg_brush")
     for slot in (0, 1, 2):
         window.model.set_zoom(slot, 2.2)
@@ -68,9 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         window.model.set_pan(slot, (x - cx, y - cy))
     view3d = window.grid.views[3]
     view3d.standard_view(args.view3d)  # the tumour's surface between the ribs
-    rows = window.measure.segment_rows
+    rows = window.features.measure.controller.segment_rows
     rows.wait()
-    window.measure.select(rows.rows()[0].uid)  # its statistics row and histogram
+    window.features.measure.controller.select(rows.rows()[0].uid)  # its statistics row and histogram
     wait_until(app, lambda: False, 1.5)
     for view in window.grid.visible_views():
         view.render_now()
