@@ -179,6 +179,25 @@ def test_a_worker_killed_mid_batch_loses_only_its_task(archive, tmp_path, cluste
     cluster.client.wait_for_workers(2, timeout=60)  # the nanny restarted the killed worker
 
 
+def test_the_command_submits_to_an_existing_cluster(archive, cluster, tmp_path, capsys):
+    from viewer.cli import main
+
+    root, written = archive
+    out = tmp_path / "out"
+    address = cluster.client.scheduler.address
+    assert main(["batch", "test-threshold", str(root), "--out", str(out), "--scheduler", address]) == 2
+    assert "There is no AI plugin 'test-threshold'" in capsys.readouterr().err  # the registry's plugins only
+    code = main(["batch", "ct-denoising", str(root), "--out", str(out), "--scheduler", address, "--param",
+                 "heatmap=false"])
+    err = capsys.readouterr().err
+    assert f"cluster at {address}: 2 workers" in err and "7 series to process" in err
+    assert code == 0
+    table = rows(out)
+    assert len(table) == 7 and {r["status"] for r in table} == {"ok"}  # the NIfTI file's HU range reads as CT
+    assert {r["device"] for r in table} == {"CPU, 1 threads"}  # the cores shared between the two workers
+    assert {r["images"] for r in table} == {"1"}  # the denoised image, no heatmap (heatmap=false)
+
+
 def _real_series(src: Path, dest: Path, slices: range, series_uid: str | None = None) -> None:
     dest.mkdir(parents=True)
     files = sorted(src.iterdir())

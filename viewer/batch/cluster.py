@@ -112,6 +112,14 @@ def open_cluster(scheduler: str | None = None, *, workers: int | None = None, th
 
 
 def _start_local(workers: int | None, threads: int | None, gpus: bool, dashboard: str | None):
+    import dask
+
+    # a task only waits on its AI worker: sampling its stack 100 times a second would only take CPU from it
+    with dask.config.set({"distributed.worker.profile.enabled": False}):
+        return _start(workers, threads, gpus, dashboard)
+
+
+def _start(workers: int | None, threads: int | None, gpus: bool, dashboard: str | None):
     from distributed import LocalCluster, Nanny, Scheduler, SpecCluster
 
     quiet = {"silence_logs": logging.ERROR}
