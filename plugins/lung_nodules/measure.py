@@ -6,13 +6,14 @@ its border):
 
 1. the box is smoothed lightly (in-plane Gaussian) and the seed is moved to the densest voxel near
    the given centre, so a centre that lands on the ground-glass edge still finds the core;
-2. the threshold is adaptive: half-way between the nodule's core (a high percentile in a small ball
-   round the seed) and the surrounding lung parenchyma (the median of the air-filled voxels of the
-   box), clamped to -700..-300 HU; a ground-glass or part-solid nodule therefore keeps its
-   ground-glass part, a solid one stops at its half-maximum edge;
-3. the lung: voxels outside ``lung_mask`` (when given) are cut off; without one a local lung region
-   is made from the box's air (a rolling-ball closing of radius about the nodule's
-   size, in 3D, so a juxtapleural nodule's bite out of the lung is filled, then holes filled): the
+2. the threshold is adaptive: ``LEVEL`` (0.6) of the way from the surrounding lung parenchyma (the
+   median of the box's air-filled voxels) to the nodule's core (a high percentile in a small ball
+   round the seed), clamped to -700..-300 HU; a second, ground-glass level (150 HU above the
+   parenchyma) is kept instead when it adds real ground glass (a part-solid nodule), see
+   ``_segment_box``;
+3. the lung: a local lung region is made from the box's air, with ``lung_mask`` when given, by a
+   3D rolling-ball closing of radius about the nodule's measured size (so a juxtapleural nodule's
+   bite out of the lung is filled, even where the lung mask left it out), then holes filled: the
    chest wall and mediastinum stay outside;
 4. vessels: a morphological opening with a ball of about half the nodule's inscribed radius
    (Euclidean, in mm, so thick slices are handled) cuts the vessels that touch it; the component
@@ -39,7 +40,9 @@ RIGHT_LABEL, LEFT_LABEL = 1, 2  # lungmask.py's labels
 # rim, less than 10 % of it solid) it must add, relative to the solid segmentation, to be kept
 GGO_LEVEL_HU, GGO_EXTRA = 150.0, 1.0
 LEVEL = 0.6  # the threshold's place between the parenchyma (0) and the nodule's core (1)
-CLOSING_FRACTION = 1.1  # without a lung mask: the pleural closing's radius, times the nodule's size
+CLOSING_FRACTION = 1.1  # the pleural closing's radius, times the nodule's measured size
+CLOSING_MAX_MM = 25.0  # without a lung mask: at most this (a larger one can bridge a thin chest wall to the air
+# outside the body, which is then taken for lung)
 OPEN_FRACTION, OPEN_MAX_MM = 0.5, 5.0  # vessel-cutting opening: this fraction of the inscribed radius
 
 
@@ -91,14 +94,16 @@ def _ball(shape, center, r_mm, spacing) -> np.ndarray:
     return d2 <= r_mm * r_mm
 
 
-def _local_lung(hu_s: np.ndarray, spacing, radius_mm: float) -> np.ndarray:
-    """The lung in a box without a lung mask: the air-filled voxels closed in 3D with a ball of
-    ``radius_mm`` (a nodule on the pleura bites into the air; the closing fills the bite), then
-    each slice's holes filled.  The box's border is padded with its edge, so a lung cut by it
+def _local_lung(hu_s: np.ndarray, spacing, radius_mm: float, lung: np.ndarray | None = None) -> np.ndarray:
+    """The lung in a box: the lung mask (or without one the air-filled voxels) closed in 3D with a
+    ball of ``radius_mm`` (a nodule on the pleura bites into the lung; the closing fills the bite),
+    then each slice's holes filled.  The box's border is padded with its edge, so a lung cut by it
     stays open there."""
     from scipy import ndimage
 
-    air = hu_s < -500
+    # with a lung mask, the mask alone: the air outside the body (or in the bowel) must not be
+    # bridged to the lung across a thin chest wall by a large closing
+    air = np.asarray(lung, bool) if lung is not None else hu_s < -500
     pad = [int(math.ceil(radius_mm / s)) + 1 for s in spacing]
     p = np.pad(air, [(q, q) for q in pad], mode="edge")
     inner = tuple(slice(q, -q) for q in pad)
@@ -157,11 +162,12 @@ def _segment_box(hu: np.ndarray, spacing, seed, lung: np.ndarray | None, size_mm
     fg = hu_s >= threshold_hu
     near_seed = _ball(hu.shape, seed, 15.0, spacing)
     inscribed = float(_edt(_component_at(fg, seed), spacing)[near_seed].max())
-    est_size = size_mm or 2.0 * inscribed
-    if lung is None:
-        lung = _local_lung(hu_s, spacing, CLOSING_FRACTION * max(13.0, est_size))
-    else:
-        lung = lung.copy()
+    est_size = 2.0 * inscribed  # measured, not the caller's size: a detector's box of a mass on the
+    # chest wall is bigger than its bite into the lung, and too big a closing swallows the mediastinum
+    # a given lung mask is closed the same way: a mask that leaves a large juxtapleural mass out
+    # (a lung mask's own pleural closing is sized for small nodules) gets the bite back
+    radius = CLOSING_FRACTION * max(13.0, est_size)
+    lung = _local_lung(hu_s, spacing, radius if lung is not None else min(radius, CLOSING_MAX_MM), lung)
     lung[seed] = True
     info = {"threshold_hu": threshold_hu, "core_hu": core, "background_hu": bg, "seed": seed, "open_mm": 0.0}
     fg &= lung

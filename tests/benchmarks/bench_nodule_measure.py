@@ -15,7 +15,9 @@ The measure.py parameters (threshold level, opening) were chosen on radiomics-lu
 no other lesion with a mask reaches this machine.
 
 The seed is the reference mask's centre of mass (rounded), the way a detection's centre reaches
-measure_nodule; a second row per lesion starts 3 mm off it, to show the seed search at work.
+measure_nodule; a second row per lesion starts 3 mm off it, to show the seed search at work; a
+third passes what the plugin passes: its lung mask (plugins/lung_nodules/lungmask.py) and a size
+hint (here the reference's mean diameter, standing for the detector's estimate).
 Targets (issue 14): mean diameter within 1.5 mm and volume within 15 % of the mask's.
 """
 
@@ -77,6 +79,11 @@ def row(lesion, ref, lab, label, meas, mask=None, secs=None, kind=""):
 def main() -> int:
     from plugins.lung_nodules.measure import mask_measurements, measure_nodule, paste_mask
 
+    try:  # the plugin's lung mask (the detector half's), as the plugin passes it
+        from plugins.lung_nodules.lungmask import lung_mask
+    except ImportError:
+        lung_mask = None
+
     cases = []
     for name in ("radiomics-lung1", "radiomics-lung2"):
         folder = DATA / "lung-nodule-ct" / name
@@ -131,12 +138,18 @@ def main() -> int:
 
         if ref is not None:
             row(name, ref, lab, "reference mask", ref)
-        for off_label, offset in (("ours", (0, 0, 0)), ("ours, seed 3 mm off", (0, 0, 3.0 / sp[2]))):
+        affine = np.diag([sp[2], sp[1], sp[0], 1.0])
+        lungs = lung_mask(hu, sp, affine) if lung_mask is not None else None
+        size = ref["mean_diameter_mm"] if ref is not None else None
+        runs = [("ours", (0, 0, 0), None, None), ("ours, seed 3 mm off", (0, 0, 3.0 / sp[2]), None, None)]
+        if lungs is not None:
+            runs.append(("ours, lung mask + size", (0, 0, 0), lungs, size))
+        for label, offset, lm, sz in runs:
             t = time.perf_counter()
-            res = measure_nodule(hu, sp, tuple(np.asarray(seed) + offset))
+            res = measure_nodule(hu, sp, tuple(np.asarray(seed) + offset), lm, size_mm=sz)
             secs = time.perf_counter() - t
             mask = paste_mask(res, hu.shape)
-            row(name, ref, lab, off_label, res, mask, secs, res["type"] + (" calc" if res["calcified"] else ""))
+            row(name, ref, lab, label, res, mask, secs, res["type"] + (" calc" if res["calcified"] else ""))
         t = time.perf_counter()
         box, lo = crop(hu, seed, sp)
         cc = np.zeros(hu.shape, bool)
