@@ -139,3 +139,18 @@ def test_real_nodule_radiomics_lung1_against_its_mask():
     assert 2 * (mask & lab).sum() / (mask.sum() + lab.sum()) > 0.85
     assert r["type"] == "solid" and r["side"] == "right" and not r["calcified"]
     assert r["center_lps"][0] < 0  # the patient's right: LPS x < 0
+
+
+def test_lung_mask_that_leaves_a_juxtapleural_nodule_out_and_a_large_size_hint():
+    """The plugin's lung mask leaves large juxtapleural nodules out (its closing is sized for small
+    ones) and the detector's size is a hint: the nodule is still segmented whole, not the wall."""
+    z, y, x = _grid()
+    wall = x >= 6.0
+    outside = x >= 18.0  # air outside the body beyond a 12 mm chest wall
+    img = _phantom([(wall, 40), (outside, -1000), (_sphere(12.0), 40)], seed=6)
+    lungs = (ndimage.gaussian_filter(img.astype(np.float32), 1.0) < -500) & ~outside  # the nodule is left out
+    assert not lungs[CENTRE]
+    r = measure_nodule(img, SPACING, CENTRE, lungs.astype(np.uint8), size_mm=30.0)
+    true_ml = 4 / 3 * math.pi * 6.0 ** 3 / 1000
+    assert 0.6 * true_ml < r["volume_ml"] < 1.5 * true_ml, r["volume_ml"]
+    assert not r["truncated"] and r["bbox"][5] - r["bbox"][4] < 14.0 / SPACING[2]
