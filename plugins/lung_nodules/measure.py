@@ -148,6 +148,8 @@ def _segment_box(hu: np.ndarray, spacing, seed, lung: np.ndarray | None, size_mm
     if hu_s[seed] < GGO_HU:
         r_seed = max(2.0, 0.25 * size_mm) if size_mm else 3.0
         near = _ball(hu.shape, seed, r_seed, spacing)
+        inside = near & _local_lung(hu_s, spacing, 13.0, lung)  # not the chest wall beside it
+        near = inside if inside.any() else near
         cand = np.argwhere(near)
         seed = tuple(cand[int(np.argmax(hu_s[near]))])
     core_ball = _ball(hu.shape, seed, max(1.5, min(3.0, 0.2 * size_mm)) if size_mm else 2.0, spacing)
