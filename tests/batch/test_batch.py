@@ -247,6 +247,17 @@ def test_the_command_runs_the_real_denoiser_on_real_ct(tmp_path, capsys):
     assert "2 already done" in capsys.readouterr().err
 
 
+def test_gpus_give_each_local_worker_its_own_device(monkeypatch):
+    """No GPU here: the CUDA count is set by hand; the cluster, its workers and their environment are real."""
+    import viewer.batch.cluster as cluster_module
+
+    monkeypatch.setattr(cluster_module, "cuda_devices", lambda: 2)
+    with cluster_module.open_cluster(gpus=True, dashboard=None) as c:
+        seen = c.client.run(lambda: (os.environ.get("CUDA_VISIBLE_DEVICES"), os.environ.get("OMP_NUM_THREADS")))
+    assert (c.workers, c.gpus) == (2, 2)
+    assert sorted(seen.values()) == [("0", str(c.threads)), ("1", str(c.threads))]
+
+
 def test_command_errors_are_one_sentence(tmp_path, capsys):
     from viewer.batch.cluster import cuda_devices
     from viewer.cli import main

@@ -107,8 +107,8 @@ def batch_command(args: argparse.Namespace) -> int:
                       dashboard=dashboard) as cluster:
         where = "local cluster" if cluster.local else f"cluster at {args.scheduler}"
         gpus = f", one per GPU ({cluster.gpus})" if cluster.gpus else ""
-        print(f"{where}: {cluster.workers} workers{gpus}"
-              + (f", {cluster.threads} model threads each" if cluster.threads else ""), file=sys.stderr)
+        each = f", {cluster.threads} model thread{'s' if cluster.threads != 1 else ''} each" if cluster.threads else ""
+        print(f"{where}: {cluster.workers} workers{gpus}{each}", file=sys.stderr)
         if cluster.dashboard:
             print(f"Dask dashboard: {cluster.dashboard}", file=sys.stderr)
         report = run_batch(info, items, args.out, cluster.client, params=params, retries=args.retries,

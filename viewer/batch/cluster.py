@@ -114,9 +114,21 @@ def open_cluster(scheduler: str | None = None, *, workers: int | None = None, th
 def _start_local(workers: int | None, threads: int | None, gpus: bool, dashboard: str | None):
     import dask
 
-    # a task only waits on its AI worker: sampling its stack 100 times a second would only take CPU from it
-    with dask.config.set({"distributed.worker.profile.enabled": False}):
+    config = {
+        # a task only waits on its AI worker: sampling its stack 100 times a second would only take CPU from it
+        "distributed.worker.profile.enabled": False,
+        # Dask's defaults for workers of many small tasks (one OpenMP/BLAS thread, glibc trimming freed memory
+        # above 64 KiB) slow a model that allocates large arrays, and Dask writes them into the environment of
+        # the process that starts the workers (this one) for good; the workers get the model's threads by
+        # their own env below instead, and glibc's own malloc settings
+        "distributed.nanny.pre-spawn-environ": {},
+    }
+    with dask.config.set(config):
         return _start(workers, threads, gpus, dashboard)
+
+
+def _thread_env(threads: int) -> dict[str, str]:
+    return {var: str(threads) for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
 
 
 def _start(workers: int | None, threads: int | None, gpus: bool, dashboard: str | None):
@@ -126,7 +138,8 @@ def _start(workers: int | None, threads: int | None, gpus: bool, dashboard: str 
     if not gpus:
         n, model_threads, memory = local_size(workers, threads)
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, memory_limit=memory,
-                               host="127.0.0.1", scheduler_port=0, dashboard_address=dashboard, **quiet)
+                               host="127.0.0.1", scheduler_port=0, dashboard_address=dashboard,
+                               env=_thread_env(model_threads), **quiet)
         return cluster, n, model_threads, 0
     count = cuda_devices()
     if count == 0:
@@ -135,7 +148,8 @@ def _start(workers: int | None, threads: int | None, gpus: bool, dashboard: str 
     n = min(workers or count, count)
     _, model_threads, memory = local_size(n, threads)
     specs = {f"gpu-{i}": {"cls": Nanny, "options": {"nthreads": 1, "memory_limit": memory,
-                                                    "env": {"CUDA_VISIBLE_DEVICES": str(i)}, **quiet}}
+                                                    "env": {"CUDA_VISIBLE_DEVICES": str(i),
+                                                            **_thread_env(model_threads)}, **quiet}}
              for i in range(n)}
     scheduler = {"cls": Scheduler, "options": {"host": "127.0.0.1", "port": 0, "dashboard": bool(dashboard),
                                                "dashboard_address": dashboard or ":0"}}

@@ -15,8 +15,9 @@ import time
 import uuid
 from pathlib import Path
 
-COLUMNS = ("series", "study", "series_uid", "source", "plugin", "version", "status", "seconds", "run_seconds",
-           "device", "detections", "label_volume_ml", "images", "files", "sent", "worker", "attempts", "error",
+COLUMNS = ("series", "study", "series_uid", "source", "plugin", "version", "status", "seconds", "load_seconds",
+           "run_seconds", "write_seconds", "device", "detections", "label_volume_ml", "images", "files", "sent",
+           "worker", "attempts", "error",
            "finished")
 
 

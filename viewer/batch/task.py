@@ -94,6 +94,17 @@ def _allow_children() -> None:
         proc.daemon = False
 
 
+def _model_environment(threads: int) -> None:
+    """Dask starts its workers with one OpenMP/MKL/OpenBLAS thread and glibc's MALLOC_TRIM_THRESHOLD_ at 64 KiB
+    (right for many small tasks in threads, wrong for a model: the trimming hands each large array back to the
+    system and faults it in again, which made the denoiser half as fast again).  The AI worker inherits this
+    process's environment, so it is set for the model before the AI worker starts."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    if os.environ.get("MALLOC_TRIM_THRESHOLD_") == "65536":  # Dask's value, not one the user chose
+        del os.environ["MALLOC_TRIM_THRESHOLD_"]
+
+
 def host_for(job: Job):
     """This worker's AIHost for the job's device and threads (created on the first task, then kept)."""
     from viewer.ai.discovery import Registry
@@ -109,6 +120,7 @@ def host_for(job: Job):
             setup_logging()
             _LOGGING.append(True)
         _allow_children()
+        _model_environment(threads)
         host = AIHost(Registry(), device=job.device, threads=threads, stall_timeout=job.stall_timeout)
         _HOSTS[key] = host
     return host
@@ -157,11 +169,12 @@ def _now() -> str:
 def base_row(item, job: Job) -> dict:
     return {"series": item.key, "study": item.study_key, "series_uid": item.series_uid, "source": item.label,
             "plugin": job.info.id, "version": job.info.version, "status": "failed", "seconds": "",
-            "run_seconds": "", "device": "", "detections": "", "label_volume_ml": "", "images": "", "files": "",
+            "load_seconds": "", "run_seconds": "", "write_seconds": "", "device": "", "detections": "",
+            "label_volume_ml": "", "images": "", "files": "",
             "worker": f"{socket.gethostname()}:{os.getpid()}", "attempts": 1, "error": "", "finished": ""}
 
 
-def key_outputs(results, volume) -> dict:
+def key_outputs(results) -> dict:
     """The summary's figures: detections, labelled volume (ml), derived images, device and run time."""
     ml = 0.0
     for lm in results.label_maps:
@@ -187,8 +200,9 @@ def load_item(item, scratch: str | None):
         got = RetrieveJob(item.node, item.study_uid, [item.series], method=method, local=item.local,
                           store=LocalStore(scratch)).run()
         folder = got.series[0].folder
+        volume = viewer.load(folder, series=item.series)
         _forget(folder)
-        return viewer.load(folder, series=item.series)
+        return volume
     return viewer.load(item.path, series=item.series or None)
 
 
@@ -238,13 +252,16 @@ def _process(item, job: Job) -> dict:
     scratch = tempfile.mkdtemp(prefix="hounsfield-batch-") if item.kind == "pacs" else None
     try:
         volume = load_item(item, scratch)
+        row["load_seconds"] = round(time.perf_counter() - t0, 3)
         host = host_for(job)
         handle = host.run(job.info, volume, job.params)
         results = handle.result()
+        t_write = time.perf_counter()
         parent.mkdir(parents=True, exist_ok=True)
         files = write_results(results, volume, tmp, job.info)
-        row.update(key_outputs(results, volume))
-        row.update(status="ok", files=len(files) + 1, seconds=round(time.perf_counter() - t0, 3), finished=_now())
+        row.update(key_outputs(results))
+        row.update(status="ok", files=len(files) + 1, write_seconds=round(time.perf_counter() - t_write, 3),
+                   seconds=round(time.perf_counter() - t0, 3), finished=_now())
         done = {"row": row, "signature": job.signature(), "notes": list(results.notes),
                 "files": sorted(p.name for p in files)}
         _write_json(tmp / DONE, done)
