@@ -90,7 +90,8 @@ def heatmap_layer(hm, title: str) -> HeatmapLayer:
 
 def marker_set(detections, title: str) -> MarkerSet:
     markers = [Marker(np.asarray(d.center_lps, np.float64), np.asarray(d.size_mm, np.float64), float(d.score),
-                      d.label, d.description) for d in detections]
+                      d.label, d.description, attributes=dict(getattr(d, "attributes", None) or {}))
+               for d in detections]
     return MarkerSet(f"{title} detections", markers, provenance=title)
 
 

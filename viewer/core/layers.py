@@ -75,11 +75,24 @@ class Marker:
     description: str = ""
     status: str = "pending"
     edited: bool = False
+    attributes: dict = field(default_factory=dict)  # the plugin's per-detection facts (diameters, type...)
+    origin: str = "ai"  # "ai": proposed by a plugin; "person": added by the radiologist
+    proposed: tuple | None = None  # (centre, size) as the AI returned them; never changed afterwards
+
+    def __post_init__(self) -> None:
+        self.center = np.asarray(self.center, np.float64)
+        self.size_mm = np.asarray(self.size_mm, np.float64)
+        if self.proposed is None and self.origin == "ai":
+            self.proposed = (self.center.copy(), self.size_mm.copy())
 
     def to_dict(self) -> dict:
         return {"center_lps_mm": [round(float(c), 3) for c in self.center],
                 "size_mm": [round(float(s), 3) for s in self.size_mm], "score": float(self.score),
-                "label": self.label, "status": self.status, "edited_by_person": self.edited}
+                "label": self.label, "status": self.status, "edited_by_person": self.edited,
+                "origin": self.origin, "attributes": dict(self.attributes),
+                "proposed": None if self.proposed is None else
+                {"center_lps_mm": [round(float(c), 3) for c in self.proposed[0]],
+                 "size_mm": [round(float(s), 3) for s in self.proposed[1]]}}
 
     def cut(self, point, normal) -> tuple[np.ndarray, float] | None:
         """Where the plane through ``point`` with unit ``normal`` cuts the marker: (centre of the
