@@ -86,6 +86,13 @@ class EditableSegmentation:
         except OSError as exc:
             log.warning("segmentation journal not writable", exc_info=True)
             self.journal_error = f"Edits cannot be saved for recovery ({exc.strerror or exc}); export when done."
+        if self.journal is not None:  # the model's original survives beside the journal (viewer.core.review)
+            from viewer.core.review import load_original, save_original
+
+            if original is not None:
+                save_original(self.journal.path, original)
+            elif journal_path:
+                self.original = load_original(journal_path)
         seg.changed.connect(self._touched)
         seg.segments_changed.connect(self._touched)
 
@@ -174,6 +181,10 @@ class EditableSegmentation:
     def close(self, discard: bool = False) -> None:
         if self.journal is not None:
             self.journal.close(discard=discard)
+            if discard:
+                from viewer.core.review import discard_original
+
+                discard_original(self.journal.path)
 
 
 @dataclass(eq=False)

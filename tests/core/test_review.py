@@ -1,0 +1,123 @@
+"""Agreement between an AI original and the corrected segment, checked against plain numpy and
+scipy on the whole grid, on a real CT's masks; detection review counts; the original survives a
+restart beside the journal."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from tests.conftest import data_path
+from viewer.core.layers import Marker
+from viewer.core.review import detection_review, hausdorff95, marker_flags, segment_agreement
+
+
+@pytest.fixture(scope="module")
+def ct():
+    import viewer
+
+    return viewer.load(data_path("chest-ct"))
+
+
+def _bone_masks(ct):
+    """The AI's "bone" mask in a slab of the real CT and a person's correction of it (a bite erased,
+    a few voxels added on two other slices)."""
+    hu = ct.real_values()
+    k0 = ct.shape[0] // 2
+    ai = np.zeros(ct.shape, bool)
+    ai[k0 - 4:k0 + 4, 180:340, 180:340] = hu[k0 - 4:k0 + 4, 180:340, 180:340] > 200
+    assert ai.sum() > 500
+    fixed = ai.copy()
+    kk, jj, ii = np.argwhere(ai)[len(np.argwhere(ai)) // 2]
+    fixed[kk, jj - 6:jj + 6, ii - 6:ii + 6] = False
+    fixed[k0 - 3, 250:256, 250:256] = True
+    fixed[k0 + 2, 200:203, 300:303] = True
+    return ai, fixed
+
+
+def _numpy_hd95(a, b, sampling):
+    """The symmetric 95% Hausdorff distance on the whole grid, from all voxel pairs of the surfaces."""
+    def surface(m):
+        return np.argwhere(m & ~ndimage.binary_erosion(m, border_value=0)) * np.asarray(sampling)
+    sa, sb = surface(a), surface(b)
+    from scipy.spatial import cKDTree
+
+    d_ab = cKDTree(sb).query(sa)[0]
+    d_ba = cKDTree(sa).query(sb)[0]
+    return max(np.percentile(d_ab, 95), np.percentile(d_ba, 95))
+
+
+def test_segment_agreement_matches_numpy_on_a_real_ct_mask(ct):
+    ai, fixed = _bone_masks(ct)
+    sp = np.linalg.norm(ct.affine[:3, :3], axis=0)[::-1]  # [k, j, i] spacing
+    a = segment_agreement(ai, fixed, sp, name="Bone", number=1)
+    dice = 2 * (ai & fixed).sum() / (ai.sum() + fixed.sum())
+    assert a.dice == pytest.approx(dice, abs=1e-12) and 0.8 < a.dice < 1.0
+    voxel_ml = np.prod(sp) / 1000
+    assert a.volume_ai_ml == pytest.approx(ai.sum() * voxel_ml)
+    assert a.volume_ml == pytest.approx(fixed.sum() * voxel_ml)
+    assert a.volume_change_ml == pytest.approx((fixed.sum() - ai.sum()) * voxel_ml)
+    assert a.volume_change_pct == pytest.approx(100 * (fixed.sum() - ai.sum()) / ai.sum())
+    changed = sorted(int(k) for k in np.flatnonzero((ai != fixed).any(axis=(1, 2))))
+    assert a.edited_slices == changed and len(changed) == 3
+    assert a.hd95_mm == pytest.approx(_numpy_hd95(ai, fixed, sp), rel=1e-6)
+    assert a.status == "edited" and "Dice" in a.text()
+    # unchanged: accepted as is
+    same = segment_agreement(ai, ai, sp)
+    assert same.dice == 1.0 and same.hd95_mm == 0.0 and same.edited_slices == [] and same.status == "accepted"
+    # anisotropic spacing counts: a shift of one slice is one slice thickness
+    shifted = np.roll(ai, 1, axis=0)
+    assert hausdorff95(ai, shifted, (5.0, 1.0, 1.0)) == pytest.approx(5.0)
+    # a segment erased entirely
+    gone = segment_agreement(ai, np.zeros_like(ai), sp)
+    assert gone.dice == 0.0 and gone.hd95_mm is None and gone.volume_change_pct == pytest.approx(-100.0)
+
+
+def _markers():
+    ms = [Marker(np.array([10.0, 20.0, 30.0]), np.array([8.0, 8.0, 6.0]), 0.9, "nodule") for _ in range(5)]
+    ms[0].status = "accepted"
+    ms[1].status = "rejected"
+    ms[2].status, ms[2].center, ms[2].edited = "accepted", np.array([13.0, 24.0, 30.0]), True  # moved 5 mm
+    ms[3].size_mm, ms[3].edited = np.array([12.0, 8.0, 6.0]), True  # resized, pending
+    ms.append(Marker(np.array([0.0, 0.0, 0.0]), np.array([5.0, 5.0, 5.0]), 1.0, "nodule", origin="person"))
+    return ms
+
+
+def test_detection_review_counts_what_the_radiologist_did():
+    ms = _markers()
+    r = detection_review(ms)
+    assert (r.proposed, r.accepted, r.rejected, r.pending, r.moved, r.resized, r.added) == (5, 2, 1, 2, 1, 1, 1)
+    assert r.moved_mm == [pytest.approx(5.0)]
+    assert r.acceptance_rate == pytest.approx(2 / 3)
+    assert marker_flags(ms[0])["review"] == "accepted as is"
+    assert marker_flags(ms[2])["review"] == "edited by a person"
+    assert marker_flags(ms[4])["review"] == "produced by an algorithm"
+    assert marker_flags(ms[5])["review"] == "added by a person"
+
+
+def test_the_ai_original_survives_a_restart_beside_the_journal(tmp_path, monkeypatch, ct):
+    import viewer
+    from tests.core.test_workspace import plugin_results
+    from viewer.core.review import review_applied
+
+    monkeypatch.setenv("HOUNSFIELD_DATA_DIR", str(tmp_path / "data"))
+    ws = viewer.Workspace()
+    s = ws.add(ct)
+    results = plugin_results(ct)
+    step = ws.apply(results, series=s)
+    ai = step.segmentations[0]
+    voxel = np.argwhere(results.label_maps[0].array)[0][::-1]
+    assert ai.brush(ct.index_to_lps(voxel), 4.0, segment="Bone", erase=True)
+    rev = review_applied(step)
+    assert rev.plugin_id == "test-detector" and rev.plugin_version == "1.2"
+    assert len(rev.segments) == 1 and rev.segments[0].dice < 1.0 and rev.segments[0].edited
+    assert rev.detections.proposed == 2 and rev.detections.pending == 2
+    ws.close()
+
+    ws2 = viewer.Workspace()
+    s2 = ws2.add(ct)
+    (rec,) = s2.recoverable()
+    again = s2.restore(rec)
+    assert again.original is not None and np.array_equal(again.original, results.label_maps[0].array)
+    ws2.close()
