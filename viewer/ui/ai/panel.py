@@ -112,6 +112,10 @@ class ResultBox(QGroupBox):
             table.jump_requested.connect(lambda lps, e=entry: self.jump_requested.emit(e, lps))
             layout.addWidget(table)
             self.detection_tables.append(table)
+        from viewer.ui.ai.review import ReviewSection
+
+        self.review = ReviewSection(entry)  # what the radiologist changed, live
+        layout.addWidget(self.review)
         for note in entry.notes:
             n = QLabel(note)
             n.setWordWrap(True)
@@ -154,7 +158,7 @@ class ResultsPanel(QScrollArea):
     def remove(self, entry: Applied) -> None:
         for box in [b for b in self.boxes if b.entry is entry]:
             self.boxes.remove(box)
-            for c in box.heatmap_controls + box.detection_tables:
+            for c in box.heatmap_controls + box.detection_tables + [box.review]:
                 c.dispose()
             box.setParent(None)
             box.deleteLater()

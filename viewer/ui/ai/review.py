@@ -1,0 +1,178 @@
+"""The AI review in the results panel: per applied result, how much the radiologist changed
+(``viewer.core.review``), updated as they edit.
+
+Edits only start a short timer (debounce); when it fires the figures are computed on a thread of
+the global ``QThreadPool`` (on the bounding box of the union, so cheap) and come back as a queued
+signal: painting and brushing never wait for them.  A toggle puts the AI original's outline (the
+surface of its label map, a ``HeatmapLayer`` drawn in every 2D view) beside the corrected segment;
+another shows, for a probability heatmap, only the voxels the model was unsure about.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, QTimer, Signal
+from PySide6.QtWidgets import QCheckBox, QLabel, QVBoxLayout, QWidget
+from scipy import ndimage
+
+from viewer.core.layers import HeatmapLayer
+from viewer.core.review import ResultReview, review_applied
+from viewer.core.volume import Volume
+from viewer.logs import log
+
+DEBOUNCE_MS = 250
+UNSURE = (0.2, 0.8)  # a probability between these: the model was unsure
+
+
+class _Done(QObject):
+    done = Signal(int, object)  # generation, ResultReview or None
+
+
+class _Job(QRunnable):
+    def __init__(self, entry, generation: int, sink: _Done):
+        super().__init__()
+        self.entry, self.generation, self.sink = entry, generation, sink
+
+    def run(self) -> None:
+        try:
+            out = review_applied(self.entry)
+        except Exception:  # a segment removed mid-computation: the next edit computes again
+            log.warning("AI review figures failed", exc_info=True)
+            out = None
+        self.sink.done.emit(self.generation, out)
+
+
+def outline_layer(editable, name: str) -> HeatmapLayer | None:
+    """The AI original's outline (its 3D surface voxels) as a heatmap layer on the series' grid."""
+    orig = editable.original
+    if orig is None:
+        return None
+    m = orig != 0
+    surface = (m & ~ndimage.binary_erosion(m, border_value=0)).astype(np.float32)
+    vol = editable.series.volume
+    return HeatmapLayer(name, Volume(surface, vol.affine.copy(), modality="OT", units=""),
+                        "Where the AI's segment was before any correction", provenance="AI original",
+                        opacity=1.0, threshold=0.5, colormap="Viridis", unit="")
+
+
+def unsure_layer(layer: HeatmapLayer, low: float = UNSURE[0], high: float = UNSURE[1]) -> HeatmapLayer:
+    """``layer`` with only the voxels the model was unsure about (``low`` < p < ``high``)."""
+    a = layer.volume.array
+    keep = np.where((a > low) & (a < high), a, 0.0).astype(np.float32)
+    v = layer.volume
+    return HeatmapLayer(f"{layer.name} (unsure only)", Volume(keep, v.affine.copy(), modality="OT", units=""),
+                        f"Only where {low:g} < p < {high:g}", provenance=layer.provenance, unit=layer.unit,
+                        full_scale=layer.full_scale, opacity=layer.opacity, threshold=min(layer.threshold, low),
+                        colormap=layer.colormap)
+
+
+class ReviewSection(QWidget):
+    """The figures of one result and its toggles; ``review`` is the last computed ``ResultReview``."""
+
+    updated = Signal(object)  # ResultReview
+
+    def __init__(self, entry, parent=None):
+        super().__init__(parent)
+        self.entry = entry
+        self.review: ResultReview | None = None
+        self.generation = 0
+        self.busy = False
+        self._again = False
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.figures = QLabel("")
+        self.figures.setObjectName("review_figures")
+        self.figures.setWordWrap(True)
+        self.figures.setStyleSheet("color: #cde;")
+        layout.addWidget(self.figures)
+        self.outlines: list[HeatmapLayer] = []
+        self.outline_toggle = None
+        if any(ed.original is not None for ed in entry.segmentations):
+            self.outline_toggle = QCheckBox("Show the AI original's outline")
+            self.outline_toggle.setToolTip("Draw the segment as the AI returned it (yellow) beside the corrected one")
+            self.outline_toggle.toggled.connect(self.show_outline)
+            layout.addWidget(self.outline_toggle)
+        self.unsure: dict[int, HeatmapLayer] = {}
+        self.unsure_toggles = []
+        for layer in entry.heatmaps:
+            if layer.unit == "probability" or "uncert" in layer.name.lower():
+                box = QCheckBox(f"{layer.name}: only where the AI was unsure ({UNSURE[0]:g}-{UNSURE[1]:g})")
+                box.toggled.connect(lambda on, lay=layer: self.show_unsure(lay, on))
+                layout.addWidget(box)
+                self.unsure_toggles.append(box)
+        self._sink = _Done()
+        self._sink.done.connect(self._on_done)
+        self.timer = QTimer(self)
+        self.timer.setSingleShot(True)
+        self.timer.setInterval(DEBOUNCE_MS)
+        self.timer.timeout.connect(self._start)
+        self._watched = []
+        for ed in entry.segmentations:
+            for sig in (ed.segmentation.changed, ed.segmentation.segments_changed):
+                sig.connect(self.schedule)
+                self._watched.append(sig)
+        for ms in entry.marker_sets:
+            ms.changed.connect(self.schedule)
+            self._watched.append(ms.changed)
+        self.setVisible(bool(entry.segmentations or entry.marker_sets or self.unsure_toggles))
+        self.schedule()
+
+    def schedule(self, *_a) -> None:
+        self.timer.start()
+
+    def _start(self) -> None:
+        if self.busy:  # one at a time; the latest edit is computed when this one ends
+            self._again = True
+            return
+        self.busy = True
+        self.generation += 1
+        QThreadPool.globalInstance().start(_Job(self.entry, self.generation, self._sink))
+
+    def _on_done(self, generation: int, review) -> None:
+        self.busy = False
+        if review is not None and generation == self.generation:
+            self.review = review
+            self.figures.setText(review.text() or "Nothing to compare.")
+            self.updated.emit(review)
+        if self._again:
+            self._again = False
+            self.timer.start()
+
+    @property
+    def idle(self) -> bool:
+        return not self.busy and not self.timer.isActive() and self.review is not None
+
+    def show_outline(self, on: bool) -> None:
+        series = self.entry.series
+        for layer in self.outlines:
+            series.remove_overlay(layer)
+        self.outlines = []
+        if on:
+            for ed in self.entry.segmentations:
+                layer = outline_layer(ed, f"AI original: {ed.name}")
+                if layer is not None:
+                    series.add_overlay(layer)
+                    self.outlines.append(layer)
+
+    def show_unsure(self, layer: HeatmapLayer, on: bool) -> None:
+        old = self.unsure.pop(id(layer), None)
+        if old is not None:
+            self.entry.series.remove_overlay(old)
+        if on:
+            self.unsure[id(layer)] = u = unsure_layer(layer)
+            self.entry.series.add_overlay(u)
+        layer.set(visible=not on)
+
+    def dispose(self) -> None:
+        self.timer.stop()
+        for sig in self._watched:
+            try:
+                sig.disconnect(self.schedule)
+            except (ValueError, RuntimeError):
+                pass
+        self._watched = []
+        if self.outline_toggle is not None:
+            self.show_outline(False)
+        for u in self.unsure.values():
+            self.entry.series.remove_overlay(u)
+        self.unsure = {}
