@@ -4,16 +4,19 @@ The method (the established one that needs no paired training data):
 
 1. a head mask of the patient's MR (Otsu, largest component, holes filled);
 2. each MR template (a T1 head template and the FLAIR template, both on the average head CT's
-   grid) registered to the patient's MR: a translation from the head tops, an affine with Mattes
-   mutual information at three resolutions, then a coarse B-spline;
+   grid) registered to the patient's MR: a translation from the head tops, a similarity and an
+   affine with Mattes mutual information at coarse-to-fine resolutions; optionally a coarse
+   B-spline on top (``deformable=True``: off by default, as it did not help on the deformed
+   template pair, see tests/benchmarks/bench_mr_to_ct.py: the population-average templates are
+   too smooth for a deformable registration to grip);
 3. the template CT (``scct``, stored in Cormack units and converted to HU here) carried across;
 4. refined with the patient's own MR: air outside the head mask; brain, grey/white matter and
    CSF from a three-class k-means of the MR inside the warped intracranial prior (its intensity
    mapped piecewise-linearly onto typical HU, so ventricles and sulci follow the patient, not the
    population); skull sharpened where the MR is dark inside the atlas' blurred bone shell;
 5. several atlases fused by a weighted mean (the atlas of the MR's own contrast weighs more);
-   their per-voxel spread, or the change the deformable step made when only one atlas is used,
-   is the uncertainty in HU.
+   their per-voxel spread is the uncertainty in HU (with one atlas: the change the deformable
+   step made, or else how far the MR refinement moved the atlas).
 
 The templates are population averages (Rorden's Clinical Toolbox ``scct``, tissue priors and
 FLAIR template; the MNI ICBM152 2009a T1), looked for in ``$HOUNSFIELD_MRCT_TEMPLATES``, else
@@ -46,6 +49,11 @@ SOFT_TISSUE_HU = 30.0
 BONE_HU = 900.0  # mean of skull bone (tables and diploe) in adult head CT at ~1 mm
 WORK_MM = 2.0  # isotropic working grid of the registration (the templates' own spacing)
 CONTRASTS = ("T1", "FLAIR")  # FLAIR stands for T2-weighted contrasts too
+BSPLINE_MESH = (4, 4, 4)  # control-point mesh of the deformable step over the head
+BSPLINE_ITERATIONS = 30
+MOVING_MASK = True
+SKULL_DEPTH_MM = 12.0  # the outer table to the inner table lies within about this depth below the skin
+SHELL_DEPTH_MM = 20.0  # the atlas' blurred bone shell is trusted to this depth
 
 
 # ----------------------------------------------------------------------------- Cormack <-> HU
@@ -226,6 +234,9 @@ def register(fixed: sitk.Image, fixed_mask: sitk.Image, moving: sitk.Image, movi
     affine.SetCenter(tuple(float(c) for c in _top_centroid(fixed_mask)))
     affine.SetTranslation(tuple(float(s) for s in shift))
     sampling_mask = sitk.BinaryDilate(fixed_mask, [3, 3, 3])
+    # where the template has signal: a template cut off below (the FLAIR template's neck) must not
+    # pull the patient's neck into its empty space
+    support = sitk.BinaryDilate(sitk.Cast(moving > 0.02, sitk.sitkUInt8), [2, 2, 2]) if MOVING_MASK else None
 
     def method(fraction: float) -> sitk.ImageRegistrationMethod:
         r = sitk.ImageRegistrationMethod()
@@ -233,6 +244,8 @@ def register(fixed: sitk.Image, fixed_mask: sitk.Image, moving: sitk.Image, movi
         r.SetMetricSamplingStrategy(r.RANDOM)
         r.SetMetricSamplingPercentage(fraction, seed)
         r.SetMetricFixedMask(sampling_mask)
+        if support is not None:
+            r.SetMetricMovingMask(support)
         r.SetInterpolator(sitk.sitkLinear)
         r.AddCommand(sitk.sitkIterationEvent, check)
         return r
@@ -263,11 +276,12 @@ def register(fixed: sitk.Image, fixed_mask: sitk.Image, moving: sitk.Image, movi
     if not deformable:
         return Registration(affine, None, float(metric))
     check()
-    bspline = sitk.BSplineTransformInitializer(fixed, [4, 4, 4], order=3)
+    bspline = sitk.BSplineTransformInitializer(fixed, list(BSPLINE_MESH), order=3)
     r = method(0.1)
     r.SetMovingInitialTransform(affine)
     r.SetInitialTransform(bspline, inPlace=True)
-    r.SetOptimizerAsLBFGSB(gradientConvergenceTolerance=1e-5, numberOfIterations=30, maximumNumberOfCorrections=5)
+    r.SetOptimizerAsLBFGSB(gradientConvergenceTolerance=1e-5, numberOfIterations=BSPLINE_ITERATIONS,
+                          maximumNumberOfCorrections=5)
     r.SetShrinkFactorsPerLevel([2])
     r.SetSmoothingSigmasPerLevel([1.0])
     r.Execute(fixed, moving)
@@ -332,7 +346,7 @@ def _upsample(array: np.ndarray, grid: sitk.Image, reference: sitk.Image) -> np.
     return _resample_to(img, reference, sitk.Transform(), float(array.flat[0]) if array.size else 0.0)
 
 
-def synthesize(mr: Volume, *, atlases: tuple[str, ...] = CONTRASTS, contrast: str = "auto", deformable: bool = True,
+def synthesize(mr: Volume, *, atlases: tuple[str, ...] = CONTRASTS, contrast: str = "auto", deformable: bool = False,
                progress: Callable[[float, str], None] | None = None, check: Callable[[], None] | None = None,
                templates: Templates | None = None) -> Synthesis:
     """The atlas-based synthetic CT of ``mr`` on its own grid (see the module docstring).  ``atlases``
@@ -403,13 +417,19 @@ def synthesize(mr: Volume, *, atlases: tuple[str, ...] = CONTRASTS, contrast: st
     if stripped:
         atlas_head = _upsample((fused[0] > -500).astype(np.float32), fixed, mr_img) > 0.5
         atlas_head |= head
-    hu, classes = refine(up[0], norm, head, *up[1:], contrast, atlas_head=atlas_head)
+    # depth below the skin (mm), on the working grid: the skull lies within the outer ~2 cm of a head
+    from scipy import ndimage
+
+    small_head = sitk.GetArrayViewFromImage(fixed_mask) > 0
+    small_depth = ndimage.distance_transform_edt(small_head, sampling=fixed.GetSpacing()[::-1]).astype(np.float32)
+    depth = _upsample(small_depth, fixed, mr_img)
+    hu, classes = refine(up[0], norm, head, *up[1:], contrast, atlas_head=atlas_head, depth=depth)
+    del depth
     candidates = {n: _upsample(warped[n][0], fixed, mr_img) for n in warped}
     # the uncertainty, on the working grid (it is as smooth as the atlases): the refined atlases' spread
-    small_head = sitk.GetArrayViewFromImage(fixed_mask) > 0
     small_atlas_head = None if atlas_head is None else (fused[0] > -500) | small_head
     refined = {n: refine(warped[n][0], fixed_norm, small_head, *fused[1:], contrast,
-                         atlas_head=small_atlas_head)[0] for n in warped}
+                         atlas_head=small_atlas_head, depth=small_depth)[0] for n in warped}
     if len(regs) > 1:
         stack = np.stack([refined[n] for n in regs])
         unc = stack.std(axis=0) * np.sqrt(len(regs) / (len(regs) - 1))
@@ -418,7 +438,10 @@ def synthesize(mr: Volume, *, atlases: tuple[str, ...] = CONTRASTS, contrast: st
         unc = np.abs(refined[atlases[0]] - refined["affine-only"])
         notes.append("One atlas: the uncertainty is the change the deformable registration made, in HU.")
     else:
-        unc = np.zeros(fixed_norm.shape, np.float32)
+        name = next(iter(regs))
+        raw = np.where(small_head if small_atlas_head is None else small_atlas_head, warped[name][0], AIR_HU)
+        unc = np.abs(refined[name] - raw)
+        notes.append("One atlas: the uncertainty is how far the MR's own tissues moved the atlas' HU.")
     unc = np.clip(_upsample(unc, fixed, mr_img), 0, None)
     unc = unc.astype(np.float32)
     unc[~(atlas_head if atlas_head is not None else head)] = 0.0
@@ -443,8 +466,21 @@ def _is_skull_stripped(fixed: sitk.Image, fixed_mask: sitk.Image, tpl: Templates
     return vol_mr < 1.9e6 and dark_rim < 0.12
 
 
+def _soft_lookup(x: np.ndarray, centres: np.ndarray, values, width: float = 0.3) -> np.ndarray:
+    """Each intensity's HU by its class (the nearest k-means centre), blended with the neighbouring
+    class over the middle ``width`` of the gap between two centres (partial volume)."""
+    out = np.full(x.shape, values[0], np.float32)
+    for n in range(1, len(centres)):
+        lo, hi = centres[n - 1], centres[n]
+        mid, span = (lo + hi) / 2, max((hi - lo) * width, 1e-9)
+        t = np.clip((x - mid) / span + 0.5, 0.0, 1.0).astype(np.float32)
+        out += t * np.float32(values[n] - values[n - 1])
+    return out
+
+
 def refine(atlas_hu: np.ndarray, norm: np.ndarray, head: np.ndarray, grey: np.ndarray, white: np.ndarray,
-           csf: np.ndarray, contrast: str, atlas_head: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+           csf: np.ndarray, contrast: str, atlas_head: np.ndarray | None = None,
+           depth: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The warped atlas HU corrected with the patient's own MR (see the module docstring).  For a
     skull-stripped MR, ``atlas_head`` (the warped atlas head) replaces the MR's head mask for the air
     outside, and the skull is the atlas' own."""
@@ -457,7 +493,13 @@ def refine(atlas_hu: np.ndarray, norm: np.ndarray, head: np.ndarray, grey: np.nd
     if atlas_head is None:
         # the skull: dark on every common MR contrast; inside the atlas' blurred bone shell, dark -> bone
         dark = np.clip((0.45 * soft_ref - norm) / (0.25 * soft_ref), 0.0, 1.0)
-        shell = head & (atlas_hu > 80) & (brain_p < 0.5)
+        # the atlas' bone shell, and beyond it (a skull thicker or placed otherwise than the atlas')
+        # anything outside the brain the atlas does not call air, near the skin (sulci and CSF under a
+        # skull the atlas placed too deep are dark too: depth keeps them brain)
+        if depth is None:
+            depth = np.zeros(head.shape, np.float32)
+        shell = head & (((atlas_hu > 80) & (brain_p < 0.5) & (depth < SHELL_DEPTH_MM))
+                        | ((atlas_hu > -300) & (brain_p < 0.15) & (depth < SKULL_DEPTH_MM)))
         d = dark[shell]
         hu[shell] = (1 - d) * np.minimum(atlas_hu[shell], SOFT_TISSUE_HU + 40) + d * BONE_HU
         classes[shell & (dark > 0.5)] = 4
@@ -477,15 +519,13 @@ def refine(atlas_hu: np.ndarray, norm: np.ndarray, head: np.ndarray, grey: np.nd
         # which k-means centre is which tissue: their order on this MR (T1: CSF < grey < white;
         # FLAIR: CSF < white < grey; T2: white < grey < CSF), read off the warped priors
         order = sorted(medians, key=medians.get)
-        if contrast == "T1":
-            order = ["csf", "grey", "white"]
         rng = np.random.default_rng(0)
         sample = sel if sel.size < 400_000 else rng.choice(sel, 400_000, replace=False)
         spread = max(float(np.std(sample)), 1e-6) * 1e-3
         centres = _kmeans_1d(sample, np.array([medians[t] for t in order]) + spread * np.arange(3))
         tissue_hu = {"csf": CSF_HU, "grey": GREY_HU, "white": WHITE_HU}
         code = {"csf": 1, "grey": 2, "white": 3}
-        brain_hu = np.interp(sel, centres, [tissue_hu[t] for t in order]).astype(np.float32)
+        brain_hu = _soft_lookup(sel, centres, [tissue_hu[t] for t in order])
         w = np.clip((brain_p[intracranial] - 0.5) / 0.3, 0.0, 1.0)
         hu[intracranial] = w * brain_hu + (1 - w) * hu[intracranial]
         edges = (centres[1:] + centres[:-1]) / 2

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+from scipy import ndimage
 
 from plugins.mr_to_ct import atlas
 from viewer.core.volume import Volume, affine_from
@@ -38,10 +39,11 @@ def random_transform(reference: sitk.Image, rng: np.random.Generator, *, rotatio
 
 
 def deformed_pair(mr: sitk.Image, ct_hu: sitk.Image, seed: int, *, spacing=(1.2, 1.2, 2.4), bias: float = 0.2,
-                  noise: float = 0.02) -> tuple[Volume, Volume, np.ndarray]:
+                  noise: float = 0.02) -> tuple[Volume, Volume, np.ndarray, np.ndarray]:
     """``mr`` and ``ct_hu`` (on one template grid) deformed alike onto a new axial LPS grid of ``spacing``
     (i, j, k mm); the MR gets a smooth multiplicative bias field (about +-``bias``) and Rician noise
-    (``noise`` of its 99th percentile).  Returns (MR volume, CT volume in HU, head mask)."""
+    (``noise`` of its 99th percentile).  Returns (MR volume, CT volume in HU, the CT's head mask, the
+    MR's field of view: where the MR template has signal, filled)."""
     rng = np.random.default_rng(seed)
     t = random_transform(ct_hu, rng)
     extent = np.array(ct_hu.GetSize()) * np.array(ct_hu.GetSpacing())
@@ -54,6 +56,9 @@ def deformed_pair(mr: sitk.Image, ct_hu: sitk.Image, seed: int, *, spacing=(1.2,
     grid.SetOrigin(tuple(float(v) for v in lo))
     grid.SetDirection((1, 0, 0, 0, 1, 0, 0, 0, 1))
     mr_d = sitk.GetArrayFromImage(sitk.Resample(mr, grid, t, sitk.sitkLinear, 0.0, sitk.sitkFloat32))
+    # the MR's field of view: where the template has signal (the FLAIR template stops above the neck)
+    support = sitk.BinaryMorphologicalClosing(sitk.Cast(mr > 0.02, sitk.sitkUInt8), [3, 3, 3])
+    fov = sitk.GetArrayFromImage(sitk.Resample(support, grid, t, sitk.sitkNearestNeighbor, 0)) > 0
     ct_d = sitk.GetArrayFromImage(sitk.Resample(ct_hu, grid, t, sitk.sitkLinear, -1024.0, sitk.sitkFloat32))
     k, j, i = np.meshgrid(*(np.linspace(-1, 1, n) for n in mr_d.shape), indexing="ij")
     c = rng.normal(0, 1, 6)
@@ -64,7 +69,8 @@ def deformed_pair(mr: sitk.Image, ct_hu: sitk.Image, seed: int, *, spacing=(1.2,
     affine = affine_from(spacing, lo, np.eye(3))
     mr_vol = Volume(np.rint(noisy * 1000).astype(np.int16), affine, modality="MR")
     ct_vol = Volume(np.rint(ct_d).astype(np.int16), affine, modality="CT", units="HU")
-    return mr_vol, ct_vol, ct_d > -500
+    fov = ndimage.binary_fill_holes(fov)
+    return mr_vol, ct_vol, ct_d > -500, fov
 
 
 def make_template_cases(out_dir, n: int = 2, seed: int = 0, contrasts=("T1", "FLAIR"),
@@ -77,7 +83,7 @@ def make_template_cases(out_dir, n: int = 2, seed: int = 0, contrasts=("T1", "FL
     out = Path(out_dir)
     cases = []
     for c in range(n):
-        mr, ct, mask = deformed_pair(tpl.mr[contrasts[c % len(contrasts)]], tpl.ct, seed + c, spacing=spacing)
+        mr, ct, mask, _ = deformed_pair(tpl.mr[contrasts[c % len(contrasts)]], tpl.ct, seed + c, spacing=spacing)
         case = out / f"1HA{c:03d}"
         case.mkdir(parents=True, exist_ok=True)
         viewer.save(mr, case / "mr.nii.gz")
