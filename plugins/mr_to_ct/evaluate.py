@@ -56,8 +56,14 @@ def psnr(ct, pred, mask) -> float:
 
 
 def ssim(ct, pred, mask) -> float:
-    from skimage.metrics import structural_similarity
-    from skimage.util import crop
+    try:
+        from skimage.metrics import structural_similarity
+        from skimage.util import crop
+    except ImportError:
+        from viewer.core.errors import HounsfieldError
+
+        raise HounsfieldError("SSIM needs scikit-image, which is not installed; install it with "
+                              "'pip install scikit-image'.") from None
 
     ct, pred, mask = _prepare(ct, pred, mask)
     a = np.where(mask, ct, HU_MIN) - HU_MIN
