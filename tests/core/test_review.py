@@ -121,3 +121,72 @@ def test_the_ai_original_survives_a_restart_beside_the_journal(tmp_path, monkeyp
     again = s2.restore(rec)
     assert again.original is not None and np.array_equal(again.original, results.label_maps[0].array)
     ws2.close()
+
+
+def test_exports_say_who_made_each_finding_and_what_a_person_changed(tmp_path, monkeypatch, ct):
+    import csv
+    import json
+
+    import pydicom
+
+    import viewer
+    from tests.core.test_workspace import plugin_results
+    from viewer.core.io.sr import read_reviews
+    from viewer.core.review import segment_review
+
+    monkeypatch.setenv("HOUNSFIELD_DATA_DIR", str(tmp_path / "data"))
+    ws = viewer.Workspace()
+    s = ws.add(ct)
+    results = plugin_results(ct)
+    step = ws.apply(results, series=s)
+    ai = step.segmentations[0]
+    ms = step.marker_sets[0]
+    ms.set_status(0, "accepted")
+    ms.move(1, ms.markers[1].center + [3.0, 4.0, 0.0])
+    ms.set_status(1, "accepted")
+    # first unedited: AUTOMATIC, accepted as is, Dice 1
+    out = ws.export(tmp_path / "a", series=s, segmentation=ai)
+    seg = pydicom.dcmread(out["seg"][0])
+    sd = seg.SegmentSequence[0]
+    assert sd.SegmentAlgorithmType == "AUTOMATIC" and sd.SegmentAlgorithmName == "Test detector"
+    (g_seg, g_d0, g_d1) = read_reviews(out["sr"][0])
+    assert g_seg["review"] == "accepted as is" and g_seg["AIDICE"] == pytest.approx(1.0)
+    assert g_d0["review"] == "accepted as is" and g_d1["review"] == "edited by a person"
+    assert g_d1["AIMOVED"] == pytest.approx(5.0)
+    # then a person erases a bite: SEMIAUTOMATIC, edited, the figures of viewer.core.review
+    voxel = np.argwhere(results.label_maps[0].array)[0][::-1]
+    assert ai.brush(ct.index_to_lps(voxel), 4.0, segment="Bone", erase=True)
+    want = segment_review(ai, ai.segment("Bone"))
+    orig, now = results.label_maps[0].array == 1, ai.mask("Bone")
+    assert want["dice"] == pytest.approx(2 * (orig & now).sum() / (orig.sum() + now.sum()))
+    out = ws.export(tmp_path / "b", series=s, segmentation=ai)
+    sd = pydicom.dcmread(out["seg"][0]).SegmentSequence[0]
+    assert sd.SegmentAlgorithmType == "SEMIAUTOMATIC"
+    assert sd.SegmentationAlgorithmIdentificationSequence[0].AlgorithmName == "Test detector"
+    g_seg = read_reviews(out["sr"][0])[0]
+    assert g_seg["review"] == "edited by a person"
+    assert g_seg["AIDICE"] == pytest.approx(want["dice"]) and g_seg["AIHD95"] == pytest.approx(want["hd95_mm"])
+    assert g_seg["AIDVOL"] == pytest.approx(want["volume_change_ml"])
+    rows = list(csv.DictReader(open(out["csv"][0])))
+    seg_row = next(r for r in rows if r["kind"] == "segment")
+    assert seg_row["review"] == "edited by a person" and float(seg_row["dice"]) == pytest.approx(want["dice"], abs=1e-4)
+    assert seg_row["algorithm"] == "Test detector 1.2"
+    dets = [r for r in rows if r["kind"] == "detection"]
+    assert [d["review"] for d in dets] == ["accepted as is", "edited by a person"]
+    assert float(dets[1]["moved_mm"]) == pytest.approx(5.0)
+    table = json.loads(open(out["json"][0]).read())["measurements"]
+    assert [r.get("review") for r in table if r["kind"] != "length"] == [
+        "edited by a person", "accepted as is", "edited by a person"]
+
+    # the probability heatmap as a DICOM Parametric Map and NIfTI; the map opens again on the series
+    maps = ws.export_heatmaps(tmp_path / "maps", series=s)
+    assert len(maps["pm"]) == 1 and len(maps["nifti"]) == 1
+    from viewer.core.references import dicom_object
+
+    obj = dicom_object(maps["pm"][0])
+    assert obj.kind == "pm" and obj.series_uid == ct.source.series_instance_uid
+    back = s.import_heatmap(maps["pm"][0])
+    assert np.allclose(back.volume.array, s.heatmaps[0].volume.array, atol=1e-6) and back.unit == ""
+    nii = viewer.load(maps["nifti"][0])
+    assert np.allclose(nii.array, results.heatmaps[0].array, atol=1e-6)
+    ws.close()

@@ -15,12 +15,13 @@ from viewer.core.errors import HounsfieldError
 SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
 RTSTRUCT_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
 SR_PREFIX = "1.2.840.10008.5.1.4.1.1.88."  # every structured report storage class
-TITLES = {"seg": "segmentation", "sr": "report", "rtstruct": "RT structure set"}
+PM_STORAGE = "1.2.840.10008.5.1.4.1.1.30"  # Parametric Map (an AI heatmap: viewer.core.io.parametric_map)
+TITLES = {"seg": "segmentation", "sr": "report", "rtstruct": "RT structure set", "pm": "AI map"}
 
 
 @dataclass(frozen=True)
 class DicomObject:
-    kind: str  # "seg", "sr" or "rtstruct"
+    kind: str  # "seg", "sr", "rtstruct" or "pm"
     path: str
     series_uid: str  # the image series it refers to ("" when it does not say)
     frame_of_reference_uid: str = ""
@@ -66,6 +67,9 @@ def dicom_object(path) -> DicomObject | None:
             return DicomObject("rtstruct", path, referenced_series(ds), for_uid)
         if sop.startswith(SR_PREFIX):
             return DicomObject("sr", path, _sr_series(ds), for_uid)
+        if sop == PM_STORAGE:
+            refs = getattr(ds, "ReferencedSeriesSequence", [])
+            return DicomObject("pm", path, str(refs[0].SeriesInstanceUID) if refs else "", for_uid)
     except (AttributeError, IndexError, KeyError, TypeError, ValueError):
         return None  # a damaged reference: treated as an ordinary file (its open says why it fails)
     return None

@@ -247,15 +247,31 @@ def segment_review(editable, segment) -> dict:
 
     if segment.algorithm_type == AlgorithmType.MANUAL:
         return {"review": "drawn by a person"}
+    algo = {"algorithm_name": segment.algorithm_name, "algorithm_version": segment.algorithm_version}
     orig = getattr(editable, "original", None)
     if orig is None:
-        return {"review": "edited by a person" if segment.edited else "accepted as is"}
+        return {"review": "edited by a person" if segment.edited else "accepted as is", **algo}
     seg = editable.segmentation
     a = segment_agreement(orig == segment.number, seg.mask(segment), seg.spacing[::-1], name=segment.name,
                           number=segment.number)
     return {"review": "edited by a person" if a.edited else "accepted as is", "dice": a.dice,
             "hd95_mm": a.hd95_mm, "volume_ai_ml": a.volume_ai_ml, "volume_change_ml": a.volume_change_ml,
-            "volume_change_pct": a.volume_change_pct, "edited_slices": len(a.edited_slices)}
+            "volume_change_pct": a.volume_change_pct, "edited_slices": len(a.edited_slices), **algo}
+
+
+def export_review(series, editable=None) -> tuple[dict, list]:
+    """What ``viewer.core.io.report.export_report`` takes as ``review`` (per segment number of
+    ``editable``) and ``detections`` (every detection of the series' marker sets, as reviewed)."""
+    review = {}
+    if editable is not None:
+        review = {s.number: segment_review(editable, s) for s in editable.segments}
+    detections = []
+    for ms in series.marker_sets:
+        for m in ms.markers:
+            f = marker_flags(m)
+            f["algorithm"] = ms.provenance if m.origin == "ai" else ""
+            detections.append((m.label, np.asarray(m.center, np.float64), f))
+    return review, detections
 
 
 # ---------------------------------------------------------------------------------------------

@@ -399,6 +399,14 @@ class OpenSeries:
             raise HounsfieldError("The unsaved segmentation belongs to another grid of this series; it was kept.")
         return self.add_segmentation(seg, journal_path=rec.path, exported=False)
 
+    def import_heatmap(self, path) -> HeatmapLayer:
+        """A DICOM Parametric Map (an AI heatmap, viewer.core.io.parametric_map) on this series."""
+        from viewer.core.io.parametric_map import read_parametric_map
+
+        layer = read_parametric_map(path, self.volume)
+        self.add_overlay(layer)
+        return layer
+
     def import_segmentation(self, path) -> EditableSegmentation:
         """A DICOM SEG or a label map file (NIfTI, NRRD, ...) on this series, editable."""
         return self.add_segmentation(read_segmentation_file(path, self.volume))
@@ -576,10 +584,42 @@ class Workspace:
                             deidentifier=_deidentifier() if deidentify else None)
             ed.mark_exported(path)
             return {"seg": [path]}
+        from viewer.core.review import export_review
+
+        review, detections = export_review(s, ed)  # who made each finding, what a person changed
         out = export_report(folder, s.measurements, s.volume, segmentation=ed.segmentation if ed else None,
-                            deidentify=deidentify, basename=basename, write_sr=sr, write_tables=csv)
+                            deidentify=deidentify, basename=basename, write_sr=sr, write_tables=csv,
+                            review=review, detections=detections)
         if ed is not None and out.get("seg"):
             ed.mark_exported(out["seg"][0])
+        return out
+
+    def export_heatmaps(self, folder, series: OpenSeries | str | None = None, *, dicom: bool = True,
+                        nifti: bool = True, layers: list | None = None) -> dict[str, list[str]]:
+        """Write the series' AI heatmaps (or ``layers``) as DICOM Parametric Maps (when the series came
+        from DICOM) and NIfTI, one of each per map; returns paths by kind ("pm", "nifti")."""
+        import re
+
+        from viewer.core.io.parametric_map import write_heatmap_nifti, write_parametric_map
+
+        s = self._series(series)
+        layers = s.heatmaps if layers is None else layers
+        if not layers:
+            raise HounsfieldError("There is no AI map to export: run a plugin that gives one first.")
+        os.makedirs(folder, exist_ok=True)
+        out: dict[str, list[str]] = {"pm": [], "nifti": []}
+        for n, layer in enumerate(layers, start=1):
+            stem = os.path.join(folder, f"map-{n}-" + (re.sub(r"[^A-Za-z0-9_-]+", "-", layer.name).strip("-") or "ai"))
+            if nifti:
+                write_heatmap_nifti(layer, stem + ".nii.gz")
+                out["nifti"].append(stem + ".nii.gz")
+            if dicom:
+                try:
+                    out["pm"].append(str(write_parametric_map(layer, s.volume, stem + ".dcm")))
+                except HounsfieldError as exc:
+                    if not nifti:
+                        raise
+                    log.info("AI map %s exported as NIfTI only: %s", layer.name, exc)
         return out
 
     def close(self) -> None:

@@ -30,6 +30,12 @@ def apply(window, obj, key: str) -> None:
                 return
             window.features.measure.dock.show()
             what = f"{n} measurement{'s' if n != 1 else ''}"
+        elif obj.kind == "pm":  # an AI heatmap (viewer.core.io.parametric_map): onto the series as a heatmap
+            from viewer.core.io.parametric_map import read_parametric_map
+
+            layer = read_parametric_map(obj.path, state.volume)
+            state.open_series.add_overlay(layer)
+            what = f"the map {layer.name}"
         else:
             if obj.kind == "seg":
                 from viewer.core.io.seg_dicom import read_dicom_seg

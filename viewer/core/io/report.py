@@ -45,7 +45,8 @@ def _without_free_text(measurements, segmentation, segments):
 
 def export_report(folder, measurements, volume: Volume, *, key_images=(), segments=None, segmentation=None,
                   deidentify: bool = False, clear_free_text: bool | None = None, basename: str = "measurements",
-                  write_sr: bool = True, write_tables: bool = True, progress=None) -> dict[str, list[str]]:
+                  write_sr: bool = True, write_tables: bool = True, progress=None, review: dict | None = None,
+                  detections: list | None = None) -> dict[str, list[str]]:
     """Write ``basename``.dcm (the SR, when there is something to report), .csv, .json and
     key-image-N.png/.dcm into ``folder``; with ``segmentation`` (on ``volume``'s grid) also its
     DICOM SEG (``basename``-segmentation.dcm, when the volume came from DICOM), each non-empty
@@ -58,6 +59,10 @@ def export_report(folder, measurements, volume: Volume, *, key_images=(), segmen
     ``write_sr``, ``write_tables``: whether to write the SR, and the CSV and JSON tables (what is not
     asked for is never written; the files that are share one de-identification).
     ``progress``: called with (step, steps, what) before each file.
+    ``review``: {segment number: viewer.core.review.segment_review dict}: whether an algorithm made the
+    segment and a person accepted or edited it, with the agreement figures, into the SR and the tables.
+    ``detections``: [(label, centre LPS, viewer.core.review.marker_flags dict)]: the AI's detections as
+    reviewed, into the SR (point findings) and the tables.
     Returns the written paths by kind.
     """
     os.makedirs(folder, exist_ok=True)
@@ -78,26 +83,31 @@ def export_report(folder, measurements, volume: Volume, *, key_images=(), segmen
     units = volume.units
     out: dict[str, list[str]] = {"sr": [], "csv": [], "json": [], "png": [], "sc": [], "seg": []}
     segments = list(segments or [])
+    reviews_by_ref: dict = {}
+    seg_reviews: list = [None] * len(segments)
     if segmentation is not None and segmentation.segments:
         report("segmentation")
-        segments += _segmentation_entries(folder, basename, segmentation, volume, deid, out)
+        segments += _segmentation_entries(folder, basename, segmentation, volume, deid, out, review, reviews_by_ref,
+                                          seg_reviews)
     seg_stats = [(n, s) for n, s, _ in segments]
     seg_refs = [(n, s, ref) for n, s, ref in segments if ref is not None]
     if write_sr:
         report("report")
-    if write_sr and (measurements or seg_refs):  # an SR needs at least one measurement group
+    if write_sr and (measurements or seg_refs or detections):  # an SR needs at least one measurement group
         path = os.path.join(folder, f"{basename}.dcm")
         sr.write_sr(path, measurements, src, modality=volume.modality, units=units, segments=seg_refs,
-                    deidentifier=deid)
+                    deidentifier=deid, reviews=reviews_by_ref, detections=detections)
         out["sr"].append(path)
     if write_tables:
         report("tables")
         path = os.path.join(folder, f"{basename}.csv")
-        tables.write_csv(path, measurements, units, seg_stats, src.series_instance_uid, deid)
+        tables.write_csv(path, measurements, units, seg_stats, src.series_instance_uid, deid,
+                         reviews=seg_reviews, detections=detections)
         out["csv"].append(path)
         report("tables")
         path = os.path.join(folder, f"{basename}.json")
-        tables.write_json(path, measurements, src, units, seg_stats, deid)
+        tables.write_json(path, measurements, src, units, seg_stats, deid, reviews=seg_reviews,
+                          detections=detections)
         out["json"].append(path)
     series_uid = sr.generate_uid()
     for n, (rgb, orientation, source_uid, *burnt) in enumerate(key_images, start=1):
@@ -112,7 +122,8 @@ def export_report(folder, measurements, volume: Volume, *, key_images=(), segmen
     return out
 
 
-def _segmentation_entries(folder, basename: str, segmentation, volume: Volume, deid, out) -> list[tuple]:
+def _segmentation_entries(folder, basename: str, segmentation, volume: Volume, deid, out, review=None,
+                          reviews_by_ref=None, seg_reviews=None) -> list[tuple]:
     """(name, stats, SEG reference or None) of each non-empty segment; writes the DICOM SEG (de-identified
     with the export's own ``deid``, so the SR's references to it stay right) when it can."""
     from viewer.core.io.seg_dicom import write_dicom_seg
@@ -135,4 +146,9 @@ def _segmentation_entries(folder, basename: str, segmentation, volume: Volume, d
         if not mask.any():
             continue
         entries.append((s.name, segment_stats(mask, volume), ref_of.get(id(s))))
+        rv = (review or {}).get(s.number)
+        if seg_reviews is not None:
+            seg_reviews.append(rv)
+        if rv is not None and ref_of.get(id(s)) is not None and reviews_by_ref is not None:
+            reviews_by_ref[ref_of[id(s)][:2]] = rv
     return entries

@@ -107,6 +107,73 @@ def _measurements(pairs, values: dict, image_unit, units) -> list:
     return out
 
 
+# the AI review (viewer.core.review) of a finding: a private coding scheme, as DICOM allows ("99" prefix)
+REVIEW_SCHEME = "99HNSF"
+REVIEW_CONCEPT = ("AIREVIEW", "AI result review")
+REVIEW_VALUES = {"produced by an algorithm": "AIPRODUCED", "accepted as is": "AIACCEPTED",
+                 "edited by a person": "AIEDITED", "added by a person": "PERSONADDED",
+                 "drawn by a person": "PERSONDRAWN"}
+_REVIEW_FIGURES = [("dice", ("AIDICE", "Dice similarity coefficient, AI vs corrected"), "1"),
+                   ("hd95_mm", ("AIHD95", "95% Hausdorff distance, AI vs corrected"), "mm"),
+                   ("volume_change_ml", ("AIDVOL", "Volume change from the AI result"), "ml"),
+                   ("volume_change_pct", ("AIDVOLPCT", "Volume change from the AI result, percent"), "%"),
+                   ("moved_mm", ("AIMOVED", "Distance moved from the AI's proposal"), "mm")]
+
+
+def _review_items(review: dict | None, units) -> tuple[list, list]:
+    """(qualitative evaluations, measurements) saying how a finding was reviewed."""
+    import highdicom as hd
+
+    if not review:
+        return [], []
+    quals = [hd.sr.QualitativeEvaluation(
+        hd.sr.CodedConcept(REVIEW_CONCEPT[0], REVIEW_SCHEME, REVIEW_CONCEPT[1]),
+        hd.sr.CodedConcept(REVIEW_VALUES.get(review["review"], "AIPRODUCED"), REVIEW_SCHEME, review["review"]))]
+    figures = []
+    for key, (value, meaning), unit in _REVIEW_FIGURES:
+        v = review.get(key)
+        if isinstance(v, (int, float)) and np.isfinite(v):
+            u = units.get(unit) or _unit(unit, "percent" if unit == "%" else unit)
+            figures.append(hd.sr.Measurement(name=hd.sr.CodedConcept(value, REVIEW_SCHEME, meaning),
+                                             value=float(v), unit=u))
+    return quals, figures
+
+
+def read_reviews(path) -> list[dict]:
+    """Per measurement group of an SR written here: its tracking identifier, the review flag and
+    the review figures (what ``_review_items`` wrote), for groups that carry one."""
+    ds = pydicom.dcmread(str(path))
+    out = []
+
+    def walk(items, group):
+        for it in items:
+            name = it.ConceptNameCodeSequence[0] if "ConceptNameCodeSequence" in it else None
+            if name is not None and name.CodingSchemeDesignator == REVIEW_SCHEME:
+                if it.ValueType == "CODE":
+                    group["review"] = str(it.ConceptCodeSequence[0].CodeMeaning)
+                elif it.ValueType == "NUM":
+                    group[str(name.CodeValue)] = float(it.MeasuredValueSequence[0].NumericValue)
+            elif name is not None and it.ValueType == "TEXT" and name.CodeValue == "112039":
+                group["tracking_identifier"] = str(it.TextValue)
+            if "ContentSequence" in it and it.ValueType != "CONTAINER":
+                walk(it.ContentSequence, group)
+
+    def groups(items):
+        for it in items:
+            if it.ValueType == "CONTAINER" and "ContentSequence" in it:
+                name = it.ConceptNameCodeSequence[0].CodeValue if "ConceptNameCodeSequence" in it else ""
+                if name == "125007":  # Measurement Group
+                    g = {}
+                    walk(it.ContentSequence, g)
+                    if "review" in g:
+                        out.append(g)
+                else:
+                    groups(it.ContentSequence)
+
+    groups(ds.ContentSequence)
+    return out
+
+
 def add_seg_evidence(evidence: list[Dataset], seg_uid: str, seg_series_uid: str | None = None) -> None:
     """Add the DICOM SEG a group refers to to an SR's evidence (same patient and study as the
     images, a series of its own), once."""
@@ -121,11 +188,17 @@ def add_seg_evidence(evidence: list[Dataset], seg_uid: str, seg_series_uid: str 
 def build_sr(measurements: list[Measurement], src: SourceInfo, *, modality: str = "CT", units: str = "HU",
              segments: list[tuple[str, SegmentStats, tuple]] | None = None,
              series_number: int = 900, deidentifier=None, title: str = "Hounsfield measurements",
-             groups: list | None = None, seg_refs: list[tuple[str, str]] | None = None) -> Dataset:
+             groups: list | None = None, seg_refs: list[tuple[str, str]] | None = None,
+             reviews: dict | None = None, detections: list | None = None) -> Dataset:
     """A Comprehensive 3D SR of ``measurements`` on the series ``src`` describes, plus ``segments``:
     (name, stats, (SEG SOP instance UID, segment number[, SEG series UID])) volumetric groups, plus
     ready-made measurement ``groups`` (highdicom templates, e.g. a plugin's own TID 1411 groups)
-    whose SEGs ``seg_refs`` [(SEG SOP instance UID, SEG series UID)] join the evidence."""
+    whose SEGs ``seg_refs`` [(SEG SOP instance UID, SEG series UID)] join the evidence.
+
+    ``reviews``: {(SEG SOP instance UID, segment number): review dict (viewer.core.review.segment_review)}
+    adds to a segment's group whether an algorithm produced it, and whether a person accepted it as
+    is or edited it, with the agreement figures; ``detections``: [(label, centre LPS, review dict of
+    viewer.core.review.marker_flags)] become point findings with the same flag."""
     import highdicom as hd
 
     u = _units()
@@ -147,9 +220,22 @@ def build_sr(measurements: list[Measurement], src: SourceInfo, *, modality: str 
                                       source_series=hd.sr.SourceSeriesForSegmentation(src.series_instance_uid))
         tracking = hd.sr.TrackingIdentifier(uid=generate_uid(), identifier=name[:64])
         values = {k: v for k, v in stats.to_dict().items() if isinstance(v, float | int)}
+        rv = (reviews or {}).get((seg_uid, number))
+        quals, figures = _review_items(rv, u)
+        algo = None
+        if rv and rv.get("algorithm_name"):
+            algo = hd.sr.AlgorithmIdentification(rv["algorithm_name"][:64], (rv.get("algorithm_version") or "1.0")[:64])
         groups.append(hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
             tracking_identifier=tracking, referenced_segment=ref, finding_type=codes.SCT.Lesion,
-            measurements=_measurements(_SEGMENT_VALUES, values, image_unit, u)))
+            measurements=_measurements(_SEGMENT_VALUES, values, image_unit, u) + figures,
+            qualitative_evaluations=quals or None, algorithm_id=algo))
+    for label, centre, rv in detections or []:
+        tracking = hd.sr.TrackingIdentifier(uid=generate_uid(), identifier=str(label)[:64])
+        quals, figures = _review_items(rv, u)
+        region = hd.sr.ImageRegion3D("POINT", np.asarray(centre, np.float64).reshape(1, 3), frame)
+        groups.append(hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+            tracking_identifier=tracking, referenced_region=region, finding_type=codes.SCT.Lesion,
+            measurements=figures or None, qualitative_evaluations=quals or None))
     for seg_uid, seg_series in seg_refs or []:
         add_seg_evidence(evidence, seg_uid, seg_series)
     groups += extra_groups

@@ -48,6 +48,8 @@ class ExportTask:
     deidentify: bool = False
     clear_free_text: bool = False
     live_segmentation: object = None  # the one being edited, which ``segmentation`` copies
+    review: dict | None = None  # the AI review of each segment and detection (viewer.core.review.export_review)
+    detections: list | None = None
     what = "measurements"
 
     def run(self, progress=None) -> dict[str, list[str]]:
@@ -55,7 +57,8 @@ class ExportTask:
 
         return export_report(self.folder, self.measurements, self.volume, key_images=self.key_images,
                              segmentation=self.segmentation, deidentify=self.deidentify,
-                             clear_free_text=self.clear_free_text, progress=progress)
+                             clear_free_text=self.clear_free_text, progress=progress, review=self.review,
+                             detections=self.detections)
 
     def after(self, window, out: dict) -> None:
         exported(window, self, out)
@@ -142,8 +145,12 @@ def prepare(window, folder: str, deidentify: bool = False, clear_free_text: bool
     clear = deidentify if clear_free_text is None else bool(clear_free_text)
     images = [capture_key_image(ctl, view, deidentify, clear)] if key_images else []
     segmentation = window.features.segments.controller.segmentation(state=state)
+    from viewer.core.review import export_review
+
+    editable = next((ed for ed in state.open_series.segmentations if ed.segmentation is segmentation), None)
+    review, detections = export_review(state.open_series, editable)
     return ExportTask(folder, [copy.deepcopy(m) for m in ctl.measurements(state.key)], state.volume,
-                      snapshot_segmentation(segmentation), images, deidentify, clear, segmentation)
+                      snapshot_segmentation(segmentation), images, deidentify, clear, segmentation, review, detections)
 
 
 def exported(window, task: ExportTask, out: dict) -> None:
