@@ -21,7 +21,7 @@ import sys
 from viewer.core.errors import HounsfieldError
 from viewer.logs import log, setup_logging
 
-COMMANDS = ("info", "convert", "run", "pacs", "batch")
+COMMANDS = ("info", "convert", "run", "pacs", "batch", "audit")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -56,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     log_file = setup_logging()
     _names_as_on_disk()
     try:
+        if argv and argv[0] == "audit":  # the AI audit log (viewer.audit_cli)
+            from viewer.audit_cli import audit_command
+
+            return audit_command(argv[1:])
         if argv and argv[0] == "pacs":
             from viewer.pacs.cli import pacs_command
 

@@ -190,3 +190,11 @@ def test_exports_say_who_made_each_finding_and_what_a_person_changed(tmp_path, m
     nii = viewer.load(maps["nifti"][0])
     assert np.allclose(nii.array, results.heatmaps[0].array, atol=1e-6)
     ws.close()
+    # the exports and the close recorded the run once in the audit log, with the last figures
+    from viewer.core.audit import AuditLog
+
+    with AuditLog() as audit:
+        (row,) = audit.rows()
+    assert (row["plugin_id"], row["plugin_version"], row["proposed"], row["accepted"]) == ("test-detector", "1.2", 2, 2)
+    assert row["dice"] == pytest.approx(want["dice"]) and row["moved"] == 1 and row["edited"] == 1
+    assert ct.source.study_instance_uid not in str(row)
