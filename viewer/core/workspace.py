@@ -473,7 +473,7 @@ class Workspace:
         """Close a series: its journals are closed (kept on disk when there is something to recover)."""
         if self.series.get(series.key) is not series:
             return
-        self._audit(series)
+        self.audit(series)
         del self.series[series.key]
         series.close()
         if self.current is series:
@@ -488,7 +488,7 @@ class Workspace:
             raise HounsfieldError("Open a series first.")
         return series
 
-    def _audit(self, series: OpenSeries, exported: bool = False) -> None:
+    def audit(self, series: OpenSeries, exported: bool = False) -> None:
         """Record the AI results on ``series`` a person reviewed (or that were exported) in the audit log
         (viewer.core.audit)."""
         from viewer.core.audit import record_applied
@@ -602,7 +602,7 @@ class Workspace:
                             review=review, detections=detections)
         if ed is not None and out.get("seg"):
             ed.mark_exported(out["seg"][0])
-        self._audit(s, exported=True)
+        self.audit(s, exported=True)
         return out
 
     def export_heatmaps(self, folder, series: OpenSeries | str | None = None, *, dicom: bool = True,

@@ -32,6 +32,8 @@ class AIFeature(Feature):
         self.cpu_action = table.add(Command("ai_cpu_only", "Use the CPU only", "AI", checkable=True),
                                     ctl.set_force_cpu)
         self.cancel_action = table.add(Command("ai_cancel", "Cancel the AI run", "AI"), ctl.cancel)
+        self.performance_action = table.add(Command("ai_performance", "Performance...", "AI"),
+                                            self.show_performance)
         # progress in the status bar
         bar = window.statusBar()
         self.label = QLabel("")
@@ -120,6 +122,15 @@ class AIFeature(Feature):
             menu.addAction(act)
         menu.addSeparator()
         menu.addAction(self.dock_action)
+        menu.addAction(self.performance_action)
+
+    def show_performance(self):
+        """AI > Performance: the audit log of reviewed AI results (viewer.core.audit); the dialog."""
+        from viewer.ui.ai.performance import PerformanceDialog
+
+        self.performance = PerformanceDialog(self.window)
+        self.performance.show()
+        return self.performance
 
     def shutdown(self) -> None:
         self.controller.shutdown()

@@ -100,6 +100,13 @@ class ReviewSection(QWidget):
                 box.toggled.connect(lambda on, lay=layer: self.show_unsure(lay, on))
                 layout.addWidget(box)
                 self.unsure_toggles.append(box)
+        if entry.heatmaps:
+            from PySide6.QtWidgets import QPushButton
+
+            self.export_maps = QPushButton("Export maps (DICOM Parametric Map, NIfTI)...")
+            self.export_maps.setToolTip("Write the AI's heatmaps for other viewers")
+            self.export_maps.clicked.connect(lambda: self.export_heatmaps())
+            layout.addWidget(self.export_maps)
         self._sink = _Done()
         self._sink.done.connect(self._on_done)
         self.timer = QTimer(self)
@@ -162,6 +169,23 @@ class ReviewSection(QWidget):
             self.unsure[id(layer)] = u = unsure_layer(layer)
             self.entry.series.add_overlay(u)
         layer.set(visible=not on)
+
+    def export_heatmaps(self, folder: str | None = None) -> dict | None:
+        """Write the result's heatmaps as DICOM Parametric Maps and NIfTI into ``folder`` (asked for when None)."""
+        from viewer.core.errors import HounsfieldError
+
+        if folder is None:
+            from PySide6.QtWidgets import QFileDialog
+
+            folder = QFileDialog.getExistingDirectory(self, "Export AI maps to")
+            if not folder:
+                return None
+        series = self.entry.series
+        try:
+            return series.workspace.export_heatmaps(folder, series=series, layers=self.entry.heatmaps)
+        except HounsfieldError as exc:
+            self.figures.setText(str(exc))
+            return None
 
     def dispose(self) -> None:
         self.timer.stop()

@@ -158,6 +158,9 @@ def exported(window, task: ExportTask, out: dict) -> None:
     it, unless it was edited while the export ran."""
     if out.get("seg") and unchanged(task.live_segmentation, task.segmentation):
         window.features.segments.controller.mark_exported(task.live_segmentation, out["seg"][0])
+    for s in window.workspace:  # the AI results on the series exported go into the audit log (viewer.core.audit)
+        if s.volume is task.volume:
+            window.workspace.audit(s, exported=True)
 
 
 def unchanged(live, copied) -> bool:
