@@ -96,9 +96,10 @@ def _allow_children() -> None:
 
 def _model_environment(threads: int) -> None:
     """Dask starts its workers with one OpenMP/MKL/OpenBLAS thread and glibc's MALLOC_TRIM_THRESHOLD_ at 64 KiB
-    (right for many small tasks in threads, wrong for a model: the trimming hands each large array back to the
-    system and faults it in again, which made the denoiser half as fast again).  The AI worker inherits this
-    process's environment, so it is set for the model before the AI worker starts."""
+    (right for many small tasks in threads, wrong for a model that allocates large arrays again and again: the
+    trimming hands each back to the system, to be faulted in anew).  The AI worker inherits this process's
+    environment, so it is set for the model before the AI worker starts (the one Dask worker setting that
+    ``hounsfield batch``'s local cluster avoids by itself; workers started by ``dask worker`` have it)."""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(threads)
     if os.environ.get("MALLOC_TRIM_THRESHOLD_") == "65536":  # Dask's value, not one the user chose
@@ -124,13 +125,6 @@ def host_for(job: Job):
         host = AIHost(Registry(), device=job.device, threads=threads, stall_timeout=job.stall_timeout)
         _HOSTS[key] = host
     return host
-
-
-def shutdown_hosts() -> None:
-    for host in _HOSTS.values():
-        with contextlib.suppress(Exception):
-            host.shutdown()
-    _HOSTS.clear()
 
 
 # ------------------------------------------------------------------------------ markers
