@@ -38,6 +38,7 @@ from viewer.ui.browser import StudyBrowser
 from viewer.ui.feature import Features
 from viewer.ui.measure import MeasureFeature
 from viewer.ui.messagebar import MessageBar
+from viewer.ui.nodules import NodulesFeature
 from viewer.ui.pacs import PacsFeature
 from viewer.ui.resources import colormaps, presets_for
 from viewer.ui.segments import SegmentsFeature
@@ -80,6 +81,7 @@ class MainWindow(QMainWindow):
         features.add(AIFeature(self, ws))
         features.add(MeasureFeature(self, ws))
         features.add(SegmentsFeature(self, ws))
+        features.add(NodulesFeature(self, ws))  # the lung-nodule read (issue 14)
         objects_ui.install(self)  # a SEG, SR or RTSTRUCT opened as a file goes onto its images
         features.measure.controller.follow_segments(features.segments.controller)  # segment statistics
         self._connect()

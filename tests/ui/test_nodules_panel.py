@@ -1,0 +1,256 @@
+"""The Nodules panel on the real chest CT, driven with real mouse events and keys.
+
+The lung-nodule run is a plugin ``Results`` put into the window through the AI feature's path
+(``Workspace.apply``): the right-lung tumour (about k 77, j 252, i 168) and two false positives,
+each measured by ``plugins.lung_nodules.measure.measure_nodule`` as the plugin does, with the
+nodule label map.  Rows are clicked (the views go to the nodule), one detection is rejected, the
+tumour accepted and its marker moved with the marker tool (it is measured again, edited by a
+person), a missed nodule is added with one click in the axial view, the operating point hides rows,
+and the report's SR read back holds the accepted and added nodules with the right edited flags.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import data_path
+from tests.ui.conftest import needs_display
+from tests.ui.helpers import drag, open_study_window, qt_pos, settle
+
+pytestmark = pytest.mark.gui
+
+TUMOUR, FP1, FP2 = (77, 252, 168), (89, 263, 224), (70, 300, 380)  # k, j, i: the tumour, a hilar vessel, a vessel
+MISSED = (42, 281, 360)  # an 8 mm solid nodule inserted into the left lower lobe, which the "AI" did not report
+SCORES = (0.93, 0.41, 0.22)
+
+
+@pytest.fixture(scope="module")
+def nodule_window(qapp, tmp_path_factory):
+    needs_display()
+    win = open_study_window(qapp, tmp_path_factory.mktemp("nodules"), data_path("chest-ct"), size=(1800, 1000))
+    yield win
+    win.close()
+
+
+def _insert_missed(state) -> None:
+    """An 8 mm solid nodule (plugins.lung_nodules.synth, fixed seed) put into the loaded CT's left
+    lower lobe: the chest CT has one real lesion, and the AI's run below holds it."""
+    from plugins.lung_nodules import synth
+
+    vol = state.volume
+    assert vol.array.dtype == np.int16 and tuple(vol.rescale) == (1.0, 0.0)
+    hu = vol.array.astype(np.float32)
+    synth.insert_nodule(hu, np.asarray(vol.spacing[::-1], float), MISSED, 8.0, "solid", "round",
+                        np.random.default_rng(0), 20.0)
+    vol.array[...] = np.rint(hu).astype(np.int16)
+    state.data_changed.emit(None)
+
+
+def _results(volume):
+    """The Results the lung-nodule plugin returns for three detections: attributes measured as the
+    plugin measures them (its lung mask, measure_nodule), the nodule and lung label maps."""
+    from plugins.lung_nodules import lungmask
+    from plugins.lung_nodules.measure import measure_nodule, paste_mask
+    from plugins.lung_nodules.plugin import LUNG_CODES, NODULE_CODE, _jsonable
+    from viewer.ai.api import Detection, LabelMap, Results, Segment
+
+    hu = volume.real_values()
+    sp = np.asarray(volume.spacing[::-1], float)
+    lungs = lungmask.lung_mask(hu, sp, volume.affine)
+    labels = np.zeros(volume.shape, np.uint8)
+    res = Results()
+    segments = []
+    for n, (c, score) in enumerate(zip((TUMOUR, FP1, FP2), SCORES, strict=True), 1):
+        m = measure_nodule(hu, sp, c, lungs, affine=volume.affine)
+        mask = paste_mask(m, volume.shape)
+        labels[mask & (labels == 0)] = n
+        segments.append(Segment(n, f"Nodule {n}", (255, 200, 0), f"Nodule {n}, score {score:.2f}", NODULE_CODE))
+        attrs = {"number": n, "score_rule": "network peak probability", "lung": m["side"],
+                 **{k: _jsonable(v) for k, v in m.items() if k not in ("mask", "bbox") and _jsonable(v) is not None}}
+        size = tuple(max(4.0, float(m["mean_diameter_mm"])) for _ in range(3))
+        res.detections.append(Detection(tuple(volume.index_to_lps(np.asarray(c, float)[::-1])), size, score,
+                                        "nodule", f"Nodule {n}", attrs))
+    res.label_maps.append(LabelMap(labels, volume.affine.copy(), segments, "Nodules"))
+    res.label_maps.append(LabelMap(lungs, volume.affine.copy(), [Segment(1, "Right lung", (128, 174, 128), "",
+                                                                         LUNG_CODES[1]),
+                                                                 Segment(2, "Left lung", (241, 214, 145), "",
+                                                                         LUNG_CODES[2])], "Lungs"))
+    res.provenance = {"plugin_id": "lung-nodules", "plugin_name": "Lung nodules", "plugin_version": "0.1.0",
+                      "froc": {"thresholds": {"1.0": 0.6, "2.0": 0.35, "4.0": 0.15}}}
+    return res
+
+
+@pytest.fixture(scope="module")
+def nodule_run(nodule_window, qapp):
+    from viewer.ui.ai.results import apply_results
+
+    win = nodule_window
+    state = win.model.active_state
+    _insert_missed(state)
+    entry = apply_results(win, state.key, _results(state.volume))
+    win.features.ai.controller.result_added.emit(entry)
+    for _ in range(5):
+        qapp.processEvents()
+    return entry
+
+
+def _click_row(qtbot, panel, row):
+    from PySide6.QtCore import Qt
+
+    t = panel.table
+    r = panel.table_row_of(row)
+    rect = t.visualItemRect(t.item(r, 1))
+    qtbot.mouseClick(t.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    settle(qtbot)
+
+
+def _row(ctl, number):
+    return next(r for r in ctl.rows if r.number == number)
+
+
+def _wait_measured(qtbot, ctl):
+    qtbot.waitUntil(lambda: not ctl.busy, timeout=30000)
+    settle(qtbot, 50)
+
+
+def test_the_nodules_panel_reviews_adds_and_reports(nodule_window, nodule_run, qtbot, tmp_path):
+    from PySide6.QtCore import Qt
+
+    from plugins.lung_nodules.report import read_nodule_sr
+
+    win = nodule_window
+    feat = win.features.nodules
+    ctl, panel = feat.controller, feat.panel
+    state = win.model.active_state
+    vol = state.volume
+    assert feat.dock.isVisible()
+    assert [r.number for r in ctl.rows] == [1, 2, 3]
+    assert panel.table.item(panel.table_row_of(_row(ctl, 1)), 2).text() == \
+        f"{_row(ctl, 1).attrs['mean_diameter_mm']:.1f}"
+    assert _row(ctl, 1).attrs["mean_diameter_mm"] > 20 and _row(ctl, 1).attrs.get("lungrads") is None
+    assert panel.table.item(panel.table_row_of(_row(ctl, 1)), 5).text() == "4B"  # suggested from the size
+    # the operating point's expected false positives come from the run's FROC figures
+    assert "FP/scan" in panel.fp_label.text() and "not measured" not in panel.fp_label.text()
+
+    # sorting by score (descending) puts the tumour first; rows still map to their nodules
+    panel.table.sortByColumn(6, Qt.SortOrder.DescendingOrder)
+    assert panel.row_at(0) is _row(ctl, 1) and panel.row_at(2) is _row(ctl, 3)
+
+    # clicking a row takes every view to the nodule
+    for number, kji in ((2, FP1), (1, TUMOUR)):
+        _click_row(qtbot, panel, _row(ctl, number))
+        idx = vol.lps_to_index(state.point)
+        assert np.allclose(idx[::-1], kji, atol=1.0), (number, idx)
+    assert win.grid.views[0].pipeline.geometry is not None
+
+    # reject the second (button), accept the tumour (key Y)
+    _click_row(qtbot, panel, _row(ctl, 2))
+    qtbot.mouseClick(panel.buttons["reject"], Qt.MouseButton.LeftButton)
+    assert _row(ctl, 2).marker.status == "rejected"
+    _click_row(qtbot, panel, _row(ctl, 1))
+    win.grid.views[0].setFocus()
+    qtbot.keyClick(win.grid.views[0], Qt.Key.Key_Y)
+    settle(qtbot)
+    assert _row(ctl, 1).marker.status == "accepted" and not _row(ctl, 1).marker.edited
+    _click_row(qtbot, panel, _row(ctl, 3))
+    qtbot.mouseClick(panel.buttons["accept"], Qt.MouseButton.LeftButton)
+    assert _row(ctl, 3).marker.status == "accepted"
+
+    # edit: move the tumour's marker 3 mm with the marker tool; it is measured again, by a person
+    _click_row(qtbot, panel, _row(ctl, 1))
+    qtbot.mouseClick(panel.buttons["edit"], Qt.MouseButton.LeftButton)
+    assert win.model.tool == "marker"
+    view = win.grid.views[0]
+    assert view.plane == "axial"
+    tumour = _row(ctl, 1).marker
+    start = tumour.center.copy()
+    ai_size = _row(ctl, 1).attrs["mean_diameter_mm"]
+    drag(qtbot, view, start, start + np.array([3.0, 0.0, 0.0]))
+    assert tumour.edited and np.allclose(tumour.proposed[0], start)
+    _wait_measured(qtbot, ctl)
+    attrs = _row(ctl, 1).attrs
+    assert attrs["measured_by"] == "person" and attrs["ai_measurement"]["mean_diameter_mm"] == ai_size
+    assert abs(attrs["mean_diameter_mm"] - ai_size) < 5.0  # still the tumour
+    assert "edited" in panel.table.item(panel.table_row_of(_row(ctl, 1)), 7).text()
+    win.model.set_tool("wl")
+
+    # add the missed nodule: the Add button, then one click on it in the axial view
+    target = vol.index_to_lps(np.asarray(MISSED, float)[::-1])
+    win.model.set_point(state.key, target)
+    settle(qtbot, 50)
+    qtbot.mouseClick(panel.buttons["add"], Qt.MouseButton.LeftButton)
+    assert win.model.tool == "nodule_add"
+    qtbot.mouseClick(view, Qt.MouseButton.LeftButton, pos=qt_pos(view, target).toPoint())
+    _wait_measured(qtbot, ctl)
+    assert win.model.tool == "wl"
+    assert len(ctl.rows) == 4, win.message_bar.text()
+    added = ctl.rows[-1]
+    assert added.marker.origin == "person" and added.marker.status == "accepted" and added.number == 4
+    assert 6.5 < added.attrs["mean_diameter_mm"] < 10.0 and added.attrs["lobe"] == "left lower lobe"
+    assert panel.table.item(panel.table_row_of(added), 5).text() == "4A"  # solid 8-15 mm
+    r = panel.table_row_of(added)
+    assert panel.table.item(r, 2).text() == f"{added.attrs['mean_diameter_mm']:.1f}"
+    assert panel.table.item(r, 6).text() == "person"
+    seg = ctl.nodule_segmentation(added.marker_set).segmentation
+    assert seg.count(seg.by_name("Nodule 4")) > 0  # its mask is a segment the segment tools can correct
+
+    # the operating point hides rows below it (never deletes them); accepted and added rows stay
+    slider = panel.slider
+    fp_before = panel.fp_label.text()
+    slider.setFocus()
+    qtbot.mouseClick(slider, Qt.MouseButton.LeftButton, pos=slider.rect().center())  # a page step toward 0.5
+    while slider.value() < 50:
+        qtbot.keyClick(slider, Qt.Key.Key_PageUp)
+    assert ctl.threshold >= 0.45
+    hidden = [panel.row_at(i).number for i in range(panel.table.rowCount()) if panel.table.isRowHidden(i)]
+    assert hidden == [2] and len(ctl.rows) == 4 and panel.fp_label.text() != fp_before
+    slider.setValue(0)
+
+    # the report: SR with the accepted and the added nodules, SEG and CSV
+    out = tmp_path / "report"
+    feat.report(str(out))
+    qtbot.waitUntil(lambda: ctl.report_thread is None, timeout=60000)
+    assert ctl.last_report is not None, win.message_bar.text()
+    assert {Path(p[0]).name for p in ctl.last_report.values()} == {"nodules-sr.dcm", "nodules-seg.dcm",
+                                                                  "nodules.csv"}
+    groups = {g["number"]: g for g in read_nodule_sr(ctl.last_report["sr"][0])}
+    assert sorted(groups) == [1, 3, 4]
+    assert groups[1]["Provenance"].endswith("edited by a person")
+    assert "edited" not in groups[3]["Provenance"] and "Lung nodules" in groups[3]["Provenance"]
+    assert groups[4]["Provenance"] == "proposed by person; edited by a person"
+    assert groups[1]["Mean diameter"] == pytest.approx(attrs["mean_diameter_mm"], abs=0.05)
+    assert groups[1]["Lung-RADS v2022 category (suggested)"] == "Lung-RADS 4B"
+    assert groups[4]["Mean diameter"] == pytest.approx(added.attrs["mean_diameter_mm"], abs=0.05)
+    assert groups[1]["laterality"] == "Right" and groups[4]["laterality"] == "Left"
+    csv = (out / "nodules.csv").read_text().splitlines()
+    assert len(csv) == 4 and "edited" in csv[0]
+
+
+def test_screenshot_of_the_nodules_panel(nodule_window, nodule_run, qtbot, tmp_path):
+    """docs/screenshot-nodules.png (with HOUNSFIELD_SCREENSHOTS=1; else a temporary file): the
+    panel beside the chest CT with the tumour selected and the views on it."""
+    win = nodule_window
+    feat = win.features.nodules
+    ctl, panel = feat.controller, feat.panel
+    win.model.set_layout("2x2")
+    win.model.set_active(0)
+    tumour = _row(ctl, 1)
+    _click_row(qtbot, panel, tumour)
+    state = win.model.active_state
+    assert np.allclose(state.volume.lps_to_index(state.point)[::-1], TUMOUR, atol=3.0)
+    state.set_window(-600, 1500)  # lung window
+    for ed in state.open_series.segmentations:  # the lung masks would hide the parenchyma
+        if ed.name.startswith("Lungs"):
+            ed.segmentation.set_style(visible=False)
+    settle(qtbot, 150)
+    for v in win.grid.visible_views():
+        v.render_now()
+    qtbot.wait(100)
+    docs = os.environ.get("HOUNSFIELD_SCREENSHOTS") == "1"
+    out = (Path(__file__).resolve().parents[2] / "docs" if docs else tmp_path) / "screenshot-nodules.png"
+    assert win.screen().grabWindow(win.winId()).save(str(out))
+    assert out.stat().st_size > 10000
