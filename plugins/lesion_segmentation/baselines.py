@@ -30,8 +30,8 @@ GRIDS = {
     "geodesic": {"alpha": (1.0, 3.0, 10.0, 30.0), "beta": (0.0, 3.0, 10.0), "tol": (0.75, 1.5), "smooth": (1.0,)},
 }
 TUNED = {  # tune() on the training lesions (evaluate.py --tune); see tuning_log.json
-    "region-growing": {"multiplier": 3.0, "radius": 3, "iterations": 1, "smooth": 1.0},
-    "geodesic": {"alpha": 3.0, "beta": 3.0, "tol": 1.5, "smooth": 1.0},
+    "region-growing": {"multiplier": 3.0, "radius": 2, "iterations": 0, "smooth": 0.0},
+    "geodesic": {"alpha": 10.0, "beta": 3.0, "tol": 0.75, "smooth": 1.0},
 }
 
 

@@ -68,7 +68,14 @@ class LesionSegmenter:
     def __init__(self):
         self._seg = None
 
-    def _segmenter(self, device: str):
+    def _segmenter(self, device: str, method: str = "network"):
+        if method != "network":  # the classical methods of the benchmark, on the same windows
+            try:
+                from plugins.lesion_segmentation import baselines
+            except ImportError:  # scikit-image is optional
+                raise HounsfieldError(f"The {method} method needs scikit-image; install it or use the network.") \
+                    from None
+            return baselines.METHODS[method]()
         from plugins.lesion_segmentation.segmenter import Segmenter
 
         if self._seg is None:
@@ -88,7 +95,8 @@ class LesionSegmenter:
                                   "or detections to segment.")
         image = vol.real_values()
         vox = voxel_spacing(vol.affine)
-        seg = self._segmenter(context.device)
+        method = str(params.get("method", "network"))
+        seg = self._segmenter(context.device, method)
         context.progress(0.05, "segmenting")
         jobs = []  # (name, positive points, negative points, box) in index space
         if prompts:
@@ -141,6 +149,7 @@ class LesionSegmenter:
                                             "uncertainty", f"1 - |2p - 1| where {BAND[0]:g} < p < {BAND[1]:g}: "
                                             "where the boundary is unsure and the next click helps most."))
         results.provenance["voxels"] = {s.name: int((labels == s.label).sum()) for s in segments}
+        results.provenance["method"] = method
         context.progress(1.0, "done")
         return results
 
