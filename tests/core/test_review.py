@@ -91,6 +91,7 @@ def test_detection_review_counts_what_the_radiologist_did():
     assert r.moved_mm == [pytest.approx(5.0)]
     assert r.acceptance_rate == pytest.approx(2 / 3)
     assert marker_flags(ms[0])["review"] == "accepted as is"
+    assert marker_flags(ms[1])["review"] == "rejected by a person"
     assert marker_flags(ms[2])["review"] == "edited by a person"
     assert marker_flags(ms[4])["review"] == "produced by an algorithm"
     assert marker_flags(ms[5])["review"] == "added by a person"

@@ -178,6 +178,8 @@ def marker_flags(m) -> dict:
     moved = moved_mm > MOVE_TOLERANCE_MM
     if m.origin == "person":
         by = "added by a person"
+    elif m.status == "rejected":
+        by = "rejected by a person"
     elif moved or resized:
         by = "edited by a person"
     else:

@@ -111,7 +111,8 @@ def _measurements(pairs, values: dict, image_unit, units) -> list:
 REVIEW_SCHEME = "99HNSF"
 REVIEW_CONCEPT = ("AIREVIEW", "AI result review")
 REVIEW_VALUES = {"produced by an algorithm": "AIPRODUCED", "accepted as is": "AIACCEPTED",
-                 "edited by a person": "AIEDITED", "added by a person": "PERSONADDED",
+                 "edited by a person": "AIEDITED", "rejected by a person": "AIREJECTED",
+                 "added by a person": "PERSONADDED",
                  "drawn by a person": "PERSONDRAWN"}
 _REVIEW_FIGURES = [("dice", ("AIDICE", "Dice similarity coefficient, AI vs corrected"), "1"),
                    ("hd95_mm", ("AIHD95", "95% Hausdorff distance, AI vs corrected"), "mm"),

@@ -83,7 +83,9 @@ class ReviewSection(QWidget):
         self.figures = QLabel("")
         self.figures.setObjectName("review_figures")
         self.figures.setWordWrap(True)
-        self.figures.setStyleSheet("color: #cde;")
+        self.figures.setStyleSheet("font-weight: bold;")
+        self.figures.setToolTip("AI original vs the segment now: Dice, 95% Hausdorff distance, volume change, "
+                                "slices edited; detections accepted, rejected, moved, resized, added")
         layout.addWidget(self.figures)
         self.outlines: list[HeatmapLayer] = []
         self.outline_toggle = None
