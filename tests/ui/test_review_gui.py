@@ -126,6 +126,15 @@ def test_the_review_loop_from_brush_to_audit(window, qtbot, tmp_path):
     (outline,) = [h for h in state.open_series.heatmaps if h.name.startswith("AI original")]
     assert (outline.volume.array > 0).sum() < orig.sum() and not (outline.volume.array[~orig] > 0).any()
 
+    # the probability map: only the voxels the model was unsure about
+    (unsure_box,) = rv.unsure_toggles
+    unsure_box.setChecked(True)
+    (unsure,) = [h for h in state.open_series.heatmaps if h.name.endswith("(unsure only)")]
+    p, u = entry.heatmaps[0].volume.array, unsure.volume.array
+    assert not entry.heatmaps[0].visible and np.array_equal(u > 0, (p > 0.2) & (p < 0.8))
+    unsure_box.setChecked(False)
+    assert entry.heatmaps[0].visible and unsure not in state.open_series.heatmaps
+
     # detections: reject the second with the panel's button, move the first with the marker tool
     table = box.detection_tables[0]
     table.table.selectRow(1)
