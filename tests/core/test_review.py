@@ -108,8 +108,18 @@ def test_the_ai_original_survives_a_restart_beside_the_journal(tmp_path, monkeyp
     results = plugin_results(ct)
     step = ws.apply(results, series=s)
     ai = step.segmentations[0]
+    from viewer.core.review import EditRegion, segmentation_agreement
+
+    region = EditRegion(ai)
+    assert segmentation_agreement(ai, region.region)[0].dice == 1.0  # nothing changed: the original's box only
     voxel = np.argwhere(results.label_maps[0].array)[0][::-1]
     assert ai.brush(ct.index_to_lps(voxel), 4.0, segment="Bone", erase=True)
+    assert ai.brush(ct.index_to_lps(voxel + [0, 0, 20]), 3.0, segment="Bone")  # past the AI's slab
+    fast, whole = segmentation_agreement(ai, region.region)[0], segmentation_agreement(ai, "whole")[0]
+    assert region.box is not None and not region.whole
+    assert fast.dice == pytest.approx(whole.dice) and fast.hd95_mm == pytest.approx(whole.hd95_mm)
+    assert fast.edited_slices == whole.edited_slices and fast.volume_ml == pytest.approx(whole.volume_ml)
+    region.close()
     rev = review_applied(step)
     assert rev.plugin_id == "test-detector" and rev.plugin_version == "1.2"
     assert len(rev.segments) == 1 and rev.segments[0].dice < 1.0 and rev.segments[0].edited

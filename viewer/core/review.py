@@ -103,8 +103,9 @@ def hausdorff95(a: np.ndarray, b: np.ndarray, sampling) -> float | None:
 
 
 def segment_agreement(original: np.ndarray, current: np.ndarray, spacing_kji, *, name: str = "",
-                      number: int = 0) -> SegmentAgreement:
-    """Agreement of two boolean masks of one grid [k, j, i] (``spacing_kji`` in mm)."""
+                      number: int = 0, k0: int = 0) -> SegmentAgreement:
+    """Agreement of two boolean masks of one grid [k, j, i] (``spacing_kji`` in mm); the masks may be
+    a crop of the grid starting at slice ``k0`` (with a voxel of margin around both masks)."""
     original, current = np.asarray(original, bool), np.asarray(current, bool)
     voxel_ml = float(np.prod(spacing_kji)) / 1000.0
     box = bbox_of(original | current, margin=1)
@@ -114,14 +115,84 @@ def segment_agreement(original: np.ndarray, current: np.ndarray, spacing_kji, *,
     na, nb = int(a.sum()), int(b.sum())
     inter = int((a & b).sum())
     dice = 2.0 * inter / (na + nb) if na + nb else 1.0
-    diff_k = np.flatnonzero((a != b).any(axis=(1, 2))) + box[0].start
+    diff_k = np.flatnonzero((a != b).any(axis=(1, 2))) + box[0].start + k0
     return SegmentAgreement(name, number, dice, hausdorff95(a, b, spacing_kji), na * voxel_ml, nb * voxel_ml,
                             [int(k) for k in diff_k])
 
 
-def segmentation_agreement(editable) -> list[SegmentAgreement]:
+def _union(a, b):
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return tuple(slice(min(x.start, y.start), max(x.stop, y.stop)) for x, y in zip(a, b))
+
+
+def _grown(box, shape, margin: int = 1):
+    return tuple(slice(max(0, s.start - margin), min(n, s.stop + margin)) for s, n in zip(box, shape))
+
+
+def _original_boxes(editable) -> dict:
+    """Each label's bounding box in the original (+1 voxel), computed once (the original never changes)."""
+    boxes = getattr(editable, "_review_original_boxes", None)
+    if boxes is None:
+        orig = editable.original
+        boxes = {}
+        for n, sl in enumerate(ndimage.find_objects(orig.astype(np.int64, copy=False)) if orig.any() else [],
+                               start=1):
+            if sl is not None:
+                boxes[n] = _grown(sl, orig.shape)
+        editable._review_original_boxes = boxes
+    return boxes
+
+
+class EditRegion:
+    """The box holding every voxel of a segmentation changed since it started watching (``box``; None:
+    nothing yet), so that the agreement is computed there and on the original's box only.  ``whole``
+    when that cannot be known (segments renumbered or moved between layers, or edited before)."""
+
+    def __init__(self, editable):
+        self.seg = editable.segmentation
+        self.box = None
+        self.whole = any(s.edited for s in self.seg.segments)
+        self._layout = self._key()
+        self.seg.changed.connect(self._on_changed)
+        self.seg.segments_changed.connect(self._on_meta)
+        self.seg.layers_changed.connect(self._on_layers)
+
+    def _key(self):
+        return tuple((s.number, s.layer) for s in self.seg.segments)
+
+    def _on_changed(self, _layer, box) -> None:
+        self.box = _union(self.box, tuple(slice(int(b.start or 0), int(b.stop if b.stop is not None else n))
+                                          for b, n in zip(box, self.seg.shape)))
+
+    def _on_meta(self) -> None:
+        if self._key() != self._layout:
+            self.whole = True
+
+    def _on_layers(self) -> None:
+        self.whole = True
+
+    @property
+    def region(self):
+        """What ``segmentation_agreement`` takes: "whole", or the changed box (None: no change)."""
+        return "whole" if self.whole else self.box
+
+    def close(self) -> None:
+        for sig, fn in ((self.seg.changed, self._on_changed), (self.seg.segments_changed, self._on_meta),
+                        (self.seg.layers_changed, self._on_layers)):
+            try:
+                sig.disconnect(fn)
+            except (ValueError, RuntimeError):
+                pass
+
+
+def segmentation_agreement(editable, region="whole") -> list[SegmentAgreement]:
     """Per segment of an ``EditableSegmentation`` with an ``original``: its agreement with the
-    model's label map (segments are matched by number, which is the label value)."""
+    model's label map (segments are matched by number, which is the label value).  ``region``: the
+    box holding every voxel changed since the original (``EditRegion.region``; None: none changed),
+    or "whole" to compare the whole grid."""
     orig = editable.original
     if orig is None:
         return []
@@ -129,8 +200,18 @@ def segmentation_agreement(editable) -> list[SegmentAgreement]:
     spacing = seg.spacing[::-1]  # affine columns are i, j, k; arrays are [k, j, i]
     out = []
     numbers = {s.number for s in seg.segments}
+    boxes = _original_boxes(editable) if region != "whole" else {}
     for s in seg.segments:
-        out.append(segment_agreement(orig == s.number, seg.mask(s), spacing, name=s.name, number=s.number))
+        if region == "whole":
+            crop = (slice(0, orig.shape[0]), slice(0, orig.shape[1]), slice(0, orig.shape[2]))
+        else:
+            crop = _union(boxes.get(s.number), None if region is None else _grown(region, orig.shape))
+        if crop is None:
+            out.append(segment_agreement(np.zeros((1, 1, 1), bool), np.zeros((1, 1, 1), bool), spacing,
+                                         name=s.name, number=s.number))
+            continue
+        out.append(segment_agreement(orig[crop] == s.number, seg.layers[s.layer][crop] == s.number, spacing,
+                                     name=s.name, number=s.number, k0=crop[0].start))
     for lab in (int(v) for v in np.unique(orig) if v != 0 and int(v) not in numbers):  # a segment removed
         out.append(segment_agreement(orig == lab, np.zeros(orig.shape, bool), spacing, name=f"Label {lab} (removed)",
                                      number=lab))
@@ -231,12 +312,14 @@ class ResultReview:
         return "\n".join(lines)
 
 
-def review_applied(step) -> ResultReview:
-    """The review of an ``Applied`` (one AI run on a series) as it stands now."""
+def review_applied(step, regions: dict | None = None) -> ResultReview:
+    """The review of an ``Applied`` (one AI run on a series) as it stands now; ``regions``: {id of an
+    EditableSegmentation: EditRegion} to compare only where it changed (the whole grid without)."""
     p = step.provenance or {}
     out = ResultReview(str(p.get("plugin_id", "")), str(p.get("plugin_name", "AI")), str(p.get("plugin_version", "")))
     for ed in step.segmentations:
-        out.segments += segmentation_agreement(ed)
+        r = (regions or {}).get(id(ed))
+        out.segments += segmentation_agreement(ed, "whole" if r is None else r.region)
     if step.marker_sets:
         out.detections = detection_review([m for ms in step.marker_sets for m in ms.markers])
     return out

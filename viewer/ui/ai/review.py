@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QCheckBox, QLabel, QVBoxLayout, QWidget
 from scipy import ndimage
 
 from viewer.core.layers import HeatmapLayer
-from viewer.core.review import ResultReview, review_applied
+from viewer.core.review import EditRegion, ResultReview, review_applied
 from viewer.core.volume import Volume
 from viewer.logs import log
 
@@ -29,13 +29,13 @@ class _Done(QObject):
 
 
 class _Job(QRunnable):
-    def __init__(self, entry, generation: int, sink: _Done):
+    def __init__(self, entry, generation: int, sink: _Done, regions: dict):
         super().__init__()
-        self.entry, self.generation, self.sink = entry, generation, sink
+        self.entry, self.generation, self.sink, self.regions = entry, generation, sink, regions
 
     def run(self) -> None:
         try:
-            out = review_applied(self.entry)
+            out = review_applied(self.entry, self.regions)
         except Exception:  # a segment removed mid-computation: the next edit computes again
             log.warning("AI review figures failed", exc_info=True)
             out = None
@@ -116,6 +116,8 @@ class ReviewSection(QWidget):
         self.timer.setInterval(DEBOUNCE_MS)
         self.timer.timeout.connect(self._start)
         self._watched = []
+        # only where a person changed something is compared (and the original's own box)
+        self.regions = {id(ed): EditRegion(ed) for ed in entry.segmentations if ed.original is not None}
         for ed in entry.segmentations:
             for sig in (ed.segmentation.changed, ed.segmentation.segments_changed):
                 sig.connect(self.schedule)
@@ -135,7 +137,7 @@ class ReviewSection(QWidget):
             return
         self.busy = True
         self.generation += 1
-        QThreadPool.globalInstance().start(_Job(self.entry, self.generation, self._sink))
+        QThreadPool.globalInstance().start(_Job(self.entry, self.generation, self._sink, self.regions))
 
     def _on_done(self, generation: int, review) -> None:
         self.busy = False
@@ -197,6 +199,8 @@ class ReviewSection(QWidget):
             except (ValueError, RuntimeError):
                 pass
         self._watched = []
+        for r in self.regions.values():
+            r.close()
         if self.outline_toggle is not None:
             self.show_outline(False)
         for u in self.unsure.values():
