@@ -1,8 +1,12 @@
 """CT denoising: the plugin code (runs in the AI worker; declared in plugin.json).
 
-The network (network.py) sees three neighbouring slices and the dose level, and removes the
-noise of the centre slice.  ``dose`` is the fraction of a normal dose the input was taken at:
-0.25 for a quarter-dose scan; lower values remove more.  The heatmap is the removed noise.
+The network (network.py) sees three neighbouring slices and a noise level, and removes the
+noise of the centre slice.  By default (``dose`` 0, blind) the noise level is measured on each
+slice of the image itself (noise.py); a ``dose`` in (0, 1] overrides it: the fraction of a normal
+dose the input was taken at, 0.25 for a quarter-dose scan, lower values removing more.  A single
+slice (or the edge of a thin slab) has its missing neighbours filled in: replicated at a slab's
+edges, a lightly smoothed copy of the slice itself when there is only one.  The heatmap is the
+removed noise in HU.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from viewer.ai.api import DerivedImage, Heatmap, Results
 WEIGHTS = Path(__file__).resolve().parent / "weights.pt"
 HEATMAP_FULL_SCALE_HU = 50.0  # removed noise of this many HU (local RMS) shows as 1.0
 HEATMAP_SIGMA_PX = 2.0  # in-plane Gaussian over which the removed signal's RMS is taken
+SINGLE_SLICE_SIGMA_PX = 0.7  # neighbours of a lone slice: it smoothed this much (better than a plain copy)
 
 
 def removed_map(hu: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -55,16 +60,31 @@ class CTDenoiser:
 
     def run(self, inputs, params, context) -> Results:
         from plugins.ct_denoising.network import dose_channel_value
+        from plugins.ct_denoising.noise import condition_from_noise, equivalent_dose, volume_noise_hu
 
         vol = inputs["image"]
-        dose = float(params.get("dose", 0.25))
+        dose = float(params.get("dose", 0.0) or 0.0)
         hu = vol.real_values()
         depth, rows, cols = hu.shape
+        if dose > 0:
+            cond = np.full(depth, dose_channel_value(dose), np.float32)
+            label, how = f"dose {dose:g}", f"at an assumed dose fraction of {dose:g}"
+        else:
+            context.progress(0.0, "measuring the noise")
+            sigma = volume_noise_hu(hu)
+            if not np.isfinite(sigma).all():  # no soft tissue anywhere: assume quarter dose
+                cond = np.full(depth, dose_channel_value(0.25), np.float32)
+                label, how = "blind", "with the noise level of a quarter dose (no soft tissue to measure it on)"
+            else:
+                cond = condition_from_noise(sigma).astype(np.float32)
+                med = float(np.median(sigma))
+                label = f"blind, noise {med:.0f} HU"
+                how = (f"at the noise measured on the image (median {med:.1f} HU per slice, like a dose "
+                       f"fraction of {equivalent_dose(float(np.median(cond))):.2f} for the network)")
         net = self._model(context.device)
         pad_r, pad_c = (-rows) % 4, (-cols) % 4
         on_cuda = context.device.startswith("cuda")
         batch = 32 if on_cuda else 8
-        cond = dose_channel_value(dose)
         out = np.empty(hu.shape, np.int16)
         context.progress(0.0, "denoising")
         # Cancel is also checked inside the network (between its stages), so a press of Cancel
@@ -76,8 +96,8 @@ class CTDenoiser:
         finally:
             for h in hooks:
                 h.remove()
-        results = Results(images=[DerivedImage(out, vol.affine.copy(), f"Denoised (dose {dose:g})", "CT", "HU",
-                                               f"CT denoising at an assumed dose fraction of {dose:g}.")])
+        results = Results(images=[DerivedImage(out, vol.affine.copy(), f"Denoised ({label})", "CT", "HU",
+                                               f"CT denoising {how}.")])
         if params.get("heatmap", True):
             results.heatmaps.append(Heatmap(removed_map(hu, out), vol.affine.copy(), "Removed noise", "removed-noise",
                                             f"Local RMS of input - denoised (Gaussian {HEATMAP_SIGMA_PX:g} px); "
@@ -100,12 +120,18 @@ class CTDenoiser:
             k1 = min(k0 + batch, depth)
             idx = np.clip(np.arange(k0 - half, k1 + half), 0, depth - 1)
             block = np.clip(np.asarray(hu[idx], np.float32), -1024, 3071) / HU_SCALE
+            if depth == 1 and slices > 1:  # a lone slice: its neighbours are a lightly smoothed copy of it
+                from scipy import ndimage
+
+                smooth = ndimage.gaussian_filter(block[half], SINGLE_SLICE_SIGMA_PX)
+                block[:half] = smooth
+                block[half + 1:] = smooth
             if pad_r or pad_c:
                 block = np.pad(block, ((0, 0), (0, pad_r), (0, pad_c)), mode="reflect")
             stack = np.lib.stride_tricks.sliding_window_view(block, slices, axis=0)  # (n, H, W, slices)
             x = np.empty((k1 - k0, slices + 1, *block.shape[1:]), np.float32)
             x[:, :slices] = np.moveaxis(stack, -1, 1)
-            x[:, slices] = cond
+            x[:, slices] = cond[k0:k1, None, None]
             xt = torch.from_numpy(x).to(context.device)
             if not on_cuda:
                 xt = xt.contiguous(memory_format=torch.channels_last)
