@@ -5,12 +5,15 @@
     out.detections                                # dicts, best first (center_kji on hu's grid, LPS, ...)
     out.probability                               # float32 [0, 1] on hu's grid (the heatmap)
 
-Steps: the lung mask (lungmask.py) on the input grid; the lungs' bounding box (plus a margin) is cut
-out and brought to the network's 2 x 1 x 1 mm grid (axes already within 20% of it are left as they
-are); the network runs tile by tile over that box only (a little context around each tile); its sigmoid is the nodule
-probability.  Candidates are the local maxima of the probability inside the (slightly dilated)
-lung; each one's extent is the connected region above half its peak; overlapping candidates are
-merged by greedy non-maximum suppression (cad.nms).  A detection's score is its peak probability.
+Steps: the lung mask (lungmask.py) on the input grid; the lungs' bounding box (plus a margin) is
+cut out and brought to the network's 2 x 1 x 1 mm grid (axes already within 20% of it are left as
+they are); the network runs tile by tile over that box only (a little context around each tile);
+the sigmoid of its logits over ``TEMPERATURE`` (so that peaks do not saturate and tie at 1.0) is
+the nodule probability.  Candidates are the local maxima of the probability inside the (slightly
+dilated) lung; each one's extent is the connected region above half its peak; overlapping
+candidates are merged by greedy non-maximum suppression (cad.nms); a candidate whose centre lies
+outside the lung mask (oesophagus, mediastinum) is dropped.  A detection's score is its peak
+probability.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ LOW_SCORE = 0.02  # candidates below this peak probability are not reported at a
 TILE = (64, 192, 192)  # largest tile core (voxels on the working grid)
 HALO = np.array([6, 16, 16])  # context read around each tile core (12 x 16 x 16 mm)
 MARGIN_MM = 10.0
+TEMPERATURE = 4.0  # logits are divided by this before the sigmoid: with 1 the peaks saturate at 1.0 and tie
 SCORE_RULE = "peak nodule probability of the 3D U-Net (network)"
 
 
@@ -92,8 +96,9 @@ def _pad_to(a: np.ndarray, multiple, minimum) -> tuple[np.ndarray, tuple]:
 
 
 class Detector:
-    def __init__(self, weights: Path = WEIGHTS):
+    def __init__(self, weights: Path = WEIGHTS, temperature: float | None = None):
         self.weights = Path(weights)
+        self.temperature = TEMPERATURE if temperature is None else float(temperature)
         self._net = None
         self._device = None
 
@@ -138,7 +143,7 @@ class Detector:
             xt = torch.from_numpy(np.ascontiguousarray(tile))[None, None].to(device)
             ctx = context.autocast() if context is not None else contextlib.nullcontext()
             with torch.inference_mode(), ctx:
-                p = torch.sigmoid(net(xt).float())[0, 0].cpu().numpy()[crop]
+                p = torch.sigmoid(net(xt).float() / self.temperature)[0, 0].cpu().numpy()[crop]
             inner = tuple(slice(a - b, a - b + (c - a)) for a, b, c in zip(start, lo, stop))
             out[tuple(slice(a, b) for a, b in zip(start, stop))] = p[inner]
             if context is not None:
@@ -179,6 +184,8 @@ class Detector:
             side = int(lungs[k, j, i])
             d["lung"] = lungmask.SIDE_NAMES.get(side, "")
             d["score_rule"] = SCORE_RULE
+        # a peak whose centre is outside the lungs (oesophagus, mediastinum) is not a lung nodule
+        dets = [d for d in dets if d["lung"]]
         if prob.shape == crop.shape:
             prob_full[box] = prob
         else:

@@ -101,10 +101,10 @@ class LungNodules:
                         attrs[k] = j
             if mask is None:
                 mask = self._region(found.probability, d)
-            if mask is not None:
-                labels[mask & (labels == 0)] = min(n, 255)
             name = f"Nodule {n}"
-            segments.append(Segment(min(n, 255), name, (255, 200, 0), f"{name}, score {d['score']:.2f}", NODULE_CODE))
+            if mask is not None and n <= 255 and (mask & (labels == 0)).any():
+                labels[mask & (labels == 0)] = n
+                segments.append(Segment(n, name, (255, 200, 0), f"{name}, score {d['score']:.2f}", NODULE_CODE))
             where = f"{d['lung']} lung" if d["lung"] else "near the lungs"
             results.detections.append(Detection(
                 tuple(d["center_lps"]), size, float(d["score"]), "nodule",

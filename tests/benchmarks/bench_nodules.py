@@ -1,6 +1,7 @@
 """Lung nodule benchmark: the trained detector beside the classical CAD on the held-out chest CT.
 
     python tests/benchmarks/bench_nodules.py [--copies 4] [--per-copy 16] [--skip-speed] [--update-card]
+    python tests/benchmarks/bench_nodules.py --cad-only --cad-cache /tmp/cad.json   # the CAD half first
 
 Quality: the held-out real CT (chest-ct, never trained on) in ``--copies`` synthetic realisations,
 each with ``--per-copy`` nodules inserted by plugins/lung_nodules/synth.py (fixed seed; sizes
@@ -55,7 +56,9 @@ def specs(rng, n):
     return out
 
 
-def quality(copies: int, per_copy: int, log=print) -> dict:
+def quality(copies: int, per_copy: int, log=print, cad_cache: Path | None = None, cad_only: bool = False) -> dict:
+    """FROC of both methods on the copies.  ``cad_cache``: the CAD's detections on the same copies from
+    an earlier ``cad_only`` run with the same settings (the copies are the same: fixed seed)."""
     import viewer
     from plugins.lung_nodules import cad, evaluate, lungmask, synth
     from plugins.lung_nodules.detect import Detector
@@ -73,6 +76,13 @@ def quality(copies: int, per_copy: int, log=print) -> dict:
     det = Detector()
     rng = np.random.default_rng(SEED)
     net_scans, cad_scans, times = [], [], {"network": [], "cad": []}
+    key = {"copies": copies, "per_copy": per_copy, "seed": SEED, "cad_params": params.to_dict()}
+    cached = None
+    if cad_cache is not None and cad_cache.exists() and not cad_only:
+        stored = json.loads(cad_cache.read_text())
+        if stored.get("key") == json.loads(json.dumps(key)):
+            cached = stored
+            log(f"CAD detections from {cad_cache}")
     for n in range(copies):
         hu = hu0.copy()
         nods = synth.insert_random_nodules(hu, lungs0 > 0, sp, per_copy, rng, thickness_mm=float(sp[0]),
@@ -80,16 +90,27 @@ def quality(copies: int, per_copy: int, log=print) -> dict:
         truths = [{"center_kji": list(x.center_kji), "diameter_mm": x.diameter_mm, "type": x.kind,
                    "shape": x.shape, "location": x.location} for x in nods]
         hu_i = np.clip(np.rint(hu), -1024, 3071).astype(np.int16).astype(np.float32)
-        t0 = time.perf_counter()
-        r = det.run(hu_i, sp, vol.affine)
-        times["network"].append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        cands, _ = cad.candidates(hu_i, sp, r.lungs > 0, params)
-        times["cad"].append(time.perf_counter() - t0)
-        net_scans.append(evaluate.ScanResult(sp, truths, r.detections, ignore))
+        r = None
+        if not cad_only:
+            t0 = time.perf_counter()
+            r = det.run(hu_i, sp, vol.affine)
+            times["network"].append(time.perf_counter() - t0)
+            net_scans.append(evaluate.ScanResult(sp, truths, r.detections, ignore))
+        if cached is not None:
+            cands = cached["detections"][n]
+            times["cad"].append(cached["seconds"][n])
+        else:
+            t0 = time.perf_counter()
+            lungs = r.lungs if r is not None else lungmask.lung_mask(hu_i, sp, vol.affine)
+            cands, _ = cad.candidates(hu_i, sp, lungs > 0, params)
+            times["cad"].append(time.perf_counter() - t0)
         cad_scans.append(evaluate.ScanResult(sp, truths, cands, ignore))
-        log(f"copy {n + 1}/{copies}: {len(nods)} nodules; network {len(r.detections)} candidates "
-            f"({times['network'][-1]:.0f} s), CAD {len(cands)} ({times['cad'][-1]:.0f} s)")
+        log(f"copy {n + 1}/{copies}: {len(nods)} nodules; network {len(r.detections) if r else '-'} candidates "
+            f"({times['network'][-1] if r else 0:.0f} s), CAD {len(cands)} ({times['cad'][-1]:.0f} s)")
+    if cad_only:
+        cad_cache.write_text(json.dumps({"key": key, "detections": [s.detections for s in cad_scans],
+                                         "seconds": times["cad"]}, default=float))
+        return {}
     groups = evaluate.standard_groups()
     f_net = evaluate.froc(net_scans, groups=groups)
     f_cad = evaluate.froc(cad_scans, groups=groups)
@@ -222,9 +243,14 @@ def main(argv=None):
     ap.add_argument("--per-copy", type=int, default=16)
     ap.add_argument("--skip-speed", action="store_true")
     ap.add_argument("--update-card", action="store_true")
+    ap.add_argument("--cad-cache", type=Path, default=None,
+                    help="reuse (or with --cad-only, write) the CAD's detections on the copies")
+    ap.add_argument("--cad-only", action="store_true")
     a = ap.parse_args(argv)
     torch.set_num_threads(2)
-    q = quality(a.copies, a.per_copy, log=lambda m: print(m, flush=True))
+    q = quality(a.copies, a.per_copy, log=lambda m: print(m, flush=True), cad_cache=a.cad_cache, cad_only=a.cad_only)
+    if a.cad_only:
+        return
     print(table(q), flush=True)
     s = None
     if not a.skip_speed:

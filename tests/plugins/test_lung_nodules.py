@@ -1,0 +1,213 @@
+"""The lung nodule plugin's detection half: lung mask, synthetic nodules, LIDC reader masks, and the
+real detector through the real worker on real CT (CPU)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import viewer
+from tests.conftest import REPO, data_path
+
+PLUGIN = REPO / "plugins" / "lung_nodules"
+TUMOUR_KJI = (78, 252, 168)  # chest-ct right-lung tumour (k grows toward the head)
+
+
+@pytest.fixture(scope="module")
+def chest():
+    return viewer.load(data_path("chest-ct"))
+
+
+@pytest.fixture(scope="module")
+def slab():
+    return viewer.load(data_path("lung-nodule-ct", "lidc-idri-0002"))
+
+
+@pytest.fixture(scope="module")
+def host():
+    from viewer.ai.discovery import Registry
+    from viewer.ai.host import AIHost
+
+    h = AIHost(Registry(models=Path("/nonexistent-models"), entry_points=False), device="cpu", threads=2)
+    yield h
+    h.shutdown()
+
+
+def _sp(vol):
+    return np.asarray(vol.spacing[::-1], float)
+
+
+def test_manifest_and_model_card():
+    from viewer.ai.discovery import Registry
+
+    info = Registry(models=Path("/nonexistent-models"), entry_points=False).get("lung-nodules")
+    assert info.task.value == "detection" and info.inputs[0].modalities == ("CT",)
+    thr = {p.name: p for p in info.parameters}["score_threshold"]
+    assert thr.kind == "float" and 0 < thr.default < 1
+    card = info.card
+    assert "chest-ct" in card.training_data and "held out" in card.training_data.lower()
+    assert "no CUDA GPU" in card.limitations
+    figures = {f.metric: f.value for f in card.evaluation}
+    assert "Sensitivity at 1 FP/scan, network (ours)" in figures
+    assert "Sensitivity at 1 FP/scan, Hessian CAD (tuned)" in figures
+
+
+def test_weights_are_small_and_load_without_pickled_code():
+    import torch
+
+    from plugins.lung_nodules.network import NoduleNet
+
+    weights = PLUGIN / "weights.pt"
+    assert weights.stat().st_size < 3 * 2**20
+    net = NoduleNet()
+    net.load_state_dict(torch.load(weights, weights_only=True))  # strict: every tensor, none extra
+
+
+def test_lung_mask_on_the_lidc_slab(slab):
+    from plugins.lung_nodules import lungmask
+
+    labels = lungmask.lung_mask(slab.real_values(), _sp(slab), slab.affine)
+    ml = lungmask.lung_volumes_ml(labels, _sp(slab))
+    # a 15 mm slab through the mid chest: each lung about 100-200 mL
+    assert 60 < ml["right"] < 250 and 60 < ml["left"] < 250
+    # the right lung lies on the patient's right (LPS x negative of the left lung's)
+    x = {s: slab.index_to_lps(np.argwhere(labels == s).mean(0)[::-1])[0] for s in (1, 2)}
+    assert x[lungmask.RIGHT_LUNG] < x[lungmask.LEFT_LUNG]
+    hu = slab.real_values()
+    assert np.median(hu[labels > 0]) < -700
+
+
+def test_lung_mask_on_the_chest_ct_excludes_the_trachea_and_keeps_vessels(chest):
+    from scipy import ndimage
+
+    from plugins.lung_nodules import lungmask
+
+    hu = chest.real_values()
+    labels = lungmask.lung_mask(hu, _sp(chest), chest.affine)
+    ml = lungmask.lung_volumes_ml(labels, _sp(chest))
+    assert 1500 < ml["right"] < 4500 and 1500 < ml["left"] < 4500
+    # the trachea: the air tube in the middle of an upper slice (about 3 cm^2 at k = 110)
+    k = 110
+    lab, _ = ndimage.label(hu[k] < -900)
+    trachea = lab == lab[234, 247]
+    assert 150 < trachea.sum() < 800
+    assert not labels[k][trachea].any()
+    # vessels inside the lung are inside the mask (holes filled), and so is the tumour
+    assert labels[TUMOUR_KJI] == lungmask.RIGHT_LUNG
+    inner = ndimage.binary_erosion(labels == 1, iterations=6)
+    assert np.mean(labels[(hu > -300) & ndimage.binary_dilation(inner, iterations=3)] > 0) > 0.9
+
+
+def test_synthetic_nodules_and_their_truth(slab):
+    from plugins.lung_nodules import lungmask, synth
+
+    hu = slab.real_values().astype(np.float32)
+    sp = _sp(slab)
+    lung = lungmask.lung_mask(hu, sp, slab.affine) > 0
+    before = hu.copy()
+    rng = np.random.default_rng(3)
+    specs = [(8.0, "solid", "round", "isolated"), (6.0, "ground-glass", "lobulated", "isolated"),
+             (7.0, "solid", "round", "juxtapleural")]
+    nods = synth.insert_random_nodules(hu, lung, sp, 0, rng, thickness_mm=1.25, specs=specs)
+    assert len(nods) == 3
+    truth = synth.truth_mask(hu.shape, nods)
+    assert set(np.unique(truth)) == {0, 1, 2, 3}
+    solid, ggo, pleural = nods
+    assert solid.kind == "solid" and ggo.kind == "ground-glass" and pleural.location == "juxtapleural"
+    # the solid one: soft-tissue values where there was lung, at about the volume of an 8 mm sphere
+    # (the slab is 15 mm thick, so the sphere may be cut by its top or bottom)
+    m = truth == 1
+    assert 0.4 < m.sum() * np.prod(sp) / (4 / 3 * np.pi * 4.0 ** 3) < 1.3
+    assert np.median(hu[m]) > -150 and np.median(before[m]) < -500
+    g = truth == 2
+    assert -800 < np.median(hu[g]) < -350
+    # nothing changed away from the nodules
+    changed = np.abs(hu - before) > 1e-3
+    near = np.zeros(hu.shape, bool)
+    for nd in nods:
+        near[nd.box] = True
+    assert not changed[~near].any()
+    # the juxtapleural one touches the pleura: part of its sphere lies outside the lung
+    assert not lung[truth == 3].all()
+
+
+def test_lidc_reads_give_overlapping_reader_masks(slab):
+    from plugins.lung_nodules import lidc, lungmask
+
+    reads = lidc.parse_reads(data_path("lung-nodule-ct", "lidc-idri-0002", "reads.xml"))
+    assert len(reads) == 4 and sum(len(r.nodules) for r in reads) > 20
+    masks = lidc.reader_masks(reads, slab)
+    assert len({reader for reader, _ in masks}) >= 2  # at least two readers contoured it on the slab
+    (a_key, a), (b_key, b) = list(masks.items())[:2]
+    assert a_key[0] != b_key[0]
+    dice = 2 * (a & b).sum() / (a.sum() + b.sum())
+    assert dice > 0.6
+    labels = lungmask.lung_mask(slab.real_values(), _sp(slab), slab.affine)
+    assert np.mean(labels[a] == lungmask.LEFT_LUNG) > 0.7  # the nodule lies in the left lung
+    assert 5 <= len(np.unique(np.argwhere(a)[:, 0])) <= 8  # 7 of its contour slices fall in the slab
+
+
+def test_finds_the_real_tumour_through_the_worker(host, chest):
+    """34 slices of the held-out chest CT around the right-lung tumour (never trained on)."""
+    k0, j0, i0 = 62, 0, 0
+    crop = chest.array[k0:96]
+    affine = chest.affine.copy()
+    affine[:3, 3] = chest.index_to_lps([i0, j0, k0])
+    vol = viewer.Volume(np.ascontiguousarray(crop), affine, modality="CT")
+    res = host.run_sync("lung-nodules", vol, {"score_threshold": 0.3})
+    target = chest.index_to_lps(np.array(TUMOUR_KJI)[::-1])
+    near = [d for d in res.detections if np.linalg.norm(np.asarray(d.center_lps) - target) < 15.0]
+    assert near, [d.description for d in res.detections]
+    d = near[0]
+    assert d.label == "nodule" and d.attributes["lung"] == "right" and "network" in d.attributes["score_rule"]
+    hm = res.heatmaps[0]
+    assert hm.kind == "probability" and hm.array.shape == vol.shape and 0 <= hm.array.min() <= hm.array.max() <= 1
+    peak = np.unravel_index(int(np.argmax(hm.array)), hm.array.shape)
+    assert np.linalg.norm(vol.index_to_lps(np.array(peak)[::-1]) - target) < 20.0
+    names = {lm.name for lm in res.label_maps}
+    assert {"Nodules", "Lungs"} <= names
+
+
+def test_headless_on_the_lidc_slab_writes_lps_detections(tmp_path, capsys, slab):
+    from viewer.cli import main
+
+    out = tmp_path / "out"
+    code = main(["run", "lung-nodules", str(data_path("lung-nodule-ct", "lidc-idri-0002")), "--out", str(out),
+                 "--device", "cpu", "--param", "score_threshold=0.05"])
+    assert code == 0, capsys.readouterr().err
+    manifest = json.loads((out / "results.json").read_text())
+    kinds = {r["kind"] for r in manifest["results"]}
+    assert {"detections", "heatmap", "label_map"} <= kinds
+    dets = json.loads((out / "detections.json").read_text())
+    assert isinstance(dets, list) and dets
+    inv = np.linalg.inv(slab.affine)
+    for d in dets:
+        ijk = (inv @ np.array([*d["center_lps_mm"], 1.0]))[:3]
+        assert np.all(ijk > -0.5) and np.all(ijk < np.array(slab.shape[::-1]) - 0.5), d
+        assert 0 < d["score"] <= 1 and d["label"] == "nodule" and d["score_rule"]
+    assert (out / "lungs.seg.dcm").exists()  # DICOM input: the label maps come as DICOM SEG too
+    heat = viewer.load(out / next(r["file"] for r in manifest["results"] if r["kind"] == "heatmap"))
+    assert heat.shape == slab.shape
+
+
+def test_headless_on_an_nrrd_file(tmp_path, capsys):
+    """A 12-slice NRRD crop of radiomics-lung1 around its nodule (a training case: this checks the
+    NRRD path and the geometry, not the detector's quality)."""
+    from viewer.cli import main
+
+    src = viewer.load(data_path("lung-nodule-ct", "radiomics-lung1", "image.nrrd"))
+    label = viewer.load(data_path("lung-nodule-ct", "radiomics-lung1", "label.nrrd")).array > 0
+    k0, k1 = 27, 39
+    affine = src.affine.copy()
+    affine[:3, 3] = src.index_to_lps([0, 0, k0])
+    path = tmp_path / "crop.nrrd"
+    viewer.save(viewer.Volume(np.ascontiguousarray(src.array[k0:k1]), affine, modality="CT"), path)
+    out = tmp_path / "out"
+    assert main(["run", "lung-nodules", str(path), "--out", str(out), "--device", "cpu"]) == 0, \
+        capsys.readouterr().err
+    dets = json.loads((out / "detections.json").read_text())
+    nodule = src.index_to_lps(np.argwhere(label).mean(0)[::-1])
+    assert any(np.linalg.norm(np.asarray(d["center_lps_mm"]) - nodule) < 10 for d in dets), dets
