@@ -77,9 +77,13 @@ class NodulesFeature(Feature):
         workspace.overlay_added.connect(self._overlay_added)
         ai = getattr(window.features, "ai", None)
         if ai is not None:  # the AI results dock shows itself after the run's overlays: come back on top
-            ai.controller.result_added.connect(lambda entry: any(map(is_nodule_set, entry.marker_sets))
-                                               and self.show_dock())
+            ai.controller.result_added.connect(self._result_added)
         ctl.refresh()
+
+    def _result_added(self, entry) -> None:
+        if any(map(is_nodule_set, entry.marker_sets)):
+            self.controller.refresh()  # the run's provenance (its FROC figures) is known now
+            self.show_dock()
 
     def _overlay_added(self, _series, overlay) -> None:
         from viewer.core.layers import MarkerSet

@@ -189,6 +189,8 @@ class NodulesController(QObject):
         self._pending: set[Marker] = set()
         self._busy: set[Marker] = set()
         self._hu: tuple | None = None  # (volume, HU array)
+        self._where: dict[Marker, object] = {}  # the OpenSeries a marker's measurement is for
+        self.froc_figures: list[tuple[float, float]] = []
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="nodule-measure")
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
@@ -201,9 +203,9 @@ class NodulesController(QObject):
         workspace.overlay_added.connect(lambda *_a: self.refresh())
         workspace.overlay_removed.connect(lambda *_a: self.refresh())
         model = window.model
-        model.active_changed.connect(lambda *_a: self.refresh())
-        model.viewport_changed.connect(lambda *_a: self.refresh())
-        model.series_removed.connect(lambda *_a: self.refresh())
+        model.active_changed.connect(lambda *_a: self.refresh(False))
+        model.viewport_changed.connect(lambda *_a: self.refresh(False))
+        model.series_removed.connect(lambda *_a: self.refresh(False))
 
     # ------------------------------------------------------------------ what is shown
     @property
@@ -220,11 +222,16 @@ class NodulesController(QObject):
         s = self.series
         return [ms for ms in s.marker_sets if is_nodule_set(ms)] if s is not None else []
 
-    def refresh(self) -> None:
+    def refresh(self, force: bool = True) -> None:
+        """List the rows again (``force`` False: only when the nodule sets or the series changed, as
+        after a view's zoom or pan)."""
         if self._closed:
             return
         sets = self.nodule_sets()
-        if sets != self._sets or self.series is not self._series:
+        moved = sets != self._sets or self.series is not self._series
+        if not (moved or force):
+            return
+        if moved:
             for ms in self._sets:
                 ms.changed.disconnect(self._set_changed)
             self._sets, self._series = sets, self.series
@@ -232,6 +239,7 @@ class NodulesController(QObject):
                 ms.changed.connect(self._set_changed)
                 for m in ms.markers:
                     self._measured.setdefault(m, (m.center.copy(), m.size_mm.copy()))
+        self.froc_figures = self.froc() if sets else []
         self.rows = []
         for ms in sets:
             for i, m in enumerate(ms.markers):
@@ -302,6 +310,7 @@ class NodulesController(QObject):
         vol = st.volume
         self._measured[m] = (m.center.copy(), m.size_mm.copy())
         self._busy.add(m)
+        self._where[m] = st.open_series
         hu = self._hu_of(vol)
         sp = np.asarray(vol.spacing[::-1], float)
         centre = tuple(vol.lps_to_index(m.center)[::-1])
@@ -344,10 +353,10 @@ class NodulesController(QObject):
                 return ed.label_map()
         return None
 
-    def nodule_segmentation(self, ms: MarkerSet, create: bool = False):
+    def nodule_segmentation(self, ms: MarkerSet, create: bool = False, series=None):
         """The editable segmentation holding the nodules' masks (the run's "Nodules", or one made
         for the nodules a person adds)."""
-        s = self.series
+        s = series or self.series
         entry = self._entry_of(ms)
         for ed in entry.segmentations if entry is not None else []:
             if ed.name.startswith("Nodules"):
@@ -363,6 +372,7 @@ class NodulesController(QObject):
 
     def _on_measured(self, ms: MarkerSet, m: Marker, result, added: bool) -> None:
         self._busy.discard(m)
+        series = self._where.pop(m, None)
         if isinstance(result, Exception):
             self.message.emit(f"The nodule could not be measured ({type(result).__name__}); "
                               "the log file has the details.")
@@ -371,10 +381,11 @@ class NodulesController(QObject):
             self.message.emit("No nodule was found at that point; click on the nodule itself.")
             if added:
                 return
-        st = self.state
-        if st is None or (not added and m not in ms.markers):
+        if series is None or series.workspace.series.get(series.key) is not series:
+            return  # the series was closed meanwhile
+        if not added and m not in ms.markers:
             return
-        vol = st.volume
+        vol = series.volume
         if added:
             box = result["bbox"]
             sp = np.asarray(vol.spacing, float)  # x, y, z
@@ -394,20 +405,20 @@ class NodulesController(QObject):
         m.attributes.update(attrs)
         m.attributes["measured_by"] = "person" if (added or m.edited) else "ai"
         if result.get("found"):
-            self._write_mask(ms, m, result)
+            self._write_mask(series, ms, m, result)
         if added:
             ms.markers.append(m)
-            if ms not in self._sets:
-                self.series.add_overlay(ms)
+            if ms not in series.marker_sets:
+                series.add_overlay(ms)
         self._measured[m] = (m.center.copy(), m.size_mm.copy())
         ms.changed.emit()
         self.refresh()
 
-    def _write_mask(self, ms: MarkerSet, m: Marker, result: dict) -> None:
+    def _write_mask(self, series, ms: MarkerSet, m: Marker, result: dict) -> None:
         """Put the measured mask into the nodule segmentation (one undoable step)."""
         from plugins.lung_nodules.measure import paste_mask
 
-        ed = self.nodule_segmentation(ms, create=True)
+        ed = self.nodule_segmentation(ms, create=True, series=series)
         if ed is None:
             return
         name = f"Nodule {m.attributes.get('number')}"

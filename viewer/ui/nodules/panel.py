@@ -147,7 +147,7 @@ class NodulesPanel(QWidget):
         t.blockSignals(False)
         self.info.setVisible(not ctl.rows)
         self.threshold_label.setText(f"{ctl.threshold:.2f}")
-        self.fp_label.setText(expected_fp(ctl.froc(), ctl.threshold))
+        self.fp_label.setText(expected_fp(ctl.froc_figures, ctl.threshold))
         shown = sum(ctl.visible(r) for r in ctl.rows)
         acc = sum(r.marker.status == "accepted" for r in ctl.rows)
         rej = sum(r.marker.status == "rejected" for r in ctl.rows)
