@@ -133,4 +133,7 @@ class AIFeature(Feature):
         return self.performance
 
     def shutdown(self) -> None:
+        # the window closes: results a person reviewed go into the audit log (viewer.core.audit)
+        for series in self.workspace:
+            self.workspace.audit(series)
         self.controller.shutdown()
