@@ -307,3 +307,21 @@ def test_the_real_plugin_run_from_the_gui_fills_the_panel(make_window, qtbot):
         state = win.model.active_state
         assert np.linalg.norm(state.point - state.clamp(row.marker.center)) < 1e-3
     host.shutdown()
+
+
+def test_the_operating_point_reads_the_plugins_froc_figures():
+    """FP/scan beside the slider: from the model card's "Score threshold for F FP/scan" figures or a
+    run's provenance, interpolated between them; "not measured" without any."""
+    from viewer.ai.api import Figure, ModelCard
+    from viewer.ui.nodules.controller import expected_fp, froc_points
+
+    card = ModelCard(evaluation=(Figure("Sensitivity at 1 FP/scan, network (ours)", 0.5),
+                                 Figure("Score threshold for 1 FP/scan", 0.7),
+                                 Figure("Score threshold for 4 FP/scan", 0.2),
+                                 Figure("Score threshold for 2 FP/scan", 0.4)))
+    pts = froc_points(card)
+    assert pts == [(0.2, 4.0), (0.4, 2.0), (0.7, 1.0)]
+    assert expected_fp(pts, 0.55) == "≈ 1.5 FP/scan"
+    assert expected_fp(pts, 0.9) == "≤ 1 FP/scan" and expected_fp(pts, 0.1) == "≥ 4 FP/scan"
+    assert froc_points(None, {"froc": {"thresholds": {"1.0": 0.6, "4.0": 0.1}}}) == [(0.1, 4.0), (0.6, 1.0)]
+    assert expected_fp(froc_points(ModelCard()), 0.5) == "FP/scan: not measured"

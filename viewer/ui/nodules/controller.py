@@ -162,6 +162,10 @@ class ReportTask:
                 m = measure_nodule(hu, sp, tuple(c), self.lungs, size_mm=d.get("mean_diameter_mm") or None,
                                    affine=vol.affine)
                 d.update({k: v for k, v in m.items() if k not in d or k in ("mask", "bbox")})
+            if d.get("type") not in ("solid", "part-solid", "ground-glass") or d.get("mask") is None \
+                    or not np.asarray(d["mask"]).any():
+                raise HounsfieldError(f"Nodule {d['number']} could not be measured (no nodule at its marker's "
+                                      "centre); move its marker onto the nodule or reject it.")
         if progress is not None:
             progress(len(self.nodules), len(self.nodules) + 1, "SEG, SR and CSV")
         out = write_nodule_report(self.folder, vol, self.nodules)
