@@ -23,16 +23,17 @@ def ct():
 def _bone_masks(ct):
     """The AI's "bone" mask in a slab of the real CT and a person's correction of it (a bite erased,
     a few voxels added on two other slices)."""
-    hu = ct.real_values()
     k0 = ct.shape[0] // 2
-    ai = np.zeros(ct.shape, bool)
-    ai[k0 - 4:k0 + 4, 180:340, 180:340] = hu[k0 - 4:k0 + 4, 180:340, 180:340] > 200
+    hu = ct.real_values()[k0 - 8:k0 + 8, 160:360, 160:360]  # a crop of the real CT (keeps the test quick)
+    k0 = 8
+    ai = np.zeros(hu.shape, bool)
+    ai[k0 - 4:k0 + 4, 20:180, 20:180] = hu[k0 - 4:k0 + 4, 20:180, 20:180] > 200
     assert ai.sum() > 500
     fixed = ai.copy()
     kk, jj, ii = np.argwhere(ai)[len(np.argwhere(ai)) // 2]
     fixed[kk, jj - 6:jj + 6, ii - 6:ii + 6] = False
-    fixed[k0 - 3, 250:256, 250:256] = True
-    fixed[k0 + 2, 200:203, 300:303] = True
+    fixed[k0 - 3, 90:96, 90:96] = True
+    fixed[k0 + 2, 40:43, 140:143] = True
     return ai, fixed
 
 
