@@ -72,7 +72,7 @@ def test_the_ai_menu_offers_the_denoiser_for_ct_and_the_form_follows_its_paramet
     info = win.features.ai.controller.host.get("ct-denoising")
     dialog = RunDialog(info, "chest CT")
     dose = dialog.findChild(QDoubleSpinBox, "param_dose")
-    assert dose.value() == pytest.approx(0.25) and dose.minimum() == pytest.approx(0.05) and dose.maximum() == 1.0
+    assert dose.value() == 0.0 and dose.minimum() == 0.0 and dose.maximum() == 1.0  # 0: blind (measured)
     assert dialog.findChild(QCheckBox, "param_heatmap").isChecked()
     dose.setValue(0.5)
     assert dialog.values() == {"dose": 0.5, "heatmap": True}
