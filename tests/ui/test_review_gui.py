@@ -198,6 +198,18 @@ def test_the_review_loop_from_brush_to_audit(window, qtbot, tmp_path):
     assert cli.returncode == 0, cli.stderr
     assert cli.stdout.splitlines()[1].split() == cells[0]
 
+    # the AI original survives: a corrected, unexported segmentation closed and restored (as the
+    # Restore bar does when the study is opened again) still has the model's label map
+    ed2 = entry2.segmentations[0]
+    brush(win, qtbot, view, vol, [(250, 290), (254, 290)], erase=True)
+    assert ed2.unexported and not np.array_equal(ed2.label_map(), ed2.original)
+    original2 = ed2.original.copy()
+    state.open_series.remove_overlay(ed2)  # its journal is closed and kept
+    (rec,) = [r for r in state.open_series.recoverable() if r.segments == ["Lesion"]]
+    restored = win.features.segments.controller.restore(state.key, rec)
+    again = next(e for e in state.open_series.segmentations if e.segmentation is restored)
+    assert again.original is not None and np.array_equal(again.original, original2)
+
 
 def screenshot(win, qtbot, box, vol) -> None:
     """docs/screenshot-ai-review.png: one axial view at the corrected lesion, the AI original's outline
