@@ -432,5 +432,6 @@ def recoverable_in(folder: str) -> list[Recoverable]:
 
 
 def discard(path: str) -> None:
-    if os.path.exists(path):
-        os.remove(path)
+    for p in (path, path + ".original.npz"):  # and the AI original kept beside it (viewer.core.review)
+        if os.path.exists(p):
+            os.remove(p)
