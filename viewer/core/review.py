@@ -138,8 +138,8 @@ def _original_boxes(editable) -> dict:
     if boxes is None:
         orig = editable.original
         boxes = {}
-        for n, sl in enumerate(ndimage.find_objects(orig.astype(np.int64, copy=False)) if orig.any() else [],
-                               start=1):
+        labels = orig if orig.dtype.kind in "iu" else orig.astype(np.int32)
+        for n, sl in enumerate(ndimage.find_objects(labels) if orig.any() else [], start=1):
             if sl is not None:
                 boxes[n] = _grown(sl, orig.shape)
         editable._review_original_boxes = boxes
@@ -200,7 +200,7 @@ def segmentation_agreement(editable, region="whole") -> list[SegmentAgreement]:
     spacing = seg.spacing[::-1]  # affine columns are i, j, k; arrays are [k, j, i]
     out = []
     numbers = {s.number for s in seg.segments}
-    boxes = _original_boxes(editable) if region != "whole" else {}
+    boxes = _original_boxes(editable)
     for s in seg.segments:
         if region == "whole":
             crop = (slice(0, orig.shape[0]), slice(0, orig.shape[1]), slice(0, orig.shape[2]))
@@ -212,7 +212,7 @@ def segmentation_agreement(editable, region="whole") -> list[SegmentAgreement]:
             continue
         out.append(segment_agreement(orig[crop] == s.number, seg.layers[s.layer][crop] == s.number, spacing,
                                      name=s.name, number=s.number, k0=crop[0].start))
-    for lab in (int(v) for v in np.unique(orig) if v != 0 and int(v) not in numbers):  # a segment removed
+    for lab in (n for n in _original_boxes(editable) if n not in numbers):  # a segment removed
         out.append(segment_agreement(orig == lab, np.zeros(orig.shape, bool), spacing, name=f"Label {lab} (removed)",
                                      number=lab))
     return out
