@@ -20,6 +20,7 @@ from viewer.ai.api import DerivedImage, Heatmap, Results
 WEIGHTS = Path(__file__).resolve().parent / "weights.pt"
 HEATMAP_FULL_SCALE_HU = 50.0  # removed noise of this many HU (local RMS) shows as 1.0
 HEATMAP_SIGMA_PX = 2.0  # in-plane Gaussian over which the removed signal's RMS is taken
+ENSEMBLE_MAX_SLICES = 8  # volumes this thin are denoised in all 8 orientations, averaged
 SINGLE_SLICE_SIGMA_PX = 0.7  # neighbours of a lone slice: it smoothed this much (better than a plain copy)
 
 
@@ -133,10 +134,19 @@ class CTDenoiser:
             x[:, :slices] = np.moveaxis(stack, -1, 1)
             x[:, slices] = cond[k0:k1, None, None]
             xt = torch.from_numpy(x).to(context.device)
-            if not on_cuda:
-                xt = xt.contiguous(memory_format=torch.channels_last)
-            with torch.inference_mode(), context.autocast():
-                y = net(xt).float()
+            # a lone slice or a thin slab is cheap: average the 8 rotations and mirrorings (self-ensemble,
+            # +0.1 to 0.4 dB on lone slices) to make up a little for the neighbours it lacks
+            views = [(r, f) for r in range(4) for f in (False, True)] if depth <= ENSEMBLE_MAX_SLICES else [(0, False)]
+            y = 0
+            for r, f in views:
+                xv = torch.rot90(xt, r, (2, 3)) if r else xt
+                xv = torch.flip(xv, (3,)) if f else xv
+                xv = xv.contiguous() if on_cuda else xv.contiguous(memory_format=torch.channels_last)
+                with torch.inference_mode(), context.autocast():
+                    yv = net(xv).float()
+                yv = torch.flip(yv, (3,)) if f else yv
+                y = y + (torch.rot90(yv, -r, (2, 3)) if r else yv)
+            y = y / len(views)
             y = y[:, 0, :rows, :cols].cpu().numpy() * HU_SCALE
             out[k0:k1] = np.clip(np.rint(y), -1024, 32767).astype(np.int16)
             context.progress(k1 / depth, "denoising")
