@@ -156,7 +156,7 @@ def test_one_click_on_a_brats_flair_nifti_with_modality_mr(tmp_path, capsys):
     assert main([*args, "--modality", "MR"]) == 0, capsys.readouterr().err
     manifest = json.loads((out / "results.json").read_text())
     labels = viewer.load(out / next(r for r in manifest["results"] if r["kind"] == "label_map")["file"])
-    # the shipped network reaches only about 0.3 on this tumour from one click (bench_lesion_seg.py):
+    # the shipped network reaches only about 0.5 on this tumour from one click (bench_lesion_seg.py):
     # its mask sits inside the tumour but covers too little of it
     assert _lands_on(labels.array > 0, ref, 0.15), _dice(labels.array > 0, ref)
 
