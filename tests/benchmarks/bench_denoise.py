@@ -56,7 +56,7 @@ def speed(threads: int = 2) -> dict:
         times, compute = [], []
         for _ in range(2):
             t0 = time.perf_counter()
-            res = host.run_sync("ct-denoising", vol, {"dose": 0.25})
+            res = host.run_sync("ct-denoising", vol)  # blind, the default: the noise is measured too
             times.append(time.perf_counter() - t0)
             compute.append(res.provenance["seconds"])
         out = res.images[0].array
@@ -74,7 +74,7 @@ def speed(threads: int = 2) -> dict:
     print(f"\nSpeed, real plugin through the worker, chest CT {vol.shape[2]}x{vol.shape[1]}x{vol.shape[0]}, "
           f"CPU, {threads} torch threads (load average {os.getloadavg()[0]:.1f}):")
     print(f"  first run (worker start + torch + weights, 3 slices): {cold:6.1f} s")
-    print(f"  denoise 141 slices, end to end (best of 2):          {min(times):6.1f} s   (target < 60 s)")
+    print(f"  denoise 141 slices blind, end to end (best of 2):    {min(times):6.1f} s   (target < 60 s)")
     print(f"  of which network compute in the worker:              {min(compute):6.1f} s")
     print(f"  Cancel to run ended:                                 {cancel_latency:6.2f} s   (target < 1 s)")
     return {"Denoise chest CT, end to end (CPU)": min(times), "Network compute (CPU)": min(compute)}
