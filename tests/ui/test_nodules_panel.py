@@ -292,7 +292,7 @@ def test_the_real_plugin_run_from_the_gui_fills_the_panel(make_window, qtbot):
     ai, feat = win.features.ai.controller, win.features.nodules
     assert not feat.controller.rows and not feat.panel.info.isHidden()
     assert ai.start("lung-nodules", {"score_threshold": 0.3}) is not None, win.message_bar.text()
-    qtbot.waitUntil(lambda: bool(ai.entries) or bool(win.message_bar.text()), timeout=300000)
+    qtbot.waitUntil(lambda: bool(ai.entries) or not ai.running, timeout=300000)  # ends in a result or an error
     assert ai.entries, win.message_bar.text()
     entry = ai.entries[-1]
     markers = entry.marker_sets[0].markers if entry.marker_sets else []
