@@ -48,18 +48,26 @@ def _seed_ball(shape, pts, radius=2):
     return out
 
 
-class RegionGrowing(WindowSegmenter):
+class _Classical(WindowSegmenter):
+    p: dict
+
+    def _prepare(self, w, image, modality, pos, neg):
+        """The window's image, normalised as the network sees it and smoothed as tuned, and the clicks
+        in window coordinates."""
+        x = normalise(w.sample(image), modality)
+        if self.p["smooth"]:
+            x = ndimage.gaussian_filter(x, self.p["smooth"])
+        return x, [w.to_window(p) for p in pos], [w.to_window(p) for p in neg]
+
+
+class RegionGrowing(_Classical):
     def __init__(self, **params):
         self.p = {**TUNED["region-growing"], **params}
 
     def _window_prob(self, w, image, modality, pos, neg, prev):
         import SimpleITK as sitk
 
-        x = normalise(w.sample(image), modality)
-        if self.p["smooth"]:
-            x = ndimage.gaussian_filter(x, self.p["smooth"])
-        pos_w = [w.to_window(p) for p in pos]
-        neg_w = [w.to_window(p) for p in neg]
+        x, pos_w, neg_w = self._prepare(w, image, modality, pos, neg)
         seeds = [tuple(int(v) for v in np.clip(np.rint(p), 0, w.roi - 1))[::-1] for p in pos_w]
         img = sitk.GetImageFromArray(x.astype(np.float32))
         out = sitk.ConfidenceConnected(img, seedList=seeds, numberOfIterations=int(self.p["iterations"]),
@@ -74,18 +82,14 @@ class RegionGrowing(WindowSegmenter):
         return mask.astype(np.float32), pos_w
 
 
-class Geodesic(WindowSegmenter):
+class Geodesic(_Classical):
     def __init__(self, **params):
         self.p = {**TUNED["geodesic"], **params}
 
     def _window_prob(self, w, image, modality, pos, neg, prev):
         from skimage.graph import MCP_Geometric
 
-        x = normalise(w.sample(image), modality)
-        if self.p["smooth"]:
-            x = ndimage.gaussian_filter(x, self.p["smooth"])
-        pos_w = [w.to_window(p) for p in pos]
-        neg_w = [w.to_window(p) for p in neg]
+        x, pos_w, neg_w = self._prepare(w, image, modality, pos, neg)
         fg = _seed_ball(x.shape, pos_w)
         if not fg.any():
             return np.zeros(x.shape, np.float32), pos_w

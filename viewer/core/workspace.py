@@ -187,17 +187,10 @@ class EditableSegmentation:
                 discard_original(self.journal.path)
 
 
-@dataclass(eq=False)
-class Applied:
-    """One AI run's results on a series, as ``Workspace.apply`` put them there (the viewer's AI results
-    panel lists these): removed and put back together by undo and redo."""
+class _Overlays:
+    """The kinds of overlay in an ``overlays`` list, in its order (a series' and an AI run's alike)."""
 
-    series: OpenSeries
-    converted: object  # viewer.core.ai_results.Converted, the model's originals included
-    overlays: list = field(default_factory=list)
-    derived: list = field(default_factory=list)  # OpenSeries of the derived images
-    applied: bool = True
-    results: object = None  # the plugin's viewer.ai.api.Results
+    overlays: list
 
     def _of(self, kind) -> list:
         return [o for o in self.overlays if isinstance(o, kind)]
@@ -213,6 +206,20 @@ class Applied:
     @property
     def marker_sets(self) -> list[MarkerSet]:
         return self._of(MarkerSet)
+
+
+@dataclass(eq=False)
+class Applied(_Overlays):
+    """One AI run's results on a series, as ``Workspace.apply`` put them there (the viewer's AI results
+    panel lists these): removed and put back together by undo and redo."""
+
+    series: OpenSeries
+    converted: object  # viewer.core.ai_results.Converted, the model's originals included
+    overlays: list = field(default_factory=list)
+    derived: list = field(default_factory=list)  # OpenSeries of the derived images
+    applied: bool = True
+    results: object = None  # the plugin's viewer.ai.api.Results
+
 
     @property
     def label_maps(self) -> list:
@@ -254,7 +261,7 @@ class Applied:
 # series
 
 
-class OpenSeries:
+class OpenSeries(_Overlays):
     """One opened volume and its overlays, in one ordered list."""
 
     def __init__(self, workspace: Workspace, key: str, volume: Volume, *, derived_from: OpenSeries | None = None,
@@ -276,24 +283,9 @@ class OpenSeries:
     def __repr__(self) -> str:
         return f"<OpenSeries {self.key} {self.volume.modality} {self.volume.shape} {len(self.overlays)} overlays>"
 
-    def _of(self, kind) -> list:
-        return [o for o in self.overlays if isinstance(o, kind)]
-
     @property
     def measurements(self) -> list[Measurement]:
         return self._of(Measurement)
-
-    @property
-    def segmentations(self) -> list[EditableSegmentation]:
-        return self._of(EditableSegmentation)
-
-    @property
-    def heatmaps(self) -> list[HeatmapLayer]:
-        return self._of(HeatmapLayer)
-
-    @property
-    def marker_sets(self) -> list[MarkerSet]:
-        return self._of(MarkerSet)
 
     def add_overlay(self, overlay, *, save: bool = True) -> None:
         """Put ``overlay`` on the series (last in the list); a measurement list is saved unless ``save``
