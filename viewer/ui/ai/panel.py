@@ -100,8 +100,9 @@ class ResultBox(QGroupBox):
             layout.addWidget(c)
         for lm in entry.label_maps:
             names = ", ".join(s.name for s in lm.segments) or "no segments"
-            where = "in the Segments panel" if entry.segmentations else "not editable"
-            label = QLabel(f"Segmentation {lm.name}: {names} (AUTOMATIC; {where})")
+            where = "editable in the Segments panel, which says who changed it" if entry.segmentations \
+                else "not editable"
+            label = QLabel(f"Segmentation {lm.name}: {names} (the model's original is kept; {where})")
             label.setWordWrap(True)
             layout.addWidget(label)
         self.detection_tables = []
