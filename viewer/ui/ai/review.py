@@ -97,7 +97,7 @@ class ReviewSection(QWidget):
         self.unsure: dict[int, HeatmapLayer] = {}
         self.unsure_toggles = []
         for layer in entry.heatmaps:
-            if layer.unit == "probability" or "uncert" in layer.name.lower():
+            if layer.unit == "probability":  # 0.2-0.8 means nothing on a map in HU (MR-to-CT's spread)
                 box = QCheckBox(f"{layer.name}: only where the AI was unsure ({UNSURE[0]:g}-{UNSURE[1]:g})")
                 box.toggled.connect(lambda on, lay=layer: self.show_unsure(lay, on))
                 layout.addWidget(box)
@@ -143,7 +143,9 @@ class ReviewSection(QWidget):
         self.busy = False
         if review is not None and generation == self.generation:
             self.review = review
-            self.figures.setText(review.text() or "Nothing to compare.")
+            text = review.text()  # empty for a run with no segment or detection to review (a derived image)
+            self.figures.setText(text)
+            self.figures.setVisible(bool(text))
             self.updated.emit(review)
         if self._again:
             self._again = False
