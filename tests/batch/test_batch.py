@@ -278,3 +278,34 @@ def test_command_errors_are_one_sentence(tmp_path, capsys):
     assert "must lie between" in capsys.readouterr().err
     assert main(["batch", "ct-denoising", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")]) == 2
     assert "There is no file or folder" in capsys.readouterr().err
+
+
+def test_the_command_runs_the_real_nodule_detector_on_real_ct(tmp_path, capsys):
+    """The lung-nodule detector over a real LIDC slab and a real chest-CT slab on two workers: one row
+    per series, its detection count that of the detections.json written beside it, centres in LPS
+    inside the series' volume."""
+    from pydicom.uid import generate_uid
+
+    from viewer.cli import main
+
+    lidc = data_path("lung-nodule-ct", "lidc-idri-0002")
+    shutil.copytree(lidc, tmp_path / "archive" / "lidc", ignore=shutil.ignore_patterns("*.xml", "ATTRIBUTION*"))
+    _real_series(data_path("chest-ct"), tmp_path / "archive" / "chest", range(64, 76), generate_uid())
+    out = tmp_path / "out"
+    assert main(["batch", "lung-nodules", str(tmp_path / "archive"), "--out", str(out), "--workers", "2"]) == 0
+    assert "2/2 series" in capsys.readouterr().err
+    table = rows(out)
+    assert len(table) == 2 and {r["status"] for r in table} == {"ok"}
+    assert {r["plugin"] for r in table} == {"lung-nodules"}
+    for sub in ("lidc", "chest"):
+        source = viewer.load(tmp_path / "archive" / sub)
+        folder = out / study_hash(source.source.study_instance_uid) / source.source.series_instance_uid
+        found = json.loads((folder / "detections.json").read_text())
+        detections = found["detections"] if isinstance(found, dict) else found
+        (row,) = [r for r in table if r["series_uid"] == source.source.series_instance_uid]
+        assert int(row["detections"]) == len(detections)
+        lo = np.minimum(source.index_to_lps([0, 0, 0]), source.index_to_lps(np.array(source.shape[::-1]) - 1))
+        hi = np.maximum(source.index_to_lps([0, 0, 0]), source.index_to_lps(np.array(source.shape[::-1]) - 1))
+        for d in detections:
+            c = np.asarray(d["center_lps"], float)
+            assert np.all(c >= lo - 1.0) and np.all(c <= hi + 1.0)
