@@ -85,7 +85,8 @@ def _ranges(ks: list[int]) -> str:
     return ", ".join(out)
 
 
-def _surface(mask: np.ndarray) -> np.ndarray:
+def surface(mask: np.ndarray) -> np.ndarray:
+    """The voxels of ``mask`` on its 3D surface (those with a 6-neighbour outside it)."""
     return mask & ~ndimage.binary_erosion(mask, border_value=0)
 
 
@@ -96,7 +97,7 @@ def hausdorff95(a: np.ndarray, b: np.ndarray, sampling) -> float | None:
         return 0.0
     if not a.any() or not b.any():
         return None
-    sa, sb = _surface(a), _surface(b)
+    sa, sb = surface(a), surface(b)
     to_b = ndimage.distance_transform_edt(~sb, sampling=sampling)
     to_a = ndimage.distance_transform_edt(~sa, sampling=sampling)
     return float(max(np.percentile(to_b[sa], 95), np.percentile(to_a[sb], 95)))

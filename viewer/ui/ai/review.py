@@ -13,10 +13,9 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, QTimer, Signal
 from PySide6.QtWidgets import QCheckBox, QLabel, QVBoxLayout, QWidget
-from scipy import ndimage
 
 from viewer.core.layers import HeatmapLayer
-from viewer.core.review import EditRegion, ResultReview, review_applied
+from viewer.core.review import EditRegion, ResultReview, review_applied, surface
 from viewer.core.volume import Volume
 from viewer.logs import log
 
@@ -47,10 +46,9 @@ def outline_layer(editable, name: str) -> HeatmapLayer | None:
     orig = editable.original
     if orig is None:
         return None
-    m = orig != 0
-    surface = (m & ~ndimage.binary_erosion(m, border_value=0)).astype(np.float32)
+    outline = surface(orig != 0).astype(np.float32)
     vol = editable.series.volume
-    return HeatmapLayer(name, Volume(surface, vol.affine.copy(), modality="OT", units=""),
+    return HeatmapLayer(name, Volume(outline, vol.affine.copy(), modality="OT", units=""),
                         "Where the AI's segment was before any correction", provenance="AI original",
                         opacity=1.0, threshold=0.5, colormap="Viridis", unit="")
 
