@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+import viewer
 from tests.conftest import data_path
 from viewer.core.layers import Marker
 from viewer.core.review import detection_review, hausdorff95, marker_flags, segment_agreement
@@ -98,16 +99,22 @@ def test_detection_review_counts_what_the_radiologist_did():
     assert marker_flags(ms[5])["review"] == "added by a person"
 
 
-def test_the_ai_original_survives_a_restart_beside_the_journal(tmp_path, monkeypatch, ct):
-    import viewer
+@pytest.fixture
+def applied(tmp_path, monkeypatch, ct):
+    """A workspace on the chest CT with a plugin's results applied: (workspace, series, results, step)."""
     from tests.core.test_workspace import plugin_results
-    from viewer.core.review import review_applied
 
     monkeypatch.setenv("HOUNSFIELD_DATA_DIR", str(tmp_path / "data"))
     ws = viewer.Workspace()
     s = ws.add(ct)
     results = plugin_results(ct)
-    step = ws.apply(results, series=s)
+    return ws, s, results, ws.apply(results, series=s)
+
+
+def test_the_ai_original_survives_a_restart_beside_the_journal(tmp_path, applied, ct):
+    from viewer.core.review import review_applied
+
+    ws, s, results, step = applied
     ai = step.segmentations[0]
     from viewer.core.review import EditRegion, segmentation_agreement
 
@@ -135,22 +142,16 @@ def test_the_ai_original_survives_a_restart_beside_the_journal(tmp_path, monkeyp
     ws2.close()
 
 
-def test_exports_say_who_made_each_finding_and_what_a_person_changed(tmp_path, monkeypatch, ct):
+def test_exports_say_who_made_each_finding_and_what_a_person_changed(tmp_path, applied, ct):
     import csv
     import json
 
     import pydicom
 
-    import viewer
-    from tests.core.test_workspace import plugin_results
     from viewer.core.io.sr import read_reviews
     from viewer.core.review import segment_review
 
-    monkeypatch.setenv("HOUNSFIELD_DATA_DIR", str(tmp_path / "data"))
-    ws = viewer.Workspace()
-    s = ws.add(ct)
-    results = plugin_results(ct)
-    step = ws.apply(results, series=s)
+    ws, s, results, step = applied
     ai = step.segmentations[0]
     ms = step.marker_sets[0]
     ms.set_status(0, "accepted")
