@@ -211,3 +211,57 @@ def test_exports_say_who_made_each_finding_and_what_a_person_changed(tmp_path, a
     assert (row["plugin_id"], row["plugin_version"], row["proposed"], row["accepted"]) == ("test-detector", "1.2", 2, 2)
     assert row["dice"] == pytest.approx(want["dice"]) and row["moved"] == 1 and row["edited"] == 1
     assert ct.source.study_instance_uid not in str(row)
+
+
+def test_the_ai_original_survives_an_export_and_reopening_its_seg(tmp_path, applied, ct):
+    """Exported as DICOM SEG and closed, the study and its SEG opened again (a new workspace: another
+    session) bring back the model's original, the run's provenance, who edited what, the detections as
+    reviewed, and the same figures; recording it again updates the audit log's one row."""
+    import pydicom
+
+    from viewer.core.audit import AuditLog
+    from viewer.core.review import review_applied
+
+    ws, s, results, step = applied
+    ai = step.segmentations[0]
+    manual = ai.add_segment("Cyst")  # a person's own segment beside the AI's
+    voxel = np.argwhere(results.label_maps[0].array)[0][::-1]
+    assert ai.brush(ct.index_to_lps(voxel), 4.0, segment="Bone", erase=True)
+    assert ai.brush(ct.index_to_lps(voxel + [30, 30, 0]), 3.0, segment=manual.number)
+    ms = step.marker_sets[0]
+    ms.set_status(0, "rejected")
+    ms.move(1, ms.markers[1].center + [3.0, 4.0, 0.0])
+    before = review_applied(step)
+    out = ws.export(tmp_path / "out", series=s, segmentation=ai)
+    items = pydicom.dcmread(out["seg"][0], stop_before_pixels=True).SegmentSequence
+    assert [it.TrackingID for it in items] == ["Bone", "Cyst"] and len({it.TrackingUID for it in items}) == 2
+    ws.close()
+
+    ws2 = viewer.Workspace()
+    s2 = ws2.add(ct)
+    assert s2.recoverable() == []  # exported: nothing to recover, yet the original comes back with the SEG
+    again = s2.import_segmentation(out["seg"][0])
+    assert again.original is not None and np.array_equal(again.original, results.label_maps[0].array)
+    assert again.provenance["plugin_id"] == "test-detector"
+    assert [(x.name, x.edited) for x in again.segments] == [("Bone", True), ("Cyst", False)]
+    (reopened,) = ws2.results
+    assert reopened.segmentations == [again] and reopened.title == "Test detector 1.2"
+    after = review_applied(reopened)
+    assert [(a.name, a.dice, a.hd95_mm, a.volume_ml, a.edited_slices) for a in after.segments] == \
+        [(a.name, pytest.approx(a.dice), pytest.approx(a.hd95_mm), pytest.approx(a.volume_ml), a.edited_slices)
+         for a in before.segments]
+    assert after.detections.to_dict() == before.detections.to_dict()
+    assert [m.status for m in s2.marker_sets[0].markers] == ["rejected", "pending"]
+    ws2.close()  # reviewed: recorded again, under the run's key
+    with AuditLog() as audit:
+        (row,) = audit.rows()
+    assert row["rejected"] == 1 and row["moved"] == 1 and row["dice"] == pytest.approx(before.dice)
+
+    # a SEG without a kept original (a person's own) opens as before: no original, no AI result
+    ws3 = viewer.Workspace()
+    s3 = ws3.add(ct)
+    mine = s3.segmentation()
+    assert mine.brush(ct.index_to_lps(voxel), 4.0, segment=mine.add_segment("Tumour").number)
+    out3 = ws3.export(tmp_path / "mine", series=s3, segmentation=mine, sr=False, csv=False)
+    assert s3.import_segmentation(out3["seg"][0]).original is None and ws3.results == []
+    ws3.close()

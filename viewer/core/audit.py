@@ -10,7 +10,9 @@ proposed, accepted, rejected, pending, moved, resized, and added by a person (mi
 When a result is recorded (``Workspace`` calls ``record_applied``): when its series is exported (the
 radiologist signs the reading off), and when its series is closed if a person reviewed it (edited a
 segment or accepted/rejected/added a detection); a result neither exported nor touched is not a
-review and is not recorded.  Recording the same result again (export, then close) updates its row.
+review and is not recorded.  Recording the same result again (export, then close; or the result reopened
+from its journal or its SEG in a later session, which has the same key: ``viewer.core.review.run_key``)
+updates its row; a result reopened without its detections keeps the row's detection figures.
 
 ``summary`` gives per plugin and version: cases (series reviewed), median Dice, detection
 acceptance rate (accepted / decided), false positives rejected per scan, misses added per scan,
@@ -82,6 +84,8 @@ class AuditLog:
         when = time.time() if when is None else float(when)
         segs = review.segments
         d = review.detections
+        old = self.db.execute("SELECT proposed, accepted, rejected, pending, moved, resized, added FROM reviews "
+                              "WHERE result_key = ?", (key,)).fetchone()
         dice = review.dice
         hds = [s.hd95_mm for s in segs if s.hd95_mm is not None]
         pcts = [s.volume_change_pct for s in segs if s.volume_change_pct is not None]
@@ -89,7 +93,8 @@ class AuditLog:
                review.plugin_id or review.plugin_name, review.plugin_name, review.plugin_version, len(segs), dice,
                statistics.mean(hds) if hds else None, statistics.mean(pcts) if pcts else None,
                int(any(s.edited for s in segs)),
-               *((d.proposed, d.accepted, d.rejected, d.pending, d.moved, d.resized, d.added) if d else (0,) * 7))
+               *((d.proposed, d.accepted, d.rejected, d.pending, d.moved, d.resized, d.added) if d
+                 else old or (0,) * 7))  # a result reopened without its detections keeps their figures
         self.db.execute(f"INSERT OR REPLACE INTO reviews VALUES ({','.join('?' * len(row))})", row)
         self.db.commit()
         return key
@@ -177,7 +182,7 @@ def reviewed(step) -> bool:
 def record_applied(step, *, exported: bool = False, log_: AuditLog | None = None) -> str | None:
     """Record an ``Applied`` (one AI run) in the audit log when it was exported or reviewed; the row's
     key is kept on the result so a later record updates it.  Never raises: the log is a by-product."""
-    from viewer.core.review import review_applied
+    from viewer.core.review import review_applied, run_key
     from viewer.logs import log
 
     if not (step.segmentations or step.marker_sets) or not (exported or reviewed(step)):
@@ -189,7 +194,8 @@ def record_applied(step, *, exported: bool = False, log_: AuditLog | None = None
         try:
             key = audit.record(review, study_uid=src.study_instance_uid or src.path,
                                series_uid=src.series_instance_uid or src.path,
-                               result_key=getattr(step, "audit_key", None))
+                               result_key=getattr(step, "audit_key", None)
+                               or run_key(step.provenance or {}, src.series_instance_uid or src.path))
         finally:
             if log_ is None:
                 audit.close()

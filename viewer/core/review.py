@@ -18,12 +18,15 @@ edited by a person: the exports and the audit log (``viewer.core.audit``) read t
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from scipy import ndimage
 
 from viewer.core.segmentation import bbox_of
+from viewer.logs import log
 
 MOVE_TOLERANCE_MM = 0.5  # a marker moved less than this (a click's jitter) counts as not moved
 SIZE_TOLERANCE_MM = 0.5
@@ -370,37 +373,272 @@ def original_path(journal_path: str) -> str:
     return str(journal_path) + ORIGINAL_SUFFIX
 
 
-def save_original(journal_path: str, original: np.ndarray) -> None:
-    """Keep the model's label map beside the journal at ``journal_path`` (written once: it never changes)."""
-    import os
+def _save_npz(path: str, original: np.ndarray, meta: dict) -> None:
+    """``original`` and ``meta`` (JSON) in one compressed file, written to a temporary file and renamed."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, original=np.asarray(original), meta=np.array(json.dumps(meta, default=str)))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
+
+def _load_npz(path: str) -> tuple[np.ndarray, dict] | None:
+    try:
+        with np.load(path) as z:
+            meta = json.loads(str(z["meta"])) if "meta" in z.files else {}
+            return z["original"], meta if isinstance(meta, dict) else {}
+    except (OSError, KeyError, ValueError, TypeError):
+        return None
+
+
+def save_original(journal_path: str, original: np.ndarray, provenance: dict | None = None) -> None:
+    """Keep the model's label map (and the run's ``provenance``) beside the journal at ``journal_path``
+    (written once: it never changes)."""
     path = original_path(journal_path)
     if os.path.exists(path):
         return
-    tmp = path + ".tmp"
     try:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, original=np.asarray(original))
-        os.replace(tmp, path)
+        _save_npz(path, original, {"provenance": provenance or {}})
     except OSError:
-        from viewer.logs import log
-
         log.warning("the AI original could not be kept beside the journal", exc_info=True)
 
 
 def load_original(journal_path: str) -> np.ndarray | None:
-    path = original_path(journal_path)
-    try:
-        with np.load(path) as z:
-            return z["original"]
-    except (OSError, KeyError, ValueError):
-        return None
+    found = _load_npz(original_path(journal_path))
+    return None if found is None else found[0]
+
+
+def load_provenance(journal_path: str) -> dict:
+    """The provenance of the run whose original is kept beside the journal ({} when none)."""
+    found = _load_npz(original_path(journal_path))
+    return {} if found is None else dict(found[1].get("provenance") or {})
 
 
 def discard_original(journal_path: str) -> None:
-    import os
-
     try:
         os.remove(original_path(journal_path))
     except OSError:
         pass
+
+
+# ---------------------------------------------------------------------------------------------
+# the model's original kept after an export as DICOM SEG, so that the study and its SEG opened again
+# (in any later session) still have it: ``<data dir>/ai-originals/``, one file per export (the
+# original numbered as the SEG numbers its segments, the run's provenance, each segment's edited
+# flag, the run's detections as reviewed) and ``index.json``, which finds it by the SEG's SOP
+# Instance UID or by one of its segments' Tracking UIDs (the same for every export of a segment).
+
+KEPT_FOLDER = "ai-originals"
+SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
+
+
+@dataclass
+class Kept:
+    """An AI original found for a reopened SEG."""
+
+    original: np.ndarray  # labelled with the reopened segmentation's segment numbers
+    provenance: dict
+    edited: dict  # segment number -> whether a person had edited it
+    detections: list  # [{"name", "provenance", "markers": [marker dicts]}] as reviewed at the export
+    audit_key: str
+    source: str  # the SEG file's name when it was written
+
+
+def kept_folder() -> str:
+    from viewer.paths import data_dir
+
+    return os.path.join(data_dir(), KEPT_FOLDER)
+
+
+def _read_index(folder: str) -> dict:
+    try:
+        with open(os.path.join(folder, "index.json"), encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        data = {}
+    data = data if isinstance(data, dict) else {}
+    for key in ("sop", "tracking"):
+        if not isinstance(data.get(key), dict):
+            data[key] = {}
+    return data
+
+
+def _write_index(folder: str, data: dict) -> None:
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix=".index-", suffix=".json", dir=folder)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(data, f)
+    os.replace(tmp, os.path.join(folder, "index.json"))
+
+
+def _relabel(labels: np.ndarray, lut: dict[int, int]) -> np.ndarray:
+    if all(a == b for a, b in lut.items()):
+        return labels
+    top = max([int(labels.max()) if labels.size else 0, *lut.values()])
+    table = np.zeros(max(int(labels.max()) if labels.size else 0, *lut) + 1, np.uint16 if top > 255 else np.uint8)
+    for a, b in lut.items():
+        table[a] = b
+    return table[labels]
+
+
+def _marker_dict(m) -> dict:
+    return {"center": [float(c) for c in m.center], "size_mm": [float(c) for c in m.size_mm], "score": float(m.score),
+            "label": m.label, "description": m.description, "status": m.status, "edited": bool(m.edited),
+            "attributes": m.attributes, "origin": m.origin,
+            "proposed": None if m.proposed is None else [[float(c) for c in m.proposed[0]],
+                                                         [float(c) for c in m.proposed[1]]]}
+
+
+def _marker(d: dict):
+    from viewer.core.layers import Marker
+
+    p = d.get("proposed")
+    return Marker(np.asarray(d["center"], np.float64), np.asarray(d["size_mm"], np.float64), float(d["score"]),
+                  str(d["label"]), str(d.get("description", "")), str(d.get("status", "pending")),
+                  bool(d.get("edited", False)), dict(d.get("attributes") or {}), str(d.get("origin", "ai")),
+                  None if p is None else (np.asarray(p[0], np.float64), np.asarray(p[1], np.float64)))
+
+
+def applied_of(editable):
+    """The AI run (``viewer.core.workspace.Applied``) an editable segmentation belongs to, if any."""
+    ws = editable.series.workspace
+    return next((step for step in ws.results if any(ed is editable for ed in step.segmentations)), None)
+
+
+def run_key(provenance: dict, series_uid: str = "") -> str:
+    """The audit log's key of one run: the same for the run and the result reopened from it (its
+    journal or its SEG), so that recording it again updates its row instead of adding a case."""
+    import hashlib
+    import uuid
+
+    if not provenance.get("started"):
+        return uuid.uuid4().hex
+    text = json.dumps(provenance, sort_keys=True, default=str) + "|" + series_uid
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _series_key(series) -> str:
+    src = series.volume.source
+    return src.series_instance_uid or src.path
+
+
+def keep_exported(editable, path) -> str | None:
+    """After ``editable`` (with an AI original) was written as the DICOM SEG at ``path``: keep its
+    original, provenance, segments' edited flags and its run's detections where reopening that SEG
+    finds them (``find_kept``); returns the kept file.  Never raises: keeping it is a by-product."""
+    orig = editable.original
+    if orig is None:
+        return None
+    try:
+        import pydicom
+
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        if str(getattr(ds, "SOPClassUID", "")) != SEG_STORAGE:
+            return None
+        items, segs = list(ds.SegmentSequence), list(editable.segments)
+        if [str(it.SegmentLabel) for it in items] != [s.name[:64] for s in segs]:
+            return None  # the file holds something else than this segmentation now
+        numbers = {s.number: int(it.SegmentNumber) for s, it in zip(segs, items)}
+        free = max(numbers.values(), default=0) + 1
+        lut = {}
+        for lab in sorted(_original_boxes(editable)):  # a removed segment gets a number of its own
+            lut[lab] = numbers.get(lab) or free
+            free += lab not in numbers
+        step = applied_of(editable)
+        prov = dict(editable.provenance or (step.provenance if step is not None else {}) or {})
+        if step is not None and not getattr(step, "audit_key", None):
+            step.audit_key = run_key(prov, _series_key(editable.series))
+        detections = [] if step is None else [
+            {"name": ms.name, "provenance": ms.provenance, "markers": [_marker_dict(m) for m in ms.markers]}
+            for ms in step.marker_sets]
+        sop = str(ds.SOPInstanceUID)
+        meta = {"version": 1, "sop_instance_uid": sop, "source": os.path.basename(str(path)), "provenance": prov,
+                "audit_key": getattr(step, "audit_key", "") or run_key(prov, _series_key(editable.series)),
+                "segments": [{"number": int(it.SegmentNumber), "name": s.name, "edited": bool(s.edited),
+                              "tracking_uid": str(getattr(it, "TrackingUID", ""))} for s, it in zip(segs, items)],
+                "detections": detections}
+        folder = kept_folder()
+        os.makedirs(folder, exist_ok=True)
+        import hashlib
+
+        name = hashlib.sha1(sop.encode()).hexdigest()[:24] + ".npz"
+        _save_npz(os.path.join(folder, name), _relabel(orig, lut), meta)
+        index = _read_index(folder)
+        index["sop"][sop] = name
+        for s in meta["segments"]:
+            if s["tracking_uid"]:
+                index["tracking"][s["tracking_uid"]] = name
+        _write_index(folder, index)
+        return os.path.join(folder, name)
+    except Exception:  # a damaged file, a full disk: the export itself succeeded
+        log.warning("the AI original could not be kept with the exported SEG", exc_info=True)
+        return None
+
+
+def find_kept(seg) -> Kept | None:
+    """The AI original kept when the DICOM SEG ``seg`` was read from (``Segmentation.dicom_uids``) was
+    exported, renumbered to its segments; None when there is none (or it does not fit)."""
+    uids = getattr(seg, "dicom_uids", None) or {}
+    if not uids.get("sop_instance_uid"):
+        return None
+    folder = kept_folder()
+    index = _read_index(folder)
+    tracking = uids.get("tracking_uids") or {}
+    name = index["sop"].get(uids["sop_instance_uid"]) or next(
+        (index["tracking"][u] for u in tracking.values() if u in index["tracking"]), None)
+    if not name or os.path.basename(name) != name:
+        return None
+    found = _load_npz(os.path.join(folder, name))
+    if found is None:
+        return None
+    original, meta = found
+    if tuple(original.shape) != tuple(seg.shape):
+        return None
+    # the stored numbers are those of the SEG written; a copy found by Tracking UID may number them otherwise
+    by_uid = {u: n for n, u in tracking.items()}
+    lut, edited = {}, {}
+    for s in meta.get("segments", []):
+        n = by_uid.get(s.get("tracking_uid")) if s.get("tracking_uid") in by_uid else int(s["number"])
+        lut[int(s["number"])] = n
+        edited[n] = bool(s.get("edited"))
+    known = {s.number for s in seg.segments}
+    if not set(edited) <= known:
+        return None
+    taken = set(lut.values())
+    free = max([*known, *taken, 0]) + 1
+    present = np.flatnonzero(np.bincount(original.ravel()))
+    for lab in (int(v) for v in present if v and int(v) not in lut):  # segments removed before the export
+        while free in taken:
+            free += 1
+        lut[lab], free = free, free + 1
+    try:
+        return Kept(_relabel(original, lut), dict(meta.get("provenance") or {}), edited,
+                    list(meta.get("detections") or []), str(meta.get("audit_key", "")), str(meta.get("source", "")))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def reopened_result(series, editable):
+    """A segmentation with an AI original brought back (from its journal after a restart, or from a
+    SEG whose original was kept) as one result of the AI results panel, so the review goes on: an
+    ``Applied`` with the run's provenance, the segmentation, and the run's detections as they were
+    reviewed (a SEG's); the caller puts the detections on the series."""
+    from viewer.core.ai_results import Converted, title_of
+    from viewer.core.layers import MarkerSet
+    from viewer.core.workspace import Applied
+
+    prov = dict(editable.provenance or {})
+    kept = getattr(editable, "kept", None)
+    where = f"the DICOM SEG {kept.source}" if kept is not None and kept.source else "its journal"
+    note = f"Reopened from {where}: the AI original was kept on this computer, so the figures go on."
+    step = Applied(series, Converted(title_of(prov) or "AI result", None, notes=[note], provenance=prov),
+                   overlays=[editable])
+    for d in kept.detections if kept is not None else []:
+        step.overlays.append(MarkerSet(str(d.get("name", "Detections")), [_marker(m) for m in d.get("markers", [])],
+                                       provenance=str(d.get("provenance", ""))))
+    step.audit_key = (kept.audit_key if kept is not None else "") or run_key(prov, _series_key(series))
+    return step

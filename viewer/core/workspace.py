@@ -70,11 +70,22 @@ class EditableSegmentation:
     """A segmentation of a series with its editor (undo/redo) and its crash journal.
 
     ``original``: the model's label map when the segmentation came from an AI plugin (kept as it was,
-    whatever a person edits afterwards)."""
+    whatever a person edits afterwards), with the run's ``provenance``; kept beside the journal, and
+    on export as DICOM SEG where reopening that SEG finds it again (``viewer.core.review``: ``kept``)."""
 
     def __init__(self, series: OpenSeries, seg: Segmentation, *, journal_path: str | None = None,
-                 exported: bool = True, original: np.ndarray | None = None):
+                 exported: bool = True, original: np.ndarray | None = None, provenance: dict | None = None):
+        self.kept = None
+        if original is None and journal_path is None and getattr(seg, "dicom_uids", None):
+            from viewer.core.review import find_kept  # a SEG exported with its AI original kept
+
+            self.kept = find_kept(seg)
+            if self.kept is not None:
+                original, provenance = self.kept.original, self.kept.provenance
+                for s in seg.segments:  # who changed what, as at the export (before the journal starts)
+                    s.edited = self.kept.edited.get(s.number, s.edited)
         self.series, self.segmentation, self.original = series, seg, original
+        self.provenance = dict(provenance or {})
         self.editor = Editor(seg, series.volume)
         self.editor.overwrite = series.workspace.settings.overwrite
         self.journal: journal.Journal | None = None
@@ -90,9 +101,12 @@ class EditableSegmentation:
             from viewer.core.review import load_original, save_original
 
             if original is not None:
-                save_original(self.journal.path, original)
+                save_original(self.journal.path, original, self.provenance)
             elif journal_path:
+                from viewer.core.review import load_provenance
+
                 self.original = load_original(journal_path)
+                self.provenance = self.provenance or load_provenance(journal_path)
         seg.changed.connect(self._touched)
         seg.segments_changed.connect(self._touched)
 
@@ -177,6 +191,10 @@ class EditableSegmentation:
         self.unexported = False
         if self.journal is not None:
             self.journal.mark_saved(path)
+        if self.original is not None and str(path).lower().endswith(".dcm"):
+            from viewer.core.review import keep_exported  # so that reopening the SEG finds the original
+
+            keep_exported(self, path)
 
     def close(self, discard: bool = False) -> None:
         if self.journal is not None:
@@ -358,13 +376,17 @@ class OpenSeries(_Overlays):
         return self.add_segmentation(Segmentation.for_volume(self.volume, name))
 
     def add_segmentation(self, seg: Segmentation, *, journal_path: str | None = None, exported: bool = True,
-                         original: np.ndarray | None = None) -> EditableSegmentation:
+                         original: np.ndarray | None = None, provenance: dict | None = None) -> EditableSegmentation:
         """Edit ``seg`` (on this series' grid) with undo and a journal (``exported``: it is in a file
-        already, as an imported one is)."""
+        already, as an imported one is).  One that brings its AI original back (a journal, a SEG whose
+        original was kept) is a result of the AI review again (``Workspace.reopened``)."""
         if not seg.matches(self.volume):
             raise HounsfieldError("The segmentation is not on this series' grid; open the series it was drawn on.")
-        ed = EditableSegmentation(self, seg, journal_path=journal_path, exported=exported, original=original)
+        ed = EditableSegmentation(self, seg, journal_path=journal_path, exported=exported, original=original,
+                                  provenance=provenance)
         self.add_overlay(ed)
+        if original is None and ed.original is not None:
+            self.workspace.reopened(self, ed)
         return ed
 
     def recoverable(self) -> list[journal.Recoverable]:
@@ -424,7 +446,9 @@ class Workspace:
         self.series_removed = Signal()  # (OpenSeries)
         self.overlay_added = Signal()  # (OpenSeries, overlay): one place to hear of every new overlay
         self.overlay_removed = Signal()  # (OpenSeries, overlay)
+        self.result_reopened = Signal()  # (Applied): an AI result brought back with a segmentation (a journal, a SEG)
         self._done: list[Applied] = []  # applied results, for undo
+        self._reopened: list[Applied] = []  # results brought back (not undoable: the segmentation was opened)
         self._undone: list[Applied] = []
         self._runs = 0
 
@@ -485,7 +509,7 @@ class Workspace:
         (viewer.core.audit)."""
         from viewer.core.audit import record_applied
 
-        for step in self._done:
+        for step in self.results:
             if step.series is series:
                 record_applied(step, exported=exported)
 
@@ -504,7 +528,8 @@ class Workspace:
         conv = convert_results(results, s.volume, run=self._runs)
         step = Applied(s, conv, results=results)
         for seg in conv.segmentations:
-            step.overlays.append(s.add_segmentation(seg, exported=False, original=conv.originals.get(seg.uid)))
+            step.overlays.append(s.add_segmentation(seg, exported=False, original=conv.originals.get(seg.uid),
+                                                    provenance=conv.provenance))
         for overlay in conv.heatmaps + conv.marker_sets:
             s.add_overlay(overlay)
             step.overlays.append(overlay)
@@ -516,14 +541,26 @@ class Workspace:
 
     @property
     def results(self) -> list[Applied]:
-        """The AI results applied (and not undone or dismissed), oldest first."""
-        return list(self._done)
+        """The AI results applied (and not undone or dismissed), oldest first, then those reopened."""
+        return list(self._done) + [r for r in self._reopened if r.applied]
+
+    def reopened(self, series: OpenSeries, ed: EditableSegmentation) -> Applied:
+        """``ed`` came back with its AI original: its run is a result again (viewer.core.review.reopened_result)."""
+        from viewer.core.review import reopened_result
+
+        step = reopened_result(series, ed)
+        for ms in step.marker_sets:
+            series.add_overlay(ms)
+        self._reopened.append(step)
+        self.result_reopened.emit(step)
+        return step
 
     def dismiss(self, step: Applied) -> None:
         """Take one result away for good (the viewer's "Remove result"): its heatmaps, detection sets
         and derived series go; its segmentations stay on the series (a person may have edited them)."""
-        if step in self._done:
-            self._done.remove(step)
+        for found in (self._done, self._reopened):
+            if step in found:
+                found.remove(step)
         for o in [o for o in step.overlays if not isinstance(o, EditableSegmentation)]:
             step.series.remove_overlay(o)
         for d in step.derived:
@@ -551,7 +588,7 @@ class Workspace:
         overlays, step.overlays = step.overlays, []
         for o in overlays:
             if isinstance(o, EditableSegmentation):  # a fresh editor and journal on the same segmentation
-                o = s.add_segmentation(o.segmentation, exported=False, original=o.original)
+                o = s.add_segmentation(o.segmentation, exported=False, original=o.original, provenance=o.provenance)
             else:
                 s.add_overlay(o)
             step.overlays.append(o)

@@ -4,12 +4,14 @@ series, and loading a SEG file onto the volume of the images it references.
 Writing: one binary frame per source slice and segment (overlapping segments are fine), each
 segment with its label, colour, coded category and type, and its provenance: the segment
 algorithm type (MANUAL, SEMIAUTOMATIC, AUTOMATIC) and, for the latter two, the algorithm
-identification (name, version; family "Artificial Intelligence").  The source datasets are read
+identification (name, version; family "Artificial Intelligence"), and a Tracking UID that stays the
+same across exports of the same segment (``tracking_uid``).  The source datasets are read
 from ``volume.source.path`` (headers only) and matched by SOP Instance UID.
 
 Reading: each frame is placed by its Image Position (Patient) on the target volume's grid, which
 must share the frame of reference and in-plane orientation.  Fractional segmentations are
-thresholded at one half; segments that overlap go to separate layers.
+thresholded at one half; segments that overlap go to separate layers.  The segmentation read keeps
+the file's SOP Instance UID and its segments' Tracking UIDs (``Segmentation.dicom_uids``).
 """
 
 from __future__ import annotations
@@ -98,7 +100,8 @@ def write_dicom_seg(seg: Segmentation, source: Volume, path, *, series_descripti
             segment_number=n + 1, segment_label=s.name[:64],
             segmented_property_category=Code.of(s.category).to_highdicom(),
             segmented_property_type=Code.of(s.type).to_highdicom(), algorithm_type=str(s.algorithm_type),
-            algorithm_identification=algo, display_color=hd.color.CIELabColor.from_rgb(*s.color)))
+            algorithm_identification=algo, display_color=hd.color.CIELabColor.from_rgb(*s.color),
+            tracking_uid=tracking_uid(seg, s), tracking_id=s.name[:64] or f"Segment {n + 1}"))
     try:
         with warnings.catch_warnings(record=True) as caught:  # e.g. odd patient names in the source
             warnings.simplefilter("always")
@@ -123,6 +126,14 @@ def write_dicom_seg(seg: Segmentation, source: Volume, path, *, series_descripti
                               f"{str(exc).splitlines()[0][:100]}).") from None
     log.info("wrote DICOM SEG (%d frames, %d segments)", len(ks), len(segments))
     return path
+
+
+def tracking_uid(seg: Segmentation, segment) -> str:
+    """A segment's Tracking UID: the same for every export of one segment of one segmentation (the
+    finding it is), so a SEG written again, or its copy elsewhere, is still known as that finding."""
+    from pydicom.uid import generate_uid
+
+    return generate_uid(entropy_srcs=["hounsfield-segment", seg.uid, str(segment.number)])
 
 
 def is_dicom_seg(path) -> bool:
@@ -199,6 +210,11 @@ def read_dicom_seg(path, volume: Volume) -> Segmentation:
         if number in masks:
             pairs.append((s, masks[number]))
     add_masks(seg, pairs)
+    # what identifies the file and its findings: an AI original kept when it was exported is found by
+    # these (viewer.core.review.find_kept)
+    seg.dicom_uids = {"sop_instance_uid": str(getattr(ds, "SOPInstanceUID", "")),
+                      "tracking_uids": {int(it.SegmentNumber): str(it.TrackingUID)
+                                        for it in ds.SegmentSequence if "TrackingUID" in it}}
     log.info("loaded DICOM SEG with %d segments in %d layers", len(seg.segments), len(seg.layers))
     return seg
 
