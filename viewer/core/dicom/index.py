@@ -77,6 +77,17 @@ class StudyIndex:
             out[h.path] = h
         return out
 
+    def series_of_patient(self, patient_id: str) -> list[tuple[str, int, InstanceHeader]]:
+        """One stored header per series of ``patient_id`` in every scanned folder: (root, number of
+        files, header).  An empty PatientID matches nothing (anonymous studies are not one patient)."""
+        if not patient_id:
+            return []
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT root, COUNT(*), MIN(header) FROM instances WHERE json_extract(header, '$.patient_id') = ? "
+                "GROUP BY root, series_uid", (patient_id,)).fetchall()
+        return [(os.fsdecode(r), n, InstanceHeader.from_json(json.loads(text))) for r, n, text in rows]
+
     def record(self, root: str, headers: list[InstanceHeader], files: list[str]) -> None:
         """Replace what is stored for ``root`` with ``headers`` (one transaction)."""
         key = os.fsencode(root)
