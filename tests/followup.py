@@ -9,7 +9,7 @@ from the real chest CT (``/work/shared/data/chest-ct``, 512x512x141, 0.98x0.98x2
 * The **patient moves and deforms**: the follow-up image at a follow-up LPS point ``x`` is the grown
   baseline at ``to_baseline(x) = A(x) + u(A(x))``, where ``A`` is a rigid transform (rotation of a few
   degrees about the baseline's centre, translation of about 13 mm) and ``u`` a sum of smooth Gaussian
-  displacement bumps (at most about 5 mm, Jacobian determinant within a few percent of 1, so invertible).
+  displacement bumps (at most about 6 mm, Jacobian determinant 0.9-1.1, so invertible).
   Both are analytic: :attr:`Followup.to_baseline` and its inverse :attr:`Followup.to_followup` are exact
   (the inverse by fixed-point iteration to 1e-6 mm).  This is the registration convention of
   ``viewer.core.registration``: fixed = follow-up, moving = baseline.
@@ -56,7 +56,7 @@ PATIENT_NAME = "Synthetic^Followup"
 BASELINE_DATE = "20070208"
 FOLLOWUP_DATE = "20070608"  # 120 days later
 TUMOUR_SLICES = (57, 97)  # 40 baseline slices around the tumour (k 72-84): a small version's usual crop
-VERSION = 1  # bump when the recipe changes (invalidates followup.json caches)
+VERSION = 2  # bump when the recipe changes (invalidates followup.json caches)
 
 
 # ------------------------------------------------------------------------------------ the true transform
@@ -230,20 +230,27 @@ class Followup:
 
 def default_truth(centre: np.ndarray) -> TrueTransform:
     """The known motion: 2.5/-1.5/3 degrees about x/y/z around ``centre`` (the baseline's centre), a
-    (8, -6, 9) mm shift, and four Gaussian bumps (sigma 35-45 mm, amplitudes 3-5 mm) placed in the
-    chest: right and left lung bases, mediastinum, and one near the tumour (its volume then changes a
-    little with the deformation, as a breath-hold difference would do)."""
+    (8, -6, 9) mm shift, and six Gaussian bumps (sigma 40-50 mm, amplitudes 4-5.4 mm; |u| at most about
+    6 mm, Jacobian determinant 0.9-1.1) spread over the chest as breathing and posture would move it:
+    both lung bases (the diaphragm), the mediastinum, both upper lobes and the anterior chest wall.  The
+    tumour's neighbourhood moves too, so its volume changes a little with the deformation."""
     r = _rotation(2.5, -1.5, 3.0)
     t = np.array([8.0, -6.0, 9.0])
     m = np.eye(4)
     m[:3, :3] = r
     m[:3, 3] = centre - r @ centre + t
     c = np.asarray(centre)
+
+    def _at(c, offset):
+        return tuple(float(v) for v in c + np.asarray(offset))
+
     bumps = [
-        Bump(tuple(c + [-70.0, 10.0, -40.0]), (0.0, 1.5, 4.5), 45.0),  # right lung base (diaphragm up)
-        Bump(tuple(c + [70.0, 10.0, -40.0]), (-1.0, 0.0, 3.5), 40.0),  # left lung base
-        Bump(tuple(c + [0.0, -30.0, 10.0]), (2.5, -2.5, 0.0), 35.0),  # mediastinum / heart
-        Bump(tuple(c + [-60.0, 40.0, 30.0]), (-2.0, 0.0, -2.0), 40.0),  # right upper posterior
+        Bump(_at(c, [-70.0, 10.0, -50.0]), (0.0, 2.0, 5.0), 50.0),  # right lung base (diaphragm up)
+        Bump(_at(c, [70.0, 10.0, -50.0]), (-1.0, 1.0, 4.5), 50.0),  # left lung base
+        Bump(_at(c, [0.0, -30.0, 0.0]), (3.0, -3.0, 1.0), 40.0),  # mediastinum / heart
+        Bump(_at(c, [-60.0, 30.0, 50.0]), (-3.0, 0.0, -3.0), 45.0),  # right upper lobe
+        Bump(_at(c, [60.0, 30.0, 50.0]), (2.0, 3.0, -2.0), 45.0),  # left upper lobe
+        Bump(_at(c, [0.0, -90.0, 20.0]), (0.0, -4.0, 0.0), 50.0),  # anterior chest wall
     ]
     return TrueTransform(m, bumps)
 
