@@ -273,25 +273,63 @@ class ViewerModel:
 
     # point, crosshair, links
     def set_point(self, key: str, lps) -> None:
-        """Move a series' point; linked series of the same frame of reference follow."""
+        """Move a series' point; linked series follow: to the same LPS point in the same frame of
+        reference, to the matching anatomy through a registration (``map_point``)."""
         state = self.series[key]
         state.set_point(lps)
-        for other in self.linked(key):
-            other.set_point(state.point)
+        self._follow(state)
+
+    def _follow(self, state: SeriesState) -> None:
+        for other in self.linked(state.key):
+            mapped = self.map_point(state.key, other.key, state.point)
+            if mapped is not None:
+                other.set_point(mapped)
+
+    def registration(self, src: str, dst: str):
+        """The registration joining two opened series (``fixed`` = ``src``: ``to_moving`` maps ``src``'s
+        LPS points into ``dst``), from their workspace (``Workspace.registration``); None if none."""
+        a, b = self.series.get(src), self.series.get(dst)
+        if a is None or b is None or a.open_series.workspace is not b.open_series.workspace:
+            return None
+        find = getattr(a.open_series.workspace, "registration", None)
+        if find is None:
+            return None
+        try:
+            return find(a.open_series, b.open_series)
+        except (KeyError, ValueError):
+            return None
+
+    def map_point(self, src: str, dst: str, lps) -> np.ndarray | None:
+        """The point of series ``dst`` that shows what ``lps`` shows in series ``src``: through their
+        registration when there is one, else the same point when they share a frame of reference;
+        None when they are not joined."""
+        reg = self.registration(src, dst)
+        if reg is not None:
+            return np.asarray(reg.to_moving(np.asarray(lps, dtype=np.float64)), dtype=np.float64).reshape(3)
+        a, b = self.series[src], self.series[dst]
+        if a.frame_of_reference and a.frame_of_reference == b.frame_of_reference:
+            return np.asarray(lps, dtype=np.float64)
+        return None
 
     def linked(self, key: str) -> list[SeriesState]:
+        """The series that follow ``key``'s point: same frame of reference, or joined by a registration."""
         state = self.series[key]
-        if not self.link_series or not state.frame_of_reference:
+        if not self.link_series:
             return []
-        return [s for k, s in self.series.items()
-                if k != key and s.frame_of_reference == state.frame_of_reference]
+        out = []
+        for k, s in self.series.items():
+            if k == key:
+                continue
+            if (state.frame_of_reference and s.frame_of_reference == state.frame_of_reference) \
+                    or self.registration(key, k) is not None:
+                out.append(s)
+        return out
 
     def step(self, slot: int, count: float) -> None:
         state, vp = self.state(slot), self.viewports[slot]
         if state is not None and vp.plane in PLANES:
             state.step(vp.plane, count)
-            for other in self.linked(state.key):
-                other.set_point(state.point)
+            self._follow(state)
 
     def set_crosshair_visible(self, on: bool) -> None:
         if on != self.crosshair_visible:
