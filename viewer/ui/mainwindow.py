@@ -41,6 +41,7 @@ from viewer.ui.measure import MeasureFeature
 from viewer.ui.messagebar import MessageBar
 from viewer.ui.nodules import NodulesFeature
 from viewer.ui.pacs import PacsFeature
+from viewer.ui.priors import PriorsFeature
 from viewer.ui.resources import colormaps, presets_for
 from viewer.ui.segments import SegmentsFeature
 from viewer.ui.session import Session
@@ -80,6 +81,7 @@ class MainWindow(QMainWindow):
         features.add(PacsFeature(self, ws))
         self._build_toolbar()
         features.add(AIFeature(self, ws))
+        features.add(PriorsFeature(self, ws))  # priors, hanging protocols, cine (issue 19)
         features.add(MeasureFeature(self, ws))
         features.add(SegmentsFeature(self, ws))
         features.add(NodulesFeature(self, ws))  # the lung-nodule read (issue 14)
