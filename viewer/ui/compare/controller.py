@@ -21,6 +21,7 @@ from viewer.core.planes import PLANES
 from viewer.logs import log
 from viewer.render.fusion import FUSION_MODES, FusionSlice, FusionVolume, affine_of
 from viewer.render.heatmap import HEATMAP_POINTS
+from viewer.render.overlays import TEXT_COLOUR, text_actor
 
 HEATMAP_PREFIX = "heatmap:"  # a top layer id naming a heatmap: "heatmap:<series key>|<index>"
 FLICKER_MS = 600
@@ -340,6 +341,7 @@ class CompareController(QObject):
                 and view.plane in PLANES and view.pipeline is not None and view.pipeline.geometry is not None)
         if fs is not None and (not want or fs.vtk_volume is not top[0] or not np.allclose(fs.to_top, top[1])):
             fs.remove_from(view.renderer)
+            view.renderer.RemoveViewProp(fs.label)
             del self._slices[view.slot]
             fs = None
         if not want:
@@ -347,12 +349,31 @@ class CompareController(QObject):
         if fs is None:
             fs = self._slices[view.slot] = FusionSlice(top[0], top[1])
             fs.add_to(view.renderer)
+            fs.label = text_actor(13, TEXT_COLOUR)
+            fs.label.GetTextProperty().SetVerticalJustificationToTop()
+            view.renderer.AddViewProp(fs.label)
+        _w, h = view.size_px()
+        fs.label.SetInput(self.label_text())
+        fs.label.SetDisplayPosition(8, int(h - 72))  # under the top-left corner's three lines
         fs.set_style(self.points(f.colormap), f.window, f.opacity, f.mode)
         fs.set_visible(f.mode != "flicker" or self.shown)
         geom, old = view.pipeline.geometry, fs.geometry
         if old is None or not (np.allclose(old.origin, geom.origin) and np.allclose(old.n, geom.n)
                                and np.allclose(old.u, geom.u) and old.extent == geom.extent):
             fs.set_geometry(geom)
+
+    def label_text(self) -> str:
+        """What the fused views say about the top layer: which, how, through what."""
+        f = self.fusion
+        if f is None:
+            return ""
+        label = dict(self.top_choices(f.bottom)).get(f.top, f.top)
+        _vol, owner, _w, _c = self._resolve(f.top)
+        reg = None if owner == f.bottom else self.model.registration(f.bottom, owner)
+        how = {"blend": f"{f.colormap} {int(round(100 * f.opacity))}%", "checkerboard": "checkerboard",
+               "flicker": "flicker"}[f.mode]
+        through = f"{reg.kind} registration" if reg is not None else "same frame of reference"
+        return f"Fused: {label}\n{how}, {through}"
 
     def fused_slice(self, slot: int) -> FusionSlice | None:
         """The top layer drawn in a 2D slot (tests)."""
