@@ -3,7 +3,9 @@ worker) returns a label map, detections and a probability map; the radiologist b
 and the panel's Dice and volume change follow and match numpy on the same masks; rejecting and
 moving detections changes the counts; the export's SR and SEG carry the flags and figures; two runs
 gather in the audit log and AI > Performance and ``hounsfield audit`` show the same cells; the
-Parametric Map opens again as a heatmap."""
+Parametric Map opens again as a heatmap; a segmentation restored from its journal is a result of the
+panel again.  The real plugins, and reopening an exported SEG in a new window:
+test_review_real_plugins.py."""
 
 from __future__ import annotations
 
@@ -209,6 +211,11 @@ def test_the_review_loop_from_brush_to_audit(window, qtbot, tmp_path):
     restored = win.features.segments.controller.restore(state.key, rec)
     again = next(e for e in state.open_series.segmentations if e.segmentation is restored)
     assert again.original is not None and np.array_equal(again.original, original2)
+    # ... and its run is a result of the panel again, with its provenance and its figures
+    box3 = next(b for b in win.features.ai.panel.boxes if again in b.entry.segmentations)
+    assert box3.entry.provenance["plugin_id"] == "test-review-blob" and "journal" in box3.entry.notes[0]
+    qtbot.waitUntil(lambda: box3.review.idle, timeout=20000)
+    assert box3.review.review.segments[0].dice < 1.0 and box3.review.outline_toggle is not None
 
 
 def screenshot(win, qtbot, box, vol) -> None:

@@ -30,6 +30,7 @@ class HeatmapLayer:
     colormap: str = "Hot"
     visible: bool = True
     changed: Signal = field(default_factory=Signal, repr=False)
+    colour_bar: bool = True  # False for a map whose values say nothing (an outline): its name only
 
     def __post_init__(self) -> None:
         if self.volume.array.dtype != np.float32:

@@ -89,7 +89,7 @@ class HeatmapPipeline(SlicePipeline):
         scale = float(layer.full_scale) if layer.full_scale > 0 else 1.0
         self.colour_bar.SetLookupTable(heatmap_table(layer.colormap, layer.threshold, full_scale=scale))
         self.colour_bar.SetLabelFormat("%.0f" if scale >= 10 else "%.1f")
-        self.colour_bar.SetVisibility(layer.visible)
+        self.colour_bar.SetVisibility(layer.visible and layer.colour_bar)
         self.title.SetInput(f"{layer.name} ({layer.unit})" if layer.unit else layer.name)
         self.title.SetVisibility(layer.visible)
 

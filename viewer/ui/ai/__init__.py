@@ -64,6 +64,7 @@ class AIFeature(Feature):
         ctl.status.connect(self.label.setText)
         ctl.ended.connect(lambda: [w.hide() for w in self._status_widgets()])
         ctl.result_added.connect(self._on_result)
+        workspace.result_reopened.connect(self._on_result)  # a segmentation came back with its AI original
         ctl.result_removed.connect(self.panel.remove)
         # the menu, filled when it opens
         menu = self.menu = self.add_menu("&AI")

@@ -76,8 +76,9 @@ class AIController(QObject):
         if dialog.exec():
             self.start(plugin_id, dialog.values(), dialog.chosen_device())
 
-    def start(self, plugin_id: str, params: dict | None = None, device: str | None = None):
-        """Run a plugin on the active series; returns the RunHandle (None when it cannot start)."""
+    def start(self, plugin_id: str, params: dict | None = None, device: str | None = None, prompts=None):
+        """Run a plugin on the active series (``prompts``: a ``viewer.ai.api.Prompts`` of a reader's
+        clicks, for a plugin that takes them); returns the RunHandle (None when it cannot start)."""
         state = self.window.model.active_state
         if state is None:
             self.window.show_error("Open a series first; AI plugins run on the series in the active view.")
@@ -91,7 +92,7 @@ class AIController(QObject):
         if self.force_cpu:
             device = "cpu"
         try:
-            self.handle = self.host.run(plugin_id, state.volume, params, device=device,
+            self.handle = self.host.run(plugin_id, state.volume, params, device=device, prompts=prompts,
                                         on_progress=lambda f, m: self.progressed.emit(f, m),
                                         on_done=lambda h: self.finished.emit(h))
         except HounsfieldError as exc:

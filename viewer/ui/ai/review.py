@@ -4,8 +4,10 @@
 Edits only start a short timer (debounce); when it fires the figures are computed on a thread of
 the global ``QThreadPool`` (on the bounding box of the union, so cheap) and come back as a queued
 signal: painting and brushing never wait for them.  A toggle puts the AI original's outline (the
-surface of its label map, a ``HeatmapLayer`` drawn in every 2D view) beside the corrected segment;
-another shows, for a probability heatmap, only the voxels the model was unsure about.
+surface of its label map, a ``HeatmapLayer`` drawn in cyan in every 2D view, named but without a
+colour bar) beside the corrected segment; another shows, for a probability heatmap, only the voxels
+the model was unsure about.  A segmentation that comes back with its AI original (its journal after
+a restart, its exported SEG opened again) is a result of the panel again (``Workspace.reopened``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from viewer.logs import log
 
 DEBOUNCE_MS = 250
 UNSURE = (0.2, 0.8)  # a probability between these: the model was unsure
+OUTLINE_VALUE = 0.35
 
 
 class _Done(QObject):
@@ -46,11 +49,13 @@ def outline_layer(editable, name: str) -> HeatmapLayer | None:
     orig = editable.original
     if orig is None:
         return None
-    outline = surface(orig != 0).astype(np.float32)
+    # cyan (0.35 on the Jet map): apart from the segments' reds and the detection markers' yellow
+    outline = surface(orig != 0).astype(np.float32) * np.float32(OUTLINE_VALUE)
     vol = editable.series.volume
     return HeatmapLayer(name, Volume(outline, vol.affine.copy(), modality="OT", units=""),
                         "Where the AI's segment was before any correction", provenance="AI original",
-                        opacity=1.0, threshold=0.5, colormap="Viridis", unit="")
+                        opacity=1.0, threshold=OUTLINE_VALUE - 0.05, colormap="Jet", unit="",
+                        colour_bar=False)  # its values mean nothing: the name says what it is
 
 
 def unsure_layer(layer: HeatmapLayer, low: float = UNSURE[0], high: float = UNSURE[1]) -> HeatmapLayer:
@@ -89,7 +94,8 @@ class ReviewSection(QWidget):
         self.outline_toggle = None
         if any(ed.original is not None for ed in entry.segmentations):
             self.outline_toggle = QCheckBox("Show the AI original's outline")
-            self.outline_toggle.setToolTip("Draw the segment as the AI returned it (yellow) beside the corrected one")
+            self.outline_toggle.setToolTip("Draw the segment as the AI returned it (a cyan outline) beside the "
+                                           "corrected one")
             self.outline_toggle.toggled.connect(self.show_outline)
             layout.addWidget(self.outline_toggle)
         self.unsure: dict[int, HeatmapLayer] = {}
