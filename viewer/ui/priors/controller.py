@@ -245,11 +245,12 @@ class PriorsController(QObject):
             from viewer import pacs
             from viewer.core.priors import newest_first, pacs_priors
 
-            found: list[PriorStudy] = []
+            found: dict[str, PriorStudy] = {}  # a study on several nodes is listed once, with the first
             for node in nodes:  # C-FIND (or QIDO-RS) at study level by PatientID
                 answers = pacs.query(node, pacs.Query(level="STUDY", patient_id=source.patient_id), local)
-                found += pacs_priors(answers, source, node.name)
-            return newest_first(found)
+                for st in pacs_priors(answers, source, node.name):
+                    found.setdefault(st.study_uid, st)
+            return newest_first(list(found.values()))
 
         task = self._task(work, "query of the PACS for priors")
         task.done.connect(self._on_pacs)
