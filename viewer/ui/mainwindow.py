@@ -35,6 +35,7 @@ from viewer.ui import objects as objects_ui
 from viewer.ui.actions import Command, build_actions
 from viewer.ui.ai import AIFeature
 from viewer.ui.browser import StudyBrowser
+from viewer.ui.changes import ChangesFeature
 from viewer.ui.compare import CompareFeature
 from viewer.ui.feature import Features
 from viewer.ui.measure import MeasureFeature
@@ -85,6 +86,7 @@ class MainWindow(QMainWindow):
         features.add(MeasureFeature(self, ws))
         features.add(SegmentsFeature(self, ws))
         features.add(NodulesFeature(self, ws))  # the lung-nodule read (issue 14)
+        features.add(ChangesFeature(self, ws))  # lesion change over time (issue 19)
         features.add(CompareFeature(self, ws))  # registration, linked scrolling through it, fusion (issue 19)
         objects_ui.install(self)  # a SEG, SR or RTSTRUCT opened as a file goes onto its images
         features.measure.controller.follow_segments(features.segments.controller)  # segment statistics
