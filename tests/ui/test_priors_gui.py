@@ -165,3 +165,34 @@ def test_cine_plays_and_stops_with_space(make_window, qtbot, indexed):
     stopped = k()
     qtbot.wait(200)
     assert k() == stopped and player.frames == frames and 0 <= stopped < nk
+
+
+def test_screenshot_of_a_comparison_with_the_prior(make_window, qtbot, tmp_path, tmp_path_factory, monkeypatch):
+    """docs/screenshot-priors.png (with HOUNSFIELD_SCREENSHOTS=1, at full resolution; else a small
+    temporary one): the follow-up beside its prior at the tumour, hung by the chest protocol, with the
+    Priors panel listing the prior."""
+    import os
+    from pathlib import Path
+
+    from viewer.core.loader import scan
+
+    docs = os.environ.get("HOUNSFIELD_SCREENSHOTS") == "1"
+    pair = cached_followup(tmp_path_factory, stride=1 if docs else 4, slices=TUMOUR_SLICES)
+    monkeypatch.setenv("HOUNSFIELD_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("HOUNSFIELD_DATA_DIR", str(tmp_path / "data"))  # an index of this pair only
+    scan(pair.baseline_dir)
+    win = make_window("2x2", size=(1600, 900))
+    ctl = open_followup(win, qtbot, pair)
+    assert [s.study_uid for s in ctl.priors] == [pair.baseline_study_uid]
+    win.features.priors.panel.compare_selected()
+    qtbot.waitUntil(lambda: ctl.applied is not None and ctl.applied.name == "CT chest with prior"
+                    and not win.session.jobs, timeout=WAIT)
+    m = win.model
+    m.set_point(ctl.current_key, pair.tumour_centre_followup)
+    m.set_point(ctl.keys()["prior"], pair.tumour_centre_baseline)  # scrolled there by hand (no registration)
+    settle(qtbot, 150)
+    for v in win.grid.visible_views():
+        v.render_now()
+    qtbot.wait(100)
+    out = (Path(__file__).resolve().parents[2] / "docs" if docs else tmp_path) / "screenshot-priors.png"
+    assert win.screen().grabWindow(win.winId()).save(str(out))

@@ -75,7 +75,7 @@ def install(feature, window) -> CinePlayer:
     """The player, its command (Space, views only), the Cine toolbar and View > Cine."""
     player = CinePlayer(window)
     act = feature.commands.add(
-        Command("cine_play", "Play / pause cine", "Navigate", ("Space",), checkable=True, views_only=True,
+        Command("cine_play", "Play / pause cine", "Navigate", ("Space",), "cine", checkable=True, views_only=True,
                 tip="Play the active view's stack at the frame rate of the Cine toolbar; Space again stops"),
         lambda _on: player.toggle())
     player.playing_changed.connect(act.setChecked)

@@ -14,6 +14,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QDockWidget,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QPushButton,
     QTreeWidget,
@@ -61,6 +62,11 @@ class PriorsPanel(QWidget):
         self.tree = QTreeWidget()
         self.tree.setHeaderLabels(["Date / study", "Images"])
         self.tree.setRootIsDecorated(True)
+        header = self.tree.header()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+        header.setStretchLastSection(False)
+        self.tree.setWordWrap(True)
         self.tree.itemDoubleClicked.connect(self._on_double_click)
         self.tree.itemSelectionChanged.connect(self._sync_buttons)
         self.compare_button = QPushButton("Compare with prior")
@@ -115,7 +121,10 @@ class PriorsPanel(QWidget):
                 head.setFont(0, font)
                 for st in group:
                     images = sum(s.images for s in st.series)
-                    item = QTreeWidgetItem(head, [st.label + (f"  [{st.node}]" if st.node else ""),
+                    detail = ", ".join(x for x in ("/".join(st.modalities),
+                                                   f"{len(st.series)} series" if st.series else "",
+                                                   f"on {st.node}" if st.node else "") if x)
+                    item = QTreeWidgetItem(head, [f"{st.description or 'Study'}\n{detail}",
                                                   str(images) if images else ""])
                     item.setData(0, ROLE, st)
                     item.setToolTip(0, "Double-click to compare with the current study" if st.local
