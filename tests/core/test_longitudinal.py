@@ -219,3 +219,39 @@ def test_carried_tumour_on_the_synthetic_followup(followup, tmp_path):
     assert lesion["tracking_uid"] == row.track.uid and float(lesion["volume_change_ml"]) == pytest.approx(
         row.volume_change_ml, abs=1e-3)
     assert total["kind"] == "target sum" and total["response"] == resp.category
+
+
+def test_calipers_carried_and_matched():
+    shape = (20, 60, 60)
+    ws = Workspace()
+    prior = ws.add(_volume("1.2.300", "20240101", np.full(shape, -800, np.int16)))
+    current = ws.add(_volume("1.2.400", "20240301", np.full(shape, -800, np.int16)))
+    reg = Registration("1.2.400", "1.2.300", "rigid", sitk.TranslationTransform(3, (-6.0, 4.0, 0.0)))
+    prior.measure("bidirectional", [10, 20, 10], [30, 20, 10], [20, 15, 10], [20, 25, 10], label="Node 1")
+    cmp = Comparison(prior, current, reg)
+    cmp.carry()
+    (m,) = current.measurements
+    assert np.allclose(m.points[0], [16, 16, 10]) and np.allclose(m.normal, [0, 0, 1])
+    assert m.values["long_mm"] == pytest.approx(20.0) and m.label == "Node 1"
+    (row,) = cmp.update()
+    assert row.matched_by == "carried" and row.track.nodal  # named a node: the short axis counts
+    assert row.prior.volume_ml is None and row.vdt_text == "no volume"
+    assert row.diameter("prior") == pytest.approx(10.0)
+
+
+def test_a_deformable_registration_is_inverted_through_its_field():
+    from viewer.core.longitudinal import invert, rigid_part
+
+    vol = _volume("1.2.500", "", np.zeros((20, 40, 40), np.int16))
+    rigid = sitk.Euler3DTransform((20.0, 20.0, 20.0), 0.0, 0.0, 0.1, (3.0, -2.0, 1.0))
+    bspline = sitk.BSplineTransformInitializer(sitk.Image([40, 40, 20], sitk.sitkFloat32), [2, 2, 2], 3)
+    params = np.array(bspline.GetParameters())
+    params[::7] = 1.5  # a smooth displacement of a millimetre or two
+    bspline.SetParameters(params.tolist())
+    fwd = Registration("a", "b", "deformable", sitk.CompositeTransform([rigid, bspline]))
+    assert rigid_part(fwd).kind == "rigid"
+    back = invert(fwd, vol)
+    assert (back.fixed_uid, back.moving_uid) == ("b", "a")
+    pts = vol.index_to_lps(np.array([[10.0, 12.0, 8.0], [25.0, 20.0, 10.0], [18.0, 30.0, 12.0]]))
+    assert np.abs(back.to_moving(fwd.to_moving(pts)) - pts).max() < 0.3
+    assert rigid_part(back).kind == "rigid"
