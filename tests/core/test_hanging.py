@@ -86,6 +86,8 @@ def test_saved_layout_is_the_readers_rule_and_wins(tmp_path):
     assert saved["match"] == {"modality": "CT", "body_part": ["CHEST"], "priors": 1} and saved["layout"] == "1x3"
     assert saved["slots"][:2] == [{"series": "current", "plane": "coronal", "window": [-500.0, 1400.0]},
                                   {"series": "prior", "plane": "coronal", "window": "Bone"}]
+    also_t1 = hanging.rule_from_model(model, "x", {"current": "cur", "current:t1": "cur", "prior": "pri"}, "CT")
+    assert [s.series for s in also_t1.slots[:2]] == ["current", "prior"] and not also_t1.slots[0].description
     rules = hanging.load_protocols()
     assert rules[0].user and rules[0].name == "My chest follow-up"
     assert names(hanging.StudyContext("CT", "CHEST", 1)) == "My chest follow-up"  # wins over the default

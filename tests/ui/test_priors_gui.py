@@ -196,3 +196,35 @@ def test_screenshot_of_a_comparison_with_the_prior(make_window, qtbot, tmp_path,
     qtbot.wait(100)
     out = (Path(__file__).resolve().parents[2] / "docs" if docs else tmp_path) / "screenshot-priors.png"
     assert win.screen().grabWindow(win.winId()).save(str(out))
+
+
+def test_brain_mr_t1_flair_protocol_opens_the_flair_beside_the_t1(make_window, qtbot, tmp_path, brain_mr_dir,
+                                                                     monkeypatch):
+    """A brain MR study with a T1 and a FLAIR series (three real T1 slices written as both series, with
+    BodyPartExamined BRAIN): opening the T1 hangs the study by the T1/FLAIR protocol, which opens the
+    FLAIR itself and shows it beside the T1 in axial, the T1's coronal third."""
+    import pydicom
+
+    monkeypatch.setenv("HOUNSFIELD_CONFIG_DIR", str(tmp_path / "config"))
+    study, frame = pydicom.uid.generate_uid(), pydicom.uid.generate_uid()
+    folder = tmp_path / "brain"
+    folder.mkdir()
+    uids = {}
+    for desc, number in (("t1_mpr_tra", 2), ("t2_flair_tra", 3)):
+        uids[desc] = series = pydicom.uid.generate_uid()
+        for n, path in enumerate(sorted(brain_mr_dir.iterdir())[58:61]):
+            ds = pydicom.dcmread(path)
+            ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
+            ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+            ds.SeriesDescription, ds.SeriesNumber, ds.BodyPartExamined = desc, number, "BRAIN"
+            ds.save_as(folder / f"{number}-{n}.dcm")
+    win = make_window("2x2")
+    win.open_path(str(folder), uids["t1_mpr_tra"])
+    wait_loaded(qtbot, win)
+    ctl, m = win.features.priors.controller, win.model
+    qtbot.waitUntil(lambda: len(m.series) == 2 and not win.session.jobs, timeout=WAIT)
+    qtbot.waitUntil(lambda: m.viewports[1].series != ctl.current_key, timeout=WAIT)
+    settle(qtbot, 100)
+    assert ctl.applied.name == "Brain MR T1 / FLAIR" and m.layout == "1x3"
+    described = [(m.series[vp.series].volume.source.series_description, vp.plane) for vp in m.viewports[:3]]
+    assert described == [("t1_mpr_tra", "axial"), ("t2_flair_tra", "axial"), ("t1_mpr_tra", "coronal")]

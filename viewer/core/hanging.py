@@ -260,7 +260,8 @@ def apply(model, rule: Protocol, keys: dict[str, str]) -> list[int]:
 def rule_from_model(model, name: str, keys: dict[str, str], modality: str, body_part: str = "") -> Protocol:
     """A rule that reproduces what ``model`` shows now: its layout, each slot's plane, series role
     (``keys``: role -> series key) and the window (a preset's name, else centre and width)."""
-    roles = {v: k for k, v in keys.items()}
+    # a series with several roles (current and current:t1) is saved by its plain one (current, prior)
+    roles = {v: k for k, v in sorted(keys.items(), key=lambda kv: ":" not in kv[0])}
     slots = []
     for vp in model.viewports:
         role = roles.get(vp.series)
