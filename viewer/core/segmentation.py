@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import json
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -69,6 +69,9 @@ class Segment:
     algorithm_version: str = ""
     edited: bool = False  # changed by a person after it was made
     description: str = ""
+    # how the algorithm was run (DICOM Algorithm Parameters): e.g. a promptable model's method and the
+    # reader's clicks, {"method": "geodesic", "prompts": "+(x y z) -(x y z)"}; values without commas
+    algorithm_parameters: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -171,7 +174,7 @@ class Segmentation:
                     type: Code | None = None, layer: int | str = 0,  # noqa: A002
                     algorithm_type: AlgorithmType | str = AlgorithmType.MANUAL,
                     algorithm_name: str = "", algorithm_version: str = "", description: str = "",
-                    number: int | None = None) -> Segment:
+                    number: int | None = None, algorithm_parameters: dict | None = None) -> Segment:
         """A new, empty segment.  Terminology and colour default from the table entry named ``name``
         (e.g. "Liver"); ``layer="new"`` puts it in a fresh layer (to overlap others)."""
         try:
@@ -189,7 +192,8 @@ class Segmentation:
         self._ensure_dtype(int(layer), number)
         seg = Segment(number, name, color, Code.of(category or entry.get("category") or TISSUE),
                       Code.of(type or entry.get("type") or TISSUE), int(layer), algorithm_type=algorithm_type,
-                      algorithm_name=algorithm_name, algorithm_version=algorithm_version, description=description)
+                      algorithm_name=algorithm_name, algorithm_version=algorithm_version, description=description,
+                      algorithm_parameters={str(k): str(v) for k, v in (algorithm_parameters or {}).items()})
         self.segments.append(seg)
         if self.active is None:
             self.active = number

@@ -71,7 +71,8 @@ def default_tools() -> list[Tool]:
     segment = [Tool("seg_brush", "Brush", "segment", "B"), Tool("seg_eraser", "Eraser", "segment", "E"),
                Tool("seg_threshold", "Threshold brush (HU range)", "segment", "Shift+B"),
                Tool("seg_fill", "Flood fill", "segment", "G"), Tool("seg_lasso", "Lasso fill", "segment", "K"),
-               Tool("seg_lasso_cut", "Lasso cut", "segment", "Shift+K")]
+               Tool("seg_lasso_cut", "Lasso cut", "segment", "Shift+K"),
+               Tool("seg_click", "Click to segment", "segment", "A", "click to segment")]
     measure = [Tool("measure_length", "Length (ruler)", "measure", "D", "length"),
                Tool("measure_angle", "Angle", "measure", "Shift+A", "angle"),
                Tool("measure_ellipse", "Ellipse ROI", "measure", "Shift+E", "ellipse"),

@@ -24,7 +24,9 @@ CLICK_SLOP = 3.0  # pixels a press may move and still count as a click
 # press(pos, modifiers), move(pos), release(pos), and optionally hover(pos) and leave().  ``feature``
 # is the controller the tool works for, given once here (a handler never looks it up on the window).
 # The left button goes to the handler of the model's current tool; right/middle buttons, Shift and
-# Ctrl keep their viewing meanings.
+# Ctrl keep their viewing meanings, unless the handler has ``claims(button, modifiers)`` and it says
+# True: then that press goes to the handler too, as ``press(pos, modifiers, button)`` (the click-to-
+# segment tool takes the right button, Ctrl and Shift for negative clicks and boxes).
 TOOL_HANDLERS: dict = {}
 
 
@@ -71,6 +73,9 @@ class ViewInteraction:
         return self.view.slot
 
     def _mode(self, button, modifiers) -> str | None:
+        h = self.handler(self.model.tool)
+        if h is not None and hasattr(h, "claims") and h.claims(button, modifiers):
+            return self.model.tool
         if button == Qt.MouseButton.RightButton:
             return "zoom"
         if button == Qt.MouseButton.MiddleButton:
@@ -94,7 +99,7 @@ class ViewInteraction:
         self.drag = Drag(mode, button, QPointF(pos), QPointF(pos), state.window, vp.zoom, vp.pan)
         h = self.handler(mode)
         if h is not None:
-            h.press(pos, modifiers)
+            h.press(pos, modifiers, button) if hasattr(h, "claims") else h.press(pos, modifiers)
         elif mode == "crosshair":
             self.view.move_point_to(pos)
 

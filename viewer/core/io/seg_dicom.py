@@ -4,8 +4,9 @@ series, and loading a SEG file onto the volume of the images it references.
 Writing: one binary frame per source slice and segment (overlapping segments are fine), each
 segment with its label, colour, coded category and type, and its provenance: the segment
 algorithm type (MANUAL, SEMIAUTOMATIC, AUTOMATIC) and, for the latter two, the algorithm
-identification (name, version; family "Artificial Intelligence"), and a Tracking UID that stays the
-same across exports of the same segment (``tracking_uid``).  The source datasets are read
+identification (name, version, the segment's ``algorithm_parameters`` as Algorithm Parameters, e.g.
+a promptable model's method and the reader's clicks; family "Artificial Intelligence"), and a
+Tracking UID that stays the same across exports of the same segment (``tracking_uid``).  The source datasets are read
 from ``volume.source.path`` (headers only) and matched by SOP Instance UID.
 
 Reading: each frame is placed by its Image Position (Patient) on the target volume's grid, which
@@ -95,7 +96,8 @@ def write_dicom_seg(seg: Segmentation, source: Volume, path, *, series_descripti
         if s.algorithm_type != AlgorithmType.MANUAL:
             algo = hd.AlgorithmIdentificationSequence(
                 name=(s.algorithm_name or "Hounsfield")[:64], family=codes.cid7162.ArtificialIntelligence,
-                version=(s.algorithm_version or "1.0")[:64])
+                version=(s.algorithm_version or "1.0")[:64],
+                parameters={k: str(v).replace(",", ";") for k, v in s.algorithm_parameters.items()} or None)
         descriptions.append(hd.seg.SegmentDescription(
             segment_number=n + 1, segment_label=s.name[:64],
             segmented_property_category=Code.of(s.category).to_highdicom(),
@@ -206,7 +208,8 @@ def read_dicom_seg(path, volume: Volume) -> Segmentation:
                             algorithm_type=str(item.SegmentAlgorithmType), number=number,
                             algorithm_name=str(getattr(item, "SegmentAlgorithmName", "")
                                                or (algo.AlgorithmName if algo else "")),
-                            algorithm_version=str(algo.AlgorithmVersion) if algo else "")
+                            algorithm_version=str(algo.AlgorithmVersion) if algo else "",
+                            algorithm_parameters=_parameters(algo))
         if number in masks:
             pairs.append((s, masks[number]))
     add_masks(seg, pairs)
@@ -217,6 +220,13 @@ def read_dicom_seg(path, volume: Volume) -> Segmentation:
                                         for it in ds.SegmentSequence if "TrackingUID" in it}}
     log.info("loaded DICOM SEG with %d segments in %d layers", len(seg.segments), len(seg.layers))
     return seg
+
+
+def _parameters(algo) -> dict:
+    """Algorithm Parameters ("name=value,name=value", as highdicom writes them) as a dict."""
+    text = str(getattr(algo, "AlgorithmParameters", "") or "") if algo is not None else ""
+    pairs = (p.partition("=") for p in text.split(",") if "=" in p)
+    return {k.strip(): v.strip() for k, _, v in pairs if k.strip()}
 
 
 def _item(group, shared, keyword: str, path):

@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QDockWidget, QFileDialog
 from viewer.core.errors import HounsfieldError
 from viewer.ui.actions import Command, tool_commands
 from viewer.ui.feature import Feature
-from viewer.ui.segments import tools
+from viewer.ui.segments import click_tool, tools
 from viewer.ui.segments.controller import SegmentsController
 from viewer.ui.segments.restore_bar import RestoreBar
 
@@ -43,17 +43,20 @@ class SegmentsFeature(Feature):
         self.restore_bar = RestoreBar(c)
         window.centralWidget().layout().insertWidget(1, self.restore_bar)  # under the message bar
         menu = self.menu = self.add_menu("&Segment")
+        toolbar = self.toolbar = window.addToolBar("Segment")
+        toolbar.setObjectName("segment_toolbar")
         model, table = window.model, self.commands
         self.tool_actions = {}
         for cmd in tool_commands("segment", "Segment", model.tools, prefix=""):  # titles, keys: viewer.core.tools
             act = table.add(cmd, lambda on, n=cmd.name: model.set_tool(n if on else "wl"))
             menu.addAction(act)
+            toolbar.addAction(act)
             self.tool_actions[cmd.name] = act
         model.tool_changed.connect(self._sync_tool)
         menu.addSeparator()
         fns = {
-            "undo": c.undo,
-            "redo": c.redo,
+            "undo": lambda: self.click.undo() or c.undo(),  # with Click to segment: back one click
+            "redo": lambda: self.click.redo() or c.redo(),
             "fill_between": lambda: self.run(lambda ed, s: ed.fill_between_slices(s)),
             "smooth": lambda: self.run(lambda ed, s: ed.smooth(s, "closing", 2.0)),
             "smooth_median": lambda: self.run(lambda ed, s: ed.smooth(s, "median", 2.0)),
@@ -85,6 +88,7 @@ class SegmentsFeature(Feature):
         menu.addSeparator()
         menu.addAction(table.add(Command("segments_dock", "Segments", "Segment"), action=dock.toggleViewAction()))
         model.tool_changed.connect(lambda: dock.show() if model.tool in tools.TOOLS else None)
+        self.click = click_tool.install(self)  # Click to segment (its toolbar widgets, Accept, Discard)
 
     def _sync_tool(self) -> None:
         for name, act in self.tool_actions.items():
@@ -138,4 +142,5 @@ class SegmentsFeature(Feature):
                 act.triggered.connect(lambda _c=False, op=op, o=o: self.run(lambda ed, s: ed.logical(s, op, o)))
 
     def shutdown(self) -> None:
+        self.click.shutdown()
         self.controller.close()  # journals synced and closed: what was not exported is offered next time
