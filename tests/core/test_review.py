@@ -265,3 +265,40 @@ def test_the_ai_original_survives_an_export_and_reopening_its_seg(tmp_path, appl
     out3 = ws3.export(tmp_path / "mine", series=s3, segmentation=mine, sr=False, csv=False)
     assert s3.import_segmentation(out3["seg"][0]).original is None and ws3.results == []
     ws3.close()
+
+
+def test_a_removed_ai_segment_and_a_seg_copy_with_new_uids_still_find_the_original(tmp_path, applied, ct):
+    """The AI's segment removed before the export (the SEG numbers the person's segment 1): the kept
+    original gives the removed label a number of its own; a copy of the SEG with a new SOP Instance
+    UID is found by its segments' Tracking UIDs."""
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    from viewer.core.review import review_applied
+
+    ws, s, results, step = applied
+    ai = step.segmentations[0]
+    cyst = ai.add_segment("Cyst")
+    voxel = np.argwhere(results.label_maps[0].array)[0][::-1]
+    assert ai.brush(ct.index_to_lps(voxel + [30, 30, 0]), 3.0, segment=cyst.number)
+    ai.remove_segment("Bone")
+    before = review_applied(step)
+    out = ws.export(tmp_path / "out", series=s, segmentation=ai, sr=False, csv=False)
+    ws.close()
+    ds = pydicom.dcmread(out["seg"][0])
+    ds.SOPInstanceUID = generate_uid()  # a copy that went elsewhere and came back with new UIDs
+    ds.SeriesInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.save_as(tmp_path / "copy.dcm")
+
+    ws2 = viewer.Workspace()
+    s2 = ws2.add(ct)
+    again = s2.import_segmentation(tmp_path / "copy.dcm")
+    assert [x.number for x in again.segments] == [1] and again.original is not None
+    bone = results.label_maps[0].array == 1
+    assert np.array_equal(again.original == 2, bone) and not (again.original == 1).any()
+    after = review_applied(ws2.results[0])
+    assert [(a.dice, a.volume_ai_ml, a.volume_ml) for a in after.segments] == \
+        [(pytest.approx(a.dice), pytest.approx(a.volume_ai_ml), pytest.approx(a.volume_ml)) for a in before.segments]
+    assert after.segments[-1].name == "Label 2 (removed)" and after.segments[-1].volume_ml == 0.0
+    ws2.close()

@@ -560,7 +560,7 @@ def keep_exported(editable, path) -> str | None:
                 "audit_key": getattr(step, "audit_key", "") or run_key(prov, _series_key(editable.series)),
                 "segments": [{"number": int(it.SegmentNumber), "name": s.name, "edited": bool(s.edited),
                               "tracking_uid": str(getattr(it, "TrackingUID", ""))} for s, it in zip(segs, items)],
-                "detections": detections}
+                "detections": detections, "labels": sorted(set(lut.values()))}
         folder = kept_folder()
         os.makedirs(folder, exist_ok=True)
         import hashlib
@@ -610,7 +610,9 @@ def find_kept(seg) -> Kept | None:
         return None
     taken = set(lut.values())
     free = max([*known, *taken, 0]) + 1
-    present = np.flatnonzero(np.bincount(original.ravel()))
+    present = meta.get("labels")  # the labels in the file (scanning a whole CT's grid takes seconds)
+    if not isinstance(present, list):
+        present = [int(v) for v in np.flatnonzero(np.bincount(original.ravel()))]
     for lab in (int(v) for v in present if v and int(v) not in lut):  # segments removed before the export
         while free in taken:
             free += 1
