@@ -1,0 +1,110 @@
+"""Lesion change over time on the synthetic follow-up of the real chest CT (tests/followup.py: a known
+rigid move and smooth deformation, the right-lung tumour grown 1.2x radially, 120 days apart): the
+baseline's reference tumour outline carried to the follow-up through a rigid and a deformable
+registration (viewer.core.registration), and the follow-up volume (so the volume change) each way of
+getting it gives, against the known growth:
+
+- carried (rigid): the prior's lesion as it was, moved (no change: what carrying must keep);
+- carried (deformable, shape kept): the same through the deformable registration (the default);
+- carried (deformable, warped): the label map warped by the B-spline, which absorbs part of the growth;
+- fitted to the image (viewer.core.longitudinal.fit_to_image) after the rigid carry;
+- baselines: a plain threshold region grown from the carried centroid at the same threshold, within
+  the same 12 mm of the carried lesion (no prior tissue left out), and unbounded;
+- the reference outline of the follow-up (the discretised truth: what a reader's outline gives).
+
+    python tests/benchmarks/bench_lesion_change.py [--stride 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+
+def dice(a, b) -> float:
+    return float(2 * (a & b).sum() / max(1, a.sum() + b.sum()))
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--stride", type=int, default=2, help="every n-th row and column (1: full 512x512)")
+    args = p.parse_args()
+    os.environ["HOUNSFIELD_DATA_DIR"] = tempfile.mkdtemp(prefix="bench-change-")
+    from scipy import ndimage as ndi
+
+    from tests.followup import TUMOUR_SLICES, make_followup
+    from viewer.core.loader import load
+    from viewer.core.longitudinal import carry_labels, carry_segmentation, fit_to_image, oriented
+    from viewer.core.registration import register
+    from viewer.core.segmentation import Segmentation
+
+    fu = make_followup(Path(tempfile.gettempdir()) / f"hounsfield-bench-followup-s{args.stride}",
+                       stride=args.stride, slices=TUMOUR_SLICES)
+    base, follow = load(str(fu.baseline_dir), use_index=False), load(str(fu.followup_dir), use_index=False)
+    mask_b, mask_f = fu.masks()
+    voxel_ml = abs(np.linalg.det(fu.affine[:3, :3])) / 1000.0
+    vb = mask_b.sum() * voxel_ml
+    print(f"synthetic follow-up: {follow.shape} voxels of {follow.spacing.round(2).tolist()} mm; known growth "
+          f"{fu.tumour_volume_baseline_ml:.2f} -> {fu.tumour_volume_followup_ml:.2f} mL (+{fu.growth_ml:.2f} mL, "
+          f"{fu.growth_percent:+.0f}%); on this grid {vb:.2f} -> {mask_f.sum() * voxel_ml:.2f} mL\n")
+    regs = {}
+    for kind in ("rigid", "deformable"):
+        t = time.perf_counter()
+        reg = register(follow, base, kind)
+        regs[kind] = oriented(reg, follow, base)
+        print(f"{kind} registration {time.perf_counter() - t:5.1f} s, landmark TRE mean "
+              f"{fu.tre(reg.to_moving).mean():.2f} mm")
+    seg = Segmentation.for_volume(base, "Lesions")
+    s = seg.add_segment("Tumour")
+    seg.layers[0][mask_b] = s.number
+    rows = []
+
+    def row(name, mask, seconds):
+        v = mask.sum() * voxel_ml
+        rows.append((name, v, v - vb, 100 * ((v - vb) - fu.growth_ml) / fu.growth_ml, dice(mask, mask_f), seconds))
+
+    t = time.perf_counter()
+    carried = carry_segmentation(regs["rigid"], base, seg, follow)[0].layers[0] == s.number
+    row("carried (rigid)", carried, time.perf_counter() - t)
+    t = time.perf_counter()
+    kept = carry_segmentation(regs["deformable"], base, seg, follow)[0].layers[0] == s.number
+    row("carried (deformable, shape kept)", kept, time.perf_counter() - t)
+    t = time.perf_counter()
+    warped = carry_labels(regs["deformable"], base, mask_b.astype(np.uint8), follow) != 0
+    row("carried (deformable, warped)", warped, time.perf_counter() - t)
+    t = time.perf_counter()
+    fitted = fit_to_image(regs["rigid"], base, mask_b, follow, carried)
+    row("fitted to the image (rigid carry)", fitted, time.perf_counter() - t)
+    # the baseline: threshold halfway between the lesion and its shell on the prior, region grown from
+    # the carried centroid on the follow-up (the same box), nothing left out
+    t = time.perf_counter()
+    hb = base.real_values().astype(np.float32)
+    shell = ndi.binary_dilation(mask_b, iterations=3) & ~mask_b
+    thr = 0.5 * (np.median(hb[mask_b]) + np.median(hb[shell]))
+    hf = follow.real_values().astype(np.float32)
+    near = ndi.distance_transform_edt(~carried, sampling=follow.spacing[::-1]) <= 12.0
+    lab, _ = ndi.label((hf >= thr) & near)
+    c = np.round(np.argwhere(carried).mean(0)).astype(int)
+    grown = lab == lab[tuple(c)] if lab[tuple(c)] else np.zeros_like(carried)
+    row(f"baseline: grown at {thr:.0f} HU, 12 mm", grown, time.perf_counter() - t)
+    lab, _ = ndi.label(hf >= thr)
+    free = lab == lab[tuple(c)] if lab[tuple(c)] else np.zeros_like(carried)
+    row("baseline: grown, unbounded", free, time.perf_counter() - t)
+    row("reference outline of the follow-up", mask_f, 0.0)
+    print(f"\n{'method':40s} {'now mL':>8s} {'change mL':>10s} {'vs known':>9s} {'Dice':>6s} {'s':>6s}")
+    for name, v, d, err, dc, sec in rows:
+        print(f"{name:40s} {v:8.2f} {d:+10.2f} {err:+8.0f}% {dc:6.3f} {sec:6.2f}")
+    print(f"\n{'known growth':40s} {fu.tumour_volume_followup_ml:8.2f} {fu.growth_ml:+10.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
