@@ -136,10 +136,9 @@ def sub_volume(volume: Volume, box) -> Volume:
 def _mapped_box(reg: Registration, prior: Volume, box, current: Volume, margin_mm: float):
     """The box of ``current``'s grid that holds the prior's ``box`` after the registration, grown by
     ``margin_mm``; None when it misses the current volume."""
-    corners = np.array([[b.start if c == 0 else b.stop - 1 for b, c in zip(box[::-1], bits, strict=True)]
-                        for bits in np.ndindex(2, 2, 2)], np.float64)
-    lo_hi = np.stack([corners.min(0) - 0.5, corners.max(0) + 0.5])
-    corners = np.array([[lo_hi[b, a] for a, b in enumerate(bits)] for bits in np.ndindex(2, 2, 2)])
+    lo = np.array([b.start for b in box[::-1]], np.float64) - 0.5  # the box's outer faces, (i, j, k)
+    hi = np.array([b.stop for b in box[::-1]], np.float64) - 0.5
+    corners = np.array([np.where(bits, hi, lo) for bits in np.ndindex(2, 2, 2)])
     pts = reg.to_fixed(prior.index_to_lps(corners))
     idx = current.lps_to_index(pts)
     margin = margin_mm / current.spacing
