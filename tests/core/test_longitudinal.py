@@ -179,6 +179,7 @@ def test_carried_tumour_on_the_synthetic_followup(followup, tmp_path):
     assert dice > 0.7  # and puts it on the follow-up's (grown) tumour
     (row,) = cmp.update()
     assert row.matched_by == "carried" and row.track.organ == "lung" and row.days == 120
+    assert cmp.carry() == [] and len(follow.segmentations) == 1  # not twice
     # fitting it to the follow-up image grows it toward the grown tumour
     cmp.fit(carried[0])
     fitted = carried[0].segmentation.mask(carried[0].segments[0])

@@ -100,6 +100,8 @@ def test_carry_fit_read_the_change_and_export(win, pair, qtbot, tmp_path):
     moved = carried.segmentation.mask(seg)
     assert 2 * (moved & mask_f).sum() / (moved.sum() + mask_f.sum()) > 0.7  # on the follow-up's tumour
     carried_ml = float(row["Now mL"])
+    _click(qtbot, panel.buttons["carry"])  # again: nothing carried twice
+    assert "already" in panel.status.text() and len(follow.segmentations) == 1
     assert carried_ml == pytest.approx(float(row["Prior mL"]), rel=0.03)  # the prior's lesion, moved
 
     # fit it to the follow-up image: it grows

@@ -566,20 +566,25 @@ class Comparison:
     # carrying
     def carry(self, *, measurements: bool = True):
         """Carry every segmentation and (length, bidirectional) measurement of the prior onto the current
-        series, linked to where they came from; returns the new EditableSegmentations."""
+        series, linked to where they came from (what was carried before and is still there is not carried
+        again); returns the new EditableSegmentations."""
         reg = self._need_reg()
         out = []
+        present = {ed.segmentation.uid for ed in self.current.segmentations}
+        done = {src[1] for ref, src in self.links.items() if ref[0] == "segment" and ref[1] in present}
         for ed in self.prior.segmentations:
-            if not any(ed.segmentation.count(s) for s in ed.segments):
-                continue
+            if ed.segmentation.uid in done or not any(ed.segmentation.count(s) for s in ed.segments):
+                continue  # already carried (and still there), or empty
             seg, numbers = carry_segmentation(reg, self.prior.volume, ed.segmentation, self.current.volume)
             new = self.current.add_segmentation(seg, exported=False)
             for n_new, n_old in numbers.items():
                 self.links[("segment", seg.uid, n_new)] = ("segment", ed.segmentation.uid, n_old)
             out.append(new)
         if measurements:
+            here = {m.uid for m in self.current.measurements}
+            done = {src[1] for ref, src in self.links.items() if ref[0] == "measurement" and ref[1] in here}
             for m in self.prior.measurements:
-                if m.kind not in ("length", "bidirectional"):
+                if m.kind not in ("length", "bidirectional") or m.uid in done:
                     continue
                 c = carry_measurement(reg, m, self.current.volume)
                 self.current.add_overlay(c)

@@ -254,6 +254,10 @@ class ChangesFeature(Feature):
         except HounsfieldError as exc:
             self.window.show_error(str(exc))
             return
+        if not carried and not any(k[0] == "measurement" for k in cmp.links):
+            self.panel.set_status("The prior's segments are on the current study already; correct them there.")
+            self.refresh()
+            return
         self.panel.set_status(f"Carried {sum(len(e.segments) for e in carried)} segment(s) from the prior "
                               f"({cmp.reg.kind} registration); fit or correct them on the current study.")
         self.refresh()
