@@ -8,6 +8,8 @@ the machine cannot draw drops frames instead of queueing them.
 
 from __future__ import annotations
 
+import time
+
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import QComboBox, QLabel, QSpinBox
 
@@ -24,16 +26,19 @@ class CinePlayer(QObject):
         self.cine = Cine(window.model, fps)
         self.slot: int | None = None
         self.frames = 0  # slices stepped since play started (tests, the benchmark)
-        self.timer = QTimer(self)
+        self.timer = QTimer(self)  # single-shot, set each frame for the next frame's due time
+        self.timer.setSingleShot(True)
         self.timer.setTimerType(Qt.TimerType.PreciseTimer)
         self.timer.timeout.connect(self._tick)
         self.timer.setInterval(self.cine.interval_ms)
+        self._t0, self._n0 = 0.0, 0  # the schedule: frame n is due at t0 + (n - n0) / fps
+        self._playing = False
         self.model.series_removed.connect(lambda _k: self._check_slot())
         self.model.viewport_changed.connect(lambda _s: self._check_slot())
 
     @property
     def playing(self) -> bool:
-        return self.timer.isActive()
+        return self._playing
 
     def toggle(self) -> None:
         self.stop() if self.playing else self.play()
@@ -44,18 +49,25 @@ class CinePlayer(QObject):
             return False
         self.slot, self.frames = slot, 0
         self.cine.direction = 1
+        self._playing = True
+        self._restart_schedule()
         self.timer.start(self.cine.interval_ms)
         self.playing_changed.emit(True)
         return True
 
     def stop(self) -> None:
-        if self.timer.isActive():
-            self.timer.stop()
+        self.timer.stop()
+        if self._playing:
+            self._playing = False
             self.playing_changed.emit(False)
 
     def set_fps(self, fps: float) -> None:
         self.cine.set_fps(fps)
         self.timer.setInterval(self.cine.interval_ms)
+        self._restart_schedule()
+
+    def _restart_schedule(self) -> None:
+        self._t0, self._n0 = time.perf_counter(), self.frames
 
     def set_mode(self, mode: str) -> None:
         self.cine.set_mode(mode)
@@ -65,10 +77,18 @@ class CinePlayer(QObject):
             self.stop()
 
     def _tick(self) -> None:
-        if self.slot is None or not self.cine.tick(self.slot):
+        """One frame, then the timer for the next frame's due time: a frame drawn late shortens the
+        wait for the next one, so the rate asked for is kept as long as the machine can draw it."""
+        if not self._playing or self.slot is None or not self.cine.tick(self.slot):
             self.stop()
             return
         self.frames += 1
+        now = time.perf_counter()
+        due = self._t0 + (self.frames - self._n0 + 1) / self.cine.fps
+        if due < now - 0.5:  # far behind (the machine was busy): start the schedule again from now
+            self._restart_schedule()
+            due = now + 1.0 / self.cine.fps
+        self.timer.start(max(0, int(round((due - now) * 1000))))
 
 
 def install(feature, window) -> CinePlayer:
