@@ -447,6 +447,11 @@ class Workspace:
         self.overlay_added = Signal()  # (OpenSeries, overlay): one place to hear of every new overlay
         self.overlay_removed = Signal()  # (OpenSeries, overlay)
         self.result_reopened = Signal()  # (Applied): an AI result brought back with a segmentation (a journal, a SEG)
+        # registrations between open series (viewer.core.registration), saved with the study and found again
+        # when both series are open (viewer.core.registration_store); (Registration) when one is added
+        self.registrations: list = []
+        self.registration_added = Signal()
+        self._inverses: dict[int, object] = {}
         self._done: list[Applied] = []  # applied results, for undo
         self._reopened: list[Applied] = []  # results brought back (not undoable: the segmentation was opened)
         self._undone: list[Applied] = []
@@ -483,7 +488,67 @@ class Workspace:
         if derived_from is None or self.current is None:
             self.current = s
         self.series_added.emit(s)
+        self._restore_registrations(s)
         return s
+
+    # registrations
+    def _uid_of(self, which) -> str:
+        if isinstance(which, OpenSeries):
+            return which.uid
+        if isinstance(which, str) and which in self.series:
+            return self.series[which].uid
+        return str(which or "")
+
+    def _volume_of(self, uid: str):
+        return next((s.volume for s in self.series.values() if s.uid == uid and s.derived_from is None), None)
+
+    def add_registration(self, reg, *, save: bool = True) -> None:
+        """Keep ``reg`` (a ``viewer.core.registration.Registration``) for its pair of series, replacing one
+        of the same pair in either direction; saved with the study unless ``save`` is false."""
+        pair = {reg.fixed_uid, reg.moving_uid}
+        self.registrations = [r for r in self.registrations if {r.fixed_uid, r.moving_uid} != pair]
+        self._inverses.clear()
+        self.registrations.append(reg)
+        if save and reg.fixed_uid and reg.moving_uid:
+            from viewer.core.registration_store import save_registration
+
+            try:
+                save_registration(reg, self._volume_of(reg.fixed_uid), self._volume_of(reg.moving_uid))
+            except (HounsfieldError, OSError) as exc:
+                log.warning("registration not saved: %s", exc, exc_info=True)
+        self.registration_added.emit(reg)
+
+    def registration(self, fixed, moving):
+        """The registration mapping ``fixed``'s space to ``moving``'s (series keys, ``OpenSeries`` or series
+        UIDs), the inverse of the stored one when only the other direction is kept; None when unregistered."""
+        f, m = self._uid_of(fixed), self._uid_of(moving)
+        for r in self.registrations:
+            if (r.fixed_uid, r.moving_uid) == (f, m):
+                return r
+        for r in self.registrations:
+            if (r.fixed_uid, r.moving_uid) == (m, f):
+                if id(r) not in self._inverses:
+                    self._inverses[id(r)] = r.inverse()
+                return self._inverses[id(r)]
+        return None
+
+    def _restore_registrations(self, s: OpenSeries) -> None:
+        if not s.uid or s.derived_from is not None:
+            return
+        from viewer.core.registration_store import load_registrations
+
+        others = {o.uid for o in self.series.values() if o is not s and o.uid}
+        if not others:
+            return
+        known = [{r.fixed_uid, r.moving_uid} for r in self.registrations]
+        try:
+            saved = load_registrations(others | {s.uid})
+        except OSError:
+            log.warning("saved registrations not read", exc_info=True)
+            return
+        for reg in saved:
+            if s.uid in (reg.fixed_uid, reg.moving_uid) and {reg.fixed_uid, reg.moving_uid} not in known:
+                self.add_registration(reg, save=False)
 
     def remove(self, series: OpenSeries) -> None:
         """Close a series: its journals are closed (kept on disk when there is something to recover)."""
