@@ -43,6 +43,7 @@ class SegmentsFeature(Feature):
         self.restore_bar = RestoreBar(c)
         window.centralWidget().layout().insertWidget(1, self.restore_bar)  # under the message bar
         menu = self.menu = self.add_menu("&Segment")
+        window.addToolBarBreak()  # a row of its own: the tools and Click to segment's method, Accept, Discard
         toolbar = self.toolbar = window.addToolBar("Segment")
         toolbar.setObjectName("segment_toolbar")
         model, table = window.model, self.commands
