@@ -107,7 +107,7 @@ def test_lesions_matched_by_carrying_overlap_and_distance_with_stable_tracking()
     prior = ws.add(_volume("1.2.100", "20240101", np.full(shape, -800, np.int16)))
     current = ws.add(_volume("1.2.200", "20240401", np.full(shape, -800, np.int16)))
     # the patient lies 6 mm further right (+x) in the current study: current x = prior x + 6
-    shift = sitk.TranslationTransform(3, (-6.0, 0.0, 0.0))  # current (fixed) -> prior (moving)
+    shift = sitk.Euler3DTransform((0.0, 0.0, 0.0), 0.0, 0.0, 0.0, (-6.0, 0.0, 0.0))  # current (fixed) -> prior (moving)
     reg = Registration("1.2.200", "1.2.100", "rigid", shift)
     seg = Segmentation.for_volume(prior.volume, "Lesions")
     a, b, c = (seg.add_segment(n) for n in ("Lesion A", "Lesion B", "Lesion C"))
@@ -227,7 +227,8 @@ def test_calipers_carried_and_matched():
     ws = Workspace()
     prior = ws.add(_volume("1.2.300", "20240101", np.full(shape, -800, np.int16)))
     current = ws.add(_volume("1.2.400", "20240301", np.full(shape, -800, np.int16)))
-    reg = Registration("1.2.400", "1.2.300", "rigid", sitk.TranslationTransform(3, (-6.0, 4.0, 0.0)))
+    shift = sitk.Euler3DTransform((0.0, 0.0, 0.0), 0.0, 0.0, 0.0, (-6.0, 4.0, 0.0))
+    reg = Registration("1.2.400", "1.2.300", "rigid", shift)
     prior.measure("bidirectional", [10, 20, 10], [30, 20, 10], [20, 15, 10], [20, 25, 10], label="Node 1")
     cmp = Comparison(prior, current, reg)
     cmp.carry()
@@ -240,8 +241,8 @@ def test_calipers_carried_and_matched():
     assert row.diameter("prior") == pytest.approx(10.0)
 
 
-def test_a_deformable_registration_is_inverted_through_its_field():
-    from viewer.core.longitudinal import invert, rigid_part
+def test_the_rigid_part_of_a_deformable_registration_and_its_inverse():
+    from viewer.core.longitudinal import oriented, rigid_part
 
     vol = _volume("1.2.500", "", np.zeros((20, 40, 40), np.int16))
     rigid = sitk.Euler3DTransform((20.0, 20.0, 20.0), 0.0, 0.0, 0.1, (3.0, -2.0, 1.0))
@@ -251,8 +252,12 @@ def test_a_deformable_registration_is_inverted_through_its_field():
     bspline.SetParameters(params.tolist())
     fwd = Registration("a", "b", "deformable", sitk.CompositeTransform([rigid, bspline]))
     assert rigid_part(fwd).kind == "rigid"
-    back = invert(fwd, vol)
+    vol_b = _volume("b", "", np.zeros((20, 40, 40), np.int16))
+    vol_a = _volume("a", "", np.zeros((20, 40, 40), np.int16))
+    back = oriented(fwd, vol_b, vol_a)  # made a -> b; the comparison wants b (current) -> a (prior)
     assert (back.fixed_uid, back.moving_uid) == ("b", "a")
     pts = vol.index_to_lps(np.array([[10.0, 12.0, 8.0], [25.0, 20.0, 10.0], [18.0, 30.0, 12.0]]))
     assert np.abs(back.to_moving(fwd.to_moving(pts)) - pts).max() < 0.3
-    assert rigid_part(back).kind == "rigid"
+    r = rigid_part(back)
+    assert r.kind == "rigid" and np.allclose(r.to_moving(rigid.TransformPoint((5.0, 6.0, 7.0))), (5.0, 6.0, 7.0),
+                                             atol=1e-6)

@@ -12,7 +12,7 @@ volume, change and volume doubling time; the RECIST 1.1 target-lesion sum and a 
 Direction: a :class:`~viewer.core.registration.Registration` maps fixed LPS points to moving ones.
 The comparison needs *current -> prior* (current fixed, prior moving: the prior's label maps are
 resampled onto the current grid); a registration made the other way round is inverted
-(:func:`oriented`).
+(:func:`oriented`, ``Registration.inverse``).
 
 Tracking: each lesion has a tracking identifier ("Lesion 1", or the prior segment's name) and a
 tracking UID, shared by its observation at both time points (DICOM TID 1500's TrackingIdentifier and
@@ -73,42 +73,26 @@ def study_date(volume: Volume) -> _dt.date | None:
 # registration direction and carrying
 
 
-def invert(reg: Registration, reference: Volume | None = None) -> Registration:
-    """The same registration with fixed and moving swapped.  Rigid: the exact inverse; deformable: the
-    displacement field sampled on a 4 mm grid over ``reference`` (the new fixed series) and inverted."""
-    if reg.kind in ("identity", "rigid"):
-        return Registration(reg.moving_uid, reg.fixed_uid, reg.kind, reg.transform.GetInverse(), reg.metric)
-    if reference is None:
-        raise HounsfieldError("The deformable registration runs the other way; register the current series "
-                              "to the prior instead.")
-    spacing = np.full(3, 4.0)
-    size = [max(2, int(math.ceil(e / 4.0))) for e in reference.spacing * np.asarray(reference.shape[::-1])]
-    field_img = sitk.TransformToDisplacementField(reg.transform, sitk.sitkVectorFloat64, size,
-                                                  [float(o) for o in reference.origin], spacing.tolist(),
-                                                  [float(d) for d in reference.direction.ravel()])
-    inverse = sitk.InvertDisplacementField(field_img, maximumNumberOfIterations=20,
-                                           meanErrorToleranceThreshold=1e-3, maxErrorToleranceThreshold=0.1)
-    out = Registration(reg.moving_uid, reg.fixed_uid, "deformable", sitk.DisplacementFieldTransform(inverse),
-                       reg.metric)
-    rigid = rigid_part(reg)
-    if rigid is not None:
-        out._rigid = invert(rigid)  # noqa: SLF001 (the rigid part of the inverse, for carrying shapes)
-    return out
+def invert(reg: Registration) -> Registration:
+    """The same registration with fixed and moving swapped (``Registration.inverse``; a deformable one's
+    B-spline inverted as a displacement field)."""
+    return reg.inverse()
 
 
 def rigid_part(reg: Registration) -> Registration | None:
-    """The rigid registration a deformable one starts from (``register`` makes [rigid, B-spline]), or
-    ``reg`` itself when it is rigid; None when there is none to be had."""
+    """The rigid transform inside a deformable registration (``register`` makes [rigid, B-spline]; its
+    inverse [B-spline^-1, rigid^-1]) as a registration of its own, or ``reg`` itself when it is rigid;
+    None when there is none."""
     if reg.kind in ("identity", "rigid"):
         return reg
-    kept = getattr(reg, "_rigid", None)
-    if kept is not None:
-        return kept
-    t = reg.transform
-    if t.GetName() == "CompositeTransform":
-        first = sitk.CompositeTransform(t).GetNthTransform(0)
-        if first.GetName() in ("Euler3DTransform", "VersorRigid3DTransform", "AffineTransform"):
-            return Registration(reg.fixed_uid, reg.moving_uid, "rigid", first, reg.metric)
+    stack = [reg.transform]
+    while stack:
+        t = stack.pop(0)
+        if t.GetName() == "CompositeTransform":
+            comp = sitk.CompositeTransform(t)
+            stack[:0] = [comp.GetNthTransform(n) for n in range(comp.GetNumberOfTransforms())]
+        elif t.GetName() in ("Euler3DTransform", "VersorRigid3DTransform"):
+            return Registration(reg.fixed_uid, reg.moving_uid, "rigid", sitk.Euler3DTransform(t), reg.metric)
     return None
 
 
@@ -118,7 +102,7 @@ def oriented(reg: Registration, current: Volume, prior: Volume) -> Registration:
     if reg.fixed_uid == cur and reg.moving_uid == pri:
         return reg
     if reg.fixed_uid == pri and reg.moving_uid == cur:
-        return invert(reg, current)
+        return invert(reg)
     if reg.kind == "identity" or not (reg.fixed_uid or reg.moving_uid):
         return reg
     raise HounsfieldError("The registration is between other series; register the prior to the current series.")
