@@ -133,8 +133,8 @@ class ChangesFeature(Feature):
         cmp = self.comparisons.get(key)
         if cmp is None and create:
             cmp = self.comparisons[key] = Comparison(prior, current, self.registration(prior, current))
-        if cmp is not None and cmp.reg is None:
-            cmp.reg = self.registration(prior, current)
+        if cmp is not None:  # the workspace's newest registration of the pair (a later deformable one, say)
+            cmp.reg = self.registration(prior, current) or cmp.reg
         return cmp
 
     def refresh(self) -> None:
