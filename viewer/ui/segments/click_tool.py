@@ -51,12 +51,14 @@ class Click:
     seconds: float = 0.0  # from the click to its mask in the segmentation
     run_seconds: float = 0.0  # of which the host's run (sending the crop, the plugin, the result back)
     plugin_seconds: float = 0.0  # of which the plugin itself, in the worker
+    wait_seconds: float = 0.0  # before its run started (the run of the click before, or the warm-up)
+    started: float = 0.0  # perf_counter when its run started
 
 
 @dataclass
 class _Run:
     job: int
-    click: Click
+    click: Click | None  # None: the warm-up run
     handle: object
     crop: tuple
     method: str
@@ -83,6 +85,7 @@ class ClickSegmenter(QObject):
         self._jobs = 0
         self.timings: list[Click] = []  # the clicks applied, with their seconds (first, next...)
         self.last_message = ""
+        self._warmed: set[str] = set()  # methods loaded in the worker by warm()
         self._finished.connect(self._on_finished)
         self.model.tool_changed.connect(self._on_tool_changed)
 
@@ -122,7 +125,29 @@ class ClickSegmenter(QObject):
 
     def set_method(self, method: str) -> None:
         self.method = method
+        if self.model.tool == TOOL:
+            self.warm(method)
         self.changed.emit()
+
+    def warm(self, method: str = "") -> None:
+        """Load the plugin and the method's model in the worker before the first click, by a run on a
+        small synthetic block of soft tissue; clicks made meanwhile wait for it."""
+        method = method or self.method or self.default_method()
+        if not method or method in self._warmed or self.run is not None or self.info() is None:
+            return
+        from viewer.core.volume import Volume
+
+        block = Volume(np.zeros((8, 32, 32), np.int16), np.eye(4), modality="CT", units="HU")
+        self._jobs += 1
+        job = self._jobs
+        try:
+            handle = self.host.run(PLUGIN_ID, {"image": block}, {"method": method, "heatmaps": False},
+                                   prompts=Prompts((Point((16.0, 16.0, 4.0)),)),
+                                   on_done=lambda h, job=job: self._finished.emit(job, h))
+        except HounsfieldError:  # another AI run: the first click loads the model instead
+            return
+        self._warmed.add(method)
+        self.run = _Run(job, None, handle, (), method)
 
     # state --------------------------------------------------------------------------------------
     @property
@@ -138,7 +163,8 @@ class ClickSegmenter(QObject):
 
     @property
     def busy(self) -> bool:
-        return self.run is not None or any(not c.done for c in self.clicks)
+        """A click is waiting for its mask (the warm-up run does not count)."""
+        return (self.run is not None and self.run.click is not None) or any(not c.done for c in self.clicks)
 
     def prompts(self, upto: int | None = None) -> Prompts:
         """The prompts of the first ``upto`` clicks (all): points in click order, the last box."""
@@ -210,6 +236,8 @@ class ClickSegmenter(QObject):
             self.changed.emit()
             return
         self.run = _Run(job, click, handle, crop, method)
+        click.started = time.perf_counter()
+        click.wait_seconds = click.started - click.t0
         self.changed.emit()
 
     def _on_finished(self, job: int, handle) -> None:
@@ -219,6 +247,8 @@ class ClickSegmenter(QObject):
         self.run = None
         click = run.click
         try:
+            if click is None and handle.state == "failed":
+                log.warning("click to segment: warm-up failed: %s", handle.error)
             if run.stale or click not in self.clicks:
                 return
             if handle.state != "done":
@@ -380,13 +410,13 @@ class ClickSegmenter(QObject):
 
     def _on_tool_changed(self) -> None:
         if self.model.tool == TOOL:
-            try:
-                self.host.start()  # the worker (and torch) start now, not at the first click
-            except Exception:
-                log.warning("AI worker warm-up failed", exc_info=True)
             if not self.method:
                 self.method = self.default_method()
                 self.changed.emit()
+            try:
+                self.warm()  # the worker, torch and the model load now, not at the first click
+            except Exception:
+                log.warning("click to segment: warm-up failed", exc_info=True)
         elif self.active:
             self.accept()
 
