@@ -114,6 +114,8 @@ def test_lesions_matched_by_carrying_overlap_and_distance_with_stable_tracking()
     seg.layers[0][_ball(shape, (15, 20, 20), 6)] = a.number
     seg.layers[0][_ball(shape, (15, 60, 20), 5)] = b.number
     seg.layers[0][_ball(shape, (15, 20, 60), 5)] = c.number  # gone at follow-up
+    lung = seg.add_segment("Right lung", layer="new")  # an organ (its terminology): not a lesion to follow
+    seg.layers[lung.layer][:, :, :40] = lung.number
     prior.add_segmentation(seg)
     cur = Segmentation.for_volume(current.volume, "Follow-up")
     a2, b2, d2 = (cur.add_segment(n) for n in ("A now", "B now", "D"))
@@ -129,6 +131,11 @@ def test_lesions_matched_by_carrying_overlap_and_distance_with_stable_tracking()
     assert rows["Lesion A", "A now"].volume_change_ml > 0 and rows["Lesion B", "B now"].volume_change_ml < 0
     assert rows["Lesion C", None].status == "gone" and rows[None, "D"].status == "new"
     assert rows["Lesion A", "A now"].days == 91
+    (carried,) = cmp.carry()  # the lesions only, not the lung
+    assert [s.name for s in carried.segments] == ["Lesion A", "Lesion B", "Lesion C"]
+    assert carried.segmentation.label_map().max() == 3
+    current.remove_overlay(carried, discard=True)
+    cmp.links.clear()
     uids = {k: r.track.uid for k, r in rows.items()}
     assert len(set(uids.values())) == 4
     again = {(r.prior.name if r.prior else None, r.current.name if r.current else None): r.track.uid

@@ -69,6 +69,20 @@ def study_date(volume: Volume) -> _dt.date | None:
         return None
 
 
+ANATOMICAL_STRUCTURE = "123037004"  # SNOMED CT: a segment of this category is an organ, not a lesion
+
+
+def is_lesion(segment) -> bool:
+    """Whether a segment stands for a lesion to follow: not an organ (category Anatomical Structure,
+    by its code or its name's terminology entry: the AI's lungs, a liver outline)."""
+    from viewer.core.segmentation import terminology
+
+    if segment.category.value == ANATOMICAL_STRUCTURE:
+        return False
+    entry = terminology().get(segment.name.lower())
+    return not (entry and entry["category"].value == ANATOMICAL_STRUCTURE)
+
+
 # ------------------------------------------------------------------------------------------------
 # registration direction and carrying
 
@@ -151,26 +165,31 @@ def carry_labels(reg: Registration, prior: Volume, labels: np.ndarray, current: 
 
 
 def carry_segmentation(reg: Registration, prior: Volume, seg: Segmentation, current: Volume,
-                       name: str | None = None, *, keep_shape: bool = True) -> tuple[Segmentation, dict[int, int]]:
+                       name: str | None = None, *, keep_shape: bool = True,
+                       segments: list | None = None) -> tuple[Segmentation, dict[int, int]]:
     """``seg`` (on the prior's grid) as a new segmentation on ``current``'s grid: the same segments
     (name, colour, codes), each layer carried with nearest neighbour.  ``keep_shape`` (through a
     deformable registration): each segment keeps the shape the rigid part gives it and is placed where
     the whole registration puts its centroid, so the carried lesion is the prior's lesion, not one the
-    deformation has already grown or shrunk towards the current image.  Returns it and
-    {new segment number: prior segment number} (the same numbers)."""
+    deformation has already grown or shrunk towards the current image.  ``segments``: only these
+    (default: all).  Returns it and {new segment number: prior segment number} (the same numbers)."""
     date = study_date(prior)
+    chosen = list(seg.segments if segments is None else segments)
+    wanted = {s.number for s in chosen}
     out = Segmentation.for_volume(current, name or f"{seg.name} (from prior)")
     while len(out.layers) < len(seg.layers):
         out.add_layer()
     rigid = rigid_part(reg) if keep_shape else None
     for n, layer in enumerate(seg.layers):
+        if len(wanted) < len(seg.segments):
+            layer = np.where(np.isin(layer, list(wanted)), layer, 0).astype(layer.dtype)
         if rigid is None or rigid is reg:
             out.layers[n] = carry_labels(reg, prior, layer, current)
             continue
         # the shape through the rigid part (a deformable registration can absorb a lesion's growth),
         # the place through the whole registration: each segment moved by its centroid's difference
         shaped = carry_labels(rigid, prior, layer, current)
-        for s in seg.segments:
+        for s in chosen:
             if s.layer != n:
                 continue
             box = seg.bbox(s, 0)
@@ -187,7 +206,7 @@ def carry_segmentation(reg: Registration, prior: Volume, seg: Segmentation, curr
             dst = tuple(slice(max(0, d), n_ - max(0, -d)) for d, n_ in zip(shift, mine.shape, strict=True))
             moved[dst] = mine[src]
             out.layers[n][moved & (out.layers[n] == 0)] = s.number
-    for s in seg.segments:
+    for s in chosen:
         t = out.add_segment(s.name, s.color, category=s.category, type=s.type, number=s.number,
                             algorithm_type=AlgorithmType.SEMIAUTOMATIC if s.algorithm_type != AlgorithmType.MANUAL
                             else AlgorithmType.MANUAL, algorithm_name=s.algorithm_name,
@@ -195,8 +214,8 @@ def carry_segmentation(reg: Registration, prior: Volume, seg: Segmentation, curr
                             description=(f"Carried from the prior of {date.isoformat()}" if date
                                          else "Carried from the prior") + f" ({reg.kind} registration)")
         t.layer = s.layer
-    out.active = seg.active
-    return out, {s.number: s.number for s in seg.segments}
+    out.active = seg.active if seg.active in wanted else min(wanted, default=None)
+    return out, {s.number: s.number for s in chosen}
 
 
 def carry_measurement(reg: Registration, m: Measurement, current: Volume) -> Measurement:
@@ -438,17 +457,6 @@ def choose_targets(changes: list[LesionChange], limit: int = 5, per_organ: int =
     return out
 
 
-def observe_segments(volume: Volume, seg: Segmentation) -> list[Observation]:
-    """One observation per non-empty segment of ``seg`` on ``volume``."""
-    out = []
-    for s in seg.segments:
-        box = seg.bbox(s, 1)
-        if box is None:
-            continue
-        out.append(observe_mask(volume, seg.mask(s, box), box, ("segment", seg.uid, s.number), s.name))
-    return out
-
-
 def observe_mask(volume: Volume, mask: np.ndarray, box, ref: tuple, name: str) -> Observation:
     """The observation of a mask given on the part ``box`` of ``volume``'s grid."""
     st = segment_stats(mask, sub_volume_values(volume, box))
@@ -549,17 +557,19 @@ class Comparison:
 
     # carrying
     def carry(self, *, measurements: bool = True):
-        """Carry every segmentation and (length, bidirectional) measurement of the prior onto the current
-        series, linked to where they came from (what was carried before and is still there is not carried
-        again); returns the new EditableSegmentations."""
+        """Carry the lesions (``is_lesion``) of every segmentation and the (length, bidirectional)
+        measurements of the prior onto the current series, linked to where they came from (what was
+        carried before and is still there is not carried again); returns the new EditableSegmentations."""
         reg = self._need_reg()
         out = []
         present = {ed.segmentation.uid for ed in self.current.segmentations}
         done = {src[1] for ref, src in self.links.items() if ref[0] == "segment" and ref[1] in present}
         for ed in self.prior.segmentations:
-            if ed.segmentation.uid in done or not any(ed.segmentation.count(s) for s in ed.segments):
-                continue  # already carried (and still there), or empty
-            seg, numbers = carry_segmentation(reg, self.prior.volume, ed.segmentation, self.current.volume)
+            lesions = [s for s in ed.segments if is_lesion(s) and ed.segmentation.count(s)]
+            if ed.segmentation.uid in done or not lesions:
+                continue  # already carried (and still there), or no lesion in it
+            seg, numbers = carry_segmentation(reg, self.prior.volume, ed.segmentation, self.current.volume,
+                                              segments=lesions)
             new = self.current.add_segmentation(seg, exported=False)
             for n_new, n_old in numbers.items():
                 self.links[("segment", seg.uid, n_new)] = ("segment", ed.segmentation.uid, n_old)
@@ -606,7 +616,7 @@ class Comparison:
         for ed in series.segmentations:
             seg = ed.segmentation
             for s in seg.segments:
-                box = seg.bbox(s, 1)
+                box = seg.bbox(s, 1) if is_lesion(s) else None
                 if box is None:
                     continue
                 m = seg.mask(s, box)
