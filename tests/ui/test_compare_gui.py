@@ -290,10 +290,14 @@ def test_fusion_colour_map_opacity_checkerboard_and_flicker(win, pair, qtbot, re
     assert _coloured(base_view.capture()) <= _coloured(plain) + 20  # (the orientation letters are orange)
     panel.colormap.setCurrentText("Hot iron")
     panel.opacity.setValue(50)
-    # the window of the top layer: narrower window, more of the top above it (more saturated)
+    settle(qtbot, 50)
+    wide = base_view.capture()
+    # the window of the top layer: L 40 W 100 leaves fat (about -100 HU) below it, so clear
     panel.width.setValue(100.0)
     settle(qtbot, 50)
-    assert ctl.fusion.window[1] == pytest.approx(100.0)
+    assert ctl.fusion.window == pytest.approx((40.0, 100.0))
+    narrow = base_view.capture()
+    assert _coloured(narrow) < _coloured(wide) - 500
     panel.width.setValue(400.0)
     # checkerboard (a real click on its button): squares of the grey follow-up among the baseline's
     _click_radio(qtbot, panel.mode_buttons["checkerboard"])

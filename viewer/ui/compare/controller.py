@@ -108,6 +108,7 @@ class CompareController(QObject):
     registration_failed = Signal(str)
     registration_cancelled = Signal()
     running_changed = Signal(bool)
+    registrations_changed = Signal()  # the workspace keeps a new registration (from anywhere)
     fusion_changed = Signal()
     message = Signal(str)
 
@@ -129,6 +130,9 @@ class CompareController(QObject):
             view.scene_hooks.append(self._scene_hook)
         self.model.viewport_changed.connect(self._on_viewport)
         self.model.series_removed.connect(self._on_series_removed)
+        added = getattr(workspace, "registration_added", None)
+        if added is not None:  # one made elsewhere (lesion change) or found saved with the study
+            added.connect(self._registration_added)
 
     # registration ------------------------------------------------------------------------------
     @property
@@ -179,9 +183,16 @@ class CompareController(QObject):
         if fixed in self.model.series:  # the moving series jumps to the anatomy the fixed one shows
             self.model.set_point(fixed, self.model.series[fixed].point)
         self.registered.emit(reg)
-        if self.fusion is not None:
-            self.set_fusion(self.fusion)  # a better transform for what is fused
         log.info("registered %s to %s (%s, %.1f s)", moving, fixed, reg.kind, reg.seconds)
+
+    def _registration_added(self, _reg) -> None:
+        """A new transform for a pair: what is fused is drawn through it, and linked views meet again."""
+        if self.fusion is not None:
+            try:
+                self.set_fusion(self.fusion)
+            except HounsfieldError as exc:
+                self.message.emit(str(exc))
+        self.registrations_changed.emit()
 
     # fusion: the top layers on offer --------------------------------------------------------
     def top_choices(self, bottom: str) -> list[tuple[str, str]]:

@@ -87,7 +87,7 @@ class FusionPanel(QWidget):
         self.width.valueChanged.connect(lambda _v: self._change(window=(self.centre.value(), self.width.value())))
         self.mode_group.idClicked.connect(lambda n: self._change(mode=FUSION_MODES[n]))
         controller.fusion_changed.connect(self.sync)
-        controller.registered.connect(lambda _r: self.refresh())
+        controller.registrations_changed.connect(self.refresh)
         self.model.active_changed.connect(lambda _s: self.refresh())
         self.model.viewport_changed.connect(lambda _s: self.refresh())
         self.model.series_added.connect(lambda _k: self.refresh())
