@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     window.model.set_tool("seg_click")
     if args.method:
         clicker.widgets["method"].setCurrentText(args.method)
+    wait_until(app, lambda: clicker.run is None, 120)  # the model loaded, as while a reader finds the lesion
     axial = window.grid.slice_views[0]
     axial.update_scene()
     dx, dy = axial.view2d.to_display(*axial.pipeline.geometry.from_lps(centre))
