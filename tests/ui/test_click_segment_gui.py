@@ -120,6 +120,9 @@ def test_default_geodesic_click_in_the_axial_view(win, qtbot, reference):
     assert s.algorithm_type == "SEMIAUTOMATIC" and not s.edited and s.name == "Lesion (proposed)"
     assert s.algorithm_name == "Lesion segmentation (geodesic)"
     assert clicker.editable.segmentation.active_segment is s
+    # drawn in 3D: the 3D view's surface of the proposed segment
+    layers3d = win.grid.views[3].layers
+    qtbot.waitUntil(lambda: (clicker.editable.segmentation.uid, s.number) in layers3d.surfaces, timeout=10000)
     # the measurements panel follows the proposal: its volume and HU statistics
     rows = win.features.measure.controller.segment_rows
     assert rows.wait()
