@@ -446,3 +446,41 @@ def test_screenshot_of_the_comparison_with_fusion(win, pair, qtbot, registered, 
     feat.controller.set_fusion(None)
     for d in hidden:
         d.show()
+
+
+def test_the_model_links_series_through_a_registration_both_ways_without_a_display():
+    """ViewerModel (no Qt): a registration joins two frames of reference, either way round (the reverse
+    through ``to_fixed``, no inverse computed), and the same-frame link stays as it was."""
+    import SimpleITK as sitk
+
+    from viewer.core.registration import Registration
+    from viewer.core.viewstate import SeriesState, ViewerModel
+    from viewer.core.volume import SourceInfo, Volume, affine_from
+    from viewer.core.workspace import Workspace
+
+    ws = Workspace()
+    model = ViewerModel()
+
+    def add(key, frame, series_uid):
+        vol = Volume(np.zeros((30, 40, 40), np.int16), affine_from((2.0, 2.0, 3.0), (-40, -40, -45), np.eye(3)),
+                     modality="CT", units="HU",
+                     source=SourceInfo(frame_of_reference_uid=frame, series_instance_uid=series_uid))
+        model.add_series(SeriesState(key, vol, open_series=ws.add(vol, key)), slots=[])
+        return model.series[key]
+
+    a, b, c = add("a", "1.2.1", "1.9.1"), add("b", "1.2.2", "1.9.2"), add("c", "1.2.1", "1.9.3")
+    assert [s.key for s in model.linked("a")] == ["c"]  # same frame only
+    assert model.map_point("a", "b", a.point) is None
+    t = sitk.Euler3DTransform()
+    t.SetTranslation((6.0, -4.0, 9.0))  # fixed b -> moving a
+    ws.add_registration(Registration("1.9.2", "1.9.1", "rigid", t), save=False)
+    assert {s.key for s in model.linked("a")} == {"b", "c"}
+    assert model.joined("a", "b")[1] is False and model.joined("b", "a")[1] is True
+    p = np.array([2.0, 4.0, -6.0])
+    np.testing.assert_allclose(model.map_point("b", "a", p), p + [6.0, -4.0, 9.0])
+    np.testing.assert_allclose(model.map_point("a", "b", p), p - [6.0, -4.0, 9.0])
+    model.set_point("a", p)  # b follows through the transform, c to the same point
+    np.testing.assert_allclose(b.point, p - [6.0, -4.0, 9.0])
+    np.testing.assert_allclose(c.point, a.point)
+    model.set_link_series(False)
+    assert model.linked("a") == []

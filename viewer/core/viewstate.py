@@ -299,13 +299,36 @@ class ViewerModel:
         except (KeyError, ValueError):
             return None
 
+    def joined(self, src: str, dst: str):
+        """(registration, forward) joining two opened series as the workspace keeps it: ``forward`` when
+        ``src`` is its fixed series (``to_moving`` maps ``src`` to ``dst``), else ``to_fixed`` does.  No
+        inverse is computed (a deformable one's takes seconds); None when they are not registered."""
+        a, b = self.series.get(src), self.series.get(dst)
+        if a is None or b is None or a.open_series.workspace is not b.open_series.workspace:
+            return None
+        ws = a.open_series.workspace
+        kept = getattr(ws, "registrations", None)
+        if not isinstance(kept, list):
+            reg = self.registration(src, dst)
+            return (reg, True) if reg is not None else None
+        ua, ub = a.open_series.uid, b.open_series.uid
+        if not ua or not ub or ua == ub:
+            return None
+        for forward in (True, False):
+            for reg in kept:
+                if (reg.fixed_uid, reg.moving_uid) == ((ua, ub) if forward else (ub, ua)):
+                    return reg, forward
+        return None
+
     def map_point(self, src: str, dst: str, lps) -> np.ndarray | None:
         """The point of series ``dst`` that shows what ``lps`` shows in series ``src``: through their
         registration when there is one, else the same point when they share a frame of reference;
         None when they are not joined."""
-        reg = self.registration(src, dst)
-        if reg is not None:
-            return np.asarray(reg.to_moving(np.asarray(lps, dtype=np.float64)), dtype=np.float64).reshape(3)
+        pair = self.joined(src, dst)
+        if pair is not None:
+            reg, forward = pair
+            p = np.asarray(lps, dtype=np.float64)
+            return np.asarray(reg.to_moving(p) if forward else reg.to_fixed(p), dtype=np.float64).reshape(3)
         a, b = self.series[src], self.series[dst]
         if a.frame_of_reference and a.frame_of_reference == b.frame_of_reference:
             return np.asarray(lps, dtype=np.float64)
@@ -321,7 +344,7 @@ class ViewerModel:
             if k == key:
                 continue
             if (state.frame_of_reference and s.frame_of_reference == state.frame_of_reference) \
-                    or self.registration(key, k) is not None:
+                    or self.joined(key, k) is not None:
                 out.append(s)
         return out
 

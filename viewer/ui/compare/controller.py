@@ -82,15 +82,16 @@ class ResampleThread(QThread):
     finished_ok = Signal(object)  # Volume on the bottom grid
     failed = Signal(str)
 
-    def __init__(self, reg, top, bottom, parent=None):
+    def __init__(self, reg, forward: bool, top, bottom, parent=None):
         super().__init__(parent)
-        self.reg, self.top, self.bottom = reg, top, bottom
+        self.reg, self.forward, self.top, self.bottom = reg, forward, top, bottom
 
     def run(self) -> None:
         from viewer.core.volume import Volume
 
         try:
-            arr = self.reg.resample(self.top, self.bottom, default=float(self.top.real_values(np.s_[0, 0, 0]))
+            reg = self.reg if self.forward else self.reg.inverse()  # bottom -> top (an inverse takes seconds)
+            arr = reg.resample(self.top, self.bottom, default=float(self.top.real_values(np.s_[0, 0, 0]))
                                     if self.top.modality != "CT" else -1024.0)
             vol = Volume(np.ascontiguousarray(arr, dtype=np.float32), self.bottom.affine.copy(),
                          modality=self.top.modality, units=self.top.units, source=self.top.source)
@@ -256,28 +257,34 @@ class CompareController(QObject):
         self._top = top
         self._after_change()
 
+    def _pair(self, bottom: str, owner: str):
+        """(registration, forward) from the bottom series to the top's (None: the same series, or none)."""
+        return None if owner == bottom else self.model.joined(bottom, owner)
+
     def _reg_token(self, fusion: Fusion, owner: str):
-        reg = None if owner == fusion.bottom else self.model.registration(fusion.bottom, owner)
-        return id(reg) if reg is not None else None
+        pair = self._pair(fusion.bottom, owner)
+        return (id(pair[0]), pair[1]) if pair is not None else None
 
     def _make_top(self, fusion: Fusion, volume, owner: str):
         bottom = self.model.series[fusion.bottom]
-        reg = None if owner == fusion.bottom else self.model.registration(fusion.bottom, owner)
-        if reg is None:
+        pair = self._pair(fusion.bottom, owner)
+        if pair is None:
             same_for = bottom.frame_of_reference == self.model.series[owner].frame_of_reference
             if owner != fusion.bottom and not (bottom.frame_of_reference and same_for):
                 raise HounsfieldError("These series are not registered; "
                                       "register them first (Compare > Register to...).")
             m = np.eye(4)
-        elif reg.kind in ("identity", "rigid"):
+        elif pair[0].kind in ("identity", "rigid"):
+            reg, forward = pair
             nk, nj, ni = bottom.volume.shape
-            m = affine_of(reg.to_moving, bottom.volume.index_to_lps([ni / 2, nj / 2, nk / 2]))
+            m = affine_of(reg.to_moving if forward else reg.to_fixed,
+                          bottom.volume.index_to_lps([ni / 2, nj / 2, nk / 2]))
         else:
-            self._start_resample(fusion, reg, volume, bottom.volume, owner)
+            self._start_resample(fusion, pair, volume, bottom.volume)
             return "pending"
         is_series = owner == fusion.top
         vtk = self.window.session.vtk_volume(owner) if is_series else self._own(volume)
-        return vtk, m, id(reg) if reg is not None else None
+        return vtk, m, self._reg_token(fusion, owner)
 
     def _own(self, volume):
         from viewer.render.image import VtkVolume
@@ -287,13 +294,12 @@ class CompareController(QObject):
             vtk = self._own_vtk[id(volume)] = VtkVolume(volume)
         return vtk
 
-    def _start_resample(self, fusion: Fusion, reg, top, bottom, owner: str) -> None:
+    def _start_resample(self, fusion: Fusion, pair, top, bottom) -> None:
         if self._resample is not None:
             return
         self.window.statusBar().showMessage("Resampling the top series through the deformable registration...")
-        thread = self._resample = ResampleThread(reg, top, bottom, self)
-
-        token = id(reg)
+        thread = self._resample = ResampleThread(*pair, top, bottom, self)
+        token = (id(pair[0]), pair[1])
 
         def done(vol, fusion=fusion, token=token):
             if self.fusion is not None and (self.fusion.bottom, self.fusion.top) == (fusion.bottom, fusion.top):
@@ -380,7 +386,8 @@ class CompareController(QObject):
             return ""
         label = dict(self.top_choices(f.bottom)).get(f.top, f.top)
         _vol, owner, _w, _c = self._resolve(f.top)
-        reg = None if owner == f.bottom else self.model.registration(f.bottom, owner)
+        pair = self._pair(f.bottom, owner)
+        reg = pair[0] if pair is not None else None
         how = {"blend": f"{f.colormap} {int(round(100 * f.opacity))}%", "checkerboard": "checkerboard",
                "flicker": "flicker"}[f.mode]
         through = f"{reg.kind} registration" if reg is not None else "same frame of reference"
