@@ -394,6 +394,53 @@ def test_fusion_through_a_deformable_registration_is_resampled_off_the_ui_thread
     assert m.registration(base_key, fu_key) is registered["reg"]
 
 
+def test_a_heatmap_of_the_follow_up_fused_over_the_baseline(win, pair, qtbot, registered):
+    """Any layer can go on top: an AI heatmap on the follow-up's grid (here the follow-up's true tumour
+    mask as a map), drawn over the baseline through the registration, lands on the baseline's tumour."""
+    from viewer.core.layers import HeatmapLayer
+    from viewer.core.volume import Volume
+
+    if "reg" not in registered:
+        pytest.skip("needs the registration made by the first test")
+    m, ctl = win.model, win.features.compare.controller
+    base_key, fu_key = _keys(pair)
+    base, fu = m.series[base_key], m.series[fu_key]
+    _mask_b, mask_f = pair.masks()
+    layer = HeatmapLayer("Tumour map", Volume(mask_f.astype(np.float32), fu.volume.affine.copy()), unit="probability")
+    fu.open_series.add_overlay(layer)
+    try:
+        ident = next(i for i, label in ctl.top_choices(base_key) if label == "Heatmap: Tumour map")
+        f = ctl.defaults(base_key, ident)
+        assert f.window == (0.5, 1.0) and f.colormap == "Hot"
+        m.set_point(base_key, pair.tumour_centre_baseline)
+        ctl.set_fusion(f)
+        settle(qtbot, 100)
+        fs = ctl.fused_slice(0)
+        assert fs is not None and fs.vtk_volume.volume is layer.volume
+        # the map is 1 at the baseline's tumour centre (in the plane), 0 far from it
+        geom, shown = fs.geometry, fs.output_array()
+        x, y = geom.from_lps(base.point)
+        row, col = int(round((y - geom.extent[2]) / geom.spacing)), int(round((x - geom.extent[0]) / geom.spacing))
+        assert shown[row, col] > 0.5
+        assert (shown > 0.5).mean() < 0.05
+        view = win.grid.views[0]
+        img = view.capture()
+        ctl.set_fusion(None)
+        settle(qtbot, 50)
+        plain = view.capture()
+        rgb, ref = img.astype(int), plain.astype(int)
+        hot = ((rgb[..., 0] - rgb[..., 2]) > 40) & ((ref[..., 0] - ref[..., 2]) <= 40)  # new colour (edges: red)
+        hot[:LABEL_ROWS] = False
+        rows, cols = np.nonzero(hot)
+        assert len(rows) > 30
+        x, y = display_of(view, base.point)
+        dist_mm = np.hypot(cols - x, (img.shape[0] - 1 - rows) - y) * view.view2d.mm_per_pixel
+        assert np.median(dist_mm) < 20.0  # around the baseline's tumour (about 25 mm across)
+    finally:
+        ctl.set_fusion(None)
+        fu.open_series.remove_overlay(layer)
+
+
 def test_fusion_in_3d(win, pair, qtbot, registered):
     if "reg" not in registered:
         pytest.skip("needs the registration made by the previous test")
