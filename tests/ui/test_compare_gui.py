@@ -411,7 +411,7 @@ def test_a_heatmap_of_the_follow_up_fused_over_the_baseline(win, pair, qtbot, re
     try:
         ident = next(i for i, label in ctl.top_choices(base_key) if label == "Heatmap: Tumour map")
         f = ctl.defaults(base_key, ident)
-        assert f.window == (0.5, 1.0) and f.colormap == "Hot"
+        assert f.window == pytest.approx((0.55, 0.9)) and f.colormap == "Hot"  # from the layer's threshold 0.1
         m.set_point(base_key, pair.tumour_centre_baseline)
         ctl.set_fusion(f)
         settle(qtbot, 100)

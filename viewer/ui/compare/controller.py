@@ -216,7 +216,9 @@ class CompareController(QObject):
             if not n.isdigit() or int(n) >= len(layers):
                 raise HounsfieldError("That heatmap is no longer open; choose another top layer.")
             layer = layers[int(n)]
-            return layer.volume, key, (0.5, 1.0), layer.colormap if layer.colormap in HEATMAP_POINTS else "Hot"
+            lo = float(np.clip(layer.threshold, 0.0, 0.95))  # below the layer's threshold: clear, as drawn alone
+            return (layer.volume, key, ((lo + 1.0) / 2, 1.0 - lo),
+                    layer.colormap if layer.colormap in HEATMAP_POINTS else "Hot")
         state = self.model.series.get(top)
         if state is None:
             raise HounsfieldError("That series is no longer open; choose another top layer.")
