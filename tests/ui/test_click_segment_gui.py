@@ -118,6 +118,7 @@ def test_default_geodesic_click_in_the_axial_view(win, qtbot, reference):
     assert d > ONE_CLICK_DICE, d
     s = clicker.segment
     assert s.algorithm_type == "SEMIAUTOMATIC" and not s.edited and s.name == "Lesion (proposed)"
+    assert clicker.band is None  # a geodesic mask has no probability, so no uncertainty band
     assert s.algorithm_name == "Lesion segmentation (geodesic)"
     assert clicker.editable.segmentation.active_segment is s
     # drawn in 3D: the 3D view's surface of the proposed segment
@@ -180,6 +181,15 @@ def test_network_click_refine_undo_accept_brush_and_dicom_seg(win, qtbot, refere
     d1 = dice(one, reference)
     assert d1 > 0.6 and one[k, j, i], d1
     assert s.algorithm_name == "Lesion segmentation (network)"
+    # the network's boundary-uncertainty band is drawn over the views: where to click next
+    series = win.model.active_state.open_series
+    assert clicker.band is not None and series.heatmaps == [clicker.band]
+    band = clicker.band.volume
+    assert band.array.max() > 0.5 and band.shape != vol.shape  # on the crop's grid
+    edge = one & ~ndimage.binary_erosion(one)
+    on_edge = np.array([band.array[tuple(np.rint(band.lps_to_index(vol.index_to_lps(p[::-1])))[::-1].astype(int))]
+                        for p in np.argwhere(edge)[::25]])
+    assert on_edge.mean() > 0.05  # the band runs along the mask's boundary
 
     # the mask spilled into the lung: a negative click there in the CORONAL view (right button)
     extra = one & ~reference
@@ -217,6 +227,7 @@ def test_network_click_refine_undo_accept_brush_and_dicom_seg(win, qtbot, refere
     # Enter accepts: an ordinary segment, SEMIAUTOMATIC, with the method and the clicks
     qtbot.keyClick(sagittal, Qt.Key.Key_Return)
     assert clicker.segment is None and not clicker.clicks
+    assert not series.heatmaps  # the band goes with the session
     seg = win.features.segments.controller.segmentation()
     lesion = seg.by_name("Lesion")
     assert lesion.number == s.number and lesion.algorithm_type == "SEMIAUTOMATIC" and not lesion.edited

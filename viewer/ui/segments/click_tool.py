@@ -52,6 +52,7 @@ class Click:
     run_seconds: float = 0.0  # of which the host's run (sending the crop, the plugin, the result back)
     plugin_seconds: float = 0.0  # of which the plugin itself, in the worker
     wait_seconds: float = 0.0  # before its run started (the run of the click before, or the warm-up)
+    band: object = None  # the boundary-uncertainty HeatmapLayer of its result (None: none, or not asked)
     started: float = 0.0  # perf_counter when its run started
 
 
@@ -76,6 +77,8 @@ class ClickSegmenter(QObject):
         self.window, self.controller, self.model = window, controller, window.model
         self.method = ""  # "" until the plugin's card is read: then the best one-click method
         self.overwrite = False
+        self.show_band = True  # the plugin's boundary-uncertainty band over the views, where to click next
+        self.band = None  # the HeatmapLayer shown (the last click's band)
         self.clicks: list[Click] = []
         self._redo: list[Click] = []
         self.key: str | None = None  # the series of the session
@@ -187,6 +190,9 @@ class ClickSegmenter(QObject):
         """A click on ``state``'s series; False (with a status message) when it is off the image."""
         if state is None or state.volume is None:
             return False
+        if state.loaded is not None:
+            self._message("The series is still loading; click on the lesion when it has loaded.")
+            return False
         if self.info() is None:
             self.window.show_error("Click to segment needs the lesion-segmentation plugin, which is not installed.")
             return False
@@ -210,7 +216,10 @@ class ClickSegmenter(QObject):
             return
         n = next((i for i, c in enumerate(self.clicks) if not c.done), None)
         state = self._state()
-        if n is None or state is None:
+        if n is None:
+            return
+        if state is None:  # the series was closed
+            self._reset()
             return
         from viewer.ai.interactive import crop_inputs, prompt_crop
 
@@ -227,7 +236,7 @@ class ClickSegmenter(QObject):
             ai = self.window.features.ai.controller
             self._jobs += 1
             job = self._jobs
-            handle = self.host.run(PLUGIN_ID, inputs, {"method": method, "heatmaps": False},
+            handle = self.host.run(PLUGIN_ID, inputs, {"method": method, "heatmaps": self._wants_band(method)},
                                    device="cpu" if ai.force_cpu else None, prompts=prompts,
                                    on_done=lambda h, job=job: self._finished.emit(job, h))
         except (HounsfieldError, ValueError) as exc:
@@ -312,6 +321,8 @@ class ClickSegmenter(QObject):
         finally:
             ed.end()
         click.done = True
+        click.band = self._band_of(handle.results, run.crop, state) if self._wants_band(run.method) else None
+        self._show(click.band)
         click.history_index = ed.history.index
         click.seconds = time.perf_counter() - click.t0
         self.timings.append(click)
@@ -342,6 +353,7 @@ class ClickSegmenter(QObject):
         self.clicks.pop()
         ed.undo()
         self._redo.append(click)
+        self._show(self.clicks[-1].band if self.clicks else None)
         if not self.clicks:
             self.number = None  # its creation was part of the first click's step
         self.changed.emit()
@@ -359,6 +371,7 @@ class ClickSegmenter(QObject):
         if self.number is None:
             self.number = self.editable.segmentation.active
         self.clicks.append(click)
+        self._show(click.band)
         self.changed.emit()
         return True
 
@@ -403,10 +416,51 @@ class ClickSegmenter(QObject):
     def _reset(self) -> None:
         if self.run is not None:
             self.run.stale = True
+        self._show(None)
         self.clicks, self._redo = [], []
         self.number = self.editable = None
         self.key = None
         self.changed.emit()
+
+    # the boundary-uncertainty band --------------------------------------------------------------
+    def _wants_band(self, method: str) -> bool:
+        """Only the network has a probability: a classical method's 0/1 mask, resampled from its
+        window, would give a thin shell along its edge that says nothing about where to click."""
+        return self.show_band and method == "network"
+
+    @staticmethod
+    def _band_of(results, crop, state):
+        """The run's boundary-uncertainty map as a layer on the crop's grid, or None when it is empty
+        (the classical methods give a mask, no probability, so no band)."""
+        from viewer.ai.interactive import crop_volume
+        from viewer.core.ai_results import heatmap_layer
+
+        hm = next((h for h in results.heatmaps if h.kind == "uncertainty"), None)
+        if hm is None or not np.any(hm.array > 0.1) or tuple(hm.array.shape) != tuple(s.stop - s.start
+                                                                                     for s in crop):
+            return None
+        hm.affine = crop_volume(state.volume, crop).affine  # the crop's grid, where the plugin drew it
+        layer = heatmap_layer(hm, "Click to segment")
+        layer.name = "Unsure boundary"
+        layer.unit = ""
+        layer.colour_bar = False  # its values need no scale; its name says what it is
+        return layer
+
+    def _show(self, layer) -> None:
+        """Show ``layer`` (or nothing) as the band over the session's series."""
+        state = self._state()
+        if self.band is layer:
+            return
+        if self.band is not None and state is not None:
+            state.open_series.remove_overlay(self.band)
+        self.band = None
+        if layer is not None and state is not None and self.show_band:
+            state.open_series.add_overlay(layer)
+            self.band = layer
+
+    def set_show_band(self, on: bool) -> None:
+        self.show_band = bool(on)
+        self._show(self.clicks[-1].band if on and self.clicks and self.clicks[-1].done else None)
 
     def _on_tool_changed(self) -> None:
         if self.model.tool == TOOL:
@@ -604,6 +658,12 @@ def install(feature) -> ClickSegmenter:
     overwrite.setObjectName("click_segment_overwrite")
     overwrite.setToolTip("Off: the mask never takes voxels of another segment. On: it may.")
     overwrite.toggled.connect(lambda on: setattr(segmenter, "overwrite", bool(on)))
+    band = QCheckBox("Uncertainty")
+    band.setObjectName("click_segment_uncertainty")
+    band.setChecked(segmenter.show_band)
+    band.setToolTip("With the network: show where it is unsure of the boundary (probability 0.2-0.8), where the "
+                    "next click helps most. The classical methods give a plain mask, so no band.")
+    band.toggled.connect(segmenter.set_show_band)
     accept = table.add(Command("segment_click_accept", "Accept lesion (click to segment)", "Segment",
                                ("Return", "Enter"), views_only=True), segmenter.accept)
     discard = table.add(Command("segment_click_discard", "Discard proposed lesion", "Segment"), segmenter.discard)
@@ -612,10 +672,12 @@ def install(feature) -> ClickSegmenter:
     toolbar.addAction(accept)
     toolbar.addAction(discard)
     toolbar.addWidget(overwrite)
+    toolbar.addWidget(band)
     feature.menu.addSeparator()
     feature.menu.addAction(accept)
     feature.menu.addAction(discard)
-    segmenter.widgets = {"method": combo, "overwrite": overwrite, "accept": accept, "discard": discard}
+    segmenter.widgets = {"method": combo, "overwrite": overwrite, "uncertainty": band, "accept": accept,
+                         "discard": discard}
 
     def fill_methods() -> None:
         if combo.count() == 0:
