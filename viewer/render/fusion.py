@@ -100,8 +100,6 @@ class FusionSlice(SlicePipeline):
         self.actor.ForceOpaqueOff()
         self.actor.ForceTranslucentOn()
         self.actor.SetPosition(0, 0, -0.75)  # over the image, under heatmaps and text
-        prop = self.actor.GetProperty()
-        prop.SetLookupTable(None)
         self.mode = ""
         self.window = (0.0, 1.0)
         self.style: tuple = ()
@@ -118,13 +116,20 @@ class FusionSlice(SlicePipeline):
         self.style, self.window = style, tuple(window)
         lo, hi = window_range(window, self.vtk_volume.volume.rescale)
         judging = mode != "blend"
-        self.colours.SetLookupTable(colour_table(GREY if judging else points, lo, hi, clear_below=not judging))
-        self.colours.Modified()
-        port = (self.checker if mode == "checkerboard" else self.colours).GetOutputPort()
+        table = colour_table(GREY if judging else points, lo, hi, clear_below=not judging)
+        prop = self.actor.GetProperty()
+        if mode == "checkerboard":  # RGBA made on the CPU, squares cut out of it
+            self.colours.SetLookupTable(table)
+            self.colours.Modified()
+            prop.SetLookupTable(None)
+        else:  # the actor maps the resliced values through the table itself (no RGBA image per frame)
+            prop.SetLookupTable(table)
+            prop.SetUseLookupTableScalarRange(True)
         if mode != self.mode:
+            port = (self.checker if mode == "checkerboard" else self.reslice).GetOutputPort()
             self.actor.GetMapper().SetInputConnection(port)
             self.mode = mode
-        self.actor.GetProperty().SetOpacity(1.0 if judging else float(np.clip(opacity, 0.0, 1.0)))
+        prop.SetOpacity(1.0 if judging else float(np.clip(opacity, 0.0, 1.0)))
 
     def set_visible(self, on: bool) -> None:
         self.actor.SetVisibility(bool(on))
@@ -133,6 +138,8 @@ class FusionSlice(SlicePipeline):
         """The top layer's last RGBA plane [y, x, 4] (tests)."""
         from vtkmodules.util.numpy_support import vtk_to_numpy
 
+        if self.mode != "checkerboard":
+            self.colours.SetLookupTable(self.actor.GetProperty().GetLookupTable())
         src = self.checker if self.mode == "checkerboard" else self.colours
         src.Update()
         out = src.GetOutput()
