@@ -43,7 +43,7 @@ COMMANDS = (
     Command("layout_2x2", "Layout 2 x 2 (with 3D)", "View", ("Ctrl+3",), "layout_2x2", True, "layout"),
     Command("maximise", "Maximise / restore view", "View", ("F",)),
     Command("crosshair", "Show crosshair", "View", ("X",), "show_crosshair", True),
-    Command("link", "Link series of the same frame of reference", "View", ("L",), "link", True),
+    Command("link", "Link series (same frame of reference, or registered)", "View", ("L",), "link", True),
     Command("reset", "Reset view (zoom, pan, oblique axes)", "View", ("Home",), "reset"),
     Command("reset_oblique", "Reset oblique axes", "View", ("O",)),
     Command("next_slice", "Next slice", "Navigate", ("Down",), views_only=True),
