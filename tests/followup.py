@@ -5,7 +5,8 @@ from the real chest CT (``/work/shared/data/chest-ct``, 512x512x141, 0.98x0.98x2
 
 * The **tumour grows**: the right-lung tumour (``chest_ct_reference``, about 8.3 mL) is scaled radially
   about its centroid by ``growth_scale`` (default 1.2 in every direction, so about 1.7x the volume),
-  texture and all, and blended over the baseline with its smoothed mask (no hard edge).
+  texture and edge and all, and put in place of the baseline around it (so the tumour edge is as sharp
+  as in the baseline and the reference recipe's -400 HU threshold finds the scaled boundary).
 * The **patient moves and deforms**: the follow-up image at a follow-up LPS point ``x`` is the grown
   baseline at ``to_baseline(x) = A(x) + u(A(x))``, where ``A`` is a rigid transform (rotation of a few
   degrees about the baseline's centre, translation of about 13 mm) and ``u`` a sum of smooth Gaussian
@@ -56,7 +57,7 @@ PATIENT_NAME = "Synthetic^Followup"
 BASELINE_DATE = "20070208"
 FOLLOWUP_DATE = "20070608"  # 120 days later
 TUMOUR_SLICES = (57, 97)  # 40 baseline slices around the tumour (k 72-84): a small version's usual crop
-VERSION = 2  # bump when the recipe changes (invalidates followup.json caches)
+VERSION = 3  # bump when the recipe changes (invalidates followup.json caches)
 
 
 # ------------------------------------------------------------------------------------ the true transform
@@ -256,25 +257,33 @@ def default_truth(centre: np.ndarray) -> TrueTransform:
 
 
 def _grown(hu: np.ndarray, mask: np.ndarray, affine: np.ndarray, scale: float):
-    """The baseline with its tumour scaled by ``scale`` about its centroid: (image, soft grown mask),
-    both on the baseline grid; float32."""
+    """The baseline with its tumour scaled by ``scale`` about its centroid: (image, grown mask as a
+    0-1 float), both on the baseline grid; float32.
+
+    The scaled copy of the tumour's neighbourhood (texture and partial-volume edge, 1.2x wider) replaces
+    the baseline within the scaled tumour grown by 2 voxels in-plane and 1 slice, faded out over about 2
+    more: the edge is the baseline's own, scaled, so the reference recipe's -400 HU threshold finds the
+    scaled boundary (a blend with the mask as weight diluted the edge twice and lost 10% of the volume).
+    """
     kk, jj, ii = np.nonzero(mask)
     lo = np.maximum(np.array([kk.min(), jj.min(), ii.min()]) - np.array([8, 20, 20]), 0)
     hi = np.minimum(np.array([kk.max(), jj.max(), ii.max()]) + np.array([9, 21, 21]), mask.shape)
     sl = tuple(slice(a, b) for a, b in zip(lo, hi))
     sub_hu = hu[sl].astype(np.float32)
-    soft = ndimage.gaussian_filter(mask[sl].astype(np.float32), (0.5, 1.0, 1.0))
     centre = np.array([kk.mean(), jj.mean(), ii.mean()]) - lo  # in the sub-block's index (k, j, i)
     grid = np.indices(sub_hu.shape, dtype=np.float64)
     # voxel index space is anisotropic, but scaling about a point is linear, so per-axis scaling by the
     # same factor is the same physical scaling
     src = centre[:, None, None, None] + (grid - centre[:, None, None, None]) / scale
     scaled_hu = ndimage.map_coordinates(sub_hu, src, order=1, mode="nearest")
-    alpha = np.clip(ndimage.map_coordinates(soft, src, order=1, mode="constant", cval=0.0), 0.0, 1.0)
+    scaled_mask = ndimage.map_coordinates(mask[sl].astype(np.float32), src, order=1, mode="constant", cval=0.0)
+    near = ndimage.binary_dilation(scaled_mask > 0.5, np.ones((3, 5, 5), bool))
+    weight = ndimage.gaussian_filter(near.astype(np.float32), (0.5, 1.0, 1.0))
+    weight = np.clip(weight * 1.5, 0.0, 1.0)
     out = hu.astype(np.float32)
-    out[sl] = alpha * scaled_hu + (1.0 - alpha) * sub_hu
+    out[sl] = sub_hu + weight * (scaled_hu - sub_hu)
     grown = np.zeros(hu.shape, np.float32)
-    grown[sl] = alpha
+    grown[sl] = np.clip(scaled_mask, 0.0, 1.0)
     return out, grown
 
 
