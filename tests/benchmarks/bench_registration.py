@@ -6,7 +6,8 @@ of metric samples, full resolution, no pyramid), measured in the same run on thi
     python tests/benchmarks/bench_registration.py [--json out.json] [--skip-plain] [--brats N]
 
 Cases (all real images, moved by transforms known exactly):
-- rigid, chest CT 512x512x141 (chest-ct) against a copy moved 2.5/-1.5/3 degrees and (8, -6, 9) mm;
+- rigid, chest CT 512x512x141 (chest-ct) against a copy moved 2.5/-1.5/3 degrees and (8, -6, 9) mm,
+  and against one moved 6/-4/10 degrees and (25, -20, 30) mm (12 degrees, 44 mm: the capture range);
 - deformable, the synthetic follow-up (tests/followup.py, full size): rigid motion + six Gaussian
   bumps (up to 5.7 mm), tumour grown 1.2x radially; TRE on its 20 landmarks (lung, vessels, bone);
 - CT-MR rigid: the MNI152 T1 template (fixed, 1 mm, a skull-stripped brain) against the CT template
@@ -196,6 +197,11 @@ def chest_rigid(plain: bool) -> None:
                                                                        & (np.indices(hu.shape)[0] < 125), fixed, 8,
                                                                        rng)])
     rigid_case("rigid: chest CT 512x512x141", fixed, base, truth, pts, plain)
+    # a larger move (a patient positioned differently): the capture range a pyramid buys
+    big = euler(centre, (6.0, -4.0, 10.0), (25.0, -20.0, 30.0))
+    fixed = volume_of(sitk.Cast(sitk.Resample(image, image, big, sitk.sitkLinear, -1024.0), sitk.sitkInt16), "CT",
+                      "chest-moved-far")
+    rigid_case("rigid: chest CT, 12 degrees / 44 mm", fixed, base, big, pts, plain)
 
 
 def followup_deformable(plain: bool, out_dir: Path):
