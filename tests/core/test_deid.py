@@ -269,8 +269,9 @@ def test_typed_free_text_goes_out_only_when_kept(planted_series, tmp_path):
     assert free_text(ms, seg) == [f"{MARK} lesion", f"near {MARK}", f"{MARK} reading", f"{MARK} tumour"]
     out = export_report(tmp_path, ms, vol, segmentation=seg, deidentify=True, clear_free_text=False)
     found = scan_export(out)
-    # only the typed words (SR tracking identifiers, segment label, segmentation name), nothing from the images
-    assert {f.rsplit(".", 1)[-1].split(": ")[-1] for f in found} == {"TextValue", "SegmentLabel",
+    # only the typed words (SR tracking identifiers, the segment's label and its tracking identifier in the
+    # SEG, segmentation name), nothing from the images
+    assert {f.rsplit(".", 1)[-1].split(": ")[-1] for f in found} == {"TextValue", "SegmentLabel", "TrackingID",
                                                                     "ContentDescription", MARK}
     seg_ds = pydicom.dcmread(out["seg"][0])
     assert seg_ds.SegmentSequence[0].SegmentLabel == f"{MARK} tumour"
