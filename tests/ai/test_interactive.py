@@ -39,6 +39,9 @@ def test_the_crop_holds_the_prompts_and_places_them_where_they_were():
     inputs = ia.crop_inputs(vol, box, prev)
     assert inputs["previous"].array.dtype == np.uint8 and inputs["previous"].array[k, j, i] == 1
     assert np.allclose(inputs["previous"].affine, crop.affine)
+    # or already cut to the crop (the viewer reads the mask there only): the same input
+    cut = ia.crop_inputs(vol, box, prev[box])["previous"]
+    assert np.array_equal(cut.array, inputs["previous"].array) and np.allclose(cut.affine, crop.affine)
 
 
 def test_a_large_mask_or_box_widens_the_crop_and_it_stops_at_the_volume():

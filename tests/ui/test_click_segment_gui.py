@@ -98,6 +98,7 @@ def proposal_mask(clicker):
 
 def test_default_geodesic_click_in_the_axial_view(win, qtbot, reference):
     from plugins.lesion_segmentation.data import CHEST_TUMOUR_SEED_KJI
+    from viewer.core.measurements import segment_stats
 
     axial = win.grid.slice_views[0]
     vol = win.model.active_state.volume
@@ -121,19 +122,30 @@ def test_default_geodesic_click_in_the_axial_view(win, qtbot, reference):
     assert clicker.band is None  # a geodesic mask has no probability, so no uncertainty band
     assert s.algorithm_name == "Lesion segmentation (geodesic)"
     assert clicker.editable.segmentation.active_segment is s
-    # drawn in 3D: the 3D view's surface of the proposed segment
-    layers3d = win.grid.views[3].layers
-    qtbot.waitUntil(lambda: (clicker.editable.segmentation.uid, s.number) in layers3d.surfaces, timeout=10000)
-    # the measurements panel follows the proposal: its volume and HU statistics
+    # drawn in 3D with the planes: the surface of the proposed segment is there as soon as the mask is
+    # (not after the 3D view's editing pause), and the 3D view stays at its interactive quality while
+    # the session is on (a refined software ray-cast frame would hold up the next click)
+    view3d = win.grid.views[3]
+    assert (clicker.editable.segmentation.uid, s.number) in view3d.layers.surfaces
+    assert view3d._hold_refined and view3d.volume.quality == "interactive"
+    assert not view3d._refine_timer.isActive()
+    # the measurements panel follows the proposal: its volume and HU statistics, computed around the
+    # mask and the same as over the whole volume
     rows = win.features.measure.controller.segment_rows
     assert rows.wait()
     row = next(r for r in rows.rows() if r.segment is s)
     assert row.stats.volume_ml == pytest.approx(m.sum() * float(np.prod(vol.spacing)) / 1000, rel=1e-3)
     assert -300 < row.stats.mean < 100  # a soft-tissue mass, not lung
+    whole = segment_stats(m, vol)
+    assert row.stats.voxel_count == whole.voxel_count and row.stats.mean == pytest.approx(whole.mean, abs=1e-9)
+    assert row.stats.longest_diameter_mm == pytest.approx(whole.longest_diameter_mm, abs=1e-9)
+    assert row.stats.axial_short_mm == pytest.approx(whole.axial_short_mm, abs=1e-9)
+    assert np.allclose(row.stats.centroid_lps, whole.centroid_lps)
     print(f"\nclick to segment (GUI path, geodesic): seconds per click {timings(clicker)}, "
           f"Dice {d:.3f}")
     clicker.discard()
     assert not win.features.segments.controller.segmentation().segments
+    assert not view3d._hold_refined and view3d._refine_timer.isActive()  # the refined frame follows
 
     # Shift+drag: a box around the tumour in the axial view (its depth: the mean of its sides)
     ref_k = reference[k]

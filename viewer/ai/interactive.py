@@ -59,11 +59,17 @@ def prompt_crop(volume: Volume, prompts: Prompts, mask_box: Box | None = None, m
     return tuple(slice(int(x), int(y)) for x, y in zip(a, b))
 
 
-def crop_volume(volume: Volume, box: Box, array: np.ndarray | None = None, modality: str | None = None) -> Volume:
-    """``volume``'s ``box`` (or ``array``'s, on the same grid) as a Volume whose affine places it."""
+def crop_affine(volume: Volume, box: Box) -> np.ndarray:
+    """The affine of ``volume``'s ``box``: its grid, starting at the box's corner."""
     k0, j0, i0 = (s.start for s in box)
     affine = volume.affine.copy()
     affine[:3, 3] = volume.index_to_lps([i0, j0, k0])
+    return affine
+
+
+def crop_volume(volume: Volume, box: Box, array: np.ndarray | None = None, modality: str | None = None) -> Volume:
+    """``volume``'s ``box`` (or ``array``'s, on the same grid) as a Volume whose affine places it."""
+    affine = crop_affine(volume, box)
     if array is None:
         return Volume(np.ascontiguousarray(volume.array[box]), affine, modality=volume.modality, units=volume.units,
                       rescale=tuple(volume.rescale), window=volume.window)
@@ -71,10 +77,15 @@ def crop_volume(volume: Volume, box: Box, array: np.ndarray | None = None, modal
 
 
 def crop_inputs(volume: Volume, box: Box, previous: np.ndarray | None = None) -> dict[str, Volume]:
-    """The plugin's inputs for one click: the image crop, and the previous mask (full grid, bool) on it."""
+    """The plugin's inputs for one click: the image crop, and the previous mask (bool, on the full
+    grid or already cut to ``box``, which the viewer does to spare a whole-volume mask) on it."""
     inputs = {"image": crop_volume(volume, box)}
     if previous is not None:
-        inputs["previous"] = crop_volume(volume, box, previous.astype(np.uint8, copy=False), "SEG")
+        prev = previous.astype(np.uint8, copy=False)
+        if prev.shape == tuple(s.stop - s.start for s in box):  # cut already (or the box is the volume)
+            inputs["previous"] = Volume(np.ascontiguousarray(prev), crop_affine(volume, box), modality="SEG")
+        else:
+            inputs["previous"] = crop_volume(volume, box, prev, "SEG")
     return inputs
 
 

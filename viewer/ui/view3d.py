@@ -7,7 +7,9 @@ the series' window/level), a left click moves the crosshair of the 2D views to t
 
 Level of detail: while the camera moves (or the transfer function is dragged) the volume renders
 at the "interactive" quality; REFINE_MS after the last change it renders once at "refined"
-quality.  Point changes in the 2D views do not re-render the 3D view.
+quality.  Point changes in the 2D views do not re-render the 3D view.  A click-to-segment session
+holds the refined render back (``hold_refined``) until it ends, so that each click's surface shows
+at once and the next click never waits for a slow refined frame.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ class View3D(VtkWidget):
         self._refine_timer.timeout.connect(self.refine)
         self._press: tuple | None = None
         self.lod_enabled = True  # False: camera motion keeps the current quality (benchmarks)
+        self._hold_refined = False  # True: changes draw at the interactive quality only (click to segment)
         model.viewport_changed.connect(self._on_viewport)
         self._bind()
 
@@ -198,7 +201,20 @@ class View3D(VtkWidget):
         if self.volume is not None and self.volume.quality != "interactive":
             self.volume.set_quality("interactive")
         self.request_render()
-        self._refine_timer.start(self.REFINE_MS)
+        if not self._hold_refined:
+            self._refine_timer.start(self.REFINE_MS)
+
+    def hold_refined(self, on: bool) -> None:
+        """While on, changes (a click-to-segment mask, say) draw at the interactive quality only: the
+        refined ray casting takes seconds on a software renderer and would hold up the next click.
+        Off: the refined render follows."""
+        if bool(on) == self._hold_refined:
+            return
+        self._hold_refined = bool(on)
+        if on:
+            self._refine_timer.stop()
+        else:
+            self._refine_timer.start(self.REFINE_MS)
 
     def refine(self) -> None:
         if self.volume is not None and self.volume.quality != "refined":
@@ -220,7 +236,7 @@ class View3D(VtkWidget):
             self._refine_timer.stop()
             if self.volume is not None:
                 self.volume.set_quality("interactive")
-        else:
+        elif not self._hold_refined:
             self._refine_timer.start(self.REFINE_MS)
 
     def _on_window(self) -> None:

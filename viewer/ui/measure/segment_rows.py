@@ -38,6 +38,24 @@ def row_uid(seg, segment) -> str:
     return f"segment:{seg.uid}:{segment.number}"
 
 
+def _stats_in_box(layer, number: int, volume) -> SegmentStats:
+    """``segment_stats`` of one segment, computed on the box around its voxels (a voxel of margin, so
+    its surface is the same) rather than on the whole volume: the same figures, in a fraction of the
+    time for a lesion in a large CT."""
+    from viewer.core.segmentation import bbox_of
+    from viewer.core.volume import Volume
+
+    mask = layer == number
+    box = bbox_of(mask, 1)
+    if box is None:
+        return segment_stats(mask, volume)
+    affine = volume.affine.copy()
+    affine[:3, 3] = volume.index_to_lps([box[2].start, box[1].start, box[0].start])
+    crop = Volume(volume.array[box], affine, modality=volume.modality, units=volume.units,
+                  rescale=tuple(volume.rescale))
+    return segment_stats(mask[box], crop)
+
+
 class SegmentStatsRows(QObject):
     changed = Signal()
     _computed = Signal(int, object)  # generation, {row uid: SegmentStats} (from the worker thread)
@@ -67,6 +85,13 @@ class SegmentStatsRows(QObject):
         self._generation += 1
         self._timer.start()
         self.changed.emit()
+
+    def start_now(self) -> None:
+        """Compute without waiting for the editing pause (an edit that is complete at once, such as
+        a click-to-segment mask)."""
+        if self._timer.isActive() and not self._running:
+            self._timer.stop()
+            self._start()
 
     def rows(self, key: str | None = None) -> list[SegmentRow]:
         state = self.model.series.get(key) if key is not None else self.model.active_state
@@ -110,7 +135,7 @@ class SegmentStatsRows(QObject):
         out = {}
         try:
             for uid, layer, number, volume in tasks:
-                out[uid] = segment_stats(layer == number, volume)
+                out[uid] = _stats_in_box(layer, number, volume)
         except Exception:  # never a crash: the rows say "computing..." until the next edit
             log.exception("segment statistics failed")
         self._computed.emit(generation, out)

@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     cam.Zoom(args.zoom3d)
     view3d.renderer.ResetCameraClippingRange()
     view3d.changed()
+    view3d.refine()  # the refined frame, which the session holds back until Accept (it takes seconds here)
     wait_until(app, lambda: False, 1.5)
     for view in window.grid.visible_views():
         view.render_now()

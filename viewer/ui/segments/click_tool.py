@@ -13,6 +13,15 @@ algorithm parameters, so they travel into DICOM SEG); Discard removes it.  Choos
 keeps the mask as it is (accepted).  The mask never takes voxels of another segment unless
 "Overwrite other segments" is on.  A click off the image, or one that finds nothing (on air, say),
 changes nothing and says so in the status bar.
+
+Display: a click's mask is written into the label map on the crop's box only (one undo step of
+that box); the 2D planes re-slice it on their next frame and the 3D view's surface of the segment is
+re-meshed at once, in the same pass, so one frame of each view shows the click.  While a session is
+on, the 3D view draws at its interactive quality only (``View3D.hold_refined``: its refined ray
+casting takes seconds on a software renderer and would hold up the next click); Accept, Discard or
+another tool bring the refined frame back.  The session keeps the box that holds every voxel of the
+proposal, so the mask sent with the next click and its volume are read there, never from the whole
+label map.
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from vtkmodules.vtkCommonCore import vtkPoints
 from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkPolyData, vtkPolyLine
 from vtkmodules.vtkRenderingCore import vtkActor, vtkPolyDataMapper
@@ -89,6 +98,9 @@ class ClickSegmenter(QObject):
         self.timings: list[Click] = []  # the clicks applied, with their seconds (first, next...)
         self.last_message = ""
         self._warmed: set[str] = set()  # methods loaded in the worker by warm()
+        self.quick_3d = True  # False: the display path before (benchmarks): 3D refined and re-meshed later
+        self.box = None  # the box holding every voxel of the proposal (union of the boxes written on its layer)
+        self._watched = None  # the Segmentation whose writes grow ``box``
         self._finished.connect(self._on_finished)
         self.model.tool_changed.connect(self._on_tool_changed)
 
@@ -206,9 +218,78 @@ class ClickSegmenter(QObject):
         self.key = state.key
         self.clicks.append(Click(point, box))
         self._redo.clear()
+        self._hold_3d(True)
         self.changed.emit()
         self._pump()
         return True
+
+    # the display ---------------------------------------------------------------------------------
+    def _views_3d(self) -> list:
+        grid = getattr(self.window, "grid", None)
+        return [v for v in getattr(grid, "views", ()) if hasattr(v, "hold_refined")]
+
+    def _hold_3d(self, on: bool) -> None:
+        """Interactive quality only in the 3D views while the session is on (see the module's doc)."""
+        if self.quick_3d or not on:
+            for v in self._views_3d():
+                v.hold_refined(on)
+
+    def _mesh_3d_now(self) -> None:
+        """Re-mesh the changed surface now rather than after the 3D view's editing pause, so that the
+        frame the views draw next shows the click in 3D as well (the views render when this returns)."""
+        if not self.quick_3d:
+            return
+        for v in self._views_3d():
+            layers = getattr(v, "layers", None)
+            if layers is not None and getattr(layers, "state", None) is self._state():
+                layers.flush()
+
+    def _stats_soon(self) -> None:
+        """The measurements panel's statistics of the new mask right after the views' frames (queued
+        behind them), not after the panel's pause for painting."""
+        if not self.quick_3d:
+            return
+        measure = getattr(getattr(self.window, "features", None), "measure", None)
+        rows = getattr(getattr(measure, "controller", None), "segment_rows", None)
+        if rows is not None and hasattr(rows, "start_now"):
+            QTimer.singleShot(0, rows.start_now)
+
+    def _watch(self, seg) -> None:
+        """Grow ``box`` with every write to ``seg`` (the proposal's voxels lie inside it)."""
+        if self._watched is seg:
+            return
+        if self._watched is not None:
+            self._watched.changed.disconnect(self._on_voxels)
+        self._watched = seg
+        if seg is not None:
+            seg.changed.connect(self._on_voxels)
+
+    def _on_voxels(self, layer: int, box) -> None:
+        s = self.segment
+        if s is not None and layer == s.layer:
+            from viewer.core.edits import union_box
+
+            self.box = union_box(self.box, tuple(box))
+
+    def _previous(self):
+        """(The proposal's bounding box on the full grid or None, a function giving its mask on a box)
+        read inside ``box``; (None, None) without a proposal."""
+        s = self.segment
+        if s is None:
+            return None, None
+        seg = self.editable.segmentation
+        if self.box is None:
+            return None, lambda crop: np.zeros(tuple(x.stop - x.start for x in crop), bool)
+        inner = bbox_of(seg.mask(s, self.box))
+        found = None if inner is None else tuple(slice(o.start + i.start, o.start + i.stop)
+                                                 for o, i in zip(self.box, inner))
+        return found, lambda crop: seg.mask(s, crop)
+
+    def _volume_ml(self) -> float:
+        s, seg = self.segment, self.editable.segmentation
+        if s is None or self.box is None:
+            return 0.0
+        return np.count_nonzero(seg.mask(s, self.box)) * float(abs(np.linalg.det(seg.affine[:3, :3]))) / 1000.0
 
     def _pump(self) -> None:
         """Start the next click's run when none is running (runs go one after the other)."""
@@ -226,12 +307,10 @@ class ClickSegmenter(QObject):
         click = self.clicks[n]
         prompts = self.prompts(n + 1)
         vol = state.volume
-        prev = None
-        if self.segment is not None:
-            prev = self.editable.segmentation.mask(self.segment)
+        mask_box, prev_on = self._previous()
         try:
-            crop = prompt_crop(vol, prompts, bbox_of(prev) if prev is not None else None)
-            inputs = crop_inputs(vol, crop, prev)
+            crop = prompt_crop(vol, prompts, mask_box)
+            inputs = crop_inputs(vol, crop, prev_on(crop) if prev_on is not None else None)
             method = self.method or self.default_method()
             ai = self.window.features.ai.controller
             self._jobs += 1
@@ -298,6 +377,8 @@ class ClickSegmenter(QObject):
             self.editable = self.controller.editable(True, state)
         ed = self.editable.editor
         seg = self.editable.segmentation
+        self._watch(seg)
+        self._hold_3d(True)  # the layout may have changed since the first click
         params = {"method": run.method, "prompts": format_prompts(prompts), "clicks": str(n)}
         ed.begin("Click to segment")
         try:
@@ -324,9 +405,11 @@ class ClickSegmenter(QObject):
         click.band = self._band_of(handle.results, run.crop, state) if self._wants_band(run.method) else None
         self._show(click.band)
         click.history_index = ed.history.index
+        self._mesh_3d_now()
+        self._stats_soon()
         click.seconds = time.perf_counter() - click.t0
         self.timings.append(click)
-        ml = seg.volume_ml(self.segment)
+        ml = self._volume_ml()
         log.info("click to segment: click %d (%s) in %.2f s (run %.2f s, plugin %.2f s)", n, run.method,
                  click.seconds, click.run_seconds, click.plugin_seconds)
         self._message(f"{PROPOSED}: {ml:.2f} mL after {n} click{'s' if n > 1 else ''} ({run.method}, "
@@ -420,6 +503,9 @@ class ClickSegmenter(QObject):
         self.clicks, self._redo = [], []
         self.number = self.editable = None
         self.key = None
+        self.box = None
+        self._watch(None)
+        self._hold_3d(False)  # the 3D view's refined frame follows
         self.changed.emit()
 
     # the boundary-uncertainty band --------------------------------------------------------------
@@ -432,14 +518,14 @@ class ClickSegmenter(QObject):
     def _band_of(results, crop, state):
         """The run's boundary-uncertainty map as a layer on the crop's grid, or None when it is empty
         (the classical methods give a mask, no probability, so no band)."""
-        from viewer.ai.interactive import crop_volume
+        from viewer.ai.interactive import crop_affine
         from viewer.core.ai_results import heatmap_layer
 
         hm = next((h for h in results.heatmaps if h.kind == "uncertainty"), None)
         if hm is None or not np.any(hm.array > 0.1) or tuple(hm.array.shape) != tuple(s.stop - s.start
                                                                                      for s in crop):
             return None
-        hm.affine = crop_volume(state.volume, crop).affine  # the crop's grid, where the plugin drew it
+        hm.affine = crop_affine(state.volume, crop)  # the crop's grid, where the plugin drew it
         layer = heatmap_layer(hm, "Click to segment")
         layer.name = "Unsure boundary"
         layer.unit = ""
