@@ -7,10 +7,13 @@ getting it gives, against the known growth:
 - carried (rigid): the prior's lesion as it was, moved (no change: what carrying must keep);
 - carried (deformable, shape kept): the same through the deformable registration (the default);
 - carried (deformable, warped): the label map warped by the B-spline, which absorbs part of the growth;
-- fitted to the image (viewer.core.longitudinal.fit_to_image) after the rigid carry;
-- baselines: a plain threshold region grown from the carried centroid at the same threshold, within
-  the same 12 mm of the carried lesion (no prior tissue left out), and unbounded;
+- fitted to the image (viewer.core.longitudinal.fit_to_image) after the rigid and the deformable carry;
+- baselines: a plain threshold region grown from the carried centroid at the same threshold (the prior
+  outline's own, ``outline_threshold``), within the same 12 mm of the carried lesion (no prior tissue
+  left out), and unbounded;
 - the reference outline of the follow-up (the discretised truth: what a reader's outline gives).
+
+Then the fit on the unchanged baseline (identity: no change must read as none) and the threshold.
 
     python tests/benchmarks/bench_lesion_change.py [--stride 2]
 """
@@ -38,12 +41,13 @@ def main() -> int:
     p.add_argument("--stride", type=int, default=2, help="every n-th row and column (1: full 512x512)")
     args = p.parse_args()
     os.environ["HOUNSFIELD_DATA_DIR"] = tempfile.mkdtemp(prefix="bench-change-")
+    import SimpleITK as sitk
     from scipy import ndimage as ndi
 
     from tests.followup import TUMOUR_SLICES, make_followup
     from viewer.core.loader import load
-    from viewer.core.longitudinal import carry_labels, carry_segmentation, fit_to_image, oriented
-    from viewer.core.registration import register
+    from viewer.core.longitudinal import carry_labels, carry_segmentation, fit_to_image, oriented, outline_threshold
+    from viewer.core.registration import Registration, register
     from viewer.core.segmentation import Segmentation
 
     fu = make_followup(Path(tempfile.gettempdir()) / f"hounsfield-bench-followup-s{args.stride}",
@@ -83,12 +87,16 @@ def main() -> int:
     t = time.perf_counter()
     fitted = fit_to_image(regs["rigid"], base, mask_b, follow, carried)
     row("fitted to the image (rigid carry)", fitted, time.perf_counter() - t)
-    # the baseline: threshold halfway between the lesion and its shell on the prior, region grown from
-    # the carried centroid on the follow-up (the same box), nothing left out
+    t = time.perf_counter()
+    fitted_d = fit_to_image(regs["deformable"], base, mask_b, follow, kept)
+    row("fitted to the image (deformable carry)", fitted_d, time.perf_counter() - t)
+    # the baseline: the fit's threshold (the prior outline's own), region grown from the carried centroid
+    # on the follow-up (the same box), nothing left out
     t = time.perf_counter()
     hb = base.real_values().astype(np.float32)
+    thr, _ = outline_threshold(hb, mask_b)
     shell = ndi.binary_dilation(mask_b, iterations=3) & ~mask_b
-    thr = 0.5 * (np.median(hb[mask_b]) + np.median(hb[shell]))
+    half = 0.5 * (np.median(hb[mask_b]) + np.median(hb[shell]))  # the fit's threshold before
     hf = follow.real_values().astype(np.float32)
     near = ndi.distance_transform_edt(~carried, sampling=follow.spacing[::-1]) <= 12.0
     lab, _ = ndi.label((hf >= thr) & near)
@@ -103,6 +111,16 @@ def main() -> int:
     for name, v, d, err, dc, sec in rows:
         print(f"{name:40s} {v:8.2f} {d:+10.2f} {err:+8.0f}% {dc:6.3f} {sec:6.2f}")
     print(f"\n{'known growth':40s} {fu.tumour_volume_followup_ml:8.2f} {fu.growth_ml:+10.2f}")
+    ref_change = mask_f.sum() * voxel_ml - vb
+    for name, _v, d, _err, _dc, _sec in rows:
+        if name.startswith("fitted"):
+            print(f"{name}: {100 * (d - ref_change) / ref_change:+.1f}% of the change the reference outline reads")
+    ident = Registration(base.source.series_instance_uid, base.source.series_instance_uid, "identity",
+                         sitk.Euler3DTransform())
+    same = fit_to_image(ident, base, mask_b, base, mask_b)
+    print(f"fit on the unchanged baseline (identity): {same.sum() * voxel_ml:.2f} mL against the outline's "
+          f"{vb:.2f} mL ({100 * (same.sum() / mask_b.sum() - 1):+.1f}%, Dice {dice(same, mask_b):.3f}); "
+          f"threshold {thr:.0f} HU (halfway between the medians: {half:.0f} HU)")
     return 0
 
 

@@ -239,26 +239,48 @@ def carry_measurement(reg: Registration, m: Measurement, current: Volume) -> Mea
     return out
 
 
+def outline_threshold(hu: np.ndarray, mask: np.ndarray) -> tuple[float, bool]:
+    """The threshold at which an outline ``mask`` sits on the image ``hu`` (the same grid), and whether
+    the lesion is brighter than its surroundings: the level with as many of the outline's voxels on the
+    surroundings' side of it as voxels of its one-voxel outer ring on the lesion's side (thresholding the
+    outline's edge there keeps its volume), kept within the middle half between the lesion's median and
+    its 3-voxel shell's median.  Fitting with it puts the edge where the reader put it on the prior, so
+    the change is read with one convention at both time points (halfway between the medians would lie
+    inside a partial-volume edge a reader outlines generously, or outside a tight one)."""
+    from scipy import ndimage as ndi
+
+    shell = ndi.binary_dilation(mask, iterations=3) & ~mask
+    inside = float(np.median(hu[mask]))
+    outside = float(np.median(hu[shell])) if shell.any() else -1000.0
+    brighter = inside >= outside
+    lo, hi = sorted((inside, outside))
+    lo, hi = lo + 0.25 * (hi - lo), hi - 0.25 * (hi - lo)
+    ring = ndi.binary_dilation(mask) & ~mask
+    if not ring.any() or hi <= lo:
+        return 0.5 * (inside + outside), brighter
+    sign = 1.0 if brighter else -1.0  # a darker lesion: the same count on negated values
+    ins, out = np.sort(sign * hu[mask]), np.sort(sign * hu[ring])
+    levels = np.unique(np.clip(np.concatenate([ins, out]), *sorted((sign * lo, sign * hi))))
+    below = np.searchsorted(ins, levels, "left")  # outline voxels under the level
+    above = out.size - np.searchsorted(out, levels, "left")  # ring voxels at or over it
+    return float(sign * levels[int(np.argmin(np.abs(below - above)))]), brighter
+
+
 def fit_to_image(reg: Registration, prior: Volume, prior_mask: np.ndarray, current: Volume,
                  carried: np.ndarray, margin_mm: float = 12.0) -> np.ndarray:
     """A carried lesion mask fitted to the current image: the voxels near it (within ``margin_mm``) on
-    the lesion's side of a threshold halfway between the lesion and its surroundings in the prior,
-    connected to the carried mask, leaving out tissue that was outside the lesion in the prior but
-    already on that side of the threshold there (the chest wall a lung lesion touches stays out).
-    A growing lesion gains the voxels it took from its surroundings; a shrinking one loses them."""
+    the lesion's side of the prior outline's own threshold (``outline_threshold``: where the reader put
+    the edge on the prior), connected to the carried mask, leaving out tissue that was outside the lesion
+    in the prior but already on that side of the threshold there (the chest wall a lung lesion touches
+    stays out).  A growing lesion gains the voxels it took from its surroundings; a shrinking one loses
+    them."""
     from scipy import ndimage as ndi
 
     pbox = bbox_of(prior_mask, 0)
     if pbox is None or not carried.any():
         return carried.copy()
-    # the threshold, from the prior: lesion median against its 3-voxel shell's median
     grow = [slice(max(0, b.start - 4), b.stop + 4) for b in pbox]
-    pm = prior_mask[tuple(grow)]
-    phu = prior.real_values(tuple(grow)).astype(np.float32)
-    shell = ndi.binary_dilation(pm, iterations=3) & ~pm
-    inside, outside = float(np.median(phu[pm])), float(np.median(phu[shell])) if shell.any() else -1000.0
-    thr = 0.5 * (inside + outside)
-    brighter = inside >= outside
+    thr, brighter = outline_threshold(prior.real_values(tuple(grow)).astype(np.float32), prior_mask[tuple(grow)])
     box = bbox_of(carried, 0)
     margin = np.ceil(margin_mm / current.spacing[::-1]).astype(int)
     box = tuple(slice(max(0, b.start - m), min(n, b.stop + m)) for b, m, n in zip(box, margin, current.shape,
