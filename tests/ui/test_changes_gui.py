@@ -75,12 +75,16 @@ def test_carry_fit_read_the_change_and_export(win, pair, qtbot, tmp_path):
     settle(qtbot, 400)
     assert panel.row_of("Right lung tumour")["Status"] == "gone"  # nothing on the follow-up yet
 
-    # a registration started and cancelled changes nothing
+    # a (deformable) registration started and cancelled changes nothing; rigid is the default again after
+    assert panel.kind() == "rigid"
+    panel.kind_box.setCurrentIndex(panel.kind_box.findData("deformable"))
     _click(qtbot, panel.buttons["register"])
+    assert "(deformable)" in panel.status.text() and not panel.kind_box.isEnabled()
     _click(qtbot, panel.cancel_button)
     qtbot.waitUntil(lambda: not feat.busy, timeout=60000)
     assert "cancelled" in panel.status.text()
     assert feat.comparison().reg is None
+    panel.kind_box.setCurrentIndex(panel.kind_box.findData("rigid"))
 
     # carry: registers (rigid, worker thread), then carries
     _click(qtbot, panel.buttons["carry"])
@@ -104,9 +108,11 @@ def test_carry_fit_read_the_change_and_export(win, pair, qtbot, tmp_path):
     assert "already" in panel.status.text() and len(follow.segmentations) == 1
     assert carried_ml == pytest.approx(float(row["Prior mL"]), rel=0.03)  # the prior's lesion, moved
 
-    # fit it to the follow-up image: it grows
+    # fit it to the follow-up image: it grows by about the known growth (bench_lesion_change.py: -7% here)
     _click(qtbot, panel.buttons["fit"])
     qtbot.waitUntil(lambda: float(panel.row_of("Right lung tumour")["Now mL"]) > carried_ml + 1.0, timeout=10000)
+    settle(qtbot, 400)
+    assert float(panel.row_of("Right lung tumour")["Δ mL"]) == pytest.approx(pair.growth_ml, rel=0.10)
 
     # the reader outlines the follow-up tumour in that segment: the table shows the known growth
     carried.editor.set_mask(seg, full, mask_f)

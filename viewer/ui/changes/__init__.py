@@ -1,7 +1,8 @@
 """Lesion change over time in the main window: the *Lesion change* dock (``ChangesPanel``) compares the
 prior and the current series of a patient (``viewer.core.longitudinal.Comparison``): *Carry segments
 from prior* carries the prior's segments and calipers through the workspace's registration between the
-two (registering them first, rigid, on a worker thread with progress and Cancel, when there is none),
+two (registering them first, rigid or deformable as chosen in the panel, on a worker thread with progress
+and Cancel, when there is none),
 *Fit to current image* fits each carried segment to the current image (one undoable edit each), the
 table gives per lesion the diameters, volume, change and volume doubling time, and below it the
 RECIST 1.1 target sum with the suggested response and its rule; *Export SR + CSV* writes the TID 1500
@@ -178,7 +179,8 @@ class ChangesFeature(Feature):
 
     # ------------------------------------------------------------------ registering
     def register(self, then=None) -> bool:
-        """Register the current series to the prior (rigid) on a worker thread; ``then`` runs after."""
+        """Register the current series to the prior (the panel's choice: rigid, the default, or deformable)
+        on a worker thread; ``then`` runs after."""
         prior, current = self.pair()
         if prior is None or current is None or prior is current:
             self.window.show_error("Open a prior and a current series of the patient to compare them.")
@@ -188,12 +190,13 @@ class ChangesFeature(Feature):
         from viewer.core.registration import register
 
         self.busy, self._cancel = True, False
-        self.panel.set_busy(True, "Registering the current series to the prior...")
+        kind = self.panel.kind()
+        self.panel.set_busy(True, f"Registering the current series to the prior ({kind})...")
         fixed, moving = current.volume, prior.volume
 
         def work():
             try:
-                reg = register(fixed, moving, "rigid", progress=lambda f, t: self.bridge.progressed.emit(f, t),
+                reg = register(fixed, moving, kind, progress=lambda f, t: self.bridge.progressed.emit(f, t),
                                cancel=lambda: self._cancel)
             except HounsfieldError as exc:
                 self.bridge.failed.emit(str(exc))

@@ -70,12 +70,20 @@ class ChangesPanel(QWidget):
         grid.addWidget(self.prior_box, 0, 1)
         grid.addWidget(QLabel("Current"), 1, 0)
         grid.addWidget(self.current_box, 1, 1)
+        self.kind_box = QComboBox()
+        self.kind_box.setObjectName("changes_kind")
+        self.kind_box.addItem("Rigid", "rigid")
+        self.kind_box.addItem("Deformable (B-spline)", "deformable")
+        self.kind_box.setToolTip("How Register (and carrying, when the pair is not registered yet) registers: rigid "
+                                 "keeps the anatomy's shape; deformable follows breathing and positioning too")
+        grid.addWidget(QLabel("Registration"), 2, 0)
+        grid.addWidget(self.kind_box, 2, 1)
         grid.setColumnStretch(1, 1)
         buttons = QHBoxLayout()
         self.buttons = {}
         for name, text, fn, tip in (
                 ("register", "Register", lambda: feature.register(), "Register the current series to the prior "
-                 "(rigid, mutual information); carrying does it when needed"),
+                 "(rigid or deformable as chosen above, mutual information); carrying does it when needed"),
                 ("carry", "Carry segments from prior", feature.carry, "Carry the prior's segments and calipers "
                  "onto the current series through the registration"),
                 ("fit", "Fit to current image", feature.fit, "Fit each carried segment to the current image "
@@ -151,6 +159,10 @@ class ChangesPanel(QWidget):
     def chosen(self) -> tuple[str | None, str | None]:
         return self.prior_box.currentData(), self.current_box.currentData()
 
+    def kind(self) -> str:
+        """The registration chosen: "rigid" (the default) or "deformable"."""
+        return self.kind_box.currentData() or "rigid"
+
     # ------------------------------------------------------------------ busy
     def set_busy(self, on: bool, text: str = "") -> None:
         self.progress.setVisible(on)
@@ -158,6 +170,7 @@ class ChangesPanel(QWidget):
         self.progress.setValue(0)
         for name in ("register", "carry", "fit", "export"):
             self.buttons[name].setEnabled(not on)
+        self.kind_box.setEnabled(not on)
         if text:
             self.set_status(text)
 
