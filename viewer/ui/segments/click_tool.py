@@ -439,6 +439,7 @@ class ClickSegmenter(QObject):
         self._show(self.clicks[-1].band if self.clicks else None)
         if not self.clicks:
             self.number = None  # its creation was part of the first click's step
+            self._hold_3d(False)
         self.changed.emit()
         return True
 
@@ -455,6 +456,7 @@ class ClickSegmenter(QObject):
             self.number = self.editable.segmentation.active
         self.clicks.append(click)
         self._show(click.band)
+        self._hold_3d(True)
         self.changed.emit()
         return True
 
