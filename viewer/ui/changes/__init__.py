@@ -11,9 +11,7 @@ SRs of both time points (shared tracking UIDs), their SEGs and a CSV (``viewer.c
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
-from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QDockWidget, QFileDialog
 
 from viewer.core.errors import HounsfieldError
@@ -21,15 +19,8 @@ from viewer.core.longitudinal import Comparison, oriented, study_date
 from viewer.logs import log
 from viewer.ui.actions import Command
 from viewer.ui.changes.panel import ChangesPanel
+from viewer.ui.compare.controller import RegistrationThread
 from viewer.ui.feature import Feature
-
-
-class _Bridge(QObject):
-    """Signals that bring a worker thread's news to the UI thread."""
-
-    progressed = Signal(float, str)
-    registered = Signal(object, object)  # (Registration, what to do next or None)
-    failed = Signal(str)
 
 
 class ChangesFeature(Feature):
@@ -38,13 +29,8 @@ class ChangesFeature(Feature):
     def __init__(self, window, workspace):
         super().__init__(window, workspace)
         self.comparisons: dict[tuple[str, str], Comparison] = {}
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="lesion-change")
-        self._cancel = False
+        self._thread: RegistrationThread | None = None  # the same registration thread as Compare's
         self.busy = False
-        self.bridge = _Bridge()
-        self.bridge.progressed.connect(self._progressed, Qt.ConnectionType.QueuedConnection)
-        self.bridge.registered.connect(self._registered, Qt.ConnectionType.QueuedConnection)
-        self.bridge.failed.connect(self._failed, Qt.ConnectionType.QueuedConnection)
         self.panel = ChangesPanel(self)
         dock = self.dock = QDockWidget("Lesion change", window)
         dock.setObjectName("lesion_change")
@@ -187,30 +173,26 @@ class ChangesFeature(Feature):
             return False
         if self.busy:
             return False
-        from viewer.core.registration import register
-
-        self.busy, self._cancel = True, False
+        self.busy = True
         kind = self.panel.kind()
         self.panel.set_busy(True, f"Registering the current series to the prior ({kind})...")
-        fixed, moving = current.volume, prior.volume
-
-        def work():
-            try:
-                reg = register(fixed, moving, kind, progress=lambda f, t: self.bridge.progressed.emit(f, t),
-                               cancel=lambda: self._cancel)
-            except HounsfieldError as exc:
-                self.bridge.failed.emit(str(exc))
-            except Exception:  # noqa: BLE001
-                log.exception("registration for lesion change")
-                self.bridge.failed.emit("The registration failed; the log has the details.")
-            else:
-                self.bridge.registered.emit(reg, then)
-
-        self._pool.submit(work)
+        thread = self._thread = RegistrationThread(current.volume, prior.volume, kind, self.window)
+        thread.progressed.connect(self._progressed)
+        thread.finished_ok.connect(lambda reg: self._registered(reg, then))
+        thread.failed.connect(self._failed)
+        thread.cancelled.connect(lambda: self._failed("The registration was cancelled; nothing was changed."))
+        thread.finished.connect(self._thread_ended)
+        thread.start()
         return True
 
     def cancel(self) -> None:
-        self._cancel = True
+        if self._thread is not None:
+            self._thread.cancel()
+
+    def _thread_ended(self) -> None:
+        if self._thread is not None:
+            self._thread.deleteLater()
+            self._thread = None
 
     def _progressed(self, fraction: float, text: str) -> None:
         self.panel.set_progress(fraction, text)
@@ -324,6 +306,7 @@ class ChangesFeature(Feature):
         return out
 
     def shutdown(self) -> None:
-        self._cancel = True
         self._timer.stop()
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._thread is not None:
+            self._thread.cancel()
+            self._thread.wait()
