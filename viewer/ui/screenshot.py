@@ -27,6 +27,33 @@ def wait_until(app, predicate, timeout: float) -> bool:
     return predicate()
 
 
+def open_window(path: str | None, size: str, layout: str = "2x2"):
+    """(app, window): a themed main window of ``size`` ('WxH') in ``layout`` with ``path`` (or the demo
+    study) opened and loaded, its settings in a temporary folder; window is None (and the reason on
+    stderr) when the study did not load within two minutes."""
+    use_temporary_data_dir("hounsfield-shot-")
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    from viewer.ui.mainwindow import MainWindow
+    from viewer.ui.theme import apply_theme
+
+    apply_theme(app)
+    window = MainWindow()
+    w, h = (int(x) for x in size.split("x"))
+    window.resize(w, h)
+    window.model.set_layout(layout)
+    window.show()
+    if path:
+        window.open_path(path)
+    else:
+        window.open_demo()
+    if not wait_until(app, lambda: window.model.series and not window.session.jobs, 120):
+        print("the study did not finish loading", file=sys.stderr)
+        return app, None
+    return app, window
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("path", nargs="?", help="study folder or file (default: the demo study)")
@@ -37,27 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--voxel", help="crosshair point as a voxel index 'i,j,k'")
     p.add_argument("--ai", metavar="PLUGIN", help="run this AI plugin on the study and show its results")
     args = p.parse_args(argv)
-    use_temporary_data_dir("hounsfield-shot-")
-
-    from PySide6.QtWidgets import QApplication
-
-    app = QApplication.instance() or QApplication(sys.argv[:1])
-    from viewer.ui.mainwindow import MainWindow
-    from viewer.ui.theme import apply_theme
-
-    apply_theme(app)
-    window = MainWindow()
-    w, h = (int(x) for x in args.size.split("x"))
-    window.resize(w, h)
-    window.model.set_layout(args.layout)
-    window.show()
-    if args.path:
-        window.open_path(args.path)
-    else:
-        window.open_demo()
-    ok = wait_until(app, lambda: window.model.series and not window.session.jobs, 120)
-    if not ok:
-        print("the study did not finish loading", file=sys.stderr)
+    app, window = open_window(args.path, args.size, args.layout)
+    if window is None:
         return 1
     if args.preset:
         window.cmd_preset(args.preset)

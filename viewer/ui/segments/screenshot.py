@@ -13,8 +13,7 @@ import argparse
 import os
 import sys
 
-from viewer.paths import use_temporary_data_dir
-from viewer.ui.screenshot import wait_until
+from viewer.ui.screenshot import open_window, wait_until
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,24 +24,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", default="1600x1000")
     p.add_argument("--view3d", default="right", help="standard view of the 3D slot")
     args = p.parse_args(argv)
-    use_temporary_data_dir("hounsfield-shot-")
-
     import numpy as np
-    from PySide6.QtWidgets import QApplication
 
-    app = QApplication.instance() or QApplication(sys.argv[:1])
-    from viewer.ui.mainwindow import MainWindow
-    from viewer.ui.theme import apply_theme
-
-    apply_theme(app)
-    window = MainWindow()
-    w, h = (int(x) for x in args.size.split("x"))
-    window.resize(w, h)
-    window.model.set_layout("2x2")
-    window.show()
-    window.open_path(args.path)
-    if not wait_until(app, lambda: window.model.series and not window.session.jobs, 120):
-        print("the study did not finish loading", file=sys.stderr)
+    app, window = open_window(args.path, args.size, "2x2")
+    if window is None:
         return 1
     window.cmd_preset("2")  # lung
     state = window.model.active_state
