@@ -38,7 +38,6 @@ baseline positions, and the tumour masks on the written grids (``out_dir/masks.n
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -47,7 +46,7 @@ import numpy as np
 from pydicom.uid import CTImageStorage, generate_uid
 from scipy import ndimage
 
-from tests.dicom_factory import base_dataset, save
+from tests.dicom_factory import base_dataset, rotation, save
 
 CHEST_CT = Path(os.environ.get("VIEWER_TEST_DATA", Path(__file__).resolve().parent.parent.parent / "shared" / "data")) \
     / "chest-ct"
@@ -68,14 +67,6 @@ class Bump:
     centre: tuple[float, float, float]  # LPS mm (baseline space, after the rigid move)
     amplitude: tuple[float, float, float]  # displacement at the centre, mm
     sigma: float  # mm
-
-
-def _rotation(ax: float, ay: float, az: float) -> np.ndarray:
-    a, b, c = np.radians([ax, ay, az])
-    rx = np.array([[1, 0, 0], [0, math.cos(a), -math.sin(a)], [0, math.sin(a), math.cos(a)]])
-    ry = np.array([[math.cos(b), 0, math.sin(b)], [0, 1, 0], [-math.sin(b), 0, math.cos(b)]])
-    rz = np.array([[math.cos(c), -math.sin(c), 0], [math.sin(c), math.cos(c), 0], [0, 0, 1]])
-    return rz @ ry @ rx
 
 
 @dataclass
@@ -235,7 +226,7 @@ def default_truth(centre: np.ndarray) -> TrueTransform:
     6 mm, Jacobian determinant 0.9-1.1) spread over the chest as breathing and posture would move it:
     both lung bases (the diaphragm), the mediastinum, both upper lobes and the anterior chest wall.  The
     tumour's neighbourhood moves too, so its volume changes a little with the deformation."""
-    r = _rotation(2.5, -1.5, 3.0)
+    r = rotation(2.5, -1.5, 3.0)
     t = np.array([8.0, -6.0, 9.0])
     m = np.eye(4)
     m[:3, :3] = r
