@@ -29,10 +29,25 @@ NET_CONFIG = {"spatial_dims": 3, "in_channels": CHANNELS, "out_channels": 1, "ch
               "strides": (2, 2, 2, 2), "num_res_units": 1}
 
 
-def build_net():
+OUTPUT_NORM = True  # the shipped weights (stage 3) have the norm; train.py's stage 4 candidate does not
+
+
+def build_net(output_norm: bool = OUTPUT_NORM):
+    """MONAI's UNet; ``output_norm=False`` takes the instance norm off its single output channel.
+
+    With residual units MONAI puts norm and activation after the top transposed convolution,
+    whose output here is the one lesion channel, so every window's map was forced to mean 0 and
+    SD 1 before the last 3x3x3 convolution: how much of the window is lesion could hardly follow
+    the image (stage 3's weights drew a blob of about 1300 voxels around the click in every
+    training window, gt 13 to 22000 voxels; with the image blanked, 1250-1320 voxels).  The norm has
+    no parameters, so the state_dict keys are the same."""
+    import torch
     from monai.networks.nets import UNet
 
-    return UNet(**NET_CONFIG)
+    net = UNet(**NET_CONFIG)
+    if not output_norm:
+        net.model[2][0].adn.N = torch.nn.Identity()  # the top up-layer: ConvTranspose -> (norm) -> PReLU
+    return net
 
 
 def lps_to_index(affine: np.ndarray, lps) -> np.ndarray:
