@@ -115,12 +115,14 @@ class WindowSegmenter:
 class Segmenter(WindowSegmenter):
     """The network, loaded once."""
 
-    def __init__(self, weights: Path | str = WEIGHTS, device: str = "cpu"):
+    def __init__(self, weights: Path | str = WEIGHTS, device: str = "cpu", output_norm: bool | None = None):
+        """``output_norm``: the network of ``weights`` has the output channel's instance norm (None: as
+        the shipped weights, network.OUTPUT_NORM; train.py's stage-4 candidate has none)."""
         import torch
 
         from viewer.ai.models import load_state_dict
 
-        self.net = build_net()
+        self.net = build_net() if output_norm is None else build_net(output_norm)
         self.net.load_state_dict(load_state_dict(weights))
         self.net.eval().to(device)
         self.device = device

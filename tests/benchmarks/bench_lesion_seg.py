@@ -1,7 +1,8 @@
 """Lesion segmentation benchmark: Dice from simulated clicks on held-out real lesions, for the
 network and two tuned classical baselines from the same prompts and windows, and seconds per click.
 
-    python tests/benchmarks/bench_lesion_seg.py [--threads 2] [--json out.json] [--weights W] [--update-card]
+    python tests/benchmarks/bench_lesion_seg.py [--threads 2] [--json out.json] [--weights W [--no-output-norm]]
+        [--update-card]
 
 Held out (never trained on; plugins/lesion_segmentation/data.py): BraTS 0003-0006 whole tumour on
 FLAIR (brain-lesion-mr, CC BY-NC-SA: evaluation only), the chest-ct right-lung tumour (reference
@@ -37,6 +38,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", help="also write the figures here")
     ap.add_argument("--weights", help="weights to evaluate (default: the shipped ones)")
+    ap.add_argument("--no-output-norm", action="store_true",
+                    help="--weights trained without the output channel's instance norm (train.py's stage 4)")
     ap.add_argument("--update-card", action="store_true", help="write the figures into plugin.json's model card")
     args = ap.parse_args(argv)
 
@@ -51,7 +54,8 @@ def main(argv=None) -> int:
     from plugins.lesion_segmentation.segmenter import WEIGHTS, Segmenter
 
     t1 = time.perf_counter()
-    net = Segmenter(args.weights or WEIGHTS)  # imports MONAI, builds the network, loads the weights
+    # imports MONAI, builds the network, loads the weights
+    net = Segmenter(args.weights or WEIGHTS, output_norm=False if args.no_output_norm else None)
     t_load = time.perf_counter() - t1
     methods = {"network": net, "region-growing": baselines.RegionGrowing(), "geodesic": baselines.Geodesic()}
     cases = data.evaluation_cases()
