@@ -18,7 +18,7 @@ from PySide6.QtCore import QPoint, Qt
 
 from tests.conftest import data_path
 from tests.ui.conftest import needs_display
-from tests.ui.helpers import open_study_window, qt_pos, settle
+from tests.ui.helpers import open_study_window, qt_pos, ready_window, settle
 
 pytestmark = pytest.mark.gui
 
@@ -45,12 +45,8 @@ def win(ct_window, qtbot):
     from plugins.lesion_segmentation.data import CHEST_TUMOUR_SEED_KJI
 
     w = ct_window
-    w.activateWindow()
-    qtbot.waitUntil(w.isActiveWindow, timeout=3000)
+    ready_window(w, qtbot)
     m = w.model
-    m.set_layout("2x2")
-    m.set_active(0)
-    m.reset()
     m.set_tool("wl")
     state = m.active_state
     for ed in state.open_series.segmentations:  # a fresh segmentation per test

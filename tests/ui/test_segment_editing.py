@@ -14,7 +14,7 @@ from PySide6.QtCore import QPoint, Qt
 
 from tests.conftest import data_path
 from tests.ui.conftest import needs_display
-from tests.ui.helpers import open_study_window, pixels_at, qt_pos, settle
+from tests.ui.helpers import open_study_window, pixels_at, qt_pos, ready_window, settle
 
 pytestmark = pytest.mark.gui
 
@@ -33,12 +33,8 @@ K = 70  # the axial slice the tests draw on
 @pytest.fixture
 def win(ct_window, qtbot):
     w = ct_window
-    w.activateWindow()
-    qtbot.waitUntil(w.isActiveWindow, timeout=3000)
+    ready_window(w, qtbot)
     m = w.model
-    m.set_layout("2x2")
-    m.set_active(0)
-    m.reset()
     state = m.active_state
     for ed in state.open_series.segmentations:  # a fresh segmentation per test
         state.open_series.remove_overlay(ed, discard=True)
