@@ -51,11 +51,13 @@ DATA = Path(os.environ.get("VIEWER_TEST_DATA", REPO.parent / "shared" / "data"))
 
 
 def volume_of(image: sitk.Image, modality: str = "OT", uid: str = ""):
-    from viewer.core.volume import SourceInfo, Volume, affine_from
+    """A Volume of ``image`` whose series UID is ``uid`` (what a Registration records)."""
+    from viewer.core.formats import volume_from_sitk
+    from viewer.core.volume import SourceInfo
 
-    arr = sitk.GetArrayFromImage(image)
-    affine = affine_from(image.GetSpacing(), image.GetOrigin(), np.asarray(image.GetDirection()).reshape(3, 3))
-    return Volume(arr, affine, modality, source=SourceInfo(series_instance_uid=uid))
+    volume = volume_from_sitk(image, modality=modality)
+    volume.source = SourceInfo(series_instance_uid=uid)
+    return volume
 
 
 def euler(centre, degrees, shift) -> sitk.Euler3DTransform:

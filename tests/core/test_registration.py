@@ -12,6 +12,7 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 
+from tests.benchmarks.bench_registration import euler, volume_of
 from tests.conftest import data_path
 from tests.followup import TUMOUR_SLICES, cached_followup
 from viewer.core.errors import HounsfieldError
@@ -231,25 +232,10 @@ def test_workspace_saves_and_reopens_the_registrations(small, rigid, deformable)
     again.close()
 
 
-def _euler(centre, degrees, shift) -> sitk.Euler3DTransform:
-    t = sitk.Euler3DTransform()
-    t.SetCenter([float(c) for c in centre])
-    t.SetRotation(*np.radians(degrees).tolist())
-    t.SetTranslation([float(s) for s in shift])
-    return t
-
-
-def _volume(image: sitk.Image, modality: str, uid: str) -> Volume:
-    from viewer.core.volume import affine_from
-
-    affine = affine_from(image.GetSpacing(), image.GetOrigin(), np.asarray(image.GetDirection()).reshape(3, 3))
-    return Volume(sitk.GetArrayFromImage(image), affine, modality, source=SourceInfo(series_instance_uid=uid))
-
-
 def _moved(volume: Volume, truth: sitk.Transform, uid: str, background: float = 0.0) -> Volume:
     """``volume`` resampled so that the anatomy at ``x`` of the original lies at ``truth(x)``."""
     image = to_sitk(volume)
-    return _volume(sitk.Resample(image, image, truth.GetInverse(), sitk.sitkLinear, background), volume.modality, uid)
+    return volume_of(sitk.Resample(image, image, truth.GetInverse(), sitk.sitkLinear, background), volume.modality, uid)
 
 
 def test_ct_mr_rigid_recovers_a_known_move():
@@ -259,13 +245,13 @@ def test_ct_mr_rigid_recovers_a_known_move():
     root = data_path("mr-ct-templates")
     t1 = sitk.ReadImage(str(root / "mni152-2009a-t1.nii.gz"), sitk.sitkFloat32)
     ct = sitk.ConstantPad(sitk.ReadImage(str(root / "scct_stripped.nii.gz"), sitk.sitkFloat32), [12] * 3, [12] * 3)
-    fixed, ct_vol = _volume(t1, "MR", "t1"), _volume(ct, "CT", "ct")
+    fixed, ct_vol = volume_of(t1, "MR", "t1"), volume_of(ct, "CT", "ct")
     brain = sitk.Resample(sitk.ReadImage(str(root / "scgrey.nii.gz"), sitk.sitkFloat32)
                           + sitk.ReadImage(str(root / "scwhite.nii.gz"), sitk.sitkFloat32), t1)
     kk, jj, ii = np.nonzero(sitk.GetArrayFromImage(brain) > 0.5)
     pick = np.random.default_rng(3).choice(len(kk), 20, replace=False)
     pts = fixed.index_to_lps(np.stack([ii[pick], jj[pick], kk[pick]], axis=1))
-    truth = _euler(ct_vol.index_to_lps((np.array(ct_vol.shape[::-1]) - 1) / 2.0), (5.0, -3.0, 4.0), (10.0, -8.0, 6.0))
+    truth = euler(ct_vol.index_to_lps((np.array(ct_vol.shape[::-1]) - 1) / 2.0), (5.0, -3.0, 4.0), (10.0, -8.0, 6.0))
     unmoved = register(fixed, ct_vol, "rigid")
     found = register(fixed, _moved(ct_vol, truth, "ct-moved"), "rigid")
 
@@ -280,10 +266,10 @@ def test_ct_mr_rigid_recovers_a_known_move():
 def test_brats_flair_t1c_rigid_within_1mm():
     """The same patient's T1c moved by a known transform, registered to its FLAIR (BraTS: evaluation only)."""
     case = data_path("brain-lesion-mr", "brats-0003")
-    flair = _volume(sitk.ReadImage(str(case / "Flair_subtrMeanDivStd.nii.gz"), sitk.sitkFloat32), "MR", "flair")
+    flair = volume_of(sitk.ReadImage(str(case / "Flair_subtrMeanDivStd.nii.gz"), sitk.sitkFloat32), "MR", "flair")
     t1c_image = sitk.ReadImage(str(case / "T1c_subtrMeanDivStd.nii.gz"), sitk.sitkFloat32)
-    t1c = _volume(t1c_image, "MR", "t1c")
-    truth = _euler(t1c.index_to_lps((np.array(t1c.shape[::-1]) - 1) / 2.0), (4.0, 3.0, -5.0), (-7.0, 9.0, 5.0))
+    t1c = volume_of(t1c_image, "MR", "t1c")
+    truth = euler(t1c.index_to_lps((np.array(t1c.shape[::-1]) - 1) / 2.0), (4.0, 3.0, -5.0), (-7.0, 9.0, 5.0))
     moving = _moved(t1c, truth, "t1c-moved", float(sitk.GetArrayViewFromImage(t1c_image).min()))
     reg = register(flair, moving, "rigid")
     kk, jj, ii = np.nonzero(sitk.GetArrayFromImage(sitk.ReadImage(str(case / "brainmask.nii.gz"))) > 0)
