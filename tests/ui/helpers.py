@@ -68,6 +68,21 @@ def open_study_window(qapp, settings_dir, path, size=(1400, 900), layout: str = 
     return win
 
 
+
+def open_pair_window(qapp, settings_dir, pair, size=(1800, 900)):
+    """A window (1 x 3) with the synthetic pair of tests/followup.py loaded: the baseline first, the
+    follow-up in the second view."""
+    import time
+
+    win = open_study_window(qapp, settings_dir, pair.baseline_dir, size=size, layout="1x3")
+    win.open_path(str(pair.followup_dir), slots=[1])
+    end = time.monotonic() + 60
+    while (len(win.model.series) < 2 or win.session.jobs) and time.monotonic() < end:
+        qapp.processEvents()
+        time.sleep(0.01)
+    assert len(win.model.series) == 2, "the follow-up did not open"
+    return win
+
 def drag(qtbot, view, a, b, steps: int = 6) -> None:
     """A left-button drag in a 2D view from LPS point a to LPS point b, with intermediate moves."""
     from PySide6.QtCore import QPoint, Qt

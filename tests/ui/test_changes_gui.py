@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import REPO, data_path
 from tests.ui.conftest import needs_display
-from tests.ui.helpers import open_study_window, settle
+from tests.ui.helpers import open_pair_window, settle
 
 pytestmark = pytest.mark.gui
 
@@ -33,17 +33,8 @@ def pair(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def win(qapp, tmp_path_factory, pair):
-    import time
-
     needs_display()
-    w = open_study_window(qapp, tmp_path_factory.mktemp("changes"), pair.baseline_dir, size=(1800, 1000),
-                          layout="1x3")
-    w.open_path(str(pair.followup_dir), slots=[1])
-    end = time.monotonic() + 60
-    while (len(w.model.series) < 2 or w.session.jobs) and time.monotonic() < end:
-        qapp.processEvents()
-        time.sleep(0.01)
-    assert len(w.model.series) == 2, "the follow-up did not open"
+    w = open_pair_window(qapp, tmp_path_factory.mktemp("changes"), pair, size=(1800, 1000))
     yield w
     w.close()
 

@@ -19,7 +19,7 @@ import pytest
 
 from tests.conftest import REPO, data_path
 from tests.ui.conftest import needs_display
-from tests.ui.helpers import display_of, open_study_window, qt_pos, settle
+from tests.ui.helpers import display_of, open_pair_window, qt_pos, settle
 
 pytestmark = pytest.mark.gui
 
@@ -108,17 +108,7 @@ def _docs() -> bool:
 def win(qapp, tmp_path_factory, pair):
     """Baseline in the left view, the follow-up beside it (both axial), the baseline's coronal right."""
     needs_display()
-    w = open_study_window(qapp, tmp_path_factory.mktemp("compare"), pair.baseline_dir, size=(1800, 900),
-                          layout="1x3")
-    w.open_path(str(pair.followup_dir), slots=[1])
-    end = 0
-    while (len(w.model.series) < 2 or w.session.jobs) and end < 6000:
-        qapp.processEvents()
-        import time
-
-        time.sleep(0.01)
-        end += 1
-    assert len(w.model.series) == 2, "the follow-up did not open"
+    w = open_pair_window(qapp, tmp_path_factory.mktemp("compare"), pair)
     w.model.compare(pair.baseline_series_uid, pair.followup_series_uid)
     yield w
     w.close()
