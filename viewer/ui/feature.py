@@ -38,6 +38,21 @@ class Feature:
             bar.insertMenu(help_menu.menuAction(), menu)
         return menu
 
+    def add_dock(self, title: str, name: str, widget, *, right: bool = True, hidden: bool = True):
+        """A dock of the window holding ``widget`` (``name``: its object name, which the saved window
+        state knows it by), on the right (or left), hidden until asked for."""
+        from PySide6.QtCore import Qt
+        from PySide6.QtWidgets import QDockWidget
+
+        dock = QDockWidget(title, self.window)
+        dock.setObjectName(name)
+        dock.setWidget(widget)
+        area = Qt.DockWidgetArea.RightDockWidgetArea if right else Qt.DockWidgetArea.LeftDockWidgetArea
+        self.window.addDockWidget(area, dock)
+        if hidden:
+            dock.hide()
+        return dock
+
     def shutdown(self) -> None:
         """The window closes: stop threads and timers, close files."""
 

@@ -6,8 +6,7 @@ their parameters), progress and Cancel in the status bar, and the AI results doc
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QDockWidget, QLabel, QProgressBar, QToolButton
+from PySide6.QtWidgets import QLabel, QProgressBar, QToolButton
 
 from viewer.ui.actions import Command
 from viewer.ui.ai import markers
@@ -49,11 +48,7 @@ class AIFeature(Feature):
             w.hide()
         # the results dock
         self.panel = ResultsPanel()
-        self.dock = QDockWidget("AI results", window)
-        self.dock.setObjectName("ai_results")
-        self.dock.setWidget(self.panel)
-        window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
-        self.dock.hide()
+        self.dock = self.add_dock("AI results", "ai_results", self.panel)
         self.dock_action = table.add(Command("ai_dock", "AI results", "AI"), action=self.dock.toggleViewAction())
         self.panel.compare_requested.connect(ctl.compare)
         self.panel.flicker_requested.connect(ctl.flicker_entry)

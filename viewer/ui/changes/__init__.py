@@ -11,8 +11,8 @@ SRs of both time points (shared tracking UIDs), their SEGs and a CSV (``viewer.c
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, QTimer
-from PySide6.QtWidgets import QDockWidget, QFileDialog
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QFileDialog
 
 from viewer.core.errors import HounsfieldError
 from viewer.core.longitudinal import Comparison, oriented, study_date
@@ -32,11 +32,7 @@ class ChangesFeature(Feature):
         self._thread: RegistrationThread | None = None  # the same registration thread as Compare's
         self.busy = False
         self.panel = ChangesPanel(self)
-        dock = self.dock = QDockWidget("Lesion change", window)
-        dock.setObjectName("lesion_change")
-        dock.setWidget(self.panel)
-        window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
-        dock.hide()
+        dock = self.dock = self.add_dock("Lesion change", "lesion_change", self.panel)
         dock.visibilityChanged.connect(self._visible)
         self._placed = False
         table = self.commands

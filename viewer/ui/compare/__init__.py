@@ -9,7 +9,6 @@ what the main window installs (``window.features.compare``); ``CompareController
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QDockWidget
 
 from viewer.core.errors import HounsfieldError
 from viewer.ui.actions import Command
@@ -28,11 +27,7 @@ class CompareFeature(Feature):
         super().__init__(window, workspace)
         ctl = self.controller = CompareController(window, workspace)
         self.panel = FusionPanel(ctl)
-        dock = self.dock = QDockWidget("Fusion", window)
-        dock.setObjectName("fusion")
-        dock.setWidget(self.panel)
-        window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
-        dock.hide()
+        dock = self.dock = self.add_dock("Fusion", "fusion", self.panel)
         self.dialog: RegisterDialog | None = None
         table = self.commands
         menu = self.menu = self.add_menu("&Compare")

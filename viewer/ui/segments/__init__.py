@@ -7,8 +7,7 @@ are overlays of the series in the window's workspace, edited through ``SegmentsC
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QDockWidget, QFileDialog
+from PySide6.QtWidgets import QFileDialog
 
 from viewer.core.errors import HounsfieldError
 from viewer.ui.actions import Command, tool_commands
@@ -81,11 +80,7 @@ class SegmentsFeature(Feature):
         from viewer.ui.segments.panel import SegmentsPanel
 
         self.panel = SegmentsPanel(self)
-        dock = self.dock = QDockWidget("Segments", window)
-        dock.setObjectName("segments")
-        dock.setWidget(self.panel)
-        window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
-        dock.hide()
+        dock = self.dock = self.add_dock("Segments", "segments", self.panel)
         menu.addSeparator()
         menu.addAction(table.add(Command("segments_dock", "Segments", "Segment"), action=dock.toggleViewAction()))
         model.tool_changed.connect(lambda: dock.show() if model.tool in tools.TOOLS else None)
