@@ -5,7 +5,9 @@ Training: the thoracic CT ``chest-ct`` (512x512x141, 0.98 mm), the abdominal CT
 package ``invesalius-examples`` (256x256x108, 0.96 mm), fetched with ``apt-get download`` and
 unpacked into the cache folder (never into the repository); the chest and head CTs also
 resampled in-plane to 1.5 mm pixels (so the network sees coarser grids, with noise simulated on
-them, as well as native ones),.
+them, as well as native ones), and the three fine-pixel chest CTs of ``lung-nodule-ct`` (radiomics-lung1,
+0.57 mm and radiomics-lung2, 0.63 mm, 5 mm slices, smooth-looking; the LIDC-IDRI-0002 slab, GE, 0.68 mm,
+1.25 mm slices, 12 slices), which bring the sub-millimetre pixels and sharper kernels the others lack.
 
 Held out, never trained on: ``ct-aorta/ct_cropped.nii.gz`` (a contrast-enhanced chest CT crop,
 120x126x164, 1.5 mm).  ``refuse_held_out`` recognises it by file hash and by voxel content, so
@@ -33,7 +35,9 @@ HELD_OUT = "ct-aorta/ct_cropped.nii.gz"
 HELD_OUT_FILE_SHA256 = "f776ecfa1326e7e21a8c30e5530f517c16f16a59a68fc06e8119cefc7c3b87a0"
 HELD_OUT_VOXELS_SHA256 = "d1ba610b3798dfa2b40d2e010b9a18e55ee89728acf65d027b9d8b5a5cd55196"
 TRAINING = ("chest-ct", "totalseg-examples/example_ct.nii.gz", "invesalius-examples",
-            "chest-ct@1.5mm", "invesalius-examples@1.5mm")  # '@': resampled in-plane to that pixel size
+            "chest-ct@1.5mm", "invesalius-examples@1.5mm",  # '@': resampled in-plane to that pixel size
+            "lung-nodule-ct/radiomics-lung1/image.nrrd", "lung-nodule-ct/radiomics-lung2/image.nrrd",
+            "lung-nodule-ct/lidc-idri-0002")
 
 
 @dataclass

@@ -157,8 +157,8 @@ def tune(cache: Path, log=print) -> dict:
 
 # ------------------------------------------------------------------ the network
 
-def denoise_volume(hu: np.ndarray, dose: float, threads: int = 2) -> np.ndarray:
-    """The shipped network on a whole volume, in this process (same code path as the plugin)."""
+def denoise_volume(hu: np.ndarray, dose: float, threads: int = 2, weights: Path | None = None) -> np.ndarray:
+    """The shipped network (or ``weights``) on a whole volume, in this process (same code path as the plugin)."""
     import torch
 
     from plugins.ct_denoising.plugin import CTDenoiser
@@ -182,7 +182,7 @@ def denoise_volume(hu: np.ndarray, dose: float, threads: int = 2) -> np.ndarray:
             return contextlib.nullcontext()
 
     vol = Volume(np.asarray(hu, np.float32), np.eye(4), modality="CT")
-    res: Results = CTDenoiser().run({"image": vol}, {"dose": dose, "heatmap": False}, Ctx())
+    res: Results = CTDenoiser(weights).run({"image": vol}, {"dose": dose, "heatmap": False}, Ctx())
     return res.images[0].array.astype(np.float32)
 
 

@@ -40,7 +40,8 @@ def removed_map(hu: np.ndarray, out: np.ndarray) -> np.ndarray:
 
 
 class CTDenoiser:
-    def __init__(self):
+    def __init__(self, weights: Path | None = None):
+        self._weights = WEIGHTS if weights is None else Path(weights)
         self._net = None
         self._device = None
 
@@ -52,7 +53,7 @@ class CTDenoiser:
 
         if self._net is None:
             # weights_only loading: no pickled code runs; the shape is read off the tensors
-            self._net = DenoiseNet.from_state_dict(load_state_dict(WEIGHTS)).eval()
+            self._net = DenoiseNet.from_state_dict(load_state_dict(self._weights)).eval()
         if self._device != device:
             fmt = torch.channels_last if device == "cpu" else torch.contiguous_format
             self._net = self._net.to(device=device, memory_format=fmt)

@@ -38,9 +38,10 @@ from plugins.ct_denoising import data, lowdose  # noqa: E402
 from plugins.ct_denoising.network import SLICES  # noqa: E402
 
 DOSES = (0.5, 0.25, 0.125)
-SIM_VERSION = 2
-VAL_SLICES = 8  # the last slices of each volume are kept out of training for monitoring
+SIM_VERSION = 3  # 3: line integrals on a 2x coarser grid (lowdose.line_integrals coarse=2)
+VAL_SLICES = 8  # the last slices of each volume are kept out of training for monitoring (fewer in thin slabs)
 LR = 1e-3
+LONE_SLICE = 0.25  # fraction of samples whose neighbours are replaced as the plugin does for a lone slice
 
 
 def _slug(name: str) -> str:
@@ -49,7 +50,7 @@ def _slug(name: str) -> str:
 
 def _simulate_slice(args):
     hu, pixel_mm, i0, seeds = args
-    p = lowdose.line_integrals(hu, pixel_mm)
+    p = lowdose.line_integrals(hu, pixel_mm, coarse=2)
     out = []
     for dose, seed in zip(DOSES, seeds):
         noise = lowdose.inserted_noise(p, hu.shape, pixel_mm, dose, i0, np.random.default_rng(seed))
@@ -94,7 +95,8 @@ def prepare(cache: Path, jobs: int = 1) -> list[Path]:
 class Sampler:
     """Random 2.5D training patches from the cache (numpy; augmentation included)."""
 
-    def __init__(self, folders: list[Path], patch: int, seed: int = 0):
+    def __init__(self, folders: list[Path], patch: int, seed: int = 0, lone_slice: float = 0.0):
+        self.lone_slice = lone_slice
         self.vols = []
         for f in folders:
             meta = json.loads((f / "meta.json").read_text())
@@ -110,7 +112,8 @@ class Sampler:
         rng, p = self.rng, self.patch
         meta, clean, noisy = self.vols[rng.choice(len(self.vols), p=self.weights)]
         depth, rows, cols = clean.shape
-        lo, hi = (depth - VAL_SLICES, depth) if val else (0, depth - VAL_SLICES)
+        n_val = max(1, min(VAL_SLICES, depth // 6))
+        lo, hi = (depth - n_val, depth) if val else (0, depth - n_val)
         for _ in range(10):
             k = int(rng.integers(lo, hi))
             r, c = int(rng.integers(0, rows - p + 1)), int(rng.integers(0, cols - p + 1))
@@ -135,6 +138,14 @@ class Sampler:
             noise_b = noisy[level_b][ks, r:r + p, c:c + p].astype(np.float32) - cl
             x = target + noise_b * math.sqrt((1 / g) * (1 / dose - 1) / (1 / DOSES[level_b] - 1))
         y = target[half:half + 1]
+        if self.lone_slice and rng.random() < self.lone_slice:
+            # a lone slice, as the plugin sees it: its neighbours are a lightly smoothed copy of it
+            from scipy import ndimage
+
+            from plugins.ct_denoising.plugin import SINGLE_SLICE_SIGMA_PX
+
+            smooth = ndimage.gaussian_filter(x[half], SINGLE_SLICE_SIGMA_PX)
+            x = np.stack([smooth if i != half else x[half] for i in range(SLICES)])
         if rng.random() < 0.5:
             x, y = x[:, :, ::-1], y[:, :, ::-1]
         if rng.random() < 0.5:
@@ -158,27 +169,30 @@ class Sampler:
 
 
 def train(folders: list[Path], out: Path, minutes: float, iterations: int, batch: int, patch: int,
-          threads: int, seed: int = 0) -> dict:
+          threads: int, seed: int = 0, init: Path | None = None, lr: float = LR, lone_slice: float = 0.0) -> dict:
     import torch
 
     from plugins.ct_denoising.network import DenoiseNet
 
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    sampler = Sampler(folders, patch, seed)
+    sampler = Sampler(folders, patch, seed, lone_slice)
     val_rng_state = np.random.default_rng(seed + 1)
     sampler.rng, train_rng = val_rng_state, sampler.rng
     val = [sampler.batch(batch, val=True) for _ in range(8)]
     sampler.rng = train_rng
-    net = DenoiseNet()
-    opt = torch.optim.Adam(net.parameters(), lr=LR)
+    if init is not None:  # fine-tuning: start from earlier weights (same shape)
+        net = DenoiseNet.from_state_dict(torch.load(init, map_location="cpu", weights_only=True))
+    else:
+        net = DenoiseNet()
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
     t0 = time.time()
     history = []
     it = 0
 
     def lr_at(frac: float) -> float:  # short warm-up, then cosine decay
         warm = min(1.0, frac / 0.02)
-        return warm * (1e-5 + 0.5 * (LR - 1e-5) * (1 + math.cos(math.pi * min(frac, 1.0))))
+        return warm * (1e-5 + 0.5 * (lr - 1e-5) * (1 + math.cos(math.pi * min(frac, 1.0))))
 
     def validate() -> float:
         net.eval()
@@ -226,7 +240,8 @@ def train(folders: list[Path], out: Path, minutes: float, iterations: int, batch
         best = (final, {k: t.detach().clone().contiguous() for k, t in net.state_dict().items()}, it)
     torch.save(best[1], out)  # the weights with the lowest validation error
     summary = {"iterations": it, "seconds": round(time.time() - t0), "batch": batch, "patch": patch,
-               "threads": threads, "learning_rate": LR, "skipped_batches": skipped, "kept_iteration": best[2],
+               "threads": threads, "learning_rate": lr, "init": str(init) if init else None,
+               "lone_slice": lone_slice, "skipped_batches": skipped, "kept_iteration": best[2],
                "val_mse_hu2": best[0] * 1e6, "input_val_mse_hu2": base_val * 1e6, "history": history}
     print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB): weights of iteration {best[2]} of {it}", flush=True)
     return summary
@@ -242,17 +257,24 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--patch", type=int, default=64)
     ap.add_argument("--out", type=Path, default=HERE / "weights.pt")
+    ap.add_argument("--init", type=Path, default=None, help="start from these weights (fine-tuning)")
+    ap.add_argument("--lr", type=float, default=LR, help="peak learning rate")
+    ap.add_argument("--lone-slice", type=float, default=0.0,
+                    help="fraction of samples trained as lone slices (neighbours a smoothed copy, as the plugin does)")
+    ap.add_argument("--log", type=Path, default=HERE / "training_log.json")
     ap.add_argument("--prepare-only", action="store_true")
     args = ap.parse_args(argv)
     folders = prepare(args.cache, args.jobs)
     if args.prepare_only:
         return 0
-    summary = train(folders, args.out, args.minutes, args.iterations, args.batch, args.patch, args.threads)
+    summary = train(folders, args.out, args.minutes, args.iterations, args.batch, args.patch, args.threads,
+                    init=args.init, lr=args.lr, lone_slice=args.lone_slice)
     metas = [json.loads((f / "meta.json").read_text()) for f in folders]
     summary["data"] = [{k: m[k] for k in ("name", "shape", "pixel_mm", "slice_mm", "i0")} for m in metas]
     summary["doses"] = list(DOSES)
     summary["held_out"] = data.HELD_OUT
-    (HERE / "training_log.json").write_text(json.dumps(summary, indent=1) + "\n")
+    summary["command"] = "python plugins/ct_denoising/train.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    args.log.write_text(json.dumps(summary, indent=1) + "\n")
     return 0
 
 
