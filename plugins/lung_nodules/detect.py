@@ -14,6 +14,14 @@ dilated) lung; each one's extent is the connected region above half its peak; ov
 candidates are merged by greedy non-maximum suppression (cad.nms); a candidate whose centre lies
 outside the lung mask (oesophagus, mediastinum) is dropped.  A detection's score is its peak
 probability.
+
+Second stage, optional and NOT the shipped default (fpr.py; ``Detector(fpr_params=PATH)``): the
+heatmap is read again at a low threshold (peaks just above the scan's background probability),
+blob-shaped dense spots of the CT itself the network hardly responded to are added, and every
+candidate is scored by a small classifier on features of the heatmap, the image and the lung around
+it; that score replaces the peak probability (``net_score`` keeps the network's own).  On the
+held-out benchmark it did not beat the network's own peaks (train.py stage 3 has the figures), so
+the plugin runs without it.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from plugins.lung_nodules import lungmask
+from plugins.lung_nodules import fpr, lungmask
 from plugins.lung_nodules.cad import nms
 from plugins.lung_nodules.network import GRID_MM, MULTIPLE, normalise
 
@@ -44,6 +52,7 @@ class DetectionResult:
     probability: np.ndarray  # on the input grid
     lungs: np.ndarray  # uint8 lung labels on the input grid
     timings: dict = field(default_factory=dict)
+    plain: list[dict] | None = None  # with ``plain=True``: the network's peaks without the second stage
 
 
 def working_spacing(spacing_kji) -> np.ndarray:
@@ -96,9 +105,12 @@ def _pad_to(a: np.ndarray, multiple, minimum) -> tuple[np.ndarray, tuple]:
 
 
 class Detector:
-    def __init__(self, weights: Path = WEIGHTS, temperature: float | None = None):
+    def __init__(self, weights: Path = WEIGHTS, temperature: float | None = None, fpr_params: Path | None = None):
+        """``fpr_params``: the second stage's classifier parameters (a JSON file written by train.py
+        --stage fpr); None, the shipped default: the network's peaks alone."""
         self.weights = Path(weights)
         self.temperature = TEMPERATURE if temperature is None else float(temperature)
+        self.classifier = fpr.Classifier.load(fpr_params) if fpr_params is not None else None
         self._net = None
         self._device = None
 
@@ -151,7 +163,7 @@ class Detector:
         return out
 
     def run(self, hu: np.ndarray, spacing_kji, affine, device: str = "cpu", context=None,
-            lungs: np.ndarray | None = None, low: float = LOW_SCORE) -> DetectionResult:
+            lungs: np.ndarray | None = None, low: float = LOW_SCORE, plain: bool = False) -> DetectionResult:
         timings = {}
         t0 = time.perf_counter()
         sp = np.asarray(spacing_kji, float)
@@ -172,24 +184,35 @@ class Detector:
         t2 = time.perf_counter()
         near = ndimage.binary_dilation(lung_g > 0, structure=lungmask.ball(4.0, gs))
         prob *= near
-        dets = nms(find_peaks(prob, gs, near, low), gs)
+        plain_dets = nms(find_peaks(prob, gs, near, low), gs) if plain or self.classifier is None else None
+        if self.classifier is not None:
+            lung_in = lung_g > 0
+            floor = fpr.background(prob, lung_in)
+            cands = fpr.candidates(prob, gs, near, floor)
+            cands += fpr.image_candidates(grid, prob, gs, lung_in, cands)
+            x = fpr.features(grid, prob, lung_in, gs, cands, temperature=self.temperature, floor=floor)
+            dets = [d for d in fpr.rescore(cands, self.classifier.score(x)) if d["score"] >= low]
+        else:
+            dets = plain_dets
         # back to the input grid: index g on the working grid is at lo + (g + 0.5) * scale - 0.5
         scale = gs / sp
         lo = np.array([s.start for s in box], float)
-        for d in dets:
+        for d in dets + (plain_dets if plain and self.classifier is not None else []):
             c = lo + (np.asarray(d["center_kji"]) + 0.5) * scale - 0.5
             d["center_kji"] = [float(v) for v in c]
             d["center_lps"] = [float(v) for v in (np.asarray(affine) @ np.array([c[2], c[1], c[0], 1.0]))[:3]]
             k, j, i = np.clip(np.rint(c).astype(int), 0, np.array(hu.shape) - 1)
             side = int(lungs[k, j, i])
             d["lung"] = lungmask.SIDE_NAMES.get(side, "")
-            d["score_rule"] = SCORE_RULE
+            d.setdefault("score_rule", SCORE_RULE)
         # a peak whose centre is outside the lungs (oesophagus, mediastinum) is not a lung nodule
         dets = [d for d in dets if d["lung"]]
+        if plain:
+            plain_dets = [d for d in plain_dets if d["lung"]]
         if prob.shape == crop.shape:
             prob_full[box] = prob
         else:
             back, _ = lungmask.resample(prob, gs, sp, order=1, shape=crop.shape)
             prob_full[box] = np.clip(back, 0, 1)
         timings["peaks_s"] = time.perf_counter() - t2
-        return DetectionResult(dets, prob_full, lungs, timings)
+        return DetectionResult(dets, prob_full, lungs, timings, plain_dets if plain else None)
