@@ -10,7 +10,7 @@ import viewer
 from tests.conftest import data_path
 
 SECOND_KJI = (37.0, 306.0, 211.0)  # a round ~9 mm opacity in the right lower lobe (k 35-40)
-K0, K1 = 22, 54  # 32 slices around it
+K0, K1 = 27, 49  # 22 slices around it
 
 
 @pytest.fixture(scope="module")
