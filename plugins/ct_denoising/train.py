@@ -4,8 +4,18 @@
     python plugins/ct_denoising/train.py --prepare-only --jobs 2
     python plugins/ct_denoising/train.py --minutes 20 --threads 1
 
-Data (see data.py): chest-ct, totalseg example_ct and the invesalius-examples head CT; the
-held-out evaluation CT (ct-aorta) is refused.  For every slice of every training volume the
+The shipped weights (1.2.0) were made in two stages, each reproducible with fixed seeds (time
+budgets end a run; ``--iterations N --minutes 1000`` repeats one exactly; see training_log.json):
+1.1.0 was trained from scratch by the train.py of commit 53650d4 (the first five volumes below, the
+full-grid projector, ``--minutes 20``); 1.2.0 was fine-tuned from it by this script on all eight,
+with a quarter of the samples seen as lone slices:
+
+    git show 53650d4:plugins/ct_denoising/weights.pt > /tmp/w110.pt
+    python plugins/ct_denoising/train.py --init /tmp/w110.pt --lr 5e-4 --lone-slice 0.25 --minutes 27
+
+Data (see data.py): chest-ct, totalseg example_ct and the invesalius-examples head CT (chest and head
+also resampled to 1.5 mm), radiomics-lung1/2 and the LIDC-IDRI-0002 slab; the held-out evaluation CT
+(ct-aorta) is refused.  For every slice of every training volume the
 cache holds the original (int16 HU) and one low-dose version per level in ``DOSES`` (Poisson
 noise in the projection domain, filtered back-projection; lowdose.py), each an independent draw.
 During training a sample takes three neighbouring slices; half the time the target is itself made
