@@ -256,10 +256,15 @@ def update_card(result: dict, speed: dict | None = None) -> None:
                             "dataset": "chest-ct (512x512x141)", "note": "2-core CPU, torch 2 threads"})
     vols = ", ".join(f"{d['name']} ({'x'.join(str(s) for s in d['shape'][::-1])}, {d['pixel_mm']:.2f} mm, "
                      f"I0 {d['i0']:.2g})" for d in training.get("data", []))
+    old = manifest.get("card", {})
+    owned = {f["metric"] for f in figures}
+    # the bench's per-image figures (bench_denoise.py) and the hand-kept texts stay as they are
+    figures = figures + [f for f in old.get("evaluation", []) if f["metric"] not in owned]
     manifest["card"] = {
         "intended_use": ("Reducing quantum noise in low-dose CT for reading, as a second view beside the original; "
                          "not for diagnosis on its own.  Research use; not a medical device."),
-        "training_data": ("Three real CT volumes (chest-ct, totalseg example_ct, the invesalius-examples head CT), "
+        "training_data": old.get("training_data") or (
+                          "Three real CT volumes (chest-ct, totalseg example_ct, the invesalius-examples head CT), "
                           "the chest and head CTs also resampled in-plane to 1.5 mm: "
                           f"{vols or 'see training_log.json'}.  "
                           "Low dose simulated in the projection domain: forward projection (360 parallel-beam "
@@ -274,7 +279,8 @@ def update_card(result: dict, speed: dict | None = None) -> None:
                           f"({training.get('seconds', '?')} s on {training.get('threads', '?')} CPU thread).  "
                           "Baseline filters tuned on the same training CTs."),
         "evaluation": figures,
-        "limitations": ("Trained on three volumes and simulated noise only: real low-dose scans (other kernels, "
+        "limitations": old.get("limitations") or (
+                        "Trained on three volumes and simulated noise only: real low-dose scans (other kernels, "
                         "iterative reconstruction, photon starvation, metal) may differ.  Small low-contrast "
                         "details can be smoothed away; always compare with the original.  The dose parameter is "
                         "relative to the dose the noise of the image corresponds to, not an absolute CTDI.  "
