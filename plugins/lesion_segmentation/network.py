@@ -10,6 +10,11 @@ aligned with the volume's own axes.  Four input channels:
     2  negative clicks: the same
     3  the previous mask (0/1 resampled)
 
+and, for weights trained with them (``GEO_CHANNELS``; DeepIGeoS, Wang et al. 2018), two more:
+
+    4  the geodesic distance from the positive clicks over an intensity-and-gradient cost
+    5  the geodesic distance from the negative clicks and the window's border (``geodesic_maps``)
+
 Output: one logit per voxel (sigmoid -> lesion probability).  Coordinates here are continuous
 array indices ``(k, j, i)``; ``lps_to_index`` converts LPS mm through the volume's affine.
 """
@@ -19,7 +24,8 @@ from __future__ import annotations
 import numpy as np
 
 ROI = 64
-CHANNELS = 4
+CHANNELS = 4  # image, clicks, previous mask
+GEO_CHANNELS = 6  # ... and the two geodesic distance maps
 MIN_SPACING_MM = 0.5
 MAX_SPACING_MM = 4.0
 COARSE_SPACING_MM = 2.0  # the first click's first pass, before the lesion's size is known
@@ -32,7 +38,7 @@ NET_CONFIG = {"spatial_dims": 3, "in_channels": CHANNELS, "out_channels": 1, "ch
 OUTPUT_NORM = True  # the shipped weights (stage 3) have the norm; train.py's stage 4 candidate does not
 
 
-def build_net(output_norm: bool = OUTPUT_NORM):
+def build_net(output_norm: bool = OUTPUT_NORM, in_channels: int = CHANNELS):
     """MONAI's UNet; ``output_norm=False`` takes the instance norm off its single output channel.
 
     With residual units MONAI puts norm and activation after the top transposed convolution,
@@ -44,7 +50,7 @@ def build_net(output_norm: bool = OUTPUT_NORM):
     import torch
     from monai.networks.nets import UNet
 
-    net = UNet(**NET_CONFIG)
+    net = UNet(**{**NET_CONFIG, "in_channels": in_channels})
     if not output_norm:
         net.model[2][0].adn.N = torch.nn.Identity()  # the top up-layer: ConvTranspose -> (norm) -> PReLU
     return net
@@ -158,15 +164,64 @@ def click_map(points_win, roi: int = ROI, sigma: float = CLICK_SIGMA) -> np.ndar
     return out
 
 
-def network_input(image_win: np.ndarray, modality: str, pos_win, neg_win, prev_win) -> np.ndarray:
-    """The (CHANNELS, ROI, ROI, ROI) input of one window."""
+def network_input(image_win: np.ndarray, modality: str, pos_win, neg_win, prev_win,
+                  channels: int = CHANNELS) -> np.ndarray:
+    """The (channels, ROI, ROI, ROI) input of one window (``GEO_CHANNELS``: with the geodesic maps)."""
     roi = image_win.shape[0]
-    x = np.empty((CHANNELS, roi, roi, roi), np.float32)
+    x = np.empty((channels, roi, roi, roi), np.float32)
     x[0] = normalise(image_win, modality)
     x[1] = click_map(pos_win, roi)
     x[2] = click_map(neg_win, roi)
     x[3] = 0.0 if prev_win is None else np.clip(prev_win, 0, 1)
+    if channels == GEO_CHANNELS:
+        x[4], x[5] = geodesic_maps(x[0], pos_win, neg_win)
     return x
+
+
+GEO_PARAMS = {"alpha": 10.0, "beta": 3.0, "tol": 0.75, "smooth": 1.0}  # baselines.TUNED["geodesic"]
+GEO_SCALE = 4.0  # the maps are log(1 + distance) / GEO_SCALE, clipped at 2.5
+
+
+def geodesic_maps(x: np.ndarray, pos_win, neg_win, p: dict = GEO_PARAMS) -> tuple[np.ndarray, np.ndarray]:
+    """The geodesic distances (DeepIGeoS-style input channels) on the normalised window ``x``, computed
+    on a half-resolution grid (two 32^3 minimum-cost-path runs, about 0.1 s) and upsampled.
+
+    The positive clicks' cost grows with the distance of the intensity from the nearest click's own
+    intensity and with the gradient; the background's (the negative clicks and the window's border)
+    with the likeness to the clicked intensities, as the geodesic baseline (baselines.Geodesic)
+    competes them: where the first map is below the second, that baseline says lesion."""
+    from scipy import ndimage
+    from skimage.graph import MCP_Geometric
+
+    roi = x.shape[0]
+    h = roi // 2
+    xs = ndimage.gaussian_filter(x, p["smooth"]) if p["smooth"] else x
+    small = xs[:2 * h, :2 * h, :2 * h].reshape(h, 2, h, 2, h, 2).mean((1, 3, 5))
+    sd = float(small.std()) + 1e-6
+    to_small = [np.clip((np.asarray(q, np.float64) - 0.5) / 2.0, 0, h - 1) for q in pos_win
+                if np.all(np.asarray(q) >= -0.5) and np.all(np.asarray(q) <= roi - 0.5)]
+    neg_small = [np.clip((np.asarray(q, np.float64) - 0.5) / 2.0, 0, h - 1) for q in neg_win
+                 if np.all(np.asarray(q) >= -0.5) and np.all(np.asarray(q) <= roi - 0.5)]
+    cap = 2.5
+    if not to_small:
+        return np.full((roi,) * 3, cap, np.float32), np.zeros((roi,) * 3, np.float32)
+    fg = np.array([np.rint(q).astype(int) for q in to_small])
+    ref = [float(small[tuple(c)]) for c in fg]
+    d = np.min([np.abs(small - r) for r in ref], axis=0) / sd
+    g = ndimage.gaussian_gradient_magnitude(small, 1.0) / sd
+    a, b = float(p["alpha"]), float(p["beta"])
+    dist_fg, _ = MCP_Geometric(1.0 + a * d + b * g).find_costs(fg)
+    bg = np.zeros(small.shape, bool)
+    bg[[0, -1]] = bg[:, [0, -1]] = bg[:, :, [0, -1]] = True
+    for q in neg_small:
+        bg[tuple(np.rint(q).astype(int))] = True
+    bg[tuple(fg.T)] = False
+    dist_bg, _ = MCP_Geometric(1.0 + a * np.maximum(0.0, float(p["tol"]) - d) + b * g).find_costs(np.argwhere(bg))
+    out = []
+    for dist in (dist_fg, dist_bg):
+        m = np.minimum(np.log1p(2.0 * dist) / GEO_SCALE, cap).astype(np.float32)  # distances in full voxels
+        out.append(ndimage.zoom(m, roi / h, order=1, mode="nearest", grid_mode=True))
+    return out[0], out[1]
 
 
 def spacing_for_extent(extent_mm: float) -> float:

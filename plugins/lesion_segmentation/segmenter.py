@@ -21,8 +21,10 @@ import numpy as np
 from scipy import ndimage
 
 from plugins.lesion_segmentation.network import (
+    CHANNELS,
     COARSE_SPACING_MM,
     MAX_SPACING_MM,
+    OUTPUT_NORM,
     ROI,
     Window,
     build_net,
@@ -116,14 +118,19 @@ class Segmenter(WindowSegmenter):
     """The network, loaded once."""
 
     def __init__(self, weights: Path | str = WEIGHTS, device: str = "cpu", output_norm: bool | None = None):
-        """``output_norm``: the network of ``weights`` has the output channel's instance norm (None: as
-        the shipped weights, network.OUTPUT_NORM; train.py's stage-4 candidate has none)."""
+        """``output_norm``: the network of ``weights`` has the output channel's instance norm (None:
+        network.OUTPUT_NORM for 4-input-channel weights, none for the geodesic ones; train.py's stage-4
+        candidate has none).  The input channels (4, or 6 with the geodesic maps) are read off the weights."""
         import torch
 
         from viewer.ai.models import load_state_dict
 
-        self.net = build_net() if output_norm is None else build_net(output_norm)
-        self.net.load_state_dict(load_state_dict(weights))
+        state = load_state_dict(weights)
+        self.channels = int(state["model.0.conv.unit0.conv.weight"].shape[1])
+        if output_norm is None:
+            output_norm = OUTPUT_NORM and self.channels == CHANNELS
+        self.net = build_net(output_norm, self.channels)
+        self.net.load_state_dict(state)
         self.net.eval().to(device)
         self.device = device
         self._torch = torch
@@ -139,7 +146,7 @@ class Segmenter(WindowSegmenter):
         pos_w = [w.to_window(p) for p in pos]
         neg_w = [w.to_window(p) for p in neg]
         prev_w = None if prev is None else w.sample(prev, smooth=False)
-        x = network_input(img, modality, pos_w, neg_w, prev_w)
+        x = network_input(img, modality, pos_w, neg_w, prev_w, self.channels)
         torch = self._torch
         with torch.inference_mode():
             logits = self.net(torch.from_numpy(x)[None].to(self.device))[0, 0].float().cpu().numpy()

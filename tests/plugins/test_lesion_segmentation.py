@@ -93,12 +93,15 @@ def test_manifest_declares_prompts_and_a_model_card():
 def test_weights_are_small_and_load_without_pickled_code():
     import torch
 
-    from plugins.lesion_segmentation.network import build_net
+    from plugins.lesion_segmentation.network import CHANNELS, GEO_CHANNELS, build_net
 
     weights = PLUGIN / "weights.pt"
     assert weights.stat().st_size < 5 * 2**20
-    net = build_net()
-    net.load_state_dict(torch.load(weights, weights_only=True))  # strict: every tensor present, none extra
+    state = torch.load(weights, weights_only=True)
+    channels = int(state["model.0.conv.unit0.conv.weight"].shape[1])
+    assert channels in (CHANNELS, GEO_CHANNELS)
+    net = build_net(in_channels=channels)
+    net.load_state_dict(state)  # strict: every tensor present, none extra
 
 
 def test_one_click_on_the_chest_ct_tumour_headless_writes_mask_seg_heatmaps(chest_slab, tmp_path, capsys):
