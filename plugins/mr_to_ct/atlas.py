@@ -285,7 +285,10 @@ def register(fixed: sitk.Image, fixed_mask: sitk.Image, moving: sitk.Image, movi
                           maximumNumberOfCorrections=5)
     r.SetShrinkFactorsPerLevel([2])
     r.SetSmoothingSigmasPerLevel([1.0])
-    r.Execute(fixed, moving)
+    try:
+        r.Execute(fixed, moving)
+    except RuntimeError:  # the B-spline pushed every sample out of the template (seen on a 6.5 mm-slice T1)
+        return Registration(affine, None, float(metric))
     return Registration(affine, bspline, float(r.GetMetricValue()))
 
 
@@ -431,7 +434,11 @@ def synthesize(mr: Volume, *, atlases: tuple[str, ...] = CONTRASTS, contrast: st
     # the MR's own brain (found on the working grid): bone never goes inside it
     small_brain = None if stripped else mr_brain_mask(fixed_norm, small_head, small_depth, sum(fused[1:]),
                                                        fixed.GetSpacing()[::-1])
-    brain = None if small_brain is None else _upsample(small_brain.astype(np.float32), fixed, mr_img) > 0.5
+    # a skull-stripped MR's mask is its brain: all of it gets the MR's own tissue classes, never the
+    # atlas' air or bone (a field of view that cuts the brain can misplace the atlas)
+    brain = head if stripped else _upsample(small_brain.astype(np.float32), fixed, mr_img) > 0.5
+    if stripped:
+        small_brain = small_head
     small_inside = _filled(fused[0] > -500)
     inside = _upsample(small_inside.astype(np.float32), fixed, mr_img) > 0.5
     hu, classes = refine(up[0], norm, head, *up[1:], contrast, atlas_head=atlas_head, depth=depth, brain=brain,
