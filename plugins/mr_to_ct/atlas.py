@@ -5,16 +5,15 @@ The method (the established one that needs no paired training data):
 1. a head mask of the patient's MR (Otsu, largest component, holes filled);
 2. each MR template (a T1 head template and the FLAIR template, both on the average head CT's
    grid) registered to the patient's MR: a translation from the head tops, a similarity and an
-   affine with Mattes mutual information at coarse-to-fine resolutions, then a coarse B-spline
-   on top (``deformable=True``, the default: it places the atlas' skull at the vertex, where the
-   affine one crossed the brain; see tests/benchmarks/bench_mr_to_ct.py);
+   affine with Mattes mutual information at coarse-to-fine resolutions; optionally a coarse
+   B-spline on top (``deformable=True``: off by default, as it did not help on the deformed
+   template pair, see tests/benchmarks/bench_mr_to_ct.py: the population-average templates are
+   too smooth for a deformable registration to grip);
 3. the template CT (``scct``, stored in Cormack units and converted to HU here) carried across;
-4. refined with the patient's own MR: air outside the head mask; the MR's own brain mask
-   (``mr_brain_mask``) never gets bone; brain, grey/white matter and CSF from a three-class
-   k-means of the MR inside that brain and the warped intracranial prior (mapped onto typical HU,
-   so ventricles and sulci follow the patient, not the population); the MR's skull class (dark
-   voxels outside its brain, near the skin or in the atlas' bone shell, not the atlas' sinuses)
-   given the whole bone density, not a blend (thick slices partial-volume the skull);
+4. refined with the patient's own MR: air outside the head mask; brain, grey/white matter and
+   CSF from a three-class k-means of the MR inside the warped intracranial prior (its intensity
+   mapped piecewise-linearly onto typical HU, so ventricles and sulci follow the patient, not the
+   population); skull sharpened where the MR is dark inside the atlas' blurred bone shell;
 5. several atlases fused by a weighted mean (the atlas of the MR's own contrast weighs more);
    their per-voxel spread is the uncertainty in HU (with one atlas: the change the deformable
    step made, or else how far the MR refinement moved the atlas).
@@ -285,10 +284,7 @@ def register(fixed: sitk.Image, fixed_mask: sitk.Image, moving: sitk.Image, movi
                           maximumNumberOfCorrections=5)
     r.SetShrinkFactorsPerLevel([2])
     r.SetSmoothingSigmasPerLevel([1.0])
-    try:
-        r.Execute(fixed, moving)
-    except RuntimeError:  # the B-spline pushed every sample out of the template (seen on a 6.5 mm-slice T1)
-        return Registration(affine, None, float(metric))
+    r.Execute(fixed, moving)
     return Registration(affine, bspline, float(r.GetMetricValue()))
 
 
@@ -328,13 +324,9 @@ def _kmeans_1d(values: np.ndarray, centres: np.ndarray, iterations: int = 15) ->
 
 
 def guess_contrast(mr_norm: np.ndarray, grey: np.ndarray, white: np.ndarray, csf: np.ndarray) -> str:
-    """T1 (white matter clearly brighter than grey) or FLAIR (grey about as bright or brighter: FLAIR,
-    T2, PD), from the MR's median intensities inside the affinely warped tissue priors, counting only
-    voxels with signal (a prior warped past a cut-off field of view or a stripped brain's edge must
-    not read the background as tissue)."""
-    signal = mr_norm > 0.05
-    g, w = (float(np.median(mr_norm[m])) if np.count_nonzero(m := signal & (p > 0.6)) > 50 else np.nan
-            for p in (grey, white))
+    """T1 (white matter brighter than grey) or FLAIR (grey at least as bright: FLAIR, T2, PD), from the
+    MR's median intensities inside the affinely warped tissue priors."""
+    g, w = (float(np.median(mr_norm[p > 0.6])) if np.any(p > 0.6) else np.nan for p in (grey, white))
     return "T1" if w > g * 1.03 else "FLAIR"
 
 
@@ -354,7 +346,7 @@ def _upsample(array: np.ndarray, grid: sitk.Image, reference: sitk.Image) -> np.
     return _resample_to(img, reference, sitk.Transform(), float(array.flat[0]) if array.size else 0.0)
 
 
-def synthesize(mr: Volume, *, atlases: tuple[str, ...] = CONTRASTS, contrast: str = "auto", deformable: bool = True,
+def synthesize(mr: Volume, *, atlases: tuple[str, ...] = CONTRASTS, contrast: str = "auto", deformable: bool = False,
                progress: Callable[[float, str], None] | None = None, check: Callable[[], None] | None = None,
                templates: Templates | None = None) -> Synthesis:
     """The atlas-based synthetic CT of ``mr`` on its own grid (see the module docstring).  ``atlases``
@@ -431,25 +423,13 @@ def synthesize(mr: Volume, *, atlases: tuple[str, ...] = CONTRASTS, contrast: st
     small_head = sitk.GetArrayViewFromImage(fixed_mask) > 0
     small_depth = ndimage.distance_transform_edt(small_head, sampling=fixed.GetSpacing()[::-1]).astype(np.float32)
     depth = _upsample(small_depth, fixed, mr_img)
-    # the MR's own brain (found on the working grid): bone never goes inside it
-    small_brain = None if stripped else mr_brain_mask(fixed_norm, small_head, small_depth, sum(fused[1:]),
-                                                       fixed.GetSpacing()[::-1])
-    # a skull-stripped MR's mask is its brain: all of it gets the MR's own tissue classes, never the
-    # atlas' air or bone (a field of view that cuts the brain can misplace the atlas)
-    brain = head if stripped else _upsample(small_brain.astype(np.float32), fixed, mr_img) > 0.5
-    if stripped:
-        small_brain = small_head
-    small_inside = _filled(fused[0] > -500)
-    inside = _upsample(small_inside.astype(np.float32), fixed, mr_img) > 0.5
-    hu, classes = refine(up[0], norm, head, *up[1:], contrast, atlas_head=atlas_head, depth=depth, brain=brain,
-                         atlas_inside=inside)
-    del depth, brain, inside
+    hu, classes = refine(up[0], norm, head, *up[1:], contrast, atlas_head=atlas_head, depth=depth)
+    del depth
     candidates = {n: _upsample(warped[n][0], fixed, mr_img) for n in warped}
     # the uncertainty, on the working grid (it is as smooth as the atlases): the refined atlases' spread
     small_atlas_head = None if atlas_head is None else (fused[0] > -500) | small_head
     refined = {n: refine(warped[n][0], fixed_norm, small_head, *fused[1:], contrast,
-                         atlas_head=small_atlas_head, depth=small_depth, brain=small_brain,
-                         atlas_inside=small_inside)[0] for n in warped}
+                         atlas_head=small_atlas_head, depth=small_depth)[0] for n in warped}
     if len(regs) > 1:
         stack = np.stack([refined[n] for n in regs])
         unc = stack.std(axis=0) * np.sqrt(len(regs) / (len(regs) - 1))
@@ -498,117 +478,38 @@ def _soft_lookup(x: np.ndarray, centres: np.ndarray, values, width: float = 0.3)
     return out
 
 
-def mr_brain_mask(norm: np.ndarray, head: np.ndarray, depth: np.ndarray, brain_p: np.ndarray, spacing,
-                  soft_ref: float | None = None) -> np.ndarray:
-    """The MR's own brain (with its ventricles and sulci) on a coarse grid [k, j, i] with ``spacing``
-    (k, j, i mm): inside the head deeper than 6 mm below the skin, brighter than the dark classes
-    (CSF, bone, air) and darker than fat, near the warped brain prior; opened by 3 mm (cuts bridges through the skull's
-    marrow to the scalp), its largest component, closed by 5 mm and filled (ventricles, sulci)."""
-    from scipy import ndimage
-
-    if soft_ref is None:
-        core = head & (brain_p > 0.8)
-        soft_ref = float(np.median(norm[core if core.any() else head]))
-    near_prior = ndimage.distance_transform_edt(brain_p < 0.1, sampling=spacing) <= 12.0
-    # brighter than CSF, bone and air, darker than the scalp's fat (a bridge into the scalp would
-    # take the skull between them into the brain)
-    ref = _slab_reference(norm, head & (brain_p > 0.5), soft_ref)[:, None, None]
-    cand = head & (depth > 6.0) & (norm > 0.45 * ref) & (norm < 1.6 * ref) & near_prior
-    cand = _dilate_mm(_erode_mm(cand, 3.0, spacing), 3.0, spacing) & cand
-    lab, n = ndimage.label(cand)
-    if n == 0:
-        return cand
-    brain = lab == (np.argmax(np.bincount(lab.ravel())[1:]) + 1)
-    brain = _erode_mm(_dilate_mm(brain, 5.0, spacing), 5.0, spacing) & head
-    # the ventricles and deep sulci: holes deep in the head (a hole near the skin is the skull ring
-    # of a mask that leaked into the scalp somewhere)
-    filled = ndimage.binary_fill_holes(brain)
-    for k in range(filled.shape[0]):
-        filled[k] = ndimage.binary_fill_holes(filled[k])
-    deep = depth > 20.0
-    return brain | (filled & deep)
-    return brain
-
-
-def _slab_reference(norm: np.ndarray, brain: np.ndarray, default: float, half: int = 5) -> np.ndarray:
-    """The brain's median intensity in each slice's slab of 2 * ``half`` + 1 slices (an MR's coil
-    sensitivity falls off towards the vertex: a global threshold loses the top of the brain),
-    ``default`` where a slab has too little brain."""
-    out = np.full(norm.shape[0], default, np.float32)
-    for k in range(norm.shape[0]):
-        sl = slice(max(k - half, 0), k + half + 1)
-        m = brain[sl]
-        if np.count_nonzero(m) > 200:
-            out[k] = float(np.median(norm[sl][m]))
-    return out
-
-
-def _filled(mask: np.ndarray) -> np.ndarray:
-    """``mask`` with its holes filled in 3D and slice by slice (a head with its sinuses and airways)."""
-    from scipy import ndimage
-
-    m = ndimage.binary_fill_holes(mask)
-    for k in range(m.shape[0]):
-        m[k] = ndimage.binary_fill_holes(m[k])
-    return m
-
-
-def _erode_mm(m: np.ndarray, mm: float, spacing) -> np.ndarray:
-    from scipy import ndimage
-
-    return ndimage.distance_transform_edt(m, sampling=spacing) > mm
-
-
-def _dilate_mm(m: np.ndarray, mm: float, spacing) -> np.ndarray:
-    from scipy import ndimage
-
-    return ndimage.distance_transform_edt(~m, sampling=spacing) <= mm
-
-
 def refine(atlas_hu: np.ndarray, norm: np.ndarray, head: np.ndarray, grey: np.ndarray, white: np.ndarray,
            csf: np.ndarray, contrast: str, atlas_head: np.ndarray | None = None,
-           depth: np.ndarray | None = None, brain: np.ndarray | None = None,
-           atlas_inside: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The warped atlas HU corrected with the patient's own MR (see the module docstring).  ``brain``
-    is the MR's own brain mask (``mr_brain_mask``): never bone, its tissues from the MR.  For a
+           depth: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The warped atlas HU corrected with the patient's own MR (see the module docstring).  For a
     skull-stripped MR, ``atlas_head`` (the warped atlas head) replaces the MR's head mask for the air
-    outside, and the skull is the atlas' own.  ``atlas_inside`` is the warped atlas head with its
-    air spaces filled: atlas air outside it is the atlas' background (a head smaller than the
-    patient's), not a sinus, and is not kept."""
+    outside, and the skull is the atlas' own."""
     hu = atlas_hu.astype(np.float32, copy=True)
     classes = np.zeros(hu.shape, np.uint8)
     classes[head] = 5
     brain_p = grey + white + csf
-    own = brain if brain is not None and np.count_nonzero(brain) > 500 else None
     inside = head & (brain_p > 0.8)
-    soft_ref = float(np.median(norm[own if own is not None else (inside if inside.any() else head)]))
+    soft_ref = float(np.median(norm[inside if inside.any() else head]))
     if atlas_head is None:
-        # the skull: dark on every common MR contrast (cortical bone has no MR signal)
+        # the skull: dark on every common MR contrast; inside the atlas' blurred bone shell, dark -> bone
         dark = np.clip((0.45 * soft_ref - norm) / (0.25 * soft_ref), 0.0, 1.0)
+        # the atlas' bone shell, and beyond it (a skull thicker or placed otherwise than the atlas')
+        # anything outside the brain the atlas does not call air, near the skin (sulci and CSF under a
+        # skull the atlas placed too deep are dark too: depth keeps them brain)
         if depth is None:
             depth = np.zeros(head.shape, np.float32)
-        # the MR's skull class: dark voxels outside the MR's own brain, near the skin or inside the
-        # atlas' bone shell, where the atlas does not put air (sinuses, mastoids are dark too): the
-        # whole bone density, not a blend (a thick slice's skull voxels are partial-volumed, yet bone)
-        outside_brain = (~own & (brain_p < 0.5)) if own is not None else brain_p < 0.15
-        near = (depth < SKULL_DEPTH_MM) | ((atlas_hu > 80) & (depth < SHELL_DEPTH_MM))
-        atlas_air = atlas_hu < -300
-        if atlas_inside is not None:
-            atlas_air &= atlas_inside
-        skull = head & near & outside_brain & (dark > 0.5) & ~atlas_air
-        hu[skull] = np.maximum(atlas_hu[skull], BONE_HU)
-        classes[skull] = 4
+        shell = head & (((atlas_hu > 80) & (brain_p < 0.5) & (depth < SHELL_DEPTH_MM))
+                        | ((atlas_hu > -300) & (brain_p < 0.15) & (depth < SKULL_DEPTH_MM)))
+        d = dark[shell]
+        hu[shell] = (1 - d) * np.minimum(atlas_hu[shell], SOFT_TISSUE_HU + 40) + d * BONE_HU
+        classes[shell & (dark > 0.5)] = 4
         # tissue the atlas took for air inside the head (a misregistered scalp, a smaller sinus)
-        airy = head & (atlas_hu < -300) & ~skull & ((dark < 0.5) | ~atlas_air)
+        airy = head & (atlas_hu < -300) & (dark < 0.5)
         d = dark[airy]
         hu[airy] = (1 - d) * SOFT_TISSUE_HU + d * atlas_hu[airy]
         del dark
-    # the brain: the patient's own grey/white/CSF contrast mapped onto typical HU, in the MR's own
-    # brain (whatever the atlas put there: its skull crossing sulci, its ventricles) and where the
-    # warped priors say brain and the atlas no bone
+    # the brain: the patient's own grey/white/CSF contrast mapped onto typical HU
     intracranial = head & (brain_p > 0.5) & (atlas_hu < 120)
-    if own is not None:
-        intracranial |= own
     if np.count_nonzero(intracranial) > 500:
         sel = norm[intracranial]
         medians = {}
@@ -626,8 +527,6 @@ def refine(atlas_hu: np.ndarray, norm: np.ndarray, head: np.ndarray, grey: np.nd
         code = {"csf": 1, "grey": 2, "white": 3}
         brain_hu = _soft_lookup(sel, centres, [tissue_hu[t] for t in order])
         w = np.clip((brain_p[intracranial] - 0.5) / 0.3, 0.0, 1.0)
-        if own is not None:
-            w[own[intracranial]] = 1.0
         hu[intracranial] = w * brain_hu + (1 - w) * hu[intracranial]
         edges = (centres[1:] + centres[:-1]) / 2
         classes[intracranial] = np.array([code[t] for t in order], np.uint8)[np.searchsorted(edges, sel)]

@@ -54,7 +54,7 @@ class MRToCT:
             context.progress(f * span, m)
 
         synth = atlas.synthesize(vol, atlases=names, contrast=contrast, progress=progress,
-                                 check=context.check_cancelled, deformable=bool(params.get("deformable", True)))
+                                 check=context.check_cancelled, deformable=bool(params.get("deformable", False)))
         notes = list(synth.notes)
         hu, unc = synth.hu, synth.uncertainty
         name, how = "Synthetic CT (atlas)", "atlas-based"

@@ -16,8 +16,8 @@
       * "affine-only atlas": the same atlas, affine registration, air outside the head mask, no
         other refinement;
       * "B-spline atlas": the same with the optional B-spline step on top;
-      * "plugin: affine + MR refinement": the plugin with deformable=false;
-      * "plugin (default): B-spline + MR ref.": what the plugin returns by default.
+      * "plugin: affine + MR refinement": what the plugin returns by default;
+      * "plugin, deformable: B-spline + MR ref.": the plugin with deformable=true.
     Evaluated inside the reference CT's head mask within the MR's field of view (the FLAIR
     template has no signal below the skull base, where no MR method can know anything).
     Optimistic by construction (the reference CT is the atlas' own CT) and blurred (the average
@@ -95,7 +95,7 @@ def template_pair(n_cases: int) -> list[dict]:
                 "affine-only atlas": np.where(ours.head, ours.candidates[other], -1000.0),
                 "B-spline atlas": np.where(deform.head, deform.candidates[other], -1000.0),
                 "plugin: affine + MR refinement": ours.hu.astype(np.float32),
-                "plugin (default): B-spline + MR ref.": deform.hu.astype(np.float32),
+                "plugin, deformable: B-spline + MR ref.": deform.hu.astype(np.float32),
             }
             for name, pred in methods.items():
                 m = evaluate.metrics(ref, pred, ref_head)
