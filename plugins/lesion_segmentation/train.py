@@ -40,8 +40,24 @@ but it was NOT shipped: it leans on the geodesic maps, which take the lesion's i
 clicked voxel, so a click near the edge of the chest-ct tumour, (k, j, i) = (80, 259, 174) where
 tests/ui/test_click_segment_gui.py clicks, gives Dice 0.30 (shipped network 0.71, geodesic
 baseline 0.60; geo3 0.54), failing that test's 0.6.  A median reference intensity around the click
-made it worse (0.23) without retraining.  Training on off-centre first clicks (and judging them in
-the bench) is the next step.
+made it worse (0.23) without retraining.
+
+Off-centre first clicks (``--first-click-anywhere P``: a share P of first clicks drawn uniformly over
+the lesion, edge included; training_log.json "geodesic_anywhere_candidate"; not shipped either), two
+fine-tuning stages from geo2, 9 minutes each:
+
+    python plugins/lesion_segmentation/train.py --init /tmp/geo2.pt --geodesic --cache 400 --wide \
+        --first-click-share 0.6 --first-click-anywhere 0.7 --max-extent 110 --iterations 1800 --seed 23 \
+        --lr 5e-4 --out /tmp/any1.pt --log /tmp/any1.json
+    python plugins/lesion_segmentation/train.py --init /tmp/any1.pt --geodesic --cache 400 --wide \
+        --first-click-share 0.7 --first-click-anywhere 0.85 --max-extent 110 --iterations 1400 --seed 24 \
+        --lr 5e-4 --out /tmp/any2.pt --log /tmp/any2.json
+
+The GUI test's off-centre click on the chest-ct tumour rose from 0.30 to 0.41 (any1) and 0.42 (any2;
+0.40 through the GUI), still under that test's 0.6 (shipped network 0.71); held-out bench (most
+interior click, 1 thread): any1 0.666 / 0.770 after 1 / 3 corrective clicks, any2 0.634 / 0.795 (geodesic
+0.662 / 0.685).  With any2 installed tests/plugins/test_lesion_segmentation.py passed (the negative
+click test included), the GUI test failed only on that off-centre Dice.
 
 Why stage 3 hardly used the image (checked 2026-12-05): the inputs were right (no NaNs, image and
 mask windows aligned, CT as HU/250 and MR z-scored the same way in training and in the plugin, the
@@ -203,10 +219,15 @@ class Sampler:
         return p
 
 
-def clicks_for(sampler, gt, prev, n):
+def clicks_for(sampler, gt, prev, n, anywhere: float = 0.0):
+    """The first click (with probability ``anywhere`` a lesion voxel drawn uniformly, edge included;
+    otherwise the most interior point or another deep one), then ``n`` corrective clicks on ``prev``."""
     rng = sampler.rng
     first = data.interior_point(gt)
-    if rng.random() < 0.4:
+    if rng.random() < anywhere:
+        idx = np.argwhere(gt)
+        first = idx[int(rng.integers(len(idx)))].astype(np.float64)
+    elif rng.random() < 0.4:
         edt = ndimage.distance_transform_edt(gt)
         deep = np.argwhere(edt >= 0.4 * edt.max())
         first = deep[int(rng.integers(len(deep)))].astype(np.float64)
@@ -251,7 +272,7 @@ def fold_output_norm(net, sampler, n: int) -> None:
     print(f"folded the output norm: mean {m:.3f}, SD {s:.3f} over {n} windows", flush=True)
 
 
-def build_cache(sampler, n: int, channels: int, first_click_share: float, log=print):
+def build_cache(sampler, n: int, channels: int, first_click_share: float, log=print, anywhere: float = 0.0):
     """``n`` training samples made once (the window, the synthetic lesion, the clicks, the geodesic
     maps are the slow part): inputs as float16, truths as bool.  The previous mask of a refinement
     sample is the truth perturbed (``Sampler.perturbed``), with 0-3 corrective clicks on its errors."""
@@ -262,7 +283,7 @@ def build_cache(sampler, n: int, channels: int, first_click_share: float, log=pr
     for i in range(n):
         img, gt, modality = sampler.window()
         prev, k = (None, 0) if rng.random() < first_click_share else (sampler.perturbed(gt), int(rng.integers(0, 4)))
-        pos, neg = clicks_for(sampler, gt, prev, k)
+        pos, neg = clicks_for(sampler, gt, prev, k, anywhere)
         xs[i] = network_input(img, modality, pos, neg, None if prev is None else prev.astype(np.float32), channels)
         ys[i] = gt
         if (i + 1) % 50 == 0:
@@ -311,7 +332,7 @@ def sample_batch(net, sampler, rng, args, it: int):
                 prev = (net(torch.from_numpy(x)[None])[0, 0] > 0).numpy()
             net.train()
             n = int(rng.integers(0, 4))
-        pos, neg = clicks_for(sampler, gt, prev, n)
+        pos, neg = clicks_for(sampler, gt, prev, n, args.first_click_anywhere)
         xs.append(network_input(img, modality, pos, neg, None if prev is None else prev.astype(np.float32), channels))
         ys.append(gt[None].astype(np.float32))
     x = torch.from_numpy(np.stack(xs))
@@ -352,6 +373,8 @@ def main(argv=None) -> int:
                     help="largest synthetic lesion outside the lung, mm (brain tumours with their oedema reach 110)")
     ap.add_argument("--cache", type=int, default=0, metavar="N",
                     help="make N samples first (build_cache), then train on them with random orientations")
+    ap.add_argument("--first-click-anywhere", type=float, default=0.0, metavar="P",
+                    help="share of first clicks drawn uniformly over the lesion, edge included (the rest: interior)")
     ap.add_argument("--out", default=str(HERE / "weights.pt"))
     ap.add_argument("--log", default=str(HERE / "training_log.json"))
     args = ap.parse_args(argv)
@@ -379,14 +402,14 @@ def main(argv=None) -> int:
         opt, lambda it: min(1.0, (it + 1) / 100) * 0.5 * (1 + math.cos(math.pi * it / args.iterations)))
     log = {"seed": args.seed, "iterations": args.iterations, "batch": BATCH, "init": args.init, "wide": args.wide,
            "lr": args.lr, "first_click_share": args.first_click_share, "perturbed_share": args.perturbed_share,
-           "cases": [c.name for c in cases],
+           "first_click_anywhere": args.first_click_anywhere, "cases": [c.name for c in cases],
            "held_out": list(data.HELD_OUT), "loss": [], "geodesic": args.geodesic, "cache": args.cache,
            "max_extent": args.max_extent, "output_norm": args.output_norm}
     cache = None
     if args.cache:
         t_cache = time.perf_counter()
         cache = build_cache(sampler, args.cache, channels, args.first_click_share,
-                            log=lambda m: print(m, flush=True))
+                            log=lambda m: print(m, flush=True), anywhere=args.first_click_anywhere)
         log["cache_seconds"] = round(time.perf_counter() - t_cache, 1)
     running = []
     t_train = time.perf_counter()
