@@ -21,7 +21,7 @@ import itertools
 import numpy as np
 from scipy import ndimage
 
-from plugins.lesion_segmentation.network import normalise
+from plugins.lesion_segmentation.network import geodesic_distances, normalise
 from plugins.lesion_segmentation.segmenter import WindowSegmenter
 
 GRIDS = {
@@ -87,22 +87,14 @@ class Geodesic(_Classical):
         self.p = {**TUNED["geodesic"], **params}
 
     def _window_prob(self, w, image, modality, pos, neg, prev):
-        from skimage.graph import MCP_Geometric
-
         x, pos_w, neg_w = self._prepare(w, image, modality, pos, neg)
         fg = _seed_ball(x.shape, pos_w)
         if not fg.any():
             return np.zeros(x.shape, np.float32), pos_w
         bg = _seed_ball(x.shape, neg_w) & ~fg
         bg[[0, -1]] = bg[:, [0, -1]] = bg[:, :, [0, -1]] = True
-        sd = float(x.std()) + 1e-6
-        d = np.abs(x - float(x[fg].mean())) / sd
-        g = ndimage.gaussian_gradient_magnitude(x, 1.0) / sd
-        a, b = float(self.p["alpha"]), float(self.p["beta"])
-        cost_fg = 1.0 + a * d + b * g
-        cost_bg = 1.0 + a * np.maximum(0.0, float(self.p["tol"]) - d) + b * g
-        dist_fg, _ = MCP_Geometric(cost_fg).find_costs(np.argwhere(fg))
-        dist_bg, _ = MCP_Geometric(cost_bg).find_costs(np.argwhere(bg))
+        d = np.abs(x - float(x[fg].mean())) / (float(x.std()) + 1e-6)
+        dist_fg, dist_bg = geodesic_distances(x, d, np.argwhere(fg), np.argwhere(bg), self.p)
         return (dist_fg < dist_bg).astype(np.float32), pos_w
 
 

@@ -191,7 +191,6 @@ def geodesic_maps(x: np.ndarray, pos_win, neg_win, p: dict = GEO_PARAMS) -> tupl
     with the likeness to the clicked intensities, as the geodesic baseline (baselines.Geodesic)
     competes them: where the first map is below the second, that baseline says lesion."""
     from scipy import ndimage
-    from skimage.graph import MCP_Geometric
 
     roi = x.shape[0]
     h = roi // 2
@@ -208,20 +207,35 @@ def geodesic_maps(x: np.ndarray, pos_win, neg_win, p: dict = GEO_PARAMS) -> tupl
     fg = np.array([np.rint(q).astype(int) for q in to_small])
     ref = [float(small[tuple(c)]) for c in fg]
     d = np.min([np.abs(small - r) for r in ref], axis=0) / sd
-    g = ndimage.gaussian_gradient_magnitude(small, 1.0) / sd
-    a, b = float(p["alpha"]), float(p["beta"])
-    dist_fg, _ = MCP_Geometric(1.0 + a * d + b * g).find_costs(fg)
     bg = np.zeros(small.shape, bool)
     bg[[0, -1]] = bg[:, [0, -1]] = bg[:, :, [0, -1]] = True
     for q in neg_small:
         bg[tuple(np.rint(q).astype(int))] = True
     bg[tuple(fg.T)] = False
-    dist_bg, _ = MCP_Geometric(1.0 + a * np.maximum(0.0, float(p["tol"]) - d) + b * g).find_costs(np.argwhere(bg))
+    dist_fg, dist_bg = geodesic_distances(small, d, fg, np.argwhere(bg), p)
     out = []
     for dist in (dist_fg, dist_bg):
         m = np.minimum(np.log1p(2.0 * dist) / GEO_SCALE, cap).astype(np.float32)  # distances in full voxels
         out.append(ndimage.zoom(m, roi / h, order=1, mode="nearest", grid_mode=True))
     return out[0], out[1]
+
+
+def geodesic_distances(img: np.ndarray, d: np.ndarray, fg_seeds: np.ndarray, bg_seeds: np.ndarray,
+                       p: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The competing geodesic distances of the lesion seeds and the background seeds (index arrays)
+    over ``img``: the lesion's path cost grows with ``d`` (the intensity's distance from the lesion's,
+    in SDs of ``img``) and with the gradient, the background's with the likeness ``tol - d``.  Shared
+    by the geodesic baseline (baselines.Geodesic: lesion where the first is below the second) and the
+    network's geodesic input channels (``geodesic_maps``)."""
+    from scipy import ndimage
+    from skimage.graph import MCP_Geometric
+
+    sd = float(img.std()) + 1e-6
+    g = ndimage.gaussian_gradient_magnitude(img, 1.0) / sd
+    a, b = float(p["alpha"]), float(p["beta"])
+    dist_fg, _ = MCP_Geometric(1.0 + a * d + b * g).find_costs(fg_seeds)
+    dist_bg, _ = MCP_Geometric(1.0 + a * np.maximum(0.0, float(p["tol"]) - d) + b * g).find_costs(bg_seeds)
+    return dist_fg, dist_bg
 
 
 def spacing_for_extent(extent_mm: float) -> float:
