@@ -38,6 +38,10 @@ TRAINING = ("chest-ct", "totalseg-examples/example_ct.nii.gz", "invesalius-examp
             "chest-ct@1.5mm", "invesalius-examples@1.5mm",  # '@': resampled in-plane to that pixel size
             "lung-nodule-ct/radiomics-lung1/image.nrrd", "lung-nodule-ct/radiomics-lung2/image.nrrd",
             "lung-nodule-ct/lidc-idri-0002")
+# sub-millimetre versions of two of them (train.py --fine-pixel): the head CT and the GE slab interpolated to
+# 0.45 mm pixels, so the simulated noise has the texture of a 0.4-0.5 mm scan (a head at 0.43 mm was the
+# image 1.2.0 did worst on); appended after TRAINING so the earlier volumes keep their simulation seeds
+FINE_PIXEL = ("invesalius-examples@0.45mm", "lung-nodule-ct/lidc-idri-0002@0.45mm")
 
 
 @dataclass
@@ -117,17 +121,22 @@ def read_inv3(project: Path) -> CTVolume:
 
 
 def resample_in_plane(vol: CTVolume, pixel_mm: float) -> CTVolume:
-    """The volume on a coarser in-plane grid (anti-aliased linear interpolation), as a scanner or a
-    pipeline reconstructing or resampling to larger pixels would give; the slices stay as they are."""
+    """The volume on another in-plane grid, as a scanner or a pipeline reconstructing or resampling to
+    other pixels would give (coarser: anti-aliased linear interpolation; finer: cubic); the slices stay
+    as they are."""
     from skimage.transform import resize
 
     depth, rows, cols = vol.hu.shape
     factor = vol.pixel_mm / pixel_mm
     shape = (max(int(round(rows * factor)), 8), max(int(round(cols * factor)), 8))
+    # finer pixels ('@0.45mm' of a 0.96 mm scan): cubic interpolation, as a scanner reconstructing the same
+    # data on a finer grid would show it (smooth at the new pixel scale); the noise simulated on that grid
+    # then has the sub-millimetre texture of a fine-pixel scan
+    finer = factor > 1.0
     out = np.empty((depth, *shape), np.int16)
     for k in range(depth):
-        out[k] = np.rint(resize(vol.hu[k].astype(np.float32), shape, order=1, anti_aliasing=True,
-                                preserve_range=True))
+        out[k] = np.clip(np.rint(resize(vol.hu[k].astype(np.float32), shape, order=3 if finer else 1,
+                                        anti_aliasing=not finer, preserve_range=True)), -1024, 3071)
     return CTVolume(f"{vol.name}@{pixel_mm:g}mm", out, pixel_mm, vol.slice_mm)
 
 

@@ -68,10 +68,10 @@ def _simulate_slice(args):
     return out
 
 
-def prepare(cache: Path, jobs: int = 1) -> list[Path]:
+def prepare(cache: Path, jobs: int = 1, names: tuple = data.TRAINING) -> list[Path]:
     """Simulate every training slice at every level in DOSES (skips volumes already cached)."""
     folders = []
-    for vi, name in enumerate(data.TRAINING):
+    for vi, name in enumerate(names):
         folder = cache / "sim" / _slug(name)
         folders.append(folder)
         meta_path = folder / "meta.json"
@@ -102,16 +102,46 @@ def prepare(cache: Path, jobs: int = 1) -> list[Path]:
     return folders
 
 
-class Sampler:
-    """Random 2.5D training patches from the cache (numpy; augmentation included)."""
+def noise_stats(folder: Path) -> np.ndarray:
+    """Per slice of a cached volume, the blind noise estimate (noise.slice_noise_hu, HU) of the original
+    (row 0) and of each simulated level in DOSES (rows 1..): [1 + len(DOSES), depth], computed once and
+    kept beside the cache; a slice with too little soft tissue takes the median of the volume's others."""
+    from plugins.ct_denoising.noise import slice_noise_hu
 
-    def __init__(self, folders: list[Path], patch: int, seed: int = 0, lone_slice: float = 0.0):
+    path = folder / "noise_stats.npy"
+    if path.exists():
+        return np.load(path)
+    arrays = [np.load(folder / "clean.npy", mmap_mode="r")]
+    arrays += [np.load(folder / f"dose_{d:g}.npy", mmap_mode="r") for d in DOSES]
+    stats = np.array([[slice_noise_hu(a[k]) for k in range(a.shape[0])] for a in arrays])
+    for row in stats:
+        good = np.isfinite(row)
+        row[~good] = np.median(row[good]) if good.any() else 30.0
+    np.save(path, stats)
+    return stats
+
+
+class Sampler:
+    """Random 2.5D training patches from the cache (numpy; augmentation included).
+
+    ``blind``: the noise input is what the plugin's blind mode would give the sample (noise.py's mapping
+    of the slice's measured noise), not the dose: the measured noise of the sample's input is put
+    together from the per-slice estimates of the original and of the two draws it adds (noise_stats;
+    independent noises: variances add), so the network learns what to remove given that estimate."""
+
+    def __init__(self, folders: list[Path], patch: int, seed: int = 0, lone_slice: float = 0.0,
+                 blind: bool = False):
         self.lone_slice = lone_slice
+        self.blind = blind
         self.vols = []
         for f in folders:
             meta = json.loads((f / "meta.json").read_text())
             clean = np.load(f / "clean.npy")
             noisy = [np.load(f / f"dose_{d:g}.npy") for d in DOSES]
+            if blind:
+                st = noise_stats(f)
+                # the variance each cached draw adds to the measured noise of the original
+                meta = {**meta, "own_var": st[0] ** 2, "added_var": np.maximum(st[1:] ** 2 - st[0] ** 2, 0.0)}
             self.vols.append((meta, clean, noisy))
         sizes = np.array([v[1].size for v in self.vols], dtype=np.float64)
         self.weights = np.sqrt(sizes) / np.sqrt(sizes).sum()
@@ -137,16 +167,29 @@ class Sampler:
         # carry more noise of their own than the three scans do (independent draw A)
         g = 1.0 if rng.random() < 0.5 else float(rng.uniform(0.35, 1.0))
         target = cl
+        scale_a = scale_b = 0.0
         if g < 1.0:
             noise_a = noisy[level_a][ks, r:r + p, c:c + p].astype(np.float32) - cl
-            target = cl + noise_a * math.sqrt((1 / g - 1) / (1 / DOSES[level_a] - 1))
+            scale_a = math.sqrt((1 / g - 1) / (1 / DOSES[level_a] - 1))
+            target = cl + noise_a * scale_a
         # the input: the target at a fraction ``dose`` of its dose (independent draw B); 5% full dose
         if rng.random() < 0.05:
             dose, x = 1.0, target.copy()
         else:
             dose = float(math.exp(rng.uniform(math.log(0.08), math.log(0.7))))
             noise_b = noisy[level_b][ks, r:r + p, c:c + p].astype(np.float32) - cl
-            x = target + noise_b * math.sqrt((1 / g) * (1 / dose - 1) / (1 / DOSES[level_b] - 1))
+            scale_b = math.sqrt((1 / g) * (1 / dose - 1) / (1 / DOSES[level_b] - 1))
+            x = target + noise_b * scale_b
+        if self.blind:  # the noise input the plugin would measure on this slice (see the class docstring)
+            from plugins.ct_denoising.noise import condition_from_noise
+
+            var = (meta["own_var"][k] + scale_a ** 2 * meta["added_var"][level_a, k]
+                   + scale_b ** 2 * meta["added_var"][level_b, k])
+            cond = float(condition_from_noise(math.sqrt(var)))
+        else:
+            from plugins.ct_denoising.network import dose_channel_value
+
+            cond = dose_channel_value(dose)
         y = target[half:half + 1]
         if self.lone_slice and rng.random() < self.lone_slice:
             # a lone slice, as the plugin sees it: its neighbours are a lightly smoothed copy of it
@@ -164,29 +207,30 @@ class Sampler:
         x, y = np.rot90(x, rot, (1, 2)), np.rot90(y, rot, (1, 2))
         if rng.random() < 0.5:
             x = x[::-1]
-        return np.ascontiguousarray(x), np.ascontiguousarray(y), dose
+        return np.ascontiguousarray(x), np.ascontiguousarray(y), cond
 
     def batch(self, n: int, val: bool = False):
-        from plugins.ct_denoising.network import HU_SCALE, dose_channel_value
+        from plugins.ct_denoising.network import HU_SCALE
 
         xs, ys = [], []
         for _ in range(n):
-            x, y, dose = self.sample(val)
-            cond = np.full((1, *x.shape[1:]), dose_channel_value(dose), np.float32)
+            x, y, c = self.sample(val)
+            cond = np.full((1, *x.shape[1:]), c, np.float32)
             xs.append(np.concatenate([np.clip(x, -1024, 3071) / HU_SCALE, cond]))
             ys.append(y / HU_SCALE)
         return np.stack(xs), np.stack(ys)
 
 
 def train(folders: list[Path], out: Path, minutes: float, iterations: int, batch: int, patch: int,
-          threads: int, seed: int = 0, init: Path | None = None, lr: float = LR, lone_slice: float = 0.0) -> dict:
+          threads: int, seed: int = 0, init: Path | None = None, lr: float = LR, lone_slice: float = 0.0,
+          blind: bool = False) -> dict:
     import torch
 
     from plugins.ct_denoising.network import DenoiseNet
 
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    sampler = Sampler(folders, patch, seed, lone_slice)
+    sampler = Sampler(folders, patch, seed, lone_slice, blind)
     val_rng_state = np.random.default_rng(seed + 1)
     sampler.rng, train_rng = val_rng_state, sampler.rng
     val = [sampler.batch(batch, val=True) for _ in range(8)]
@@ -251,10 +295,78 @@ def train(folders: list[Path], out: Path, minutes: float, iterations: int, batch
     torch.save(best[1], out)  # the weights with the lowest validation error
     summary = {"iterations": it, "seconds": round(time.time() - t0), "batch": batch, "patch": patch,
                "threads": threads, "learning_rate": lr, "init": str(init) if init else None,
-               "lone_slice": lone_slice, "skipped_batches": skipped, "kept_iteration": best[2],
+               "lone_slice": lone_slice, "blind_noise_input": blind, "skipped_batches": skipped,
+               "kept_iteration": best[2],
                "val_mse_hu2": best[0] * 1e6, "input_val_mse_hu2": base_val * 1e6, "history": history}
     print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB): weights of iteration {best[2]} of {it}", flush=True)
     return summary
+
+
+def fit_mapping(folders: list[Path], weights: Path, per_volume: int = 3, crop: int = 256, log=print) -> dict:
+    """Grid search of noise.py's blind mapping ``c = (sigma / ref) ** exponent`` on the monitoring slices.
+
+    For ``per_volume`` monitoring slices of each training volume (the last slices, never trained on) at
+    every level in DOSES, the network's PSNR is measured at a grid of noise-input values ``c``, with three
+    neighbours and as a lone slice (neighbours a smoothed copy, as the plugin does); the noise is measured
+    on the noisy slice as the plugin does (noise.slice_noise_hu); slices with too little soft tissue to
+    measure it are left out.  Every (ref, exponent) pair is then scored by the mean PSNR its ``c`` gives
+    (interpolated on the grid).  No evaluation image takes part."""
+    import torch
+    from scipy import ndimage
+
+    from plugins.ct_denoising import evaluate as ev
+    from plugins.ct_denoising import noise
+    from plugins.ct_denoising.network import HU_SCALE, DenoiseNet
+    from plugins.ct_denoising.plugin import SINGLE_SLICE_SIGMA_PX
+
+    net = DenoiseNet.from_state_dict(torch.load(weights, map_location="cpu", weights_only=True)).eval()
+    grid = np.round(np.arange(0.0, 2.001, 0.1), 2)
+    sigmas, table, names = [], [], []
+    for f in folders:
+        meta = json.loads((f / "meta.json").read_text())
+        clean = np.load(f / "clean.npy", mmap_mode="r")
+        depth, rows, cols = clean.shape
+        n_val = max(1, min(VAL_SLICES, depth // 6))
+        ks = np.unique(np.linspace(depth - n_val, depth - 1, per_volume).astype(int))
+        size = min(crop, rows, cols) // 4 * 4
+        r0, c0 = (rows - size) // 2, (cols - size) // 2
+        for d in DOSES:
+            noisy = np.load(f / f"dose_{d:g}.npy", mmap_mode="r")
+            for k in ks:
+                sigma = noise.slice_noise_hu(noisy[k])
+                if not np.isfinite(sigma):
+                    continue
+                nb = [min(max(k + o, 0), depth - 1) for o in (-1, 0, 1)]
+                x3 = np.clip(np.asarray(noisy[nb, r0:r0 + size, c0:c0 + size], np.float32), -1024, 3071) / HU_SCALE
+                smooth = ndimage.gaussian_filter(x3[1], SINGLE_SLICE_SIGMA_PX)
+                ref = clean[k, r0:r0 + size, c0:c0 + size][None]
+                for context in (x3, np.stack([smooth, x3[1], smooth])):
+                    x = np.concatenate([np.repeat(context[None], len(grid), 0),
+                                        np.broadcast_to(grid[:, None, None, None], (len(grid), 1, size, size))], 1)
+                    with torch.inference_mode():
+                        y = net(torch.from_numpy(np.ascontiguousarray(x, np.float32))).numpy()[:, 0] * HU_SCALE
+                    table.append([ev.psnr_ssim(ref, y[i][None])[0] for i in range(len(grid))])
+                    sigmas.append(sigma)
+                    names.append(meta["name"])
+        log(f"  {meta['name']}: {len(ks)} monitoring slices x {len(DOSES)} doses", flush=True)
+    table, sigmas = np.array(table), np.array(sigmas)
+    refs = (5.0, 7.5, 10.0, 12.5, 15.0, 20.0, 25.0, 30.0, 35.0, 40.0, 50.0)
+    exps = tuple(np.round(np.arange(0.0, 0.801, 0.05), 2))
+
+    def score(ref: float, exponent: float) -> float:
+        c = np.clip((sigmas / ref) ** exponent, 0.0, noise.MAX_CONDITION)
+        return float(np.mean([np.interp(ci, grid, row) for ci, row in zip(c, table)]))
+
+    results = sorted(((score(r, e), r, float(e)) for r in refs for e in exps), reverse=True)
+    current = score(noise.SIGMA_REF_HU, noise.EXPONENT)
+    oracle = float(np.mean(table.max(axis=1)))
+    log(f"{len(sigmas)} monitoring samples of {len(set(names))} volumes; mean PSNR: oracle c per sample "
+        f"{oracle:.3f} dB, current mapping ({noise.SIGMA_REF_HU:g} HU, {noise.EXPONENT:g}) {current:.3f} dB, "
+        f"constant c=1 {float(np.mean(table[:, 10])):.3f} dB", flush=True)
+    for sc, r, e in results[:5]:
+        log(f"  ref {r:5.1f} HU, exponent {e:.2f}: {sc:.3f} dB", flush=True)
+    return {"weights": str(weights), "samples": len(sigmas), "oracle_db": oracle, "current_db": current,
+            "best": [{"ref_hu": r, "exponent": e, "psnr_db": sc} for sc, r, e in results[:5]]}
 
 
 def main(argv=None) -> int:
@@ -271,14 +383,27 @@ def main(argv=None) -> int:
     ap.add_argument("--lr", type=float, default=LR, help="peak learning rate")
     ap.add_argument("--lone-slice", type=float, default=0.0,
                     help="fraction of samples trained as lone slices (neighbours a smoothed copy, as the plugin does)")
+    ap.add_argument("--blind-noise", action="store_true",
+                    help="train the noise input as the plugin's blind mode sets it (noise.py's mapping of the "
+                         "measured noise) instead of from the dose")
+    ap.add_argument("--fine-pixel", action="store_true",
+                    help="add data.FINE_PIXEL (two volumes interpolated to 0.45 mm pixels) to the training volumes")
     ap.add_argument("--log", type=Path, default=HERE / "training_log.json")
     ap.add_argument("--prepare-only", action="store_true")
+    ap.add_argument("--fit-mapping", type=Path, metavar="WEIGHTS",
+                    help="only grid-search noise.py's blind mapping for these weights on the monitoring slices")
     args = ap.parse_args(argv)
-    folders = prepare(args.cache, args.jobs)
+    folders = prepare(args.cache, args.jobs, data.TRAINING + (data.FINE_PIXEL if args.fine_pixel else ()))
     if args.prepare_only:
         return 0
+    if args.fit_mapping:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        fit_mapping(folders, args.fit_mapping)
+        return 0
     summary = train(folders, args.out, args.minutes, args.iterations, args.batch, args.patch, args.threads,
-                    init=args.init, lr=args.lr, lone_slice=args.lone_slice)
+                    init=args.init, lr=args.lr, lone_slice=args.lone_slice, blind=args.blind_noise)
     metas = [json.loads((f / "meta.json").read_text()) for f in folders]
     summary["data"] = [{k: m[k] for k in ("name", "shape", "pixel_mm", "slice_mm", "i0")} for m in metas]
     summary["doses"] = list(DOSES)

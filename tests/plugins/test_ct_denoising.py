@@ -282,6 +282,8 @@ def test_training_refuses_the_held_out_ct(tmp_path):
 
     with pytest.raises(data.HeldOutError):
         data.load_training_volume(data.HELD_OUT)
+    with pytest.raises(data.HeldOutError):  # nor resampled to finer or coarser pixels (train.py --fine-pixel)
+        data.load_training_volume(data.HELD_OUT + "@0.45mm")
     copy = tmp_path / "renamed.nii.gz"
     shutil.copy(data_path("ct-aorta", "ct_cropped.nii.gz"), copy)
     with pytest.raises(data.HeldOutError):
@@ -309,3 +311,21 @@ def test_training_simulation_on_the_coarse_projector_inserts_the_same_noise():
             for p in (full, coarse) for s in (1, 2)]
     assert np.mean(stds[2:]) == pytest.approx(np.mean(stds[:2]), rel=0.05)
     assert "lung-nodule-ct/lidc-idri-0002" in data.TRAINING and data.HELD_OUT not in data.TRAINING
+
+
+def test_fine_pixel_training_volumes_are_interpolated_not_blocky():
+    """train.py --fine-pixel adds volumes interpolated to 0.45 mm pixels (data.FINE_PIXEL): a real slice on
+    the 2x finer grid keeps its HU and its shape, and is smooth between the original pixels (cubic, not
+    nearest-neighbour blocks)."""
+    pytest.importorskip("skimage")
+    from plugins.ct_denoising import data
+
+    lidc = viewer.load(data_path("lung-nodule-ct", "lidc-idri-0002"))
+    crop = lidc.real_values()[6:7, 200:264, 200:264].astype(np.int16)
+    px = float(lidc.spacing[0])
+    fine = data.resample_in_plane(data.CTVolume("crop", crop, px, 1.25), px / 2)
+    assert fine.pixel_mm == pytest.approx(px / 2) and fine.hu.shape == (1, 128, 128) and fine.hu.dtype == np.int16
+    assert abs(float(fine.hu.mean()) - float(crop.mean())) < 3.0
+    # neighbouring fine pixels differ: no 2x2 blocks of equal values
+    assert np.mean(fine.hu[0, 0::2, :] == fine.hu[0, 1::2, :]) < 0.2
+    assert all("@" in n and float(n.rsplit("@", 1)[1].removesuffix("mm")) < 0.5 for n in data.FINE_PIXEL)
