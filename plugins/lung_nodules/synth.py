@@ -27,6 +27,7 @@ from scipy import ndimage
 TYPES = ("solid", "part-solid", "ground-glass")
 SHAPES = ("round", "lobulated", "spiculated")
 LOCATIONS = ("isolated", "juxtapleural", "juxtavascular", "perifissural")
+MAX_DENSE_INSIDE = 0.25  # a touching juxtavascular nodule: at most this share of its sphere already vessel
 
 
 @dataclass
@@ -207,9 +208,16 @@ def random_spec(rng, size_mm=(3.0, 30.0)):
 
 
 class Placer:
-    """Picks centres for nodules of a given location kind in one lung mask, avoiding ``taken``."""
+    """Picks centres for nodules of a given location kind in one lung mask, avoiding ``taken``.
 
-    def __init__(self, hu, lung, spacing_kji, taken=None):
+    ``touch_vessels``: a juxtavascular nodule must touch a vessel without sitting inside one (at most
+    ``MAX_DENSE_INSIDE`` of its sphere already dense, some dense tissue within 1.5 mm of its
+    surface).  Without it (the benchmark's placement, kept so that its copies do not change) the
+    centre is one radius from a random vessel voxel, which on a thick hilar artery still lies inside
+    the vessel: a solid nodule there is invisible (``max(bg, nodule)`` keeps the vessel)."""
+
+    def __init__(self, hu, lung, spacing_kji, taken=None, touch_vessels: bool = False):
+        self.touch_vessels = bool(touch_vessels)
         self.hu, self.lung, self.spacing = hu, lung.astype(bool), np.asarray(spacing_kji, float)
         self.depth = ndimage.distance_transform_edt(self.lung, sampling=self.spacing).astype(np.float32)
         self.vessels = vessel_mask(hu, self.lung) & (self.depth > 3)
@@ -227,12 +235,37 @@ class Placer:
         sl = tuple(slice(max(0, a - h), a + h + 1) for a, h in zip(p, half))
         self.taken[sl] = True
 
+    def touches_without_overlap(self, p, radius) -> bool:
+        """Dense tissue (> -500 HU) fills at most ``MAX_DENSE_INSIDE`` of the sphere of ``radius`` mm
+        around ``p`` and is present in the 1.5 mm shell around it."""
+        half = [int(np.ceil((radius + 1.5) / s)) for s in self.spacing]
+        sl = tuple(slice(max(0, a - h), min(n, a + h + 1)) for a, h, n in zip(p, half, self.hu.shape))
+        z, y, x = np.meshgrid(*[(np.arange(s_.start, s_.stop) - a) * sp for s_, a, sp in
+                                zip(sl, p, self.spacing)], indexing="ij")
+        d = np.sqrt(z * z + y * y + x * x)
+        dense = self.hu[sl] > -500
+        inside = d <= radius
+        shell = (d > radius) & (d <= radius + 1.5)
+        return (float(dense[inside].mean()) <= MAX_DENSE_INSIDE) and bool(dense[shell].any())
+
     def place(self, rng, radius, location, tries=300):
         for _ in range(tries):
             if location == "juxtavascular" and len(self._ves_pts):
                 v = self._ves_pts[rng.integers(len(self._ves_pts))]
-                off = _random_dirs(rng, 1)[0] * (radius + 0.5) / self.spacing
-                p = np.rint(v + off).astype(int)
+                if self.touch_vessels:  # from the vessel's surface outwards, then checked
+                    u = _random_dirs(rng, 1)[0]
+                    step = np.min(self.spacing)
+                    q = v.astype(float)
+                    for _ in range(int(15.0 / step)):  # walk out of the vessel (at most 15 mm)
+                        q = q + u * step / self.spacing
+                        qi = np.rint(q).astype(int)
+                        if np.any(qi < 0) or np.any(qi >= self.hu.shape) or self.hu[tuple(qi)] <= -500:
+                            break
+                    off = u * (radius + 0.3) / self.spacing
+                    p = np.rint(q + off).astype(int)
+                else:
+                    off = _random_dirs(rng, 1)[0] * (radius + 0.5) / self.spacing
+                    p = np.rint(v + off).astype(int)
             else:
                 p = self._lung_pts[rng.integers(len(self._lung_pts))]
             if np.any(p < 0) or np.any(p >= self.lung.shape) or not self.lung[tuple(p)]:
@@ -242,6 +275,8 @@ class Placer:
                 ok = 0.2 * radius <= depth <= 0.7 * radius + 1.0
             elif location == "juxtavascular":
                 ok = depth >= radius + 1.0
+                if ok and self.touch_vessels:
+                    ok = self.touches_without_overlap(p, radius)
             else:  # isolated, perifissural: inside, and little vessel in the sphere
                 ok = depth >= radius + 2.0
                 if ok:
@@ -256,13 +291,13 @@ class Placer:
 
 def insert_random_nodules(hu: np.ndarray, lung: np.ndarray, spacing_kji, n: int, rng, *,
                           thickness_mm: float | None = None, taken: np.ndarray | None = None,
-                          size_mm=(3.0, 30.0), specs=None) -> list[Nodule]:
+                          size_mm=(3.0, 30.0), specs=None, touch_vessels: bool = False) -> list[Nodule]:
     """Insert ``n`` random nodules into ``hu`` (float32, in place) inside ``lung``; their truths.
 
     ``taken``: voxels to keep clear (real lesions).  ``specs``: explicit (diameter, type, shape,
-    location) tuples instead of random ones."""
+    location) tuples instead of random ones.  ``touch_vessels``: see ``Placer``."""
     sigma = noise_sigma(hu, lung)
-    placer = Placer(hu, lung, spacing_kji, taken)
+    placer = Placer(hu, lung, spacing_kji, taken, touch_vessels)
     out = []
     specs = list(specs) if specs is not None else [random_spec(rng, size_mm) for _ in range(n)]
     for d, kind, shape, location in specs:

@@ -100,7 +100,8 @@ def quality(copies: int, per_copy: int, log=print, cad_cache: Path | None = None
         nods = synth.insert_random_nodules(hu, lungs0 > 0, sp, per_copy, rng, thickness_mm=float(sp[0]),
                                            taken=taken, specs=specs(rng, per_copy))
         truths = [{"center_kji": list(x.center_kji), "diameter_mm": x.diameter_mm, "type": x.kind,
-                   "shape": x.shape, "location": x.location} for x in nods]
+                   "shape": x.shape, "location": x.location, "dense_inside": dense_inside(hu0, sp, x)}
+                  for x in nods]
         hu_i = np.clip(np.rint(hu), -1024, 3071).astype(np.int16).astype(np.float32)
         r = None
         if not cad_only:
@@ -150,8 +151,43 @@ def quality(copies: int, per_copy: int, log=print, cad_cache: Path | None = None
                          "found_at_2fp": best is not None and best >= t2,
                          "rank": 1 + sum(d["score"] > best for d in dets) if best is not None else None}
     return {"network": f_net, "fpr": f_fpr, "cad": f_cad, "real": real, "second_lesion_as_fp": before,
+            "misses": {"network": misses(net_scans, f_net), "cad": misses(cad_scans, f_cad)},
             "nodules": sum(len(s.truths) for s in net_scans),
             "copies": copies, "times": times, "cad_params": params.to_dict(), "training_lesions": training_lesions()}
+
+
+def dense_inside(hu0: np.ndarray, sp, nodule) -> float:
+    """The share of an inserted nodule's sphere that was already dense (> -500 HU: vessel, wall) in
+    the unmodified CT.  The insertion keeps the brighter of the two, so a solid nodule placed inside
+    a vessel does not show (synth's juxtavascular placement does that on thick hilar vessels)."""
+    c = np.rint(nodule.center_kji).astype(int)
+    r = nodule.diameter_mm / 2
+    half = np.ceil(r / sp).astype(int)
+    sl = tuple(slice(max(0, a - h), min(n, a + h + 1)) for a, h, n in zip(c, half, hu0.shape))
+    z, y, x = np.meshgrid(*[(np.arange(s.start, s.stop) - a) * s_ for s, a, s_ in zip(sl, c, sp)], indexing="ij")
+    inside = np.sqrt(z * z + y * y + x * x) <= r
+    return float((hu0[sl][inside] > -500).mean()) if inside.any() else 0.0
+
+
+def misses(scans, f, group: str = "solid >= 6 mm", rate: float = 1.0) -> list[dict]:
+    """The nodules of ``group`` a method misses at ``rate`` FP/scan: copy, size, location, best score
+    and how much of them was already dense in the original CT."""
+    from plugins.lung_nodules import evaluate
+
+    pred = evaluate.standard_groups()[group]
+    t = f["thresholds"][rate]
+    out = []
+    for n, s in enumerate(scans):
+        best = np.full(len(s.truths), -np.inf)
+        for d, idx in zip(s.detections, evaluate.match(s)):
+            if idx >= 0:
+                best[idx] = max(best[idx], d["score"])
+        for tr, b in zip(s.truths, best):
+            if pred(tr) and b < t:
+                out.append({"copy": n + 1, "diameter_mm": tr["diameter_mm"], "shape": tr["shape"],
+                            "location": tr["location"], "score": None if b == -np.inf else float(b),
+                            "dense_inside": tr.get("dense_inside", 0.0)})
+    return out
 
 
 def training_lesions() -> dict:
@@ -225,6 +261,11 @@ def table(q: dict) -> str:
                      "positive in every copy):")
         for name in ("all", "solid >= 6 mm"):
             lines.append(f"  {name:<14}{'':>4}  {cell(old['network'], name):>20}  {cell(old['cad'], name):>20}")
+    for name, ms in q.get("misses", {}).items():
+        lines.append(f"solid >= 6 mm missed at 1 FP/scan, {name}: " + ("none" if not ms else "; ".join(
+            f"copy {m['copy']} {m['diameter_mm']:.1f} mm {m['shape']} {m['location']} "
+            f"(score {'-' if m['score'] is None else format(m['score'], '.3f')}, "
+            f"{100 * m['dense_inside']:.0f}% inside dense tissue)" for m in ms)))
     for r in q["real"].values():
         s = "not found" if r["score"] is None else f"score {r['score']:.3f} (rank {r['rank']})"
         lines.append(f"real {r['lesion']}, {r['method']}: {s}; threshold at 2 FP/scan "

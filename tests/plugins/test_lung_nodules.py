@@ -134,6 +134,39 @@ def test_synthetic_nodules_and_their_truth(slab):
     assert not lung[truth == 3].all()
 
 
+def test_juxtavascular_nodules_touch_a_vessel_without_sitting_inside_it(chest):
+    """The training placement (touch_vessels) on 20 slices through the hila: a solid juxtavascular
+    nodule put one radius from a random vessel voxel can lie inside a thick hilar vessel, where it
+    does not show (the insertion keeps the brighter value); placed with touch_vessels it lies in the
+    lung against a vessel, and it shows."""
+    from scipy import ndimage
+
+    from plugins.lung_nodules import lungmask, synth
+
+    k0, k1 = 60, 80
+    before = chest.real_values()[k0:k1].astype(np.float32)
+    affine = chest.affine.copy()
+    affine[:3, 3] = chest.index_to_lps([0, 0, k0])
+    sp = _sp(chest)
+    lung = lungmask.lung_mask(before, sp, affine) > 0
+    specs = [(d, "solid", "round", "juxtavascular") for d in (6.0, 6.5, 7.0, 7.5, 8.0, 9.0)]
+    for touch in (False, True):
+        hu = before.copy()
+        nods = synth.insert_random_nodules(hu, lung, sp, 0, np.random.default_rng(1), thickness_mm=2.0,
+                                           specs=specs, touch_vessels=touch)
+        placed = [nd for nd in nods if nd.location == "juxtavascular"]
+        assert len(placed) >= 4
+        dense = [np.mean(before[nd.box][nd.mask] > -500) for nd in placed]
+        shows = [np.mean(hu[nd.box][nd.mask] - before[nd.box][nd.mask]) > 300 for nd in placed]
+        if not touch:  # the old placement: some inside a vessel, unseen
+            assert max(dense) > 0.8 and not all(shows)
+            continue
+        assert max(dense) <= synth.MAX_DENSE_INSIDE + 0.05 and all(shows)
+        for nd in placed:  # and each touches something dense
+            rim = ndimage.binary_dilation(nd.mask, iterations=2) & ~nd.mask
+            assert (before[nd.box][rim] > -500).any()
+
+
 def test_lidc_reads_give_overlapping_reader_masks(slab):
     from plugins.lung_nodules import lidc, lungmask
 
