@@ -186,8 +186,12 @@ def synthetic_shape(rng, roi: int, centre, radius_vox: float) -> np.ndarray:
 
 
 def insert_lesion(rng, win: np.ndarray, modality: str, centre, radius_vox: float, spacing: float,
-                  site: str) -> tuple[np.ndarray, np.ndarray]:
-    """``win`` with a synthetic lesion at ``centre`` (window index), and its mask."""
+                  site: str, necrotic: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """``win`` with a synthetic lesion at ``centre`` (window index), and its mask.
+
+    ``necrotic``: the share of MR lesions drawn as a whole glioma on FLAIR is: a bright rim (tumour and
+    oedema) around a large dark core (necrosis, darker than the brain around it), all of it in the
+    mask; the most interior point, where the first click goes, then lies in the dark core."""
     roi = win.shape[0]
     d = synthetic_shape(rng, roi, centre, radius_vox)
     mask = d < 0
@@ -212,7 +216,13 @@ def insert_lesion(rng, win: np.ndarray, modality: str, centre, radius_vox: float
         m, s = float(fg.mean()), float(fg.std()) + 1e-3
         k = rng.uniform(0.8, 3.5) * (1 if rng.random() < 0.7 else -1)
         lesion = m + k * s + rng.uniform(0, 0.5) * s * texture + rng.uniform(0.02, 0.15) * s * white
-        if rng.random() < 0.25:  # a core of another signal (necrosis) or a halo (oedema) inside the mask
+        if necrotic and rng.random() < necrotic:  # bright rim, dark necrotic core: one lesion
+            k = abs(k)
+            lesion = m + k * s + rng.uniform(0, 0.5) * s * texture + rng.uniform(0.02, 0.15) * s * white
+            core = d < -rng.uniform(0.15, 0.5)
+            dark = m - rng.uniform(0.3, 2.0) * s + rng.uniform(0, 0.4) * s * _smooth_noise(rng, roi, 5)
+            lesion = np.where(core, dark, lesion)
+        elif rng.random() < 0.25:  # a core of another signal (necrosis) or a halo (oedema) inside the mask
             core = d < -rng.uniform(0.3, 0.6)
             lesion = np.where(core, m + rng.uniform(-2.0, 2.0) * s, lesion)
     return (win * (1 - alpha) + lesion * alpha).astype(np.float32), mask
