@@ -134,9 +134,10 @@ class ClickSegmenter(QObject):
         dice = one_click_dice(info)
         best = self.default_method()
         figures = ", ".join(f"{m} {d:.2f}" for m, d in sorted(dice.items(), key=lambda t: -t[1]))
+        others = ("The other methods are kept: on some lesions they do better (see the model card)."
+                  if len(dice) > 1 else "")
         return (f"How each click is segmented. Mean 1-click Dice on the held-out lesions of the model card: {figures}; "
-                f"the default, {best}, measured best. The network is kept for compact lung lesions, where it "
-                "does better (see the model card). A change applies from the next click.")
+                f"the default, {best}, measured best. {others} A change applies from the next click.")
 
     def set_method(self, method: str) -> None:
         self.method = method
