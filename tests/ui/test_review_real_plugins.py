@@ -82,6 +82,13 @@ def _stroke(win, qtbot, view, vol, k, points_ij, erase=False):
     win.model.set_tool("wl")
 
 
+def _version(package: str) -> str:
+    """The plugin version its manifest declares (what the audit log records for each run)."""
+    import json
+
+    return json.loads((REPO / "plugins" / package / "plugin.json").read_text())["version"]
+
+
 def _cells(win, plugin_id):
     dialog = win.features.ai.show_performance()
     try:
@@ -175,10 +182,10 @@ def test_real_plugins_reviewed_exported_audited_and_reopened(qapp, qtbot, slab, 
 
     # 4. the audit log has both runs; AI > Performance and `hounsfield audit` show the same cells
     lesion_cells, nodule_cells = _cells(win, "lesion-segmentation"), _cells(win, "lung-nodules")
-    assert lesion_cells[1:4] == ["1.0.0", "1", f"{dice:.3f}"]
+    assert lesion_cells[1:4] == [_version("lesion_segmentation"), "1", f"{dice:.3f}"]
     from viewer.core.review import review_applied
 
-    assert nodule_cells[1:7] == ["0.1.0", "1", f"{review_applied(nod).dice:.3f}", "0%", "1.00", "0.00"]
+    assert nodule_cells[1:7] == [_version("lung_nodules"), "1", f"{review_applied(nod).dice:.3f}", "0%", "1.00", "0.00"]
     for cells in (lesion_cells, nodule_cells):
         cli = subprocess.run([sys.executable, "-m", "viewer.cli", "audit", "--plugin", cells[0]],
                              capture_output=True, text=True, env=dict(os.environ), timeout=60, cwd=REPO)
@@ -217,4 +224,5 @@ def test_real_plugins_reviewed_exported_audited_and_reopened(qapp, qtbot, slab, 
     from viewer.core.audit import AuditLog, table_rows
 
     with AuditLog() as audit:  # closing the window recorded the reopened run again: the same row
-        assert table_rows(audit.summary("lesion-segmentation"))[0][1:4] == ["1.0.0", "1", f"{dice:.3f}"]
+        row = table_rows(audit.summary("lesion-segmentation"))[0]
+        assert row[1:4] == [_version("lesion_segmentation"), "1", f"{dice:.3f}"]
