@@ -386,6 +386,27 @@ def average_weights(a: dict, b: dict, share_b: float) -> dict:
             else b[k] for k in a}
 
 
+def _fine_tune(net, ft: dict, iterations: int, threads: int, data: Path, log, count_name: str, count_index: int,
+               mine: bool = False) -> dict:
+    """One fine-tuning stage of ``net`` with recipe ``ft`` on a fresh pool (its false-positive peaks mined
+    with ``net`` itself when ``mine``); its summary, with ``count_name`` the number of the pool items'
+    entries at ``count_index`` over one realisation of each CT."""
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(ft["seed"])
+    rng = np.random.default_rng(ft["seed"])
+    t0 = time.time()
+    pool = build_pool(rng, data, log, ft, net=net if mine else None)
+    prep_s = time.time() - t0
+    t1 = time.time()
+    history = _fit(net, pool, rng, iterations, ft["lr"], ft, log)
+    return {**{k: v for k, v in ft.items() if k != "iterations"}, "iterations": iterations,
+            "threads": threads, "nodules": sum(len(p[2]) for p in pool),
+            count_name: sum(len(p[count_index]) for p in pool[:: ft["realisations"]]),
+            "prepare_s": round(prep_s, 1), "train_s": round(time.time() - t1, 1), "history": history}
+
+
 def train(out: Path, iterations: int | None = None, threads: int | None = None,
           data: Path = DATA, log=print, init: Path | None = None, stages: int = 2,
           average: float | None = None) -> dict:
@@ -430,39 +451,13 @@ def train(out: Path, iterations: int | None = None, threads: int | None = None,
                              "note": "the stage-1 weights (commit 88b0c1a's weights.pt), trained by this "
                                      "script with --stages 1"}
     if stages >= 2 and not (init is not None and stages == 3):
-        ft = FINETUNE
-        n2 = iterations if stages == 2 else ft["iterations"]
-        t2 = threads if stages == 2 else ft["threads"]
-        torch.set_num_threads(t2)
-        torch.manual_seed(ft["seed"])
-        rng = np.random.default_rng(ft["seed"])
-        t0 = time.time()
-        pool = build_pool(rng, data, log, ft)
-        prep_s = time.time() - t0
-        t1 = time.time()
-        history = _fit(net, pool, rng, n2, ft["lr"], ft, log)
-        summary["stage2"] = {**{k: v for k, v in ft.items() if k != "iterations"}, "iterations": n2,
-                             "threads": t2, "nodules": sum(len(p[2]) for p in pool),
-                             "hilar_bifurcations": sum(len(p[6]) for p in pool[:: ft["realisations"]]),
-                             "prepare_s": round(prep_s, 1), "train_s": round(time.time() - t1, 1),
-                             "history": history}
-        del pool
+        n2 = iterations if stages == 2 else FINETUNE["iterations"]
+        t2 = threads if stages == 2 else FINETUNE["threads"]
+        summary["stage2"] = _fine_tune(net, FINETUNE, n2, t2, data, log, "hilar_bifurcations", 6)
     start = {k: v.detach().clone() for k, v in net.state_dict().items()}
     if stages == 3:
-        ft = STAGE3
-        torch.set_num_threads(threads)
-        torch.manual_seed(ft["seed"])
-        rng = np.random.default_rng(ft["seed"])
-        t0 = time.time()
-        pool = build_pool(rng, data, log, ft, net=net)
-        prep_s = time.time() - t0
-        t1 = time.time()
-        history = _fit(net, pool, rng, iterations, ft["lr"], ft, log)
-        summary["stage3"] = {**{k: v for k, v in ft.items() if k != "iterations"}, "iterations": iterations,
-                             "threads": threads, "nodules": sum(len(p[2]) for p in pool),
-                             "false_positive_peaks": sum(len(p[7]) for p in pool[:: ft["realisations"]]),
-                             "prepare_s": round(prep_s, 1), "train_s": round(time.time() - t1, 1),
-                             "history": history}
+        summary["stage3"] = _fine_tune(net, STAGE3, iterations, threads, data, log, "false_positive_peaks", 7,
+                                       mine=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     state = net.state_dict()
     if average is not None:

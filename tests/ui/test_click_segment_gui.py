@@ -90,6 +90,19 @@ def timings(clicker) -> str:
                      for c in clicker.timings)
 
 
+def deepest_of_largest(mask, volume):
+    """The largest connected part of ``mask`` and its most interior voxel (k, j, i), in mm; an empty
+    part where the mask is empty."""
+    from scipy import ndimage
+
+    lab, n = ndimage.label(mask)
+    if not n:
+        return np.zeros_like(mask), (0, 0, 0)
+    part = lab == 1 + int(np.argmax(ndimage.sum(mask, lab, range(1, n + 1))))
+    depth = ndimage.distance_transform_edt(part, sampling=volume.spacing[::-1])
+    return part, tuple(int(x) for x in np.unravel_index(int(np.argmax(depth)), depth.shape))
+
+
 def proposal_mask(clicker):
     assert clicker.segment is not None, clicker.last_message
     return clicker.editable.segmentation.mask(clicker.segment)
@@ -207,12 +220,8 @@ def test_network_click_refine_undo_accept_brush_and_dicom_seg(win, qtbot, refere
     assert on_edge.mean() > 0.05  # the band runs along the mask's boundary
 
     # a positive corrective click in the CORONAL view, at the heart of the largest part it missed
-    miss = reference & ~one
-    lab, n = ndimage.label(miss)
-    assert n, "the mask covers the whole tumour"
-    missed = lab == 1 + int(np.argmax(ndimage.sum(miss, lab, range(1, n + 1))))
-    depth = ndimage.distance_transform_edt(missed, sampling=vol.spacing[::-1])
-    pk, pj, pi = np.unravel_index(int(np.argmax(depth)), depth.shape)
+    missed, (pk, pj, pi) = deepest_of_largest(reference & ~one, vol)
+    assert missed.any(), "the mask covers the whole tumour"
     win.model.set_point(win.model.active_state.key, vol.index_to_lps([float(pi), float(pj), float(pk)]))
     settle(qtbot, 50)
     qtbot.mouseClick(coronal, Qt.MouseButton.LeftButton, pos=at(coronal, vol, pi, pj, pk))
@@ -231,12 +240,8 @@ def test_network_click_refine_undo_accept_brush_and_dicom_seg(win, qtbot, refere
     assert np.array_equal(proposal_mask(clicker), one)
 
     # what it drew outside the tumour: a negative click there in the SAGITTAL view (Ctrl+click)
-    extra = one & ~reference
-    lab, n = ndimage.label(extra)
-    assert n, "the mask has no part outside the tumour"
-    biggest = lab == 1 + int(np.argmax(ndimage.sum(extra, lab, range(1, n + 1))))
-    depth = ndimage.distance_transform_edt(biggest, sampling=vol.spacing[::-1])
-    nk, nj, ni = np.unravel_index(int(np.argmax(depth)), depth.shape)
+    biggest, (nk, nj, ni) = deepest_of_largest(one & ~reference, vol)
+    assert biggest.any(), "the mask has no part outside the tumour"
     win.model.set_point(win.model.active_state.key, vol.index_to_lps([float(ni), float(nj), float(nk)]))
     settle(qtbot, 50)
     qtbot.mouseClick(sagittal, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.ControlModifier,
