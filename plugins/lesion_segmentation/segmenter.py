@@ -108,7 +108,7 @@ class WindowSegmenter:
                     break
                 at = w.centre + moved  # the 2 mm pass again, centred on what it found
             extent = float((hi_w - lo_w + 1).max()) * COARSE_SPACING_MM
-            centre = w.centre + ((lo_w + hi_w) / 2 - (ROI - 1) / 2) * COARSE_SPACING_MM / vox
+            centre = w.centre + moved
             spacing = spacing_for_extent(extent)
             sl, p = w.paste(mask.astype(np.float32), image.shape)
             prev = np.zeros(image.shape, bool)
@@ -137,8 +137,8 @@ class Segmenter(WindowSegmenter):
     ((k, j, i) = (80, 259, 174), tests/ui) the geodesic candidate any2 drew a blob around the click
     (2 mm pass Dice 0.33 centred on the click, 0.74 centred on the lesion, same click).  Once, not
     more: chosen on off-centre clicks (20-40% of the lesion's depth) on the real training lesions
-    (any2's mean Dice 0.43 without, 0.53 once, 0.51 twice).  The shipped 4-channel weights keep the
-    single pass (their first-click masks are unchanged)."""
+    (any2's mean Dice 0.43 without, 0.53 once, 0.51 twice).  4-channel weights (network 1.0.0) keep
+    the single pass."""
 
     def __init__(self, weights: Path | str = WEIGHTS, device: str = "cpu", output_norm: bool | None = None):
         """``output_norm``: the network of ``weights`` has the output channel's instance norm (None:
