@@ -41,7 +41,10 @@ class _Job(QRunnable):
         except Exception:  # a segment removed mid-computation: the next edit computes again
             log.warning("AI review figures failed", exc_info=True)
             out = None
-        self.sink.done.emit(self.generation, out)
+        try:
+            self.sink.done.emit(self.generation, out)
+        except RuntimeError:  # the panel (and its sink) closed with the window meanwhile: nobody to tell
+            pass
 
 
 def outline_layer(editable, name: str) -> HeatmapLayer | None:
