@@ -74,6 +74,9 @@ class HeatmapPipeline(SlicePipeline):
         tp.SetJustificationToRight()
         tp.SetVerticalJustificationToTop()
         tp.SetColor(0.92, 0.92, 0.92)
+        # on a dark box: the name stays legible over bright bone or contrast-filled mediastinum
+        tp.SetBackgroundColor(0.0, 0.0, 0.0)
+        tp.SetBackgroundOpacity(0.6)
         self.title.GetPositionCoordinate().SetCoordinateSystemToNormalizedViewport()
         self.title.GetPositionCoordinate().SetValue(0.985, 0.29)
         self.update_style()
