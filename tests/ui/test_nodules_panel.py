@@ -208,7 +208,13 @@ def test_the_nodules_panel_reviews_adds_and_reports(nodule_window, nodule_run, q
     assert ctl.threshold >= 0.45
     hidden = [panel.row_at(i).number for i in range(panel.table.rowCount()) if panel.table.isRowHidden(i)]
     assert hidden == [2] and len(ctl.rows) == 4 and panel.fp_label.text() != fp_before
+    low = _row(ctl, 2)  # and its marker with it, in the views
+    win.model.set_point(state.key, low.marker.center)
+    settle(qtbot, 50)
+    assert (low.marker_set, low.index) not in {(d.marker_set, d.index) for d in view.markers.drawn}
     slider.setValue(0)
+    settle(qtbot, 50)
+    assert (low.marker_set, low.index) in {(d.marker_set, d.index) for d in view.markers.drawn}
 
     # the report: SR with the accepted and the added nodules, SEG and CSV
     out = tmp_path / "report"

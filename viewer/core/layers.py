@@ -117,7 +117,18 @@ class MarkerSet:
     markers: list[Marker]
     provenance: str = ""
     visible: bool = True
+    min_score: float = 0.0  # the operating point: AI markers scored below it are not drawn
     changed: Signal = field(default_factory=Signal, repr=False)
+
+    def shown(self, m: Marker) -> bool:
+        """Whether marker ``m`` is drawn (and listed): below the operating point an AI detection
+        is hidden, never deleted, unless it was accepted; a person's always shows."""
+        return m.origin == "person" or m.status == "accepted" or m.score >= self.min_score
+
+    def set_min_score(self, t: float) -> None:
+        if float(t) != self.min_score:
+            self.min_score = float(t)
+            self.changed.emit()
 
     def set_status(self, index: int, status: str) -> None:
         if status not in MARKER_STATUSES:

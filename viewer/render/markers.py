@@ -82,6 +82,8 @@ class MarkerOverlay:
                 if not ms.visible:
                     continue
                 for i, m in enumerate(ms.markers):
+                    if not ms.shown(m):
+                        continue
                     cut = m.cut(point, geom.n)
                     if cut is None:
                         continue

@@ -134,7 +134,8 @@ class LayerSync(QObject):
         actors = []
         if ms.visible:
             for status, colour in STATUS_COLOURS.items():
-                chosen = [{"centre": m.center, "size": m.size_mm} for m in ms.markers if m.status == status]
+                chosen = [{"centre": m.center, "size": m.size_mm} for m in ms.markers
+                          if m.status == status and ms.shown(m)]
                 actor = detection_markers(chosen, colour)
                 if actor is not None:
                     self.renderer.AddActor(actor)

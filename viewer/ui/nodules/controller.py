@@ -240,6 +240,7 @@ class NodulesController(QObject):
                 ms.changed.disconnect(self._set_changed)
             self._sets, self._series = sets, self.series
             for ms in sets:
+                ms.min_score = self.threshold
                 ms.changed.connect(self._set_changed)
                 for m in ms.markers:
                     self._measured.setdefault(m, (m.center.copy(), m.size_mm.copy()))
@@ -252,12 +253,14 @@ class NodulesController(QObject):
         self.rows_changed.emit()
 
     def visible(self, row: NoduleRow) -> bool:
-        """Below the operating point an AI row is hidden (never deleted); a person's nodule always shows."""
-        m = row.marker
-        return m.origin == "person" or m.status == "accepted" or m.score >= self.threshold
+        """Below the operating point an AI row is hidden (never deleted), its marker too; a
+        person's nodule always shows."""
+        return row.marker_set.shown(row.marker)
 
     def set_threshold(self, t: float) -> None:
         self.threshold = float(t)
+        for ms in self._sets:
+            ms.set_min_score(self.threshold)  # the views redraw the markers
         self.rows_changed.emit()
 
     def froc(self) -> list[tuple[float, float]]:
