@@ -15,7 +15,9 @@ lesions (evaluate.py --tune).  Seconds per click: this CPU, torch threads as giv
 whatever else the machine was running (the load average is printed); the network's first click
 runs two passes (a 2 mm pass to find the lesion's extent, then the fitted window); geodesic-input
 weights (--weights) run the 2 mm pass again centred on what it found unless that moved less than
-1 mm (segmenter.Segmenter.recentre).
+1 mm (segmenter.Segmenter.recentre).  On the CPU the network runs as a frozen TorchScript graph
+(segmenter.Segmenter._freeze; its tracing is part of the model load printed); ``--eager`` also times
+the same network without it, in the same run.
 
 Targets (issue 15): mean Dice >= 0.80 after one click and >= 0.10 above the best baseline;
 >= 0.88 after 3 corrective clicks; < 1 s per click on this 2-core CPU (< 0.2 s on a CUDA GPU:
@@ -43,6 +45,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-output-norm", action="store_true",
                     help="--weights trained without the output channel's instance norm (train.py's stage 4)")
     ap.add_argument("--update-card", action="store_true", help="write the figures into plugin.json's model card")
+    ap.add_argument("--eager", action="store_true",
+                    help="also time the same network run eagerly (without the frozen CPU graph, Segmenter._freeze)")
     args = ap.parse_args(argv)
 
     t0 = time.perf_counter()
@@ -60,6 +64,8 @@ def main(argv=None) -> int:
     net = Segmenter(args.weights or WEIGHTS, output_norm=False if args.no_output_norm else None)
     t_load = time.perf_counter() - t1
     methods = {"network": net, "region-growing": baselines.RegionGrowing(), "geodesic": baselines.Geodesic()}
+    eager = Segmenter(args.weights or WEIGHTS, output_norm=False if args.no_output_norm else None,
+                      frozen=False) if args.eager else None
     cases = data.evaluation_cases()
     if not cases:
         print("no held-out data found (set VIEWER_TEST_DATA)")
@@ -71,6 +77,9 @@ def main(argv=None) -> int:
             cpu: list = []
             dices, secs = evaluate.session(m, c.image, c.vox, c.modality, c.truth, cpu=cpu)
             row[name] = {"dice_1": dices[0], "dice_3c": dices[-1], "dices": dices, "seconds": secs, "cpu": cpu}
+        if eager is not None:
+            dices, secs = evaluate.session(eager, c.image, c.vox, c.modality, c.truth)
+            row["eager"] = {"dice_1": dices[0], "dice_3c": dices[-1], "seconds": secs}
         rows.append(row)
         print(f"  {c.name}: " + ", ".join(f"{k} {row[k]['dice_1']:.3f}/{row[k]['dice_3c']:.3f}" for k in methods),
               file=sys.stderr, flush=True)
@@ -105,6 +114,13 @@ def main(argv=None) -> int:
           f"max {np.max(all_secs):.2f} (target < 1 s); first click {np.mean(first):.2f} (2-3 passes); "
           f"CPU time per click {np.mean(all_cpu):.2f} s summed over threads (wall on an idle {args.threads}-core "
           f"machine is about CPU / {args.threads})")
+    if eager is not None:
+        e_secs = [s for r in rows for s in r["eager"]["seconds"]]
+        e_first = [r["eager"]["seconds"][0] for r in rows]
+        e_mean = [float(np.mean([r["eager"][k] for r in rows])) for k in ("dice_1", "dice_3c")]
+        print(f"seconds per click (the same network eager, without the frozen CPU graph): wall mean "
+              f"{np.mean(e_secs):.2f}, max {np.max(e_secs):.2f}, first click {np.mean(e_first):.2f} "
+              f"(Dice {e_mean[0]:.3f} / {e_mean[1]:.3f})")
     for n in names[1:]:
         print(f"seconds per click ({n}): wall mean {np.mean([s for r in rows for s in r[n]['seconds']]):.2f}")
     print(f"first-click model load: torch import {t_torch:.1f} s, MONAI import + network + weights {t_load:.1f} s; "
