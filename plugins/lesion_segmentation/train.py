@@ -341,11 +341,14 @@ def click_centred_window(sampler, anywhere: float):
 
 
 def build_cache(sampler, n: int, channels: int, first_click_share: float, log=print, anywhere: float = 0.0,
-                click_centred: float = 0.0):
+                click_centred: float = 0.0, own_net=None, own_mask: float = 0.0):
     """``n`` training samples made once (the window, the synthetic lesion, the clicks, the geodesic
     maps are the slow part): inputs as float16, truths as bool.  The previous mask of a refinement
     sample is the truth perturbed (``Sampler.perturbed``), with 0-3 corrective clicks on its errors;
-    a share ``click_centred`` of the first-click samples has its window centred on the click."""
+    a share ``click_centred`` of the first-click samples has its window centred on the click; a share
+    ``own_mask`` of the refinement samples takes instead ``own_net``'s own first-click mask on the window
+    (what a reader corrects in use: the starting network's under- or over-cover, not a perturbed truth),
+    with 1-3 corrective clicks on its errors."""
     rng = sampler.rng
     xs = np.empty((n, channels, ROI, ROI, ROI), np.float16)
     ys = np.empty((n, ROI, ROI, ROI), bool)
@@ -358,13 +361,29 @@ def build_cache(sampler, n: int, channels: int, first_click_share: float, log=pr
             img, gt, modality = sampler.window()
             prev, k = None, 0
             if rng.random() >= first_click_share:
-                prev, k = sampler.perturbed(gt), int(rng.integers(0, 4))
+                if own_net is not None and rng.random() < own_mask:
+                    prev, k = own_first_mask(own_net, sampler, img, gt, modality, channels, anywhere), \
+                        int(rng.integers(1, 4))
+                else:
+                    prev, k = sampler.perturbed(gt), int(rng.integers(0, 4))
             pos, neg = clicks_for(sampler, gt, prev, k, anywhere)
             xs[i] = network_input(img, modality, pos, neg, None if prev is None else prev.astype(np.float32), channels)
         ys[i] = gt
         if (i + 1) % 50 == 0:
             log(f"cache {i + 1}/{n} {time.perf_counter() - t0:.0f} s")
     return xs, ys
+
+
+def own_first_mask(net, sampler, img, gt, modality, channels: int, anywhere: float) -> np.ndarray:
+    """``net``'s mask (logit > 0) from a first click on the window (the click drawn as in training)."""
+    import torch
+
+    state = sampler.rng.bit_generator.state  # the first click drawn again by clicks_for, same place
+    pos, neg = clicks_for(sampler, gt, None, 0, anywhere)
+    sampler.rng.bit_generator.state = state
+    x = network_input(img, modality, pos, neg, None, channels)
+    with torch.no_grad():
+        return (net(torch.from_numpy(x)[None])[0, 0] > 0).numpy()
 
 
 def cached_batch(rng, xs, ys, batch: int):
@@ -459,6 +478,9 @@ def main(argv=None) -> int:
                     help="share of synthetic MR lesions with a dark necrotic core inside a bright rim")
     ap.add_argument("--click-centred", type=float, default=0.0, metavar="P",
                     help="with --cache: share of first-click samples whose window is centred on the click")
+    ap.add_argument("--own-mask", type=float, default=0.0, metavar="P",
+                    help="with --cache and --init: share of refinement samples whose previous mask is the --init "
+                         "network's own first-click mask (build_cache)")
     ap.add_argument("--out", default=str(HERE / "weights.pt"))
     ap.add_argument("--log", default=str(HERE / "training_log.json"))
     args = ap.parse_args(argv)
@@ -490,13 +512,16 @@ def main(argv=None) -> int:
            "first_click_anywhere": args.first_click_anywhere, "cases": [c.name for c in cases],
            "held_out": list(data.HELD_OUT), "loss": [], "geodesic": args.geodesic, "cache": args.cache,
            "max_extent": args.max_extent, "output_norm": args.output_norm, "coarse_share": args.coarse_share,
-           "lung_share": args.lung_share, "necrotic": args.necrotic, "click_centred": args.click_centred}
+           "lung_share": args.lung_share, "necrotic": args.necrotic, "click_centred": args.click_centred,
+           "own_mask": args.own_mask}
     cache = None
     if args.cache:
         t_cache = time.perf_counter()
         cache = build_cache(sampler, args.cache, channels, args.first_click_share,
                             log=lambda m: print(m, flush=True), anywhere=args.first_click_anywhere,
-                            click_centred=args.click_centred)
+                            click_centred=args.click_centred, own_net=net.eval() if args.own_mask else None,
+                            own_mask=args.own_mask)
+        net.train()
         log["cache_seconds"] = round(time.perf_counter() - t_cache, 1)
     running = []
     t_train = time.perf_counter()
@@ -507,7 +532,6 @@ def main(argv=None) -> int:
             x, y = torch.from_numpy(bx), torch.from_numpy(by)
         else:
             x, y = sample_batch(net, sampler, rng, args, it)
-        logits = net(x)
         logits = net(x)
         prob = torch.sigmoid(logits)
         inter = (prob * y).sum((1, 2, 3, 4))
