@@ -9,11 +9,15 @@ Steps: the lung mask (lungmask.py) on the input grid; the lungs' bounding box (p
 cut out and brought to the network's 2 x 1 x 1 mm grid (axes already within 20% of it are left as
 they are); the network runs tile by tile over that box only (a little context around each tile);
 the sigmoid of its logits over ``TEMPERATURE`` (so that peaks do not saturate and tie at 1.0) is
-the nodule probability.  Candidates are the local maxima of the probability inside the (slightly
-dilated) lung; each one's extent is the connected region above half its peak; overlapping
-candidates are merged by greedy non-maximum suppression (cad.nms); a candidate whose centre lies
-outside the lung mask (oesophagus, mediastinum) is dropped.  A detection's score is its peak
-probability.
+the nodule probability.  Candidates are the local maxima of the probability within ``WALL_MM``
+(15 mm) of the lung mask; each one's extent is the connected region above half its peak;
+overlapping candidates are merged by greedy non-maximum suppression (cad.nms); its side is that of
+the nearest lung.  The margin is half the largest nodule size: the lung mask's pleural closing
+(lungmask.CLOSING_MM) keeps juxtapleural nodules up to about 20 mm inside, a larger one against the
+chest wall or diaphragm is cut out of the mask, and with the 4 mm margin used up to version 0.2.0
+its centre, outside the margin, was never searched (a 28 mm juxtapleural nodule at a lung base in
+the benchmark, probability 0 at its centre; with 15 mm it scores 0.98 and no new false positive
+reaches 0.6 there).  A detection's score is its peak probability.
 
 Second stage, optional and NOT the shipped default (fpr.py; ``Detector(fpr_params=PATH)``): the
 heatmap is read again at a low threshold (peaks just above the scan's background probability),
@@ -44,6 +48,7 @@ HALO = np.array([6, 16, 16])  # context read around each tile core (12 x 16 x 16
 MARGIN_MM = 10.0
 TEMPERATURE = 4.0  # logits are divided by this before the sigmoid: with 1 the peaks saturate at 1.0 and tie
 SCORE_RULE = "peak nodule probability of the 3D U-Net (network)"
+WALL_MM = 15.0  # peaks up to this far outside the lung mask count (the side is the nearest lung's)
 
 
 @dataclass
@@ -105,10 +110,13 @@ def _pad_to(a: np.ndarray, multiple, minimum) -> tuple[np.ndarray, tuple]:
 
 
 class Detector:
-    def __init__(self, weights: Path = WEIGHTS, temperature: float | None = None, fpr_params: Path | None = None):
+    def __init__(self, weights: Path = WEIGHTS, temperature: float | None = None, fpr_params: Path | None = None,
+                 wall_mm: float | None = None):
         """``fpr_params``: the second stage's classifier parameters (a JSON file written by train.py
-        --stage fpr); None, the shipped default: the network's peaks alone."""
+        --stage fpr); None, the shipped default: the network's peaks alone.  ``wall_mm``: how far
+        outside the lung mask a peak may lie (default ``WALL_MM``)."""
         self.weights = Path(weights)
+        self.wall_mm = WALL_MM if wall_mm is None else float(wall_mm)
         self.temperature = TEMPERATURE if temperature is None else float(temperature)
         self.classifier = fpr.Classifier.load(fpr_params) if fpr_params is not None else None
         self._net = None
@@ -182,7 +190,14 @@ class Detector:
         prob = self.probability(grid, device, context)
         timings["network_s"] = time.perf_counter() - t1
         t2 = time.perf_counter()
-        near = ndimage.binary_dilation(lung_g > 0, structure=lungmask.ball(4.0, gs))
+        if self.wall_mm > 4.0:  # a distance map: the nearest lung gives the side of a peak outside the mask
+            dist, nearest = ndimage.distance_transform_edt(lung_g == 0, sampling=gs, return_indices=True)
+            near = dist <= self.wall_mm
+            side_g = lung_g[tuple(nearest)]
+            del dist, nearest
+        else:
+            near = ndimage.binary_dilation(lung_g > 0, structure=lungmask.ball(self.wall_mm, gs))
+            side_g = None
         prob *= near
         plain_dets = nms(find_peaks(prob, gs, near, low), gs) if plain or self.classifier is None else None
         if self.classifier is not None:
@@ -198,11 +213,12 @@ class Detector:
         scale = gs / sp
         lo = np.array([s.start for s in box], float)
         for d in dets + (plain_dets if plain and self.classifier is not None else []):
+            g = np.clip(np.rint(d["center_kji"]).astype(int), 0, np.array(lung_g.shape) - 1)
             c = lo + (np.asarray(d["center_kji"]) + 0.5) * scale - 0.5
             d["center_kji"] = [float(v) for v in c]
             d["center_lps"] = [float(v) for v in (np.asarray(affine) @ np.array([c[2], c[1], c[0], 1.0]))[:3]]
             k, j, i = np.clip(np.rint(c).astype(int), 0, np.array(hu.shape) - 1)
-            side = int(lungs[k, j, i])
+            side = int(lungs[k, j, i]) or (int(side_g[tuple(g)]) if side_g is not None else 0)
             d["lung"] = lungmask.SIDE_NAMES.get(side, "")
             d.setdefault("score_rule", SCORE_RULE)
         # a peak whose centre is outside the lungs (oesophagus, mediastinum) is not a lung nodule
