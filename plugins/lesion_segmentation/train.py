@@ -442,6 +442,18 @@ def save_half(net, path) -> None:
     torch.save({k: v.detach().half() if v.is_floating_point() else v for k, v in net.state_dict().items()}, path)
 
 
+def soup(paths, out) -> None:
+    """The average of the weight files ``paths`` (in float32, saved as float16 as ``save_half`` does)."""
+    import torch
+
+    from viewer.ai.models import load_state_dict
+
+    states = [load_state_dict(p) for p in paths]
+    avg = {k: (sum(st[k].float() for st in states) / len(states)).half() if states[0][k].is_floating_point()
+           else states[0][k] for k in states[0]}
+    torch.save(avg, out)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--iterations", type=int, default=ITERATIONS)
@@ -481,9 +493,16 @@ def main(argv=None) -> int:
     ap.add_argument("--own-mask", type=float, default=0.0, metavar="P",
                     help="with --cache and --init: share of refinement samples whose previous mask is the --init "
                          "network's own first-click mask (build_cache)")
+    ap.add_argument("--soup", nargs="+", metavar="WEIGHTS",
+                    help="no training: write the average of these weights (fine-tunes of one parent; a 'model "
+                         "soup', Wortsman et al. 2022) to --out; a file given twice counts twice")
     ap.add_argument("--out", default=str(HERE / "weights.pt"))
     ap.add_argument("--log", default=str(HERE / "training_log.json"))
     args = ap.parse_args(argv)
+    if args.soup:
+        soup(args.soup, args.out)
+        print(f"wrote {args.out}: the average of {', '.join(args.soup)}", flush=True)
+        return 0
 
     import torch
 
