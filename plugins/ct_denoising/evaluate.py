@@ -157,7 +157,8 @@ def tune(cache: Path, log=print) -> dict:
 
 # ------------------------------------------------------------------ the network
 
-def denoise_volume(hu: np.ndarray, dose: float, threads: int = 2, weights: Path | None = None) -> np.ndarray:
+def denoise_volume(hu: np.ndarray, dose: float, threads: int = 2, weights: Path | None = None,
+                   ensemble: int = 0) -> np.ndarray:
     """The shipped network (or ``weights``) on a whole volume, in this process (same code path as the plugin)."""
     import torch
 
@@ -182,7 +183,8 @@ def denoise_volume(hu: np.ndarray, dose: float, threads: int = 2, weights: Path 
             return contextlib.nullcontext()
 
     vol = Volume(np.asarray(hu, np.float32), np.eye(4), modality="CT")
-    res: Results = CTDenoiser(weights).run({"image": vol}, {"dose": dose, "heatmap": False}, Ctx())
+    res: Results = CTDenoiser(weights).run({"image": vol}, {"dose": dose, "heatmap": False, "ensemble": ensemble},
+                                       Ctx())
     return res.images[0].array.astype(np.float32)
 
 
