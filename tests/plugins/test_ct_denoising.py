@@ -240,6 +240,27 @@ def test_self_ensemble_views_are_a_parameter(host, aorta_quarter_dose):
     assert "between 0 and 8" in str(err.value) and "\n" not in str(err.value)
 
 
+def test_blind_mapping_does_not_take_a_quiet_scan_for_a_full_dose_one():
+    """The 0.43 mm smooth-kernel head slice (Hitachi, never trained on) at simulated quarter dose reads only
+    5-7 HU of noise; the blind mapping (fitted on the training volumes) still gives a noise input near the
+    true dose's (c = 1), not the 0.61 of 1.3.0's mapping."""
+    pytest.importorskip("skimage")
+    from pydicom.data import get_testdata_file
+
+    from plugins.ct_denoising import lowdose
+    from plugins.ct_denoising.noise import condition_from_noise, slice_noise_hu
+
+    head = viewer.load(Path(get_testdata_file("J2K_pixelrep_mismatch.dcm")))
+    a = head.real_values().astype(np.float32)
+    px = float(head.spacing[0])
+    i0 = lowdose.calibrate_i0(a, px, n_slices=1)
+    crop = np.s_[112:400, 112:400]
+    low = lowdose.simulate_slice(a[0], px, 0.25, i0, np.random.default_rng(5))[crop]
+    sigma = slice_noise_hu(low)
+    assert 3 < sigma < 10 and slice_noise_hu(a[0][crop]) < sigma
+    assert 0.8 < float(condition_from_noise(sigma)) < 1.2
+
+
 def test_cancel_a_real_run(host, chest):
     host.run_sync("ct-denoising", viewer.Volume(chest.array[:3], chest.affine, modality="CT"))  # warm
     pid = host.worker_pid
