@@ -10,10 +10,15 @@ The method (the established one that needs no paired training data):
    template pair, see tests/benchmarks/bench_mr_to_ct.py: the population-average templates are
    too smooth for a deformable registration to grip);
 3. the template CT (``scct``, stored in Cormack units and converted to HU here) carried across;
+   the MR's contrast read off the image: its CSF, grey and white matter intensities unmixed on
+   the warped priors (trimmed least squares), T1 when white matter is the brighter;
 4. refined with the patient's own MR: air outside the head mask; brain, grey/white matter and
    CSF from a three-class k-means of the MR inside the warped intracranial prior (its intensity
    mapped piecewise-linearly onto typical HU, so ventricles and sulci follow the patient, not the
-   population); skull sharpened where the MR is dark inside the atlas' blurred bone shell;
+   population; which class is which follows the contrast); skull sharpened where the MR is dark
+   inside the atlas' blurred bone shell, but never inside the MR's own brain envelope (its grey
+   and white matter, bias-corrected, opened, closed over the sulci, ventricles filled, grown by
+   the CSF over the cortex), where an affinely placed atlas skull can cross the vertex sulci;
 5. several atlases fused by a weighted mean (the atlas of the MR's own contrast weighs more);
    their per-voxel spread is the uncertainty in HU (with one atlas: the change the deformable
    step made, or else how far the MR refinement moved the atlas).
@@ -54,6 +59,11 @@ BSPLINE_ITERATIONS = 30
 MOVING_MASK = True
 SKULL_DEPTH_MM = 12.0  # the outer table to the inner table lies within about this depth below the skin
 SHELL_DEPTH_MM = 20.0  # the atlas' blurred bone shell is trusted to this depth
+ENVELOPE_CLOSE_MM = 4.0  # the MR's brain closed by this radius covers its sulci (no bone in them)
+ENVELOPE_MARGIN_MM = 1.5  # and grown by this much, the CSF over the cortex
+ENVELOPE_REACH_MM = 25.0  # the MR's brain is looked for this far beyond the warped brain prior
+ENVELOPE_OPEN_MM = 1.5  # its tissue opened by this radius (cuts bridges to the scalp and marrow)
+SCALP_MM = 8.0  # and not in the outer 8 mm of the head (skin, fat, the outer table, marrow)
 
 
 # ----------------------------------------------------------------------------- Cormack <-> HU
@@ -303,6 +313,7 @@ class Synthesis:
     contrast: str = ""
     notes: list[str] = field(default_factory=list)
     skull_stripped: bool = False
+    tissue: dict[str, float] = field(default_factory=dict)  # the MR's unmixed CSF/grey/white intensities
 
 
 def _resample_to(image: sitk.Image, reference: sitk.Image, transform: sitk.Transform, default: float,
@@ -323,11 +334,55 @@ def _kmeans_1d(values: np.ndarray, centres: np.ndarray, iterations: int = 15) ->
     return c
 
 
-def guess_contrast(mr_norm: np.ndarray, grey: np.ndarray, white: np.ndarray, csf: np.ndarray) -> str:
-    """T1 (white matter brighter than grey) or FLAIR (grey at least as bright: FLAIR, T2, PD), from the
-    MR's median intensities inside the affinely warped tissue priors."""
-    g, w = (float(np.median(mr_norm[p > 0.6])) if np.any(p > 0.6) else np.nan for p in (grey, white))
-    return "T1" if w > g * 1.03 else "FLAIR"
+def tissue_intensities(mr_norm: np.ndarray, head: np.ndarray, priors, keep: float = 0.6) -> dict[str, float]:
+    """The MR's own CSF, grey and white matter intensities: the MR inside its head mask (one voxel
+    in from the edge) and well inside the warped brain priors unmixed linearly onto the three priors
+    (each voxel = the priors' mix of the three tissue intensities), least squares trimmed to the
+    ``keep`` best-fitting voxels a few times so that lesions, vessels and misregistered edges drop
+    out.  ``priors`` is one or more (grey, white, csf) triples (one per registered atlas); the
+    results are averaged."""
+    from scipy import ndimage
+
+    inner = ndimage.binary_erosion(head)
+    out = []
+    for grey, white, csf in priors:
+        total = grey + white + csf
+        sel = inner & (total > 0.9)
+        if np.count_nonzero(sel) < 200:
+            continue
+        p = np.stack([csf[sel], grey[sel], white[sel]], axis=1).astype(np.float64) / total[sel, None]
+        x = mr_norm[sel].astype(np.float64)
+        use = np.ones(x.size, bool)
+        for _ in range(6):
+            coef = np.linalg.lstsq(p[use], x[use], rcond=None)[0]
+            r = np.abs(x - p @ coef)
+            use = r <= np.quantile(r, keep)
+        out.append(coef)
+    if not out:
+        return {}
+    c, g, w = np.mean(out, axis=0)
+    return {"csf": float(c), "grey": float(g), "white": float(w)}
+
+
+def guess_contrast(tissue: dict[str, float]) -> str:
+    """T1 when the MR's white matter is brighter than its grey matter (``tissue_intensities``),
+    else FLAIR (grey at least as bright as white: FLAIR, T2, PD).  On the 12 real MRs here (T1
+    MPRAGE, two 6.5 mm-slice post-contrast T1s, four BraTS T1c, five FLAIRs, one cut off at the
+    back of the head) white/grey read 1.04-1.21 on the T1s and 0.90-0.95 on the FLAIRs."""
+    if not tissue:
+        return "T1"
+    return "T1" if tissue["white"] > tissue["grey"] else "FLAIR"
+
+
+def tissue_order(contrast: str, tissue: dict[str, float]) -> tuple[str, str, str]:
+    """The brain tissues from darkest to brightest on this MR: by its contrast (T1: CSF < grey <
+    white; FLAIR: CSF < white < grey; T2: white < grey < CSF, when the unmixed CSF is the brightest),
+    not by whichever prior reads darkest (a tumour in the ventricles' place fooled that)."""
+    if contrast == "T1":
+        return ("csf", "grey", "white")
+    if tissue and tissue["csf"] > 1.3 * max(tissue["grey"], tissue["white"]):
+        return ("white", "grey", "csf")
+    return ("csf", "white", "grey")
 
 
 def normalise(values: np.ndarray, head: np.ndarray) -> np.ndarray:
@@ -388,25 +443,27 @@ def synthesize(mr: Volume, *, atlases: tuple[str, ...] = CONTRASTS, contrast: st
             progress(0.04, "finding the MR contrast")
             first = register(fixed, fixed_mask, moving.get("FLAIR", tpl.mr["FLAIR"]), tpl_mask, deformable=False,
                              check=check)
-            g, w, c = (_resample_to(p, fixed, first.affine, 0.0) for p in (tpl.grey, tpl.white, tpl.csf))
-            contrast = guess_contrast(sitk.GetArrayViewFromImage(fixed), g, w, c)
+            priors = [tuple(_resample_to(p, fixed, first.affine, 0.0) for p in (tpl.grey, tpl.white, tpl.csf))]
+            contrast = guess_contrast(tissue_intensities(sitk.GetArrayViewFromImage(fixed),
+                                                         sitk.GetArrayViewFromImage(fixed_mask) > 0, priors))
         atlases = (contrast,)
     regs: dict[str, Registration] = {}
     for n, name in enumerate(atlases):
         check()
         progress(0.05 + 0.7 * n / len(atlases), f"registering the {name} template")
-        regs[name] = register(fixed, fixed_mask, moving[name], tpl_mask, deformable=deformable, check=check)
+        regs[name] = register(fixed, fixed_mask, moving[name], tpl_mask, check=check,
+                              deformable=deformable)
     progress(0.75, "carrying the template CT across")
-    warped = {name: [_resample_to(img, fixed, reg.full, dflt) for img, dflt in
-                     ((tpl.ct, AIR_HU), (tpl.grey, 0.0), (tpl.white, 0.0), (tpl.csf, 0.0))]
-              for name, reg in regs.items()}
-    if deformable and len(regs) == 1:
-        name, reg = next(iter(regs.items()))
-        warped["affine-only"] = [_resample_to(tpl.ct, fixed, reg.affine, AIR_HU)] + warped[name][1:]
+    warped = _warp_all(tpl, fixed, regs, deformable)
     fixed_norm = sitk.GetArrayViewFromImage(fixed)
+    small_head = sitk.GetArrayViewFromImage(fixed_mask) > 0
+    tissue = tissue_intensities(fixed_norm, small_head, [tuple(warped[n][1:4]) for n in regs])
     if contrast == "auto":
-        first = warped[atlases[0]]
-        contrast = guess_contrast(fixed_norm, first[1], first[2], first[3])
+        contrast = guess_contrast(tissue)
+    order = tissue_order(contrast, tissue)
+    from scipy import ndimage
+
+    small_depth = ndimage.distance_transform_edt(small_head, sampling=fixed.GetSpacing()[::-1]).astype(np.float32)
     weights = {name: (2.0 if name == contrast else 1.0) for name in regs}
     total = sum(weights.values())
     fused = [sum(weights[n] * warped[n][i] for n in regs) / total for i in range(4)]
@@ -417,19 +474,17 @@ def synthesize(mr: Volume, *, atlases: tuple[str, ...] = CONTRASTS, contrast: st
     if stripped:
         atlas_head = _upsample((fused[0] > -500).astype(np.float32), fixed, mr_img) > 0.5
         atlas_head |= head
-    # depth below the skin (mm), on the working grid: the skull lies within the outer ~2 cm of a head
-    from scipy import ndimage
-
-    small_head = sitk.GetArrayViewFromImage(fixed_mask) > 0
-    small_depth = ndimage.distance_transform_edt(small_head, sampling=fixed.GetSpacing()[::-1]).astype(np.float32)
+    # depth below the skin (mm): the skull lies within the outer ~2 cm of a head
     depth = _upsample(small_depth, fixed, mr_img)
-    hu, classes = refine(up[0], norm, head, *up[1:], contrast, atlas_head=atlas_head, depth=depth)
+    hu, classes = refine(up[0], norm, head, *up[1:], order, atlas_head=atlas_head, depth=depth,
+                         spacing=spacing)
     del depth
     candidates = {n: _upsample(warped[n][0], fixed, mr_img) for n in warped}
     # the uncertainty, on the working grid (it is as smooth as the atlases): the refined atlases' spread
     small_atlas_head = None if atlas_head is None else (fused[0] > -500) | small_head
-    refined = {n: refine(warped[n][0], fixed_norm, small_head, *fused[1:], contrast,
-                         atlas_head=small_atlas_head, depth=small_depth)[0] for n in warped}
+    refined = {n: refine(warped[n][0], fixed_norm, small_head, *fused[1:], order,
+                         atlas_head=small_atlas_head, depth=small_depth,
+                         spacing=fixed.GetSpacing()[::-1])[0] for n in warped}
     if len(regs) > 1:
         stack = np.stack([refined[n] for n in regs])
         unc = stack.std(axis=0) * np.sqrt(len(regs) / (len(regs) - 1))
@@ -447,7 +502,19 @@ def synthesize(mr: Volume, *, atlases: tuple[str, ...] = CONTRASTS, contrast: st
     unc[~(atlas_head if atlas_head is not None else head)] = 0.0
     out = np.clip(np.rint(hu), -1024, 3071).astype(np.int16)
     progress(1.0, "done")
-    return Synthesis(out, unc, head, candidates, classes, contrast, notes, stripped)
+    return Synthesis(out, unc, head, candidates, classes, contrast, notes, stripped, tissue)
+
+
+def _warp_all(tpl: Templates, fixed: sitk.Image, regs: dict[str, Registration],
+              deformable: bool) -> dict[str, list[np.ndarray]]:
+    """Each registered atlas' CT (HU) and grey/white/CSF priors on the working grid."""
+    warped = {name: [_resample_to(img, fixed, reg.full, dflt) for img, dflt in
+                     ((tpl.ct, AIR_HU), (tpl.grey, 0.0), (tpl.white, 0.0), (tpl.csf, 0.0))]
+              for name, reg in regs.items()}
+    if deformable and len(regs) == 1:
+        name, reg = next(iter(regs.items()))
+        warped["affine-only"] = [_resample_to(tpl.ct, fixed, reg.affine, AIR_HU)] + warped[name][1:]
+    return warped
 
 
 def _is_skull_stripped(fixed: sitk.Image, fixed_mask: sitk.Image, tpl: Templates, tpl_mask: sitk.Image) -> bool:
@@ -478,56 +545,159 @@ def _soft_lookup(x: np.ndarray, centres: np.ndarray, values, width: float = 0.3)
     return out
 
 
+def _block_mean(a: np.ndarray, f) -> np.ndarray:
+    """``a`` averaged over blocks of ``f`` (k, j, i) voxels (the edges cropped)."""
+    k, j, i = (n // m * m for n, m in zip(a.shape, f, strict=True))
+    b = np.asarray(a[:k, :j, :i], np.float32)
+    return b.reshape(k // f[0], f[0], j // f[1], f[1], i // f[2], f[2]).mean(axis=(1, 3, 5))
+
+
+def _block_expand(a: np.ndarray, f, shape) -> np.ndarray:
+    """The inverse of ``_block_mean`` for a mask: each block repeated, the cropped edges padded."""
+    out = a
+    for axis, m in enumerate(f):
+        out = np.repeat(out, m, axis=axis)
+    return np.pad(out, [(0, n - o) for n, o in zip(shape, out.shape, strict=True)], mode="edge")
+
+
+def brain_envelope(norm: np.ndarray, head: np.ndarray, brain_p: np.ndarray, depth: np.ndarray | None,
+                   centres: np.ndarray, order, spacing,
+                   close_mm: float = ENVELOPE_CLOSE_MM, margin_mm: float = ENVELOPE_MARGIN_MM,
+                   grid_mm: float = 1.5) -> np.ndarray:
+    """The MR's own brain with its sulci and ventricles, where no bone can be: the voxels of its
+    grey- and white-matter classes (``centres`` in ``order``, darkest first) in the head, deeper
+    than the scalp and within ``ENVELOPE_REACH_MM`` of the warped brain prior ``brain_p`` (an
+    affinely placed atlas can sit a centimetre too deep at the vertex), opened (thin bridges to
+    the scalp cut), the largest part kept, closed by ``close_mm`` (the sulci), holes filled (the
+    ventricles), grown by ``margin_mm`` (the CSF over the cortex).  Made on a grid of about
+    ``grid_mm`` (``spacing`` is the array's, in k, j, i order)."""
+    from scipy import ndimage
+
+    f = tuple(max(1, int(round(grid_mm / s))) for s in spacing)
+    sp = tuple(s * m for s, m in zip(spacing, f, strict=True))
+    x = _block_mean(norm, f)
+    reg = _block_mean(head, f) > 0.5
+    if depth is not None:
+        reg &= _block_mean(depth, f) > SCALP_MM
+    near = ndimage.distance_transform_edt(_block_mean(brain_p, f) < 0.3, sampling=sp) <= ENVELOPE_REACH_MM
+    reg &= near
+    edges = (centres[1:] + centres[:-1]) / 2
+    tissue_idx = [order.index("grey"), order.index("white")]
+    tissue = reg & np.isin(np.searchsorted(edges, x), tissue_idx)
+    # a smooth bias field (a coil's fall-off at the vertex darkens the brain there into the CSF
+    # class): the brain tissue's local mean over ~BIAS_MM, divided out, then classified again
+    x = x * _bias_gain(x, tissue, sp)
+    tissue = reg & np.isin(np.searchsorted(edges, x), tissue_idx)
+    if max(tissue_idx) == len(centres) - 1:  # the brightest class is a tissue: fat and marrow are brighter
+        tissue &= x <= centres[-1] + 1.0 * (centres[-1] - centres[-2])
+    core = ndimage.distance_transform_edt(tissue, sampling=sp) > ENVELOPE_OPEN_MM
+    lab, n = ndimage.label(core)
+    if n == 0:
+        return np.zeros(norm.shape, bool)
+    core = lab == (np.argmax(np.bincount(lab.ravel())[1:]) + 1)
+    m = (ndimage.distance_transform_edt(~core, sampling=sp) <= ENVELOPE_OPEN_MM) & tissue
+    m = ndimage.distance_transform_edt(ndimage.distance_transform_edt(~m, sampling=sp) <= close_mm,
+                                       sampling=sp) > close_mm
+    m = ndimage.binary_fill_holes(m)
+    m = ndimage.distance_transform_edt(~m, sampling=sp) <= margin_mm
+    return _block_expand(m, f, norm.shape)
+
+
+def _bias_gain(x: np.ndarray, tissue: np.ndarray, sp, bias_mm: float = 15.0, grid_mm: float = 4.0) -> np.ndarray:
+    """A multiplicative correction of a smooth intensity drift of ``x``: the mean of ``x`` over
+    ``tissue`` divided by its local mean (Gaussian of ``bias_mm``), made on a ``grid_mm`` grid; 1
+    where there is too little tissue near."""
+    from scipy import ndimage
+
+    if not tissue.any():
+        return np.ones(x.shape, np.float32)
+    f = tuple(max(1, int(grid_mm // s)) for s in sp)
+    num = _block_mean(np.where(tissue, x, 0.0), f)
+    den = _block_mean(tissue, f)
+    sigma = [bias_mm / (s * m) for s, m in zip(sp, f, strict=True)]
+    num, den = ndimage.gaussian_filter(num, sigma), ndimage.gaussian_filter(den, sigma)
+    local = np.where(den > 0.05, num / np.maximum(den, 1e-6), 0.0)
+    gain = np.where(local > 0, float(x[tissue].mean()) / np.maximum(local, 1e-6), 1.0).astype(np.float32)
+    gain = np.clip(gain, 0.7, 1.5)
+    zoom = [full / low for full, low in zip(x.shape, gain.shape, strict=True)]
+    gain = ndimage.zoom(gain, zoom, order=1, grid_mode=True, mode="nearest")
+    out = np.ones(x.shape, np.float32)
+    k, j, i = (min(a, b) for a, b in zip(x.shape, gain.shape, strict=True))
+    out[:k, :j, :i] = gain[:k, :j, :i]
+    return out
+
+
+def _tissue_centres(norm: np.ndarray, where: np.ndarray, grey, white, csf, order) -> np.ndarray | None:
+    """The MR's three brain-tissue intensities in ``order`` (darkest first): a k-means of the MR
+    inside ``where`` started from the warped priors' medians, sorted; None when too few voxels."""
+    if np.count_nonzero(where) <= 500:
+        return None
+    sel = norm[where]
+    medians = {}
+    for t, p in (("csf", csf), ("grey", grey), ("white", white)):
+        m = where & (p > 0.6)
+        medians[t] = float(np.median(norm[m])) if m.sum() > 50 else float(np.median(sel))
+    # which centre is which tissue follows the MR contrast's order (``tissue_order``), never where
+    # the priors landed (a tumour in the ventricles' place put the CSF prior on bright oedema)
+    start = np.sort([medians[t] for t in order])
+    rng = np.random.default_rng(0)
+    sample = sel if sel.size < 400_000 else rng.choice(sel, 400_000, replace=False)
+    spread = max(float(np.std(sample)), 1e-6) * 1e-3
+    return _kmeans_1d(sample, start + spread * np.arange(3))
+
+
 def refine(atlas_hu: np.ndarray, norm: np.ndarray, head: np.ndarray, grey: np.ndarray, white: np.ndarray,
-           csf: np.ndarray, contrast: str, atlas_head: np.ndarray | None = None,
-           depth: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+           csf: np.ndarray, order: tuple[str, str, str], atlas_head: np.ndarray | None = None,
+           depth: np.ndarray | None = None, spacing=(1.0, 1.0, 1.0)) -> tuple[np.ndarray, np.ndarray]:
     """The warped atlas HU corrected with the patient's own MR (see the module docstring).  For a
     skull-stripped MR, ``atlas_head`` (the warped atlas head) replaces the MR's head mask for the air
-    outside, and the skull is the atlas' own."""
+    outside, the skull is the atlas' own, and the MR's mask (its brain) is all brain.  ``order``:
+    the brain tissues darkest first (``tissue_order``); ``spacing`` in (k, j, i) order."""
     hu = atlas_hu.astype(np.float32, copy=True)
     classes = np.zeros(hu.shape, np.uint8)
     classes[head] = 5
     brain_p = grey + white + csf
+    base = head & (brain_p > 0.5) & (atlas_hu < 120)
+    centres = _tissue_centres(norm, base, grey, white, csf, order)
+    # the MR's own brain (no bone there, whatever the atlas says): on a skull-stripped MR its mask
+    if centres is None:
+        envelope = np.zeros(head.shape, bool)
+    elif atlas_head is not None:
+        envelope = head
+    else:
+        envelope = brain_envelope(norm, head, brain_p, depth, centres, order, spacing)
     inside = head & (brain_p > 0.8)
     soft_ref = float(np.median(norm[inside if inside.any() else head]))
     if atlas_head is None:
         # the skull: dark on every common MR contrast; inside the atlas' blurred bone shell, dark -> bone
         dark = np.clip((0.45 * soft_ref - norm) / (0.25 * soft_ref), 0.0, 1.0)
         # the atlas' bone shell, and beyond it (a skull thicker or placed otherwise than the atlas')
-        # anything outside the brain the atlas does not call air, near the skin (sulci and CSF under a
-        # skull the atlas placed too deep are dark too: depth keeps them brain)
+        # anything outside the brain the atlas does not call air, near the skin; never inside the
+        # MR's own brain envelope (its dark sulci and CSF under a skull the atlas placed too deep)
         if depth is None:
             depth = np.zeros(head.shape, np.float32)
-        shell = head & (((atlas_hu > 80) & (brain_p < 0.5) & (depth < SHELL_DEPTH_MM))
-                        | ((atlas_hu > -300) & (brain_p < 0.15) & (depth < SKULL_DEPTH_MM)))
+        shell = head & ~envelope & (((atlas_hu > 80) & (brain_p < 0.5) & (depth < SHELL_DEPTH_MM))
+                                    | ((atlas_hu > -300) & (brain_p < 0.15) & (depth < SKULL_DEPTH_MM)))
         d = dark[shell]
         hu[shell] = (1 - d) * np.minimum(atlas_hu[shell], SOFT_TISSUE_HU + 40) + d * BONE_HU
         classes[shell & (dark > 0.5)] = 4
         # tissue the atlas took for air inside the head (a misregistered scalp, a smaller sinus)
-        airy = head & (atlas_hu < -300) & (dark < 0.5)
+        airy = head & ~envelope & (atlas_hu < -300) & (dark < 0.5)
         d = dark[airy]
         hu[airy] = (1 - d) * SOFT_TISSUE_HU + d * atlas_hu[airy]
         del dark
     # the brain: the patient's own grey/white/CSF contrast mapped onto typical HU
-    intracranial = head & (brain_p > 0.5) & (atlas_hu < 120)
-    if np.count_nonzero(intracranial) > 500:
+    intracranial = base | envelope
+    if centres is not None:
         sel = norm[intracranial]
-        medians = {}
-        for t, p in (("csf", csf), ("grey", grey), ("white", white)):
-            m = intracranial & (p > 0.6)
-            medians[t] = float(np.median(norm[m])) if m.sum() > 50 else float(np.median(sel))
-        # which k-means centre is which tissue: their order on this MR (T1: CSF < grey < white;
-        # FLAIR: CSF < white < grey; T2: white < grey < CSF), read off the warped priors
-        order = sorted(medians, key=medians.get)
-        rng = np.random.default_rng(0)
-        sample = sel if sel.size < 400_000 else rng.choice(sel, 400_000, replace=False)
-        spread = max(float(np.std(sample)), 1e-6) * 1e-3
-        centres = _kmeans_1d(sample, np.array([medians[t] for t in order]) + spread * np.arange(3))
         tissue_hu = {"csf": CSF_HU, "grey": GREY_HU, "white": WHITE_HU}
         code = {"csf": 1, "grey": 2, "white": 3}
         brain_hu = _soft_lookup(sel, centres, [tissue_hu[t] for t in order])
         w = np.clip((brain_p[intracranial] - 0.5) / 0.3, 0.0, 1.0)
-        hu[intracranial] = w * brain_hu + (1 - w) * hu[intracranial]
+        # the atlas' share is never bone inside the MR's own brain
+        atlas_share = np.where(envelope[intracranial], np.minimum(hu[intracranial], SOFT_TISSUE_HU + 40),
+                               hu[intracranial])
+        hu[intracranial] = w * brain_hu + (1 - w) * atlas_share
         edges = (centres[1:] + centres[:-1]) / 2
         classes[intracranial] = np.array([code[t] for t in order], np.uint8)[np.searchsorted(edges, sel)]
     outside = ~head if atlas_head is None else ~atlas_head

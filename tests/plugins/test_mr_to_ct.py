@@ -204,3 +204,28 @@ def test_trainer_on_a_synthrad_folder_and_the_plugin_uses_its_model(tmp_path, mo
     assert res.heatmaps[0].name == "Network vs atlas disagreement" and res.heatmaps[0].unit == "HU"
     assert any("model.ts" in n for n in res.notes)
     assert np.mean(img.array[:, :4, :4] == -1000) > 0.95  # air outside the head stays air
+
+
+def test_contrast_read_off_the_image_on_a_flair_cut_off_at_the_back_and_its_t1c():
+    """brats-0006 (BraTS, evaluation and tests only): its FLAIR's field of view cuts off the back of
+    the head and a large tumour fills the ventricles' place; 1.0.0 took it for a T1 (its CSF read
+    37 HU).  The unmixed white/grey ratio reads FLAIR there and T1 on the same case's T1c (its
+    unmixed "CSF" is not the darkest: the tumour sits where the CSF prior lands, so the class order
+    comes from the contrast), and no bone is put inside the MR's own (skull-stripped) brain."""
+    from plugins.mr_to_ct import atlas
+
+    case = data_path("brain-lesion-mr", "brats-0006")
+    data_path("mr-ct-templates", "scct.nii.gz")
+    brain = _every(viewer.load(case / "brainmask.nii.gz"), 2).array > 0
+    seen = {}
+    for name, want in (("Flair", "FLAIR"), ("T1c", "T1")):
+        mr = _every(viewer.load(case / f"{name}_subtrMeanDivStd.nii.gz"), 2)  # 155 x 120 x 120, 2 mm in plane
+        syn = atlas.synthesize(mr, atlases=("matching",))
+        t = syn.tissue
+        assert syn.contrast == want, (name, t)
+        assert (t["white"] > t["grey"]) == (want == "T1"), t
+        hu = syn.hu[brain & syn.head]
+        assert np.mean(hu > 150) < 0.001 and 20 <= np.median(hu) <= 45, (name, np.median(hu))
+        seen[name] = syn.classes[brain & syn.head]
+    # the darkest tissue class (CSF, code 1) is a minority of the brain on both contrasts
+    assert all(0.01 < np.mean(c == 1) < 0.35 for c in seen.values()), {k: np.mean(c == 1) for k, c in seen.items()}
