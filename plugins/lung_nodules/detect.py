@@ -103,6 +103,19 @@ def find_peaks(prob: np.ndarray, spacing_kji, where: np.ndarray, low: float = LO
     return out
 
 
+def nearest_lung(lungs: np.ndarray, p, spacing_kji, radius_mm: float) -> int:
+    """The label of the lung voxel nearest to voxel ``p`` (searched within ``radius_mm``; 0 if none)."""
+    sp = np.asarray(spacing_kji, float)
+    half = np.ceil(radius_mm / sp).astype(int) + 1
+    sl = tuple(slice(max(0, a - h), a + h + 1) for a, h in zip(p, half))
+    sub = lungs[sl]
+    pts = np.argwhere(sub > 0)
+    if not len(pts):
+        return 0
+    d = np.linalg.norm((pts + [s.start for s in sl] - np.asarray(p)) * sp, axis=1)
+    return int(sub[tuple(pts[np.argmin(d)])])
+
+
 def _pad_to(a: np.ndarray, multiple, minimum) -> tuple[np.ndarray, tuple]:
     target = [max(m0, int(np.ceil(n / m) * m)) for n, m, m0 in zip(a.shape, multiple, minimum)]
     pad = [(0, t - n) for n, t in zip(a.shape, target)]
@@ -190,14 +203,10 @@ class Detector:
         prob = self.probability(grid, device, context)
         timings["network_s"] = time.perf_counter() - t1
         t2 = time.perf_counter()
-        if self.wall_mm > 4.0:  # a distance map: the nearest lung gives the side of a peak outside the mask
-            dist, nearest = ndimage.distance_transform_edt(lung_g == 0, sampling=gs, return_indices=True)
-            near = dist <= self.wall_mm
-            side_g = lung_g[tuple(nearest)]
-            del dist, nearest
+        if self.wall_mm > 4.0:  # a distance map (a ball this large would make the dilation slow)
+            near = ndimage.distance_transform_edt(lung_g == 0, sampling=gs) <= self.wall_mm
         else:
             near = ndimage.binary_dilation(lung_g > 0, structure=lungmask.ball(self.wall_mm, gs))
-            side_g = None
         prob *= near
         plain_dets = nms(find_peaks(prob, gs, near, low), gs) if plain or self.classifier is None else None
         if self.classifier is not None:
@@ -218,7 +227,8 @@ class Detector:
             d["center_kji"] = [float(v) for v in c]
             d["center_lps"] = [float(v) for v in (np.asarray(affine) @ np.array([c[2], c[1], c[0], 1.0]))[:3]]
             k, j, i = np.clip(np.rint(c).astype(int), 0, np.array(hu.shape) - 1)
-            side = int(lungs[k, j, i]) or (int(side_g[tuple(g)]) if side_g is not None else 0)
+            side = int(lungs[k, j, i]) or (nearest_lung(lung_g, g, gs, self.wall_mm + 5.0) if self.wall_mm > 4.0
+                                           else 0)
             d["lung"] = lungmask.SIDE_NAMES.get(side, "")
             d.setdefault("score_rule", SCORE_RULE)
         # a peak whose centre is outside the lungs (oesophagus, mediastinum) is not a lung nodule

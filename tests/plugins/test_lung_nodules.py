@@ -66,6 +66,18 @@ def test_weights_are_small_and_load_without_pickled_code():
     net.load_state_dict(torch.load(weights, weights_only=True))  # strict: every tensor, none extra
 
 
+def test_training_log_records_the_shipped_weights_and_version():
+    """training_log.json's ``shipped`` entry names the weights in the repository (sha256) and the
+    manifest's version, so the recorded commands are those of what ships."""
+    import hashlib
+
+    log = json.loads((PLUGIN / "training_log.json").read_text())["shipped"]
+    digest = hashlib.sha256((PLUGIN / "weights.pt").read_bytes()).hexdigest()
+    assert digest.startswith(log["sha256_prefix"])
+    assert log["version"] == json.loads((PLUGIN / "plugin.json").read_text())["version"]
+    assert "train.py" in log["command"]
+
+
 def test_lung_mask_on_the_lidc_slab(slab):
     from plugins.lung_nodules import lungmask
 
