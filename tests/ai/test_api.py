@@ -51,7 +51,7 @@ def test_builtin_manifest_round_trips_as_plain_data():
     assert info.task is Task.IMAGE_TO_IMAGE and info.entry == "plugins.ct_denoising.plugin:CTDenoiser"
     again = PluginInfo.from_dict(json.loads(json.dumps(info.to_dict())))
     assert again == info
-    assert info.resolve_params({"dose": "0.125"}) == {"dose": 0.125, "heatmap": True}
+    assert info.resolve_params({"dose": "0.125"}) == {"dose": 0.125, "ensemble": 0, "heatmap": True}
 
 
 def test_broken_manifests_do_not_break_discovery(tmp_path):

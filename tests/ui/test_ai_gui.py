@@ -75,7 +75,7 @@ def test_the_ai_menu_offers_the_denoiser_for_ct_and_the_form_follows_its_paramet
     assert dose.value() == 0.0 and dose.minimum() == 0.0 and dose.maximum() == 1.0  # 0: blind (measured)
     assert dialog.findChild(QCheckBox, "param_heatmap").isChecked()
     dose.setValue(0.5)
-    assert dialog.values() == {"dose": 0.5, "heatmap": True}
+    assert dialog.values() == {"dose": 0.5, "ensemble": 0, "heatmap": True}
     card = dialog.findChild(QTextBrowser, "model_card").toPlainText()
     assert "Intended use" in card and "ct-aorta" in card and "PSNR" in card
     dialog.deleteLater()
