@@ -13,7 +13,7 @@ and sources never trained on: the middle of the three CT slices of the dcmqi liv
 (GE LightSpeed Ultra, 0.81 mm, 1.25 mm slices), the CT of dicompyler-core's RTSTRUCT example (neck and
 shoulders, 1.07 mm, 3 mm slices), pydicom's J2K_pixelrep_mismatch.dcm (Hitachi Supria head, 0.43 mm,
 5 mm slices, lossless JPEG 2000) and pydicom's CT_small.dcm (GE, 128x128, 0.66 mm).  Three more (marked
-+) are in the training data of 1.2.0 and 1.3.0 but not of 1.1.0: LIDC-IDRI-0002 (GE, 0.68 mm), radiomics-lung2
++) are in the training data of 1.2.0 to 1.4.0 but not of 1.1.0: LIDC-IDRI-0002 (GE, 0.68 mm), radiomics-lung2
 (0.63 mm) and radiomics-lung1 (0.57 mm); for those versions they only show that training on them helped, not
 generalisation.  Every baseline -- Gaussian, bilateral, 2D NLM, 3D NLM (volumes only) and BM3D (the
 ``bm3d`` package) -- has its strength chosen per image by grid search for the best PSNR *against the
