@@ -28,9 +28,10 @@
     (Otsu, largest component), brain (the head eroded by 8 mm, above the lowest Otsu class, opened,
     largest component, closed; BraTS ships its brain mask), CSF/brain from a two-threshold Otsu of
     the MR inside the brain (CSF the darkest class on T1 and FLAIR), skull = dark voxels (lowest
-    Otsu class) between the brain and the scalp above the brain's centre (the vault: below it lie
-    sinuses and mastoid air; CSF and brain are measured there too, 10 mm inside the brain; on a
-    skull-stripped MR air is only counted > 30 mm beyond the brain, as the scalp was removed).
+    Otsu class) 2 mm or more inside the head, between the brain and the scalp above the brain's
+    centre (the vault: below it lie sinuses and mastoid air; CSF and brain are measured there too,
+    10 mm inside the brain; on a skull-stripped MR air is only counted > 30 mm beyond the brain,
+    as the scalp was removed).
     Labelled lesions (BraTS tumour classes, the brain-tumor-mr and flair-lesion label maps), with
     3 mm around them, are left out of CSF and brain: the expected ranges are normal tissue's.
     Expected: air about -1000, CSF 0-20, brain 20-45, skull > 600 HU.
@@ -131,13 +132,14 @@ def _real_mrs() -> list[tuple[str, object, str]]:
                     "full head, 6.5 mm slices"))
     out.append(("flair-lesion (FLAIR)", plain(DATA / "flair-lesion" / "FLAIR.nii.gz", True,
                                               lesion=DATA / "flair-lesion" / "lesion.nii.gz"), "skull-stripped"))
-    for case in sorted((DATA / "brain-lesion-mr").glob("brats-*")):
-        def load(case=case):
-            v = viewer.load(case / "Flair_subtrMeanDivStd.nii.gz")
-            v.modality = "MR"
-            LESIONS[id(v)] = viewer.load(case / "OTMultiClass.nii.gz").array > 0
-            return v, viewer.load(case / "brainmask.nii.gz").array > 0
-        out.append((f"{case.name} FLAIR (BraTS, eval only)", load, "skull-stripped, z-scored"))
+    for seq, label in (("Flair", "FLAIR"), ("T1c", "T1c")):
+        for case in sorted((DATA / "brain-lesion-mr").glob("brats-*")):
+            def load(case=case, seq=seq):
+                v = viewer.load(case / f"{seq}_subtrMeanDivStd.nii.gz")
+                v.modality = "MR"
+                LESIONS[id(v)] = viewer.load(case / "OTMultiClass.nii.gz").array > 0
+                return v, viewer.load(case / "brainmask.nii.gz").array > 0
+            out.append((f"{case.name} {label} (BraTS, eval only)", load, "skull-stripped, z-scored"))
     return out
 
 
@@ -203,7 +205,9 @@ def own_classes(mr, brain_given=None) -> dict[str, np.ndarray]:
     del t2
     out = {"air": air, "CSF": csf, "brain": tissue}
     if not stripped:
-        dark = head & (t_img == 0) & ~ndimage.binary_dilation(brain, iterations=1)
+        # dark voxels 2 mm or more inside the head: on the 6.5 mm-slice T1s a fifth to a third of the
+        # dark class lay on the head's edge (partial volume with the air around it), not in the skull
+        dark = _erode(head, 2.0, sp) & (t_img == 0) & ~ndimage.binary_dilation(brain, iterations=1)
         out["skull"] = dark & _dilate(brain, 25.0, sp) & upper
     return out
 
@@ -239,10 +243,14 @@ def tissue_plausibility() -> list[dict]:
         cls = own_classes(mr, brain)
         hu = syn.hu.astype(np.float32)
         row = {"mr": name, "shape": "x".join(str(s) for s in mr.shape[::-1]), "note": note,
-               "contrast": syn.contrast, "stripped": syn.skull_stripped, "seconds": secs}
+               "contrast": syn.contrast, "stripped": syn.skull_stripped, "seconds": secs,
+               "white_grey": syn.tissue["white"] / syn.tissue["grey"] if syn.tissue else float("nan")}
         for t in ("air", "CSF", "brain", "skull"):
             m = cls.get(t)
-            row[t] = float(hu[m].mean()) if m is not None and m.sum() > 50 else float("nan")
+            ok = m is not None and m.sum() > 50
+            row[t] = float(hu[m].mean()) if ok else float("nan")
+            row[t + "_sd"] = float(hu[m].std()) if ok else float("nan")
+            row[t + "_ml"] = float(m.sum() * np.prod(mr.spacing) / 1000) if m is not None else 0.0
             row[t + "_n"] = int(m.sum()) if m is not None else 0
         rows.append(row)
         print(f"  {name}: {row}", flush=True)
@@ -326,6 +334,16 @@ def print_tables(template_rows, tissue_rows, speed) -> None:
             print(f"{r['mr']:38s} {r['shape']:>12s} {con:>8s} {cells[0]:>13s} {cells[1]:>11s} {cells[2]:>11s} "
                   f"{cells[3]:>12s} {r['seconds']:6.1f}")
         print("  * skull-stripped: no skull in the MR to classify (the synthetic CT's skull is the atlas')")
+        print("\n    per tissue: mean +- SD of the synthetic HU over the class [its volume in mL]; contrast from the "
+              "image (white/grey: the MR's unmixed white- over grey-matter intensity, T1 when > 1)")
+        print(f"{'MR':38s} {'w/g':>5s} {'air':>22s} {'CSF':>20s} {'brain':>21s} {'skull':>20s}")
+        for r in tissue_rows:
+            if r.get("skipped"):
+                continue
+            cells = [f"{r[t]:7.1f} +-{r[t + '_sd']:5.1f} [{r[t + '_ml']:5.1f}]" if np.isfinite(r[t])
+                     else f"{'n/a':>7s} [{r[t + '_ml']:5.1f}]" for t in ("air", "CSF", "brain", "skull")]
+            print(f"{r['mr']:38s} {r['white_grey']:5.2f} {cells[0]:>22s} {cells[1]:>20s} {cells[2]:>21s} "
+                  f"{cells[3]:>20s}")
     if speed:
         print("\n(c) Speed, 2-core CPU (shared; load average "
               f"{os.getloadavg()[0]:.1f}): brain-mr-t1 resampled to {speed['shape']} ({speed['spacing']} mm)")
@@ -349,7 +367,9 @@ def update_card(template_rows, tissue_rows, speed) -> None:
         for t in ("air", "CSF", "brain", "skull"):
             if np.isfinite(r[t]):
                 ev.append({"metric": f"mean synthetic HU, {t}", "value": round(r[t], 1), "unit": "HU",
-                           "dataset": r["mr"], "note": "tissue class from the MR's own segmentation"})
+                           "dataset": r["mr"], "note": "tissue class from the MR's own segmentation, labelled "
+                           "lesions (+3 mm) left out of CSF and brain (bench_mr_to_ct.py, "
+                           f"{time.strftime('%Y-%m-%d')})"})
     if speed:
         ev.append({"metric": "256x256x150 head MR, end to end (CPU)", "value": round(speed["worker_s"], 1),
                    "unit": "s", "dataset": "brain-mr-t1 resampled", "note": "2-core CPU, shared"})
