@@ -126,12 +126,8 @@ STAGE3 = {"iterations": 1200, "lr": 5e-4, "seed": 16, "realisations": 4, "nodule
 # cross-sections, hilar ones included): more 3-6 mm and ground-glass / part-solid nodules, small ones
 # weighted up to 4x, a quarter of the patches on the network's own peaks in the training CTs, a gentler
 # learning rate so that the large nodules it already finds are kept.
-STAGE4 = {"iterations": 800, "lr": 3e-4, "seed": 17, "realisations": 4, "nodule_factor": 2.0,
-          "bands_mm": ((3.0, 6.0), (6.0, 10.0), (10.0, 30.0)), "band_p": (0.35, 0.45, 0.2),
-          "kind_p": (0.5, 0.2, 0.3), "location_p": (0.35, 0.25, 0.3, 0.1), "touch_vessels": True,
-          "p_nodule": 0.5, "p_bifurcation": 0.15, "p_hard": 0.25, "p_hilar": 0.65, "bifurcations": 500,
-          "bifurcation_min_mm": 2.5, "hard_min_score": 0.3, "hard_max": 150, "size_weight_mm": 10.0,
-          "size_weight_max": 4.0, "ignore_below_mm": 0.0, "threads": 1}
+STAGE4 = {**STAGE3, "iterations": 800, "lr": 3e-4, "seed": 17, "band_p": (0.35, 0.45, 0.2),
+          "kind_p": (0.5, 0.2, 0.3), "p_nodule": 0.5, "size_weight_max": 4.0}
 
 
 class HeldOutError(ValueError):
