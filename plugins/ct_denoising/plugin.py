@@ -121,7 +121,7 @@ class CTDenoiser:
         return results
 
     @staticmethod
-    def _denoise(net, hu, out, batch, cond, pad_r, pad_c, on_cuda, context, views=VIEWS[:1]) -> None:
+    def _denoise(net, hu, out, batch, cond, pad_r, pad_c, on_cuda, context, views) -> None:
         import torch
 
         from plugins.ct_denoising.network import HU_SCALE

@@ -64,7 +64,6 @@ class WindowSegmenter:
     found (the geodesic-input network: once; the shipped network and the baselines: never)."""
 
     recentre = 0
-    recentre_mm = 1.0  # ... unless the mask's centre is this close to the window's already
 
     def _window_prob(self, w: Window, image, modality, pos, neg, prev) -> tuple[np.ndarray, list]:
         raise NotImplementedError
@@ -105,7 +104,7 @@ class WindowSegmenter:
                 idx = np.argwhere(mask)
                 lo_w, hi_w = idx.min(0), idx.max(0)
                 moved = ((lo_w + hi_w) / 2 - (ROI - 1) / 2) * COARSE_SPACING_MM / vox
-                if not again or np.abs(moved * vox).max() < self.recentre_mm:
+                if not again or np.abs(moved * vox).max() < 1.0:
                     break
                 at = w.centre + moved  # the 2 mm pass again, centred on what it found
             extent = float((hi_w - lo_w + 1).max()) * COARSE_SPACING_MM
