@@ -146,6 +146,56 @@ def test_saved_measurements_are_loaded_before_a_new_one_is_added(fresh_data_dir)
     assert [m.uid for m in load_measurements(vol.source.series_instance_uid)] == [first.uid, second.uid]
 
 
+def test_two_windows_on_one_series_keep_each_others_measurements(fresh_data_dir):
+    """Two workspaces (two windows, or two viewers) on the same series: each save leaves the other's
+    measurements on disk, a deletion in one removes only that one, and reopening shows them all."""
+    import viewer
+    from viewer.core.measurement_store import load_measurements
+
+    vol = viewer.demo_volume()
+    uid = vol.source.series_instance_uid
+    c = vol.index_to_lps([n // 2 for n in vol.shape[::-1]])
+    a, b = viewer.Workspace().add(vol), viewer.Workspace().add(vol)
+    ma = a.measure("length", c, c + [10.0, 0, 0])
+    mb = b.measure("length", c, c + [0, 20.0, 0])  # b never saw ma: it must not drop it
+    assert {m.uid for m in load_measurements(uid)} == {ma.uid, mb.uid}
+    ma2 = a.measure("point", c)
+    assert {m.uid for m in load_measurements(uid)} == {ma.uid, mb.uid, ma2.uid}
+    b.remove_overlay(mb)  # b deletes its own: a's stay
+    assert {m.uid for m in load_measurements(uid)} == {ma.uid, ma2.uid}
+    a.measurement_changed(ma)  # a saves again: b's deletion holds (a never had mb)
+    assert {m.uid for m in load_measurements(uid)} == {ma.uid, ma2.uid}
+    assert {m.uid for m in viewer.Workspace().add(vol).measurements} == {ma.uid, ma2.uid}
+
+
+def test_a_measurement_save_that_fails_is_said_once_and_loses_nothing(fresh_data_dir):
+    """The store cannot be written (here: its file name is taken by a folder): the workspace says so
+    in one sentence, once, keeps the measurements in the list, and says when saving works again."""
+    import os
+    import shutil
+
+    import viewer
+    from viewer.core.measurement_store import load_measurements, store_path
+
+    vol = viewer.demo_volume()
+    ws = viewer.Workspace()
+    said: list[str] = []
+    ws.save_failed.connect(said.append)
+    s = ws.add(vol)
+    c = vol.index_to_lps([n // 2 for n in vol.shape[::-1]])
+    os.makedirs(store_path())  # a folder where the file goes: the rename fails with a real OSError
+    m1 = s.measure("length", c, c + [10.0, 0, 0])
+    m2 = s.measure("point", c)
+    assert len(said) == 1 and said[0].startswith("The measurements could not be saved (")
+    assert said[0].count(".") >= 1 and "\n" not in said[0]
+    assert [m.uid for m in s.measurements] == [m1.uid, m2.uid]  # nothing lost in the window
+    assert not [f for f in os.listdir(os.path.dirname(store_path())) if f.startswith(".measurements-")]
+    shutil.rmtree(store_path())
+    s.measurement_changed(m1)  # the next change saves everything, and says so
+    assert said[1:] == [""]
+    assert [m.uid for m in load_measurements(vol.source.series_instance_uid)] == [m1.uid, m2.uid]
+
+
 def test_the_workspace_holds_the_one_tool_registry_and_the_settings():
     import viewer
     from viewer.core.tools import REGISTRY, ToolRegistry, default_tools

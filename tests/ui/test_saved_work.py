@@ -124,6 +124,60 @@ def test_saved_measurements_come_back_and_survive_the_next_edit(make_window, qtb
     assert panel_rows(again) == ["Length"] * 4
 
 
+def test_two_windows_on_one_study_lose_none_of_each_others_measurements(make_window, qtbot, private_data):
+    """Two windows on the same CT, rulers drawn with the mouse in each in turn: the store keeps all of
+    them (each window's save used to replace the other's), and the study reopened lists them all."""
+    from viewer.core.measurement_store import load_measurements
+
+    ct = data_path("chest-ct")
+    first = open_window(make_window, qtbot, ct, layout="1x1")
+    second = open_window(make_window, qtbot, ct, layout="1x1")
+    uid = first.model.active_state.volume.source.series_instance_uid
+    for win in (first, second):
+        state = win.model.active_state
+        win.model.set_point(state.key, state.volume.index_to_lps([256, 256, 78]))
+        settle(qtbot)
+    ruler(qtbot, first, [150, 200, 78], [260, 210, 78])
+    ruler(qtbot, second, [150, 260, 78], [260, 270, 78])
+    ruler(qtbot, first, [150, 320, 78], [260, 330, 78])
+    drawn = [m.uid for w in (first, second) for m in w.workspace.current.measurements]
+    assert len(drawn) == 3
+    assert sorted(m.uid for m in load_measurements(uid)) == sorted(drawn)
+    first.close()
+    second.close()
+    again = open_window(make_window, qtbot, ct, layout="1x1")
+    settle(qtbot, 100)
+    assert sorted(m.uid for m in again.features.measure.controller.measurements()) == sorted(drawn)
+    assert panel_rows(again) == ["Length"] * 3
+
+
+def test_a_measurement_that_cannot_be_saved_is_said_and_kept(make_window, qtbot, private_data):
+    """The store cannot be written (its file name is taken by a folder, as a full disk fails a write):
+    the message bar says so in one sentence, the ruler stays in the window and its panel, and the next
+    change once the store is writable again saves it."""
+    import os
+    import shutil
+
+    from viewer.core.measurement_store import load_measurements, store_path
+
+    win = open_window(make_window, qtbot, data_path("chest-ct"), layout="1x1")
+    state = win.model.active_state
+    win.model.set_point(state.key, state.volume.index_to_lps([256, 256, 78]))
+    settle(qtbot)
+    os.makedirs(store_path())
+    ruler(qtbot, win, [150, 200, 78], [260, 210, 78])
+    settle(qtbot)
+    text = win.message_bar.text()
+    assert text.startswith("The measurements could not be saved") and "Traceback" not in text
+    assert panel_rows(win) == ["Length"]
+    shutil.rmtree(store_path())
+    ruler(qtbot, win, [150, 260, 78], [260, 270, 78])
+    settle(qtbot)
+    assert not win.message_bar.text().startswith("The measurements could not be saved")
+    uid = state.volume.source.series_instance_uid
+    assert len(load_measurements(uid)) == 2 and panel_rows(win) == ["Length"] * 2
+
+
 def test_home_resets_zoom_pan_and_axes_but_keeps_the_window(make_window, qtbot):
     win = open_window(make_window, qtbot, data_path("chest-ct"))
     axial, coronal = win.grid.slice_views[0], win.grid.slice_views[1]

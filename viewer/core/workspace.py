@@ -291,6 +291,10 @@ class OpenSeries(_Overlays):
         self.changed = Signal()  # either of the two
         # the saved measurements come first: nothing can see or add to the list before them
         self.overlays.extend(load_measurements(self.uid) if self.uid else [])
+        # every measurement this series has had (saved ones, drawn ones, deleted ones): a save leaves the
+        # others on disk, another window's, alone (viewer.core.measurement_store)
+        self._known_uids = {m.uid for m in self.measurements}
+        self._save_failing = False
         if complete:
             self.recompute()
 
@@ -360,10 +364,24 @@ class OpenSeries(_Overlays):
         self.changed.emit()
 
     def save_measurements(self) -> None:
+        """Save the series' measurements; a failure (a full disk) is said once on the workspace's
+        ``save_failed`` until a save works again, and the measurements stay in the list."""
+        current = self.measurements
+        self._known_uids |= {m.uid for m in current}
         try:
-            save_measurements(self.uid, self.measurements)
-        except OSError:
+            save_measurements(self.uid, current, known=self._known_uids)
+        except OSError as exc:
             log.warning("measurements not saved", exc_info=True)
+            if not self._save_failing:
+                self._save_failing = True
+                reason = exc.strerror or str(exc)
+                self.workspace.save_failed.emit(
+                    f"The measurements could not be saved ({reason}); they stay open in this window, so free "
+                    "some disk space or export them before closing it.")
+        else:
+            if self._save_failing:
+                self._save_failing = False
+                self.workspace.save_failed.emit("")
 
     # segmentations
     def segmentation(self, create: bool = True, name: str = "Segmentation") -> EditableSegmentation | None:
@@ -447,6 +465,7 @@ class Workspace:
         self.overlay_added = Signal()  # (OpenSeries, overlay): one place to hear of every new overlay
         self.overlay_removed = Signal()  # (OpenSeries, overlay)
         self.result_reopened = Signal()  # (Applied): an AI result brought back with a segmentation (a journal, a SEG)
+        self.save_failed = Signal()  # (str): one sentence when measurements could not be saved, "" when saved again
         # registrations between open series (viewer.core.registration), saved with the study and found again
         # when both series are open (viewer.core.registration_store); (Registration) when one is added
         self.registrations: list = []

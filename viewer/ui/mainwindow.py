@@ -173,6 +173,7 @@ class MainWindow(QMainWindow):
     def _connect(self) -> None:
         s, m = self.session, self.model
         s.message.connect(self.show_error)
+        self.workspace.save_failed.connect(self._on_save_failed)
         s.note.connect(lambda text: self.statusBar().showMessage(text, 10000))
         s.progress.connect(self._on_progress)
         s.scanned.connect(self.browser.add_scan)
@@ -233,6 +234,13 @@ class MainWindow(QMainWindow):
             self.open_path(paths[0])
 
     # feedback
+    def _on_save_failed(self, text: str) -> None:
+        if text:
+            self.show_error(text)
+        elif self.message_bar.text().startswith("The measurements could not be saved"):
+            self.message_bar.dismiss()
+            self.statusBar().showMessage("The measurements are saved again.", 10000)
+
     def show_error(self, text: str) -> None:
         log.info("message shown: %s", text)
         self.message_bar.show_message(text)
