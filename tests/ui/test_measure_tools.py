@@ -363,3 +363,21 @@ def test_ellipse_and_ruler_on_the_anisotropic_mr_coronal_view(qapp, qtbot, tmp_p
         assert ruler.values["length_mm"] == pytest.approx(60 * 1.5, abs=2 * coronal.mm_per_pixel_logical())
     finally:
         win.close()
+
+
+def test_a_tiny_segment_reads_in_cubic_millimetres_not_as_zero_millilitres():
+    """A 2 mm3 nodule's row said "0.00 mL" beside the Nodules panel's 2 mm3; under 0.1 mL it reads in
+    mm3, from 0.1 mL on in mL as before."""
+    import numpy as np
+
+    from viewer.core.measurements import segment_stats
+    from viewer.core.volume import Volume
+    from viewer.ui.measure.segment_rows import SegmentRow
+
+    vol = Volume(np.zeros((8, 8, 8), np.int16), np.diag([0.7, 0.7, 1.25, 1.0]), modality="CT", units="HU")
+    mask = np.zeros(vol.shape, bool)
+    mask[4, 4, 3:5] = True  # two voxels: 1.225 mm3
+    tiny = SegmentRow("segment:x:1", "k", None, None, segment_stats(mask, vol)).summary("HU")
+    assert tiny.startswith("1.2 mm\u00b3  mean 0.0 HU"), tiny
+    mask[:, :, :] = True  # 8^3 voxels of 0.6125 mm3: 0.31 mL
+    assert SegmentRow("segment:x:1", "k", None, None, segment_stats(mask, vol)).summary().startswith("0.31 mL")

@@ -125,8 +125,9 @@ def test_saved_measurements_come_back_and_survive_the_next_edit(make_window, qtb
 
 
 def test_two_windows_on_one_study_lose_none_of_each_others_measurements(make_window, qtbot, private_data):
-    """Two windows on the same CT, rulers drawn with the mouse in each in turn: the store keeps all of
-    them (each window's save used to replace the other's), and the study reopened lists them all."""
+    """Two windows on the same CT, rulers drawn with the mouse in each in turn: each window's rulers are
+    its own, the store keeps all of them (each window's save used to replace the other's), and the study
+    reopened lists them all."""
     from viewer.core.measurement_store import load_measurements
 
     ct = data_path("chest-ct")
@@ -140,8 +141,9 @@ def test_two_windows_on_one_study_lose_none_of_each_others_measurements(make_win
     ruler(qtbot, first, [150, 200, 78], [260, 210, 78])
     ruler(qtbot, second, [150, 260, 78], [260, 270, 78])
     ruler(qtbot, first, [150, 320, 78], [260, 330, 78])
+    # each window's rulers are its own (the second window's tools used to serve the first one's views)
+    assert [len(w.workspace.current.measurements) for w in (first, second)] == [2, 1]
     drawn = [m.uid for w in (first, second) for m in w.workspace.current.measurements]
-    assert len(drawn) == 3
     assert sorted(m.uid for m in load_measurements(uid)) == sorted(drawn)
     first.close()
     second.close()

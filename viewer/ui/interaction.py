@@ -9,6 +9,7 @@ double-click maximises the view or restores the layout.
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 
 from PySide6.QtCore import QPointF, Qt
@@ -20,21 +21,47 @@ CLICK_SLOP = 3.0  # pixels a press may move and still count as a click
 
 # The Qt half of the tool registry (viewer.core.tools): tools beyond the viewing ones (segment
 # editing, measurements, detection markers) attach one handler per registered name with ``attach``.
-# TOOL_HANDLERS[name] = (make, feature); a view's handler is make(view, feature): an object with
-# press(pos, modifiers), move(pos), release(pos), and optionally hover(pos) and leave().  ``feature``
-# is the controller the tool works for, given once here (a handler never looks it up on the window).
+# A view's handler is make(view, feature): an object with press(pos, modifiers), move(pos),
+# release(pos), and optionally hover(pos) and leave().  ``feature`` is the controller the tool works
+# for, given once here (a handler never looks it up on the window).  The table is one per window (per
+# ViewerModel, found as ``feature.model`` or ``feature.window.model``): a second window's controllers
+# never serve the first window's views.  It holds the windows weakly, so a closed one is let go.
 # The left button goes to the handler of the model's current tool; right/middle buttons, Shift and
 # Ctrl keep their viewing meanings, unless the handler has ``claims(button, modifiers)`` and it says
 # True: then that press goes to the handler too, as ``press(pos, modifiers, button)`` (the click-to-
 # segment tool takes the right button, Ctrl and Shift for negative clicks and boxes).
-TOOL_HANDLERS: dict = {}
+TOOL_HANDLERS: dict[str, weakref.WeakKeyDictionary] = {}  # name -> {ViewerModel: (make, weakref to feature)}
+_UNOWNED: dict = {}  # name -> (make, feature) for a feature with no window (a script's, a test's)
+
+
+def _owner(feature):
+    model = getattr(feature, "model", None)
+    if model is None:
+        model = getattr(getattr(feature, "window", None), "model", None)
+    return model
 
 
 def attach(name: str, make, feature=None, registry=REGISTRY) -> None:
-    """Give the registered tool ``name`` its view handler, made by ``make(view, feature)``."""
+    """Give the registered tool ``name`` its view handler, made by ``make(view, feature)``, in the
+    views of ``feature``'s window."""
     if name not in registry:
         raise ValueError(f"unknown tool {name!r}: register it in viewer.core.tools first")
-    TOOL_HANDLERS[name] = (make, feature)
+    model = _owner(feature)
+    if model is None:
+        _UNOWNED[name] = (make, feature)
+    else:
+        TOOL_HANDLERS.setdefault(name, weakref.WeakKeyDictionary())[model] = (make, weakref.ref(feature))
+
+
+def handler_maker(name: str, model):
+    """(make, feature) for the tool ``name`` in the views of ``model``'s window, or None."""
+    entry = TOOL_HANDLERS.get(name, {}).get(model) if model is not None else None
+    if entry is not None:
+        make, ref = entry
+        feature = ref()
+        if feature is not None:
+            return make, feature
+    return _UNOWNED.get(name)
 
 
 @dataclass
@@ -61,10 +88,11 @@ class ViewInteraction:
 
     def handler(self, tool: str):
         """This view's handler of an extra tool (made on first use), or None for viewing tools."""
-        if tool not in TOOL_HANDLERS:
-            return None
         if tool not in self._handlers:
-            make, feature = TOOL_HANDLERS[tool]
+            found = handler_maker(tool, self.model)
+            if found is None:
+                return None
+            make, feature = found
             self._handlers[tool] = make(self.view, feature)
         return self._handlers[tool]
 

@@ -30,7 +30,9 @@ class SegmentRow:
         if s.voxel_count == 0:
             return "empty"
         u = f" {units}" if units else ""
-        return (f"{s.volume_ml:.2f} mL  mean {s.mean:.1f}{u}  SD {s.sd:.1f}  min {s.min:.0f}  max {s.max:.0f}  "
+        # a nodule of a few mm reads in mm3 (as the Nodules panel gives it), not as "0.00 mL"
+        volume = f"{s.volume_ml:.2f} mL" if s.volume_ml >= 0.1 else f"{s.volume_ml * 1000:.1f} mm\u00b3"
+        return (f"{volume}  mean {s.mean:.1f}{u}  SD {s.sd:.1f}  min {s.min:.0f}  max {s.max:.0f}  "
                 f"longest {s.longest_diameter_mm:.1f} mm  axial {s.axial_long_mm:.1f} x {s.axial_short_mm:.1f} mm")
 
 
