@@ -72,11 +72,12 @@ class MarkerOverlay:
             self.texts.append(t)
         return self.texts[n]
 
-    def update(self, marker_sets, geom: SliceGeometry | None, point) -> None:
-        """Redraw for the plane ``geom`` through ``point``."""
+    def update(self, marker_sets, geom: SliceGeometry | None, point, mm_per_pixel: float | None = None) -> None:
+        """Redraw for the plane ``geom`` through ``point``; with the view's ``mm_per_pixel`` labels that
+        would overlap are stacked (the higher score keeps its place beside its circle)."""
         pts = {s: [] for s in STATUS_COLOURS}
         self.drawn = []
-        used = 0
+        labels: list[tuple[float, str, tuple, float, float]] = []  # score, text, colour, x, y (plane mm)
         if geom is not None:
             for ms in marker_sets:
                 if not ms.visible:
@@ -92,14 +93,17 @@ class MarkerOverlay:
                     t = np.linspace(0, 2 * np.pi, self.SEGMENTS + 1)
                     pts[m.status].append(np.column_stack([x + r * np.cos(t), y + r * np.sin(t), np.full_like(t, Z)]))
                     self.drawn.append(DrawnMarker(ms, i, (float(x), float(y)), float(r)))
-                    if self.renderer is not None:
-                        text = self._text(used)
-                        text.SetInput(f"{i + 1} {m.label} {m.score:.2f}" + ("" if m.status == "pending" else
-                                                                             f" ({m.status})"))
-                        text.GetTextProperty().SetColor(*STATUS_COLOURS[m.status])
-                        text.GetPositionCoordinate().SetValue(x + 0.75 * r, y + 0.75 * r, Z)
-                        text.SetVisibility(True)
-                        used += 1
+                    label = f"{i + 1} {m.label} {m.score:.2f}" + ("" if m.status == "pending" else f" ({m.status})")
+                    labels.append((float(m.score), label, STATUS_COLOURS[m.status], x + 0.75 * r, y + 0.75 * r))
+        used = 0
+        if self.renderer is not None:
+            for (_score, label, colour, _x, _y), (lx, ly) in zip(labels, stack_labels(labels, mm_per_pixel)):
+                text = self._text(used)
+                text.SetInput(label)
+                text.GetTextProperty().SetColor(*colour)
+                text.GetPositionCoordinate().SetValue(lx, ly, Z)
+                text.SetVisibility(True)
+                used += 1
         for t in self.texts[used:]:
             t.SetVisibility(False)
         for status, (actor, poly) in self.actors.items():
@@ -120,6 +124,30 @@ class MarkerOverlay:
             if best is None or cand[2] < best[2]:
                 best = cand
         return None if best is None else best[:2]
+
+
+LINE_PX, CHAR_PX = 17.0, 7.5  # a label's line height and mean character width at font size 13
+
+
+def stack_labels(labels, mm_per_pixel: float | None) -> list[tuple[float, float]]:
+    """Where to put each label (score, text, colour, x, y) so that none covers another: the labels are
+    placed from the highest score down, each at its anchor or moved one line at a time (in plane mm)
+    until it overlaps no label placed before it. Without ``mm_per_pixel`` every label stays at its anchor."""
+    out = [(x, y) for *_rest, x, y in labels]
+    if not mm_per_pixel or len(labels) < 2:
+        return out
+    line = LINE_PX * mm_per_pixel
+    placed: list[tuple[float, float, float]] = []  # x, y, width in mm
+    for n in sorted(range(len(labels)), key=lambda k: -labels[k][0]):
+        _score, text, _colour, x, y = labels[n]
+        width = len(text) * CHAR_PX * mm_per_pixel
+        for _ in range(len(labels) + 1):
+            if not any(abs(x - px) < max(width, pw) and abs(y - py) < line for px, py, pw in placed):
+                break
+            y += line
+        placed.append((x, y, width))
+        out[n] = (x, y)
+    return out
 
 
 def _set_polylines(poly: vtkPolyData, lines: list[np.ndarray]) -> None:

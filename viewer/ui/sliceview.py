@@ -203,7 +203,7 @@ class SliceView(VtkWidget):
                 d = np.cross(geom.n, s.axes(other)[2])
                 lines.append(((float(d @ geom.u), float(d @ geom.v)), PLANE_COLOURS[other]))
         self.crosshair.update(centre, lines, w, h, self.model.crosshair_visible)
-        self.markers.update(s.open_series.marker_sets, geom, s.point)
+        self.markers.update(s.open_series.marker_sets, geom, s.point, self.view2d.mm_per_pixel)
         zoom_pct = 100.0 * geom.spacing / self.view2d.mm_per_pixel
         self.corners.update(corner_texts(s, vp, zoom_pct, self.session.loading_text(s.key)), w, h)
         self.labels.update(orientation_letters(geom.u, geom.v), w, h)
