@@ -743,6 +743,10 @@ def install(feature) -> ClickSegmenter:
     label = QLabel(" Method ")
     combo = QComboBox()
     combo.setObjectName("click_segment_method")
+    # filled when the tool is first chosen (reading the plugins then keeps the window's start fast)
+    combo.setPlaceholderText("best measured")
+    combo.setToolTip("How each click is segmented: the method with the best measured one-click Dice, unless you "
+                     "choose another once the tool is on.")
     overwrite = QCheckBox("Overwrite other segments")
     overwrite.setObjectName("click_segment_overwrite")
     overwrite.setToolTip("Off: the mask never takes voxels of another segment. On: it may.")
