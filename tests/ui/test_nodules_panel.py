@@ -239,12 +239,23 @@ def test_the_nodules_panel_reviews_adds_and_reports(nodule_window, nodule_run, q
     # measures it from the corrected mask and marks it edited
     ed = ctl.nodule_segmentation(_row(ctl, 3).marker_set)
     assert ed.name.startswith("Nodules") and ed.original is not None  # the run's, the model's map kept
-    ed.brush(_row(ctl, 3).marker.center, 3.0, segment="Nodule 3")
+    row3 = _row(ctl, 3)
+    before = (row3.attrs["volume_ml"], row3.attrs["mean_diameter_mm"])
+    ed.brush(row3.marker.center, 3.0, segment="Nodule 3")
+    # the row follows the corrected mask (after the pause that ends a stroke): larger, edited by a person
+    qtbot.waitUntil(lambda: _row(ctl, 3).attrs["volume_ml"] > before[0] + 0.02, timeout=10000)
+    assert _row(ctl, 3).attrs["mean_diameter_mm"] > before[1] and _row(ctl, 3).marker.edited
+    assert _row(ctl, 3).attrs["measured_by"] == "person"
+    table = panel.table
+    texts = [table.item(i, c).text() for i in range(table.rowCount()) for c in range(table.columnCount())
+             if table.item(i, c) is not None and panel.row_at(i).number == 3]
+    assert any("edited" in t for t in texts), texts
     feat.report(str(tmp_path / "again"))
     qtbot.waitUntil(lambda: ctl.report_thread is None, timeout=60000)
     again = {g["number"]: g for g in read_nodule_sr(ctl.last_report["sr"][0])}
     assert again[3]["Provenance"].endswith("edited by a person") and _row(ctl, 3).marker.edited
     assert again[3]["Volume"] > groups[3]["Volume"] + 20.0
+    assert again[3]["Volume"] == pytest.approx(_row(ctl, 3).attrs["volume_ml"] * 1000.0, rel=0.01)  # as listed
     assert again[1]["Volume"] == pytest.approx(groups[1]["Volume"])
 
 
@@ -265,6 +276,13 @@ def test_screenshot_of_the_nodules_panel(nodule_window, nodule_run, qtbot, tmp_p
         if ed.name.startswith("Lungs"):
             ed.segmentation.set_style(visible=False)
     settle(qtbot, 150)
+    table = win.features.measure.panel.table
+
+    def stats_done() -> bool:  # every segment's statistics in (not "computing..." in the shot)
+        return not any(table.item(r, c) is not None and "computing" in table.item(r, c).text()
+                       for r in range(table.rowCount()) for c in range(table.columnCount()))
+
+    qtbot.waitUntil(stats_done, timeout=30000)
     for v in win.grid.visible_views():
         v.render_now()
     qtbot.wait(100)

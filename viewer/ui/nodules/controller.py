@@ -200,6 +200,12 @@ class NodulesController(QObject):
         self._timer.setSingleShot(True)
         self._timer.setInterval(300)
         self._timer.timeout.connect(self._remeasure_pending)
+        # a nodule's segment corrected with the segment tools: its row measured again from the mask
+        self._watched: list = []  # the nodule segmentations whose voxel changes are heard
+        self._seg_timer = QTimer(self)
+        self._seg_timer.setSingleShot(True)
+        self._seg_timer.setInterval(400)
+        self._seg_timer.timeout.connect(self.sync_from_segments)
         self.measured.connect(self._on_measured)
         self.report_thread = None
         self.last_report: dict | None = None
@@ -250,7 +256,65 @@ class NodulesController(QObject):
             for i, m in enumerate(ms.markers):
                 num = m.attributes.get("number")
                 self.rows.append(NoduleRow(ms, i, int(num) if isinstance(num, (int, float)) else i + 1))
+        self._watch_segmentations()
         self.rows_changed.emit()
+
+    def _watch_segmentations(self) -> None:
+        segs = []
+        for ms in self._sets:
+            ed = self.nodule_segmentation(ms)
+            if ed is not None and ed.segmentation not in segs:
+                segs.append(ed.segmentation)
+        if segs == self._watched:
+            return
+        for seg in self._watched:
+            seg.changed.disconnect(self._on_voxels_changed)
+        self._watched = segs
+        for seg in segs:
+            seg.changed.connect(self._on_voxels_changed)
+
+    def _on_voxels_changed(self, *_a) -> None:
+        if not self._closed:
+            self._seg_timer.start()
+
+    def sync_from_segments(self) -> list[NoduleRow]:
+        """Measure again, from its segment, every nodule whose segment a person changed with the segment
+        tools (its voxels no longer match the volume last measured): diameters, volume, mean HU and the
+        Lung-RADS suggestion follow the corrected mask (the type stays as measured), and the row is marked
+        edited by a person. Returns the rows that changed."""
+        from plugins.lung_nodules.measure import mask_measurements
+
+        st = self.state
+        if st is None or self._closed:
+            return []
+        vol = st.volume
+        sp = np.asarray(vol.spacing[::-1], float)
+        changed = []
+        for r in self.rows:
+            m, a = r.marker, r.attrs
+            ed = self.nodule_segmentation(r.marker_set)
+            seg = ed.segmentation.by_name(f"Nodule {r.number}") if ed is not None else None
+            if seg is None or not seg.edited or not ed.segmentation.count(seg) or not self._segment_changed(ed, seg, a):
+                continue
+            full = ed.segmentation.mask(seg)
+            idx = np.argwhere(full)
+            (k0, j0, i0), (k1, j1, i1) = idx.min(0), idx.max(0) + 1
+            mask = full[k0:k1, j0:j1, i0:i1]
+            mm = mask_measurements(mask, sp)
+            hu = self._hu_of(vol)[k0:k1, j0:j1, i0:i1][mask]
+            if m.origin == "ai" and "ai_measurement" not in a:
+                a["ai_measurement"] = {k: v for k, v in a.items() if k != "number"}
+            a.update(long_mm=mm["long_mm"], short_mm=mm["short_mm"], mean_diameter_mm=mm["mean_diameter_mm"],
+                     volume_ml=round(mm["volume_ml"], 4), mean_hu=round(float(hu.mean()), 1),
+                     bbox_kji=[int(k0), int(k1), int(j0), int(j1), int(i0), int(i1)], measured_by="person")
+            lr = lungrads_of(a)
+            if lr is not None:
+                a["lungrads"], a["lungrads_rule"] = lr.category, lr.rule
+            m.edited = True
+            changed.append(r)
+        if changed:
+            self.rows_changed.emit()
+        return changed
 
     def visible(self, row: NoduleRow) -> bool:
         """Below the operating point an AI row is hidden (never deleted), its marker too; a
@@ -465,16 +529,14 @@ class NodulesController(QObject):
     def prepare_report(self, folder: str) -> ReportTask:
         from highdicom import UID
 
-        from plugins.lung_nodules.measure import mask_measurements
-
         st = self.state
         if st is None:
             raise HounsfieldError("Open a series first; the report is of the series in the active view.")
+        self.sync_from_segments()  # corrections not yet measured (the pause after the last stroke)
         rows = self.report_nodules()
         if not rows:
             raise HounsfieldError("No nodule is accepted yet; accept or add the nodules to report first.")
         vol = st.volume
-        sp = np.asarray(vol.spacing[::-1], float)
         nodules = []
         lungs = None
         for r in rows:
@@ -495,13 +557,6 @@ class NodulesController(QObject):
                 idx = np.argwhere(full)
                 (k0, j0, i0), (k1, j1, i1) = idx.min(0), idx.max(0) + 1
                 d["bbox"], d["mask"] = (k0, k1, j0, j1, i0, i1), full[k0:k1, j0:j1, i0:i1].copy()
-                if seg.edited and self._segment_changed(ed, seg, a):  # corrected with the segment tools
-                    edited = True
-                    mm = mask_measurements(d["mask"], sp)
-                    hu = self._hu_of(vol)[k0:k1, j0:j1, i0:i1][d["mask"]]
-                    d.update(long_mm=mm["long_mm"], short_mm=mm["short_mm"],
-                             mean_diameter_mm=mm["mean_diameter_mm"], volume_ml=round(mm["volume_ml"], 4),
-                             mean_hu=round(float(hu.mean()), 1))
             elif "mean_diameter_mm" not in d or "type" not in d:
                 lungs = self._lungs(r.marker_set) if lungs is None else lungs
             d["edited"] = bool(edited)
@@ -543,6 +598,10 @@ class NodulesController(QObject):
     def shutdown(self) -> None:
         self._closed = True
         self._timer.stop()
+        self._seg_timer.stop()
+        for seg in self._watched:
+            seg.changed.disconnect(self._on_voxels_changed)
+        self._watched = []
         if self.report_thread is not None:
             self.report_thread.wait(120000)
         self._pool.shutdown(wait=True, cancel_futures=True)
