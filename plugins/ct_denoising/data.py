@@ -42,6 +42,15 @@ TRAINING = ("chest-ct", "totalseg-examples/example_ct.nii.gz", "invesalius-examp
 # 0.45 mm pixels, so the simulated noise has the texture of a 0.4-0.5 mm scan (a head at 0.43 mm was the
 # image 1.2.0 did worst on); appended after TRAINING so the earlier volumes keep their simulation seeds
 FINE_PIXEL = ("invesalius-examples@0.45mm", "lung-nodule-ct/lidc-idri-0002@0.45mm")
+# single real CT slices from two more scanners and body regions (train.py --more-slices), from the pydicom-data
+# package: a Siemens B30s neck slice (0.29 mm pixels, 1 mm) and a slice of the NIH Pancreas-CT collection
+# (abdomen, 0.86 mm; TCIA, CC BY).  Left out on purpose: pydicom-data's 693_*.dcm (a CQ500 head slice:
+# CC BY-NC-SA, non-commercial) and highdicom's ct_image.dcm (the same patient and image as pydicom's
+# CT_small.dcm, a bench_denoise image).  Single slices are trained only as lone slices (as the plugin
+# sees one) and give no monitoring slices.
+MORE_SLICES = ("pydicom-data:bad_sequence.dcm", "pydicom-data:explicit_VR-UN.dcm")
+# the unseen single-slice images of tests/benchmarks/bench_denoise.py (patient IDs): never trained on
+BENCH_PATIENT_IDS = ("99000", "123456", "JXD191021006", "1CT1")
 
 
 @dataclass
@@ -144,6 +153,16 @@ def load_training_volume(name: str) -> CTVolume:
     if "@" in name:
         base, _, size = name.partition("@")
         return resample_in_plane(load_training_volume(base), float(size.removesuffix("mm")))
+    if name.startswith("pydicom-data:"):
+        import pydicom
+        from pydicom.data import get_testdata_file
+
+        path = Path(get_testdata_file(name.partition(":")[2]))
+        if str(pydicom.dcmread(path, stop_before_pixels=True).get("PatientID", "")) in BENCH_PATIENT_IDS:
+            raise HeldOutError(f"{path} is a bench_denoise evaluation image; it must never be trained on.")
+        vol = _from_viewer(path, name)
+        refuse_held_out(vol, path)
+        return vol
     if name == "invesalius-examples":
         vol = read_inv3(fetch_invesalius())
         refuse_held_out(vol)

@@ -164,6 +164,8 @@ class Sampler:
                 # the variance each cached draw adds to the measured noise of the original
                 meta = {**meta, "own_var": st[0] ** 2, "added_var": np.maximum(st[1:] ** 2 - st[0] ** 2, 0.0)}
             self.vols.append((meta, clean, noisy))
+        # single slices (data.MORE_SLICES) give no monitoring slices: they are drawn for training only
+        self.val_vols = [i for i, v in enumerate(self.vols) if v[1].shape[0] > 1]
         sizes = np.array([v[1].size for v in self.vols], dtype=np.float64)
         self.weights = np.sqrt(sizes) / np.sqrt(sizes).sum()
         self.patch = patch
@@ -171,9 +173,13 @@ class Sampler:
 
     def sample(self, val: bool = False):
         rng, p = self.rng, self.patch
-        meta, clean, noisy = self.vols[rng.choice(len(self.vols), p=self.weights)]
+        if val:
+            w = self.weights[self.val_vols] / self.weights[self.val_vols].sum()
+            meta, clean, noisy = self.vols[self.val_vols[rng.choice(len(self.val_vols), p=w)]]
+        else:
+            meta, clean, noisy = self.vols[rng.choice(len(self.vols), p=self.weights)]
         depth, rows, cols = clean.shape
-        n_val = max(1, min(VAL_SLICES, depth // 6))
+        n_val = max(1, min(VAL_SLICES, depth // 6)) if depth > 1 else 0
         lo, hi = (depth - n_val, depth) if val else (0, depth - n_val)
         for _ in range(10):
             k = int(rng.integers(lo, hi))
@@ -212,7 +218,7 @@ class Sampler:
 
             cond = dose_channel_value(dose)
         y = target[half:half + 1]
-        if self.lone_slice and rng.random() < self.lone_slice:
+        if depth == 1 or (self.lone_slice and rng.random() < self.lone_slice):
             # a lone slice, as the plugin sees it: its neighbours are a lightly smoothed copy of it
             from scipy import ndimage
 
@@ -242,9 +248,29 @@ class Sampler:
         return np.stack(xs), np.stack(ys)
 
 
+def loss_fn(kind: str):
+    """The training loss on (prediction, target) batches in HU/1000.
+
+    ``mse``: mean squared error (1.1.0-1.4.0).  ``logwin``: what the bench scores, the mean PSNR of images
+    in the [-1000, 1000] HU window: per sample, the MSE of prediction and target both clipped to that window
+    (plus a tenth of the unclipped MSE, so bone above 1000 HU keeps its value), and the mean over the batch
+    of log(MSE + (1 HU)^2) -- each patch counts by its PSNR, so quiet images weigh as much as noisy ones."""
+    import torch
+
+    if kind == "mse":
+        return lambda y, t: torch.mean((y - t) ** 2)
+
+    def logwin(y, t):
+        win = torch.mean((y.clamp(-1.0, 1.0) - t.clamp(-1.0, 1.0)) ** 2, dim=(1, 2, 3))
+        full = torch.mean((y - t) ** 2, dim=(1, 2, 3))
+        return torch.mean(torch.log(win + 0.1 * full + 1e-6))
+
+    return logwin
+
+
 def train(folders: list[Path], out: Path, minutes: float, iterations: int, batch: int, patch: int,
           threads: int, seed: int = 0, init: Path | None = None, lr: float = LR, lone_slice: float = 0.0,
-          blind: bool = False) -> dict:
+          blind: bool = False, grow: int = 0, loss: str = "mse") -> dict:
     import torch
 
     from plugins.ct_denoising.network import DenoiseNet
@@ -260,6 +286,9 @@ def train(folders: list[Path], out: Path, minutes: float, iterations: int, batch
         net = DenoiseNet.from_state_dict(torch.load(init, map_location="cpu", weights_only=True))
     else:
         net = DenoiseNet()
+    if grow:  # identity-initialised residual blocks: the grown network starts as the one it was grown from
+        net.grow(grow)
+    crit = loss_fn(loss)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     t0 = time.time()
     history = []
@@ -272,14 +301,17 @@ def train(folders: list[Path], out: Path, minutes: float, iterations: int, batch
     def validate() -> float:
         net.eval()
         with torch.no_grad():
-            losses = [torch.mean((net(torch.from_numpy(x)) - torch.from_numpy(y)) ** 2).item() for x, y in val]
+            losses = [crit(net(torch.from_numpy(x)), torch.from_numpy(y)).item() for x, y in val]
         net.train()
         return float(np.mean(losses))
 
     centre = SLICES // 2
-    base_val = float(np.mean([np.mean((x[:, centre:centre + 1] - y) ** 2) for x, y in val]))
-    print(f"network: {sum(p.numel() for p in net.parameters())} parameters; validation MSE of the noisy input "
-          f"{base_val * 1e6:.1f} HU^2", flush=True)
+    base_val = float(np.mean([crit(torch.from_numpy(x[:, centre:centre + 1]), torch.from_numpy(y)).item()
+                              for x, y in val]))
+    # the monitoring figures are the loss: in HU^2 for ``mse``, log(HU/1000-units MSE) for ``logwin``
+    unit = 1e6 if loss == "mse" else 1.0
+    print(f"network: {sum(p.numel() for p in net.parameters())} parameters; validation loss of the noisy input "
+          f"{base_val * unit:.4g} ({loss})", flush=True)
     running = 0.0
     skipped = 0
     best: tuple = (float("inf"), None, 0)
@@ -291,24 +323,26 @@ def train(folders: list[Path], out: Path, minutes: float, iterations: int, batch
         for g in opt.param_groups:
             g["lr"] = lr_at(frac)
         x, y = sampler.batch(batch)
-        loss = torch.mean((net(torch.from_numpy(x)) - torch.from_numpy(y)) ** 2)
+        loss_t = crit(net(torch.from_numpy(x)), torch.from_numpy(y))
         it += 1
-        if not torch.isfinite(loss) or (it > 100 and loss.item() > 50 * running):
+        # an outlier check on the MSE scale (the log loss is compared through exp)
+        size = loss_t.item() if loss == "mse" else math.exp(loss_t.item())
+        if not torch.isfinite(loss_t) or (it > 100 and size > 50 * running):
             skipped += 1  # an outlier batch must not blow the weights up
             continue
         opt.zero_grad()
-        loss.backward()
+        loss_t.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         opt.step()
-        running = 0.98 * running + 0.02 * loss.item() if it > 1 else loss.item()
+        running = 0.98 * running + 0.02 * size if it > 1 else size
         if it % 250 == 0:
             v = validate()
             history.append({"iteration": it, "seconds": round(time.time() - t0), "train_mse_hu2": running * 1e6,
-                            "val_mse_hu2": v * 1e6})
+                            "val_loss" if loss != "mse" else "val_mse_hu2": v * unit})
             if v < best[0]:
                 best = (v, {k: t.detach().clone().contiguous() for k, t in net.state_dict().items()}, it)
-            print(f"it {it:6d}  {time.time() - t0:6.0f} s  train {running * 1e6:8.1f}  val {v * 1e6:8.1f} HU^2 "
-                  f"(input {base_val * 1e6:.1f}){'  *' if best[2] == it else ''}", flush=True)
+            print(f"it {it:6d}  {time.time() - t0:6.0f} s  train {running * 1e6:8.1f} HU^2  val {v * unit:8.4g} "
+                  f"(input {base_val * unit:.4g}){'  *' if best[2] == it else ''}", flush=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     final = validate()
     if final < best[0]:
@@ -317,8 +351,9 @@ def train(folders: list[Path], out: Path, minutes: float, iterations: int, batch
     summary = {"iterations": it, "seconds": round(time.time() - t0), "batch": batch, "patch": patch,
                "threads": threads, "learning_rate": lr, "init": str(init) if init else None,
                "lone_slice": lone_slice, "blind_noise_input": blind, "skipped_batches": skipped,
-               "kept_iteration": best[2],
-               "val_mse_hu2": best[0] * 1e6, "input_val_mse_hu2": base_val * 1e6, "history": history}
+               "kept_iteration": best[2], "grow": grow, "loss": loss,
+               ("val_loss" if loss != "mse" else "val_mse_hu2"): best[0] * unit,
+               ("input_val_loss" if loss != "mse" else "input_val_mse_hu2"): base_val * unit, "history": history}
     print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB): weights of iteration {best[2]} of {it}", flush=True)
     return summary
 
@@ -442,13 +477,21 @@ def main(argv=None) -> int:
                          "measured noise) instead of from the dose")
     ap.add_argument("--fine-pixel", action="store_true",
                     help="add data.FINE_PIXEL (two volumes interpolated to 0.45 mm pixels) to the training volumes")
+    ap.add_argument("--more-slices", action="store_true",
+                    help="add data.MORE_SLICES (two single real CT slices of other scanners) to the training volumes")
+    ap.add_argument("--grow", type=int, default=0, metavar="N",
+                    help="append N identity-initialised residual blocks to the network before training")
+    ap.add_argument("--loss", choices=("mse", "logwin"), default="mse",
+                    help="mse (1.1.0-1.4.0) or logwin: mean log of the [-1000, 1000] HU windowed MSE per patch "
+                         "(see loss_fn)")
     ap.add_argument("--log", type=Path, default=HERE / "training_log.json")
     ap.add_argument("--prepare-only", action="store_true")
     ap.add_argument("--fit-mapping", type=Path, metavar="WEIGHTS",
                     help="only grid-search noise.py's blind mapping for these weights on the monitoring slices")
     ap.add_argument("--mapping-table", type=Path, help="with --fit-mapping: keep its PSNR table here (.npz)")
     args = ap.parse_args(argv)
-    folders = prepare(args.cache, args.jobs, data.TRAINING + (data.FINE_PIXEL if args.fine_pixel else ()))
+    folders = prepare(args.cache, args.jobs, data.TRAINING + (data.FINE_PIXEL if args.fine_pixel else ())
+                      + (data.MORE_SLICES if args.more_slices else ()))
     if args.prepare_only:
         return 0
     if args.fit_mapping:
@@ -458,7 +501,8 @@ def main(argv=None) -> int:
         fit_mapping(folders, args.fit_mapping, table_out=args.mapping_table)
         return 0
     summary = train(folders, args.out, args.minutes, args.iterations, args.batch, args.patch, args.threads,
-                    init=args.init, lr=args.lr, lone_slice=args.lone_slice, blind=args.blind_noise)
+                    init=args.init, lr=args.lr, lone_slice=args.lone_slice, blind=args.blind_noise, grow=args.grow,
+                    loss=args.loss)
     metas = [json.loads((f / "meta.json").read_text()) for f in folders]
     summary["data"] = [{k: m[k] for k in ("name", "shape", "pixel_mm", "slice_mm", "i0")} for m in metas]
     summary["doses"] = list(DOSES)

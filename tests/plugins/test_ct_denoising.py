@@ -80,9 +80,25 @@ def test_weights_are_small_and_load_without_pickled_code():
     weights = PLUGIN / "weights.pt"
     assert weights.stat().st_size < 5 * 2**20
     state = torch.load(weights, weights_only=True)
-    net = DenoiseNet()
-    net.load_state_dict(state)  # strict: every tensor present, none extra
+    net = DenoiseNet.from_state_dict(state)  # shaped from the tensors, then loaded strictly
+    assert net.state_dict().keys() == state.keys()  # every tensor present, none extra
     assert 50_000 < sum(p.numel() for p in net.parameters()) < 2_000_000
+
+
+def test_a_grown_network_starts_as_the_one_it_grew_from():
+    """train.py --grow N appends identity-initialised residual blocks: before training the grown network gives
+    the shipped one's output exactly, and its weights load back into a network of the grown shape."""
+    import torch
+
+    from plugins.ct_denoising.network import DenoiseNet
+
+    state = torch.load(PLUGIN / "weights.pt", weights_only=True)
+    net, grown = DenoiseNet.from_state_dict(state).eval(), DenoiseNet.from_state_dict(state).grow(1).eval()
+    x = torch.from_numpy(np.random.default_rng(0).normal(0, 0.2, (2, 4, 32, 32)).astype(np.float32))
+    with torch.no_grad():
+        assert torch.equal(net(x), grown(x))
+    again = DenoiseNet.from_state_dict(grown.state_dict())
+    assert len(again.res) == len(grown.res) == (len(net.res) if net.res is not None else 0) + 1
 
 
 def test_denoises_the_real_chest_ct_through_the_worker(host, chest):
@@ -331,6 +347,18 @@ def test_training_refuses_the_held_out_ct(tmp_path):
     viewer.save(viewer.load(copy), converted)  # other file, same voxels
     with pytest.raises(data.HeldOutError):
         data.refuse_held_out(data._from_viewer(converted, "a conversion"), converted)
+
+
+def test_training_refuses_the_bench_slices():
+    """The extra single training slices (data.MORE_SLICES, train.py --more-slices) come from pydicom-data; the
+    bench's unseen slices (CT_small, the Hitachi head, ...) are refused by patient, whichever package has them."""
+    pytest.importorskip("pydicom.data")
+    from plugins.ct_denoising import data
+
+    for name in ("CT_small.dcm", "J2K_pixelrep_mismatch.dcm"):
+        with pytest.raises(data.HeldOutError):
+            data.load_training_volume("pydicom-data:" + name)
+    assert not any("693_" in n or "CT_small" in n for n in data.MORE_SLICES)
 
 
 def test_training_simulation_on_the_coarse_projector_inserts_the_same_noise():
