@@ -228,6 +228,48 @@ def insert_lesion(rng, win: np.ndarray, modality: str, centre, radius_vox: float
     return (win * (1 - alpha) + lesion * alpha).astype(np.float32), mask
 
 
+def insert_whole_tumour(rng, win: np.ndarray, centre, radius_vox: float, spacing: float
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """``win`` (MR) with a synthetic whole brain tumour as FLAIR shows it, and its mask (all of it).
+
+    Oedema: a moderately bright, fuzzy-edged, irregular region (the whole mask, kept inside the head);
+    in it, off its centre, the tumour: a brighter rim, heterogeneous, around a dark necrotic or cystic
+    core (darker than the brain around it in about half).  The most interior point of the mask, where
+    the first click goes, then usually lies in the core or the rim, as in BraTS 0005."""
+    roi = win.shape[0]
+    d = synthetic_shape(rng, roi, centre, radius_vox)
+    fg_level = np.percentile(win, 99)
+    head = ndimage.binary_fill_holes(ndimage.gaussian_filter(win, 1.0) > 0.15 * fg_level)
+    head = ndimage.binary_erosion(head, iterations=2) if head.sum() > 0.3 * head.size else np.ones_like(head)
+    mask = (d < 0) & head
+    if mask.sum() < 8:
+        return win, mask
+    fg = win[head & (win > np.percentile(win[head], 20))]
+    m, s = float(fg.mean()), float(fg.std()) + 1e-3
+    # the tumour proper: a second shape inside the oedema, off its centre
+    core_c = np.asarray(centre, np.float64) + rng.uniform(-0.35, 0.35, 3) * radius_vox
+    rc = radius_vox * rng.uniform(0.35, 0.75)
+    dc = synthetic_shape(rng, roi, core_c, rc)
+    rim = (dc < 0) & mask
+    necrotic = (dc < -rng.uniform(0.15, 0.55)) & mask if rng.random() < 0.85 else np.zeros_like(mask)
+    edge_vox = rng.uniform(0.5, 4.0) / spacing  # the oedema's edge fades out
+    alpha = 1.0 / (1.0 + np.exp(np.clip(d * radius_vox / max(edge_vox, 0.05), -30, 30))) * head
+    white = rng.standard_normal(win.shape).astype(np.float32)
+    def texture(lo: int, hi: int) -> np.ndarray:
+        return _smooth_noise(rng, roi, int(rng.integers(lo, hi)))
+
+    oedema = m + rng.uniform(0.6, 2.2) * s + rng.uniform(0.1, 0.6) * s * texture(5, 12)
+    if rng.random() < 0.5:  # brighter towards the tumour, fading outward
+        oedema = oedema + rng.uniform(0.2, 1.0) * s * np.clip(-d, 0, 1)
+    lesion = oedema + rng.uniform(0.02, 0.15) * s * white
+    bright = m + rng.uniform(1.2, 3.5) * s + rng.uniform(0.2, 0.8) * s * texture(6, 14)
+    lesion = np.where(rim, bright, lesion)
+    dark = m + rng.uniform(-2.5, 0.5) * s + rng.uniform(0.1, 0.8) * s * texture(4, 10)
+    soft = ndimage.gaussian_filter(necrotic.astype(np.float32), rng.uniform(0.5, 1.5))
+    lesion = lesion * (1 - soft) + dark * soft
+    return (win * (1 - alpha) + lesion * alpha).astype(np.float32), mask
+
+
 # ------------------------------------------------------------------------------ held-out references
 
 CHEST_TUMOUR_SEED_KJI = (77, 252, 168)  # the chest-ct right-lung tumour (k 72-84, about 8 mL)

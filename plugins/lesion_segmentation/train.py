@@ -211,7 +211,7 @@ LR = 2e-3
 
 class Sampler:
     def __init__(self, cases, rng, wide: bool = False, max_extent: float = 70.0, coarse_share: float = 0.25,
-                 lung_share: float = 0.0, necrotic: float = 0.0):
+                 lung_share: float = 0.0, necrotic: float = 0.0, whole_tumour: float = 0.0):
         self.cases = cases
         self.rng = rng
         self.wide = wide
@@ -220,6 +220,18 @@ class Sampler:
         self.lung_share = lung_share  # extra synthetic lung lesions (CT cases with lung)
         self.necrotic = necrotic  # share of synthetic MR lesions with a dark core (data.insert_lesion)
         self.lung_cases = [i for i, c in enumerate(cases) if len(c.sites.get("lung", ())) > 0]
+        self.whole_tumour = whole_tumour  # extra synthetic whole brain tumours (data.insert_whole_tumour)
+        self.brain_sites = {}  # brain MR case -> its tissue sites away from its own lesions (45 mm from
+        # brain-tumor-mr's tumour, 12 mm from flair-lesion's 16 scattered white-matter lesions)
+        for i, c in enumerate(cases):
+            if c.modality != "MR" or not any(n in c.name for n in ("brain", "flair", "mni")):
+                continue
+            pts = c.sites.get("tissue", np.zeros((0, 3), int))
+            if c.lesions and len(pts):
+                far = ndimage.distance_transform_edt(~np.any(c.lesions, axis=0), sampling=c.vox)
+                pts = pts[far[tuple(pts.T)] >= (45.0 if len(c.lesions) <= 3 else 12.0)]
+            if len(pts):
+                self.brain_sites[i] = pts
         self.info = []
         for c in cases:
             les = []
@@ -241,6 +253,11 @@ class Sampler:
         """(image window, truth mask, modality) of one lesion, ``roi`` voxels a side."""
         rng = self.rng
         while True:
+            if self.whole_tumour and self.brain_sites and rng.random() < self.whole_tumour:
+                out = self.whole_tumour_window(roi)
+                if out is not None:
+                    return out
+                continue
             lung = bool(self.lung_share and self.lung_cases and rng.random() < self.lung_share)
             pool = self.lung_cases if lung else range(len(self.cases))
             ci = pool[int(rng.integers(len(pool)))]
@@ -274,6 +291,25 @@ class Sampler:
                 if rng.random() < 0.5:
                     img, gt = np.flip(img, axis), np.flip(gt, axis)
             return np.ascontiguousarray(img), np.ascontiguousarray(gt), case.modality
+
+    def whole_tumour_window(self, roi: int = ROI):
+        """A synthetic whole brain tumour (oedema, rim, necrotic core; 55-105 mm across, about 60-250
+        mL) in a brain MR training volume, or None when it came out too small."""
+        rng = self.rng
+        keys = list(self.brain_sites)
+        ci = keys[int(rng.integers(len(keys)))]
+        case, pts = self.cases[ci], self.brain_sites[ci]
+        loc = pts[int(rng.integers(len(pts)))].astype(np.float64)
+        extent = float(np.exp(rng.uniform(np.log(55.0), np.log(105.0))))
+        s = self.spacing(extent)
+        w = Window(loc + rng.normal(0, 0.08 * ROI * s, 3) / case.vox, s, case.vox, roi)
+        img, gt = data.insert_whole_tumour(rng, w.sample(case.image), w.to_window(loc), extent / 2 / s, s)
+        if gt.sum() < 8 or gt.all():
+            return None
+        for axis in range(3):
+            if rng.random() < 0.5:
+                img, gt = np.flip(img, axis), np.flip(gt, axis)
+        return np.ascontiguousarray(img), np.ascontiguousarray(gt), case.modality
 
     def perturbed(self, gt):
         rng = self.rng
@@ -515,6 +551,9 @@ def main(argv=None) -> int:
                     help="share of samples that are a synthetic lesion in the lung of a CT (on top of the usual mix)")
     ap.add_argument("--necrotic", type=float, default=0.0,
                     help="share of synthetic MR lesions with a dark necrotic core inside a bright rim")
+    ap.add_argument("--whole-tumour", type=float, default=0.0, metavar="P",
+                    help="share of samples that are a synthetic whole brain tumour on a brain MR (oedema, bright "
+                         "rim, dark core, 60-250 mL; data.insert_whole_tumour), on top of the usual mix")
     ap.add_argument("--click-centred", type=float, default=0.0, metavar="P",
                     help="with --cache: share of first-click samples whose window is centred on the click")
     ap.add_argument("--own-mask", type=float, default=0.0, metavar="P",
@@ -541,7 +580,7 @@ def main(argv=None) -> int:
     print(f"{len(cases)} cases, {sum(len(c.lesions) for c in cases)} real lesions, "
           f"loaded in {time.perf_counter() - t0:.0f} s", flush=True)
     sampler = Sampler(cases, rng, wide=args.wide, max_extent=args.max_extent, coarse_share=args.coarse_share,
-                      lung_share=args.lung_share, necrotic=args.necrotic)
+                      lung_share=args.lung_share, necrotic=args.necrotic, whole_tumour=args.whole_tumour)
     channels = GEO_CHANNELS if args.geodesic else CHANNELS
     net = build_net(output_norm=args.output_norm, in_channels=channels)
     if args.init:
@@ -559,7 +598,7 @@ def main(argv=None) -> int:
            "held_out": list(data.HELD_OUT), "loss": [], "geodesic": args.geodesic, "cache": args.cache,
            "max_extent": args.max_extent, "output_norm": args.output_norm, "coarse_share": args.coarse_share,
            "lung_share": args.lung_share, "necrotic": args.necrotic, "click_centred": args.click_centred,
-           "own_mask": args.own_mask}
+           "own_mask": args.own_mask, "whole_tumour": args.whole_tumour}
     cache = None
     if args.cache:
         t_cache = time.perf_counter()
