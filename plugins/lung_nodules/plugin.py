@@ -84,7 +84,8 @@ class LungNodules:
             mask = None
             if measure is not None:
                 try:
-                    m = measure(hu, sp, tuple(d["center_kji"]), lungs, size_mm=d["diameter_mm"], affine=vol.affine)
+                    m = measure(hu, sp, tuple(d["center_kji"]), lungs, size_mm=d["diameter_mm"], affine=vol.affine,
+                                hold_to_size=True)
                 except Exception as exc:  # the measurement half must not lose the detection
                     log.exception("nodule measurement failed")
                     results.notes.append(f"Nodule {n} could not be measured ({type(exc).__name__}).")
@@ -106,9 +107,11 @@ class LungNodules:
                 labels[mask & (labels == 0)] = n
                 segments.append(Segment(n, name, (255, 200, 0), f"{name}, score {d['score']:.2f}", NODULE_CODE))
             where = f"{d['lung']} lung" if d["lung"] else "near the lungs"
+            held = ("; its outline ran into neighbouring structures and was held to 1.5 times the detector's size: "
+                    "check it" if attrs.get("held_to_size") else "")
             results.detections.append(Detection(
                 tuple(d["center_lps"]), size, float(d["score"]), "nodule",
-                f"{name}: {where}, about {d['diameter_mm']:.0f} mm; {d['score_rule']} {d['score']:.2f}", attrs))
+                f"{name}: {where}, about {d['diameter_mm']:.0f} mm; {d['score_rule']} {d['score']:.2f}{held}", attrs))
         if segments:
             results.label_maps.append(LabelMap(labels, vol.affine.copy(), segments, "Nodules"))
         if params.get("lung_labels", True) and lungs.any():
