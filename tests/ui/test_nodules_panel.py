@@ -118,7 +118,7 @@ def _wait_measured(qtbot, ctl):
 
 
 def test_the_nodules_panel_reviews_adds_and_reports(nodule_window, nodule_run, qtbot, tmp_path):
-    from PySide6.QtCore import Qt
+    from PySide6.QtCore import QPoint, Qt
 
     from plugins.lung_nodules.report import read_nodule_sr
 
@@ -135,6 +135,18 @@ def test_the_nodules_panel_reviews_adds_and_reports(nodule_window, nodule_run, q
     assert panel.table.item(panel.table_row_of(_row(ctl, 1)), 5).text() == "4B"  # suggested from the size
     # the operating point's expected false positives come from the run's FROC figures
     assert "FP/scan" in panel.fp_label.text() and "not measured" not in panel.fp_label.text()
+    # the panel opens at the run's 1 FP/scan operating point (0.6 here): the two low scores are hidden,
+    # rows and markers, until the reader lowers it (to 0 with the mouse and Page Down: every detection)
+    assert ctl.threshold == pytest.approx(0.6) and panel.slider.value() == 60
+    assert "1.0 FP/scan" in panel.fp_label.text() or "1 FP/scan" in panel.fp_label.text(), panel.fp_label.text()
+    assert [panel.row_at(i).number for i in range(panel.table.rowCount()) if panel.table.isRowHidden(i)] == [2, 3]
+    assert panel.summary.text().startswith("3 nodules, 1 shown")
+    slider = panel.slider
+    qtbot.mouseClick(slider, Qt.MouseButton.LeftButton, pos=QPoint(3, slider.height() // 2))  # a page step down
+    while slider.value() > 0:
+        qtbot.keyClick(slider, Qt.Key.Key_PageDown)
+    settle(qtbot)
+    assert ctl.threshold == 0.0 and not any(panel.table.isRowHidden(i) for i in range(panel.table.rowCount()))
 
     # sorting by score (descending) puts the tumour first; rows still map to their nodules
     panel.table.sortByColumn(6, Qt.SortOrder.DescendingOrder)

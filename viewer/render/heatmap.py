@@ -93,7 +93,9 @@ class HeatmapPipeline(SlicePipeline):
         self.colour_bar.SetLookupTable(heatmap_table(layer.colormap, layer.threshold, full_scale=scale))
         self.colour_bar.SetLabelFormat("%.0f" if scale >= 10 else "%.1f")
         self.colour_bar.SetVisibility(layer.visible and layer.colour_bar)
-        self.title.SetInput(f"{layer.name} ({layer.unit})" if layer.unit else layer.name)
+        # "Nodule probability", not "Nodule probability (probability)"
+        named = layer.unit and layer.unit.lower() in layer.name.lower()
+        self.title.SetInput(f"{layer.name} ({layer.unit})" if layer.unit and not named else layer.name)
         self.title.SetVisibility(layer.visible)
 
     def add_to(self, renderer) -> None:

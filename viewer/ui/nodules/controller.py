@@ -103,6 +103,17 @@ def froc_points(card=None, provenance: dict | None = None) -> list[tuple[float, 
     return sorted((t, r) for r, t in pts.items())
 
 
+DEFAULT_FP_RATE = 1.0  # the panel opens at the score threshold measured for this many false positives per scan
+
+
+def default_threshold(points: list[tuple[float, float]]) -> float:
+    """The score threshold of the measured point nearest DEFAULT_FP_RATE false positives per scan (0 when
+    nothing was measured: every detection shows)."""
+    if not points:
+        return 0.0
+    return float(min(points, key=lambda p: abs(p[1] - DEFAULT_FP_RATE))[0])
+
+
 def expected_fp(points: list[tuple[float, float]], threshold: float) -> str:
     """The expected false positives per scan at ``threshold`` from the measured FROC points."""
     if not points:
@@ -185,7 +196,8 @@ class NodulesController(QObject):
     def __init__(self, window, workspace):
         super().__init__(window)
         self.window, self.workspace = window, workspace
-        self.threshold = 0.0
+        self.threshold = 0.0  # until a run's sets come: then its card's DEFAULT_FP_RATE point, or the reader's
+        self._threshold_chosen = False
         self.rows: list[NoduleRow] = []
         self._sets: list[MarkerSet] = []
         self._series = None
@@ -251,6 +263,13 @@ class NodulesController(QObject):
                 for m in ms.markers:
                     self._measured.setdefault(m, (m.center.copy(), m.size_mm.copy()))
         self.froc_figures = self.froc() if sets else []
+        if sets and not self._threshold_chosen:  # open at the run's (else the card's) measured operating point
+            t = default_threshold(self.froc_figures)
+            if t != self.threshold:
+                self.threshold = t
+                for ms in sets:
+                    ms.min_score = t
+                    ms.changed.emit()  # the views redraw the markers
         self.rows = []
         for ms in sets:
             for i, m in enumerate(ms.markers):
@@ -322,6 +341,8 @@ class NodulesController(QObject):
         return row.marker_set.shown(row.marker)
 
     def set_threshold(self, t: float) -> None:
+        """The reader's operating point (kept for the next runs of this window)."""
+        self._threshold_chosen = True
         self.threshold = float(t)
         for ms in self._sets:
             ms.set_min_score(self.threshold)  # the views redraw the markers

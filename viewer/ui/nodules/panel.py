@@ -146,6 +146,10 @@ class NodulesPanel(QWidget):
                 t.selectRow(r)
         t.blockSignals(False)
         self.info.setVisible(not ctl.rows)
+        if self.slider.value() != round(ctl.threshold * 100):  # the run's default operating point
+            self.slider.blockSignals(True)
+            self.slider.setValue(round(ctl.threshold * 100))
+            self.slider.blockSignals(False)
         self.threshold_label.setText(f"{ctl.threshold:.2f}")
         self.fp_label.setText(expected_fp(ctl.froc_figures, ctl.threshold))
         shown = sum(ctl.visible(r) for r in ctl.rows)
