@@ -117,7 +117,7 @@ class LungNodules:
         if params.get("lung_labels", True) and lungs.any():
             segs = [Segment(s, f"{side.capitalize()} lung", c, f"{volumes[side]:.0f} mL", LUNG_CODES[s])
                     for s, side, c in ((1, "right", (128, 174, 128)), (2, "left", (241, 214, 145)))]
-            results.label_maps.append(LabelMap(lungs, vol.affine.copy(), segs, "Lungs"))
+            results.label_maps.append(LabelMap(lungs, vol.affine.copy(), segs, "Lungs", visible=False))
         if params.get("heatmap", True):
             results.heatmaps.append(Heatmap(found.probability, vol.affine.copy(), "Nodule probability", "probability",
                                             "The detector's per-voxel nodule probability (objectness); a detection "

@@ -249,7 +249,15 @@ def test_finds_the_real_tumour_through_the_worker(host, chest):
     # as the viewer shows it: the map starts above its low background (it washed both lungs red at 0.1)
     from viewer.core.ai_results import heatmap_layer
 
-    lungs = next(lm for lm in res.label_maps if lm.name == "Lungs").array > 0
+    lung_map = next(lm for lm in res.label_maps if lm.name == "Lungs")
+    lungs = lung_map.array > 0
+    # the lungs are context: opened hidden, so their surfaces do not hide the nodules in 3D
+    from viewer.core.ai_results import convert_results
+
+    assert lung_map.visible is False
+    conv = convert_results(res, vol)
+    assert [s.visible for s in conv.segmentations if s.name.startswith("Lungs")] == [False]
+    assert all(s.visible for s in conv.segmentations if s.name.startswith("Nodules"))
     assert (hm.array[lungs] > heatmap_layer(hm, "Lung nodules").threshold).mean() < 0.05
     # no false detection measured as a vessel tree: an outline that ran along vessels is held to the
     # detector's size (such leaks read 40-117 mm, Lung-RADS 4B, on this CT)

@@ -383,6 +383,7 @@ class LabelMap:
     affine: np.ndarray
     segments: list[Segment]
     name: str = "segmentation"
+    visible: bool = True  # False: context the viewer opens hidden (the lungs around nodules); a click shows it
 
 
 @dataclass

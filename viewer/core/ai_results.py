@@ -112,6 +112,8 @@ def convert_results(results, source: Volume, *, run: int = 1, images: bool = Tru
                                      algorithm_name=prov.get("plugin_name", "AI"),
                                      algorithm_version=prov.get("plugin_version", ""),
                                      algorithm_type=prov.get("algorithm_type", "AUTOMATIC"))
+        if not getattr(lm, "visible", True):  # context, not the finding: opened hidden (2D outlines, 3D surfaces)
+            seg.set_style(visible=False)
         out.segmentations.append(seg)
         out.originals[seg.uid] = np.asarray(lm.array).copy()
     if images:
