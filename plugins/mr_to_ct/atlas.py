@@ -15,10 +15,15 @@ The method (the established one that needs no paired training data):
 4. refined with the patient's own MR: air outside the head mask; brain, grey/white matter and
    CSF from a three-class k-means of the MR inside the warped intracranial prior (its intensity
    mapped piecewise-linearly onto typical HU, so ventricles and sulci follow the patient, not the
-   population; which class is which follows the contrast); skull sharpened where the MR is dark
-   inside the atlas' blurred bone shell, but never inside the MR's own brain envelope (its grey
-   and white matter, bias-corrected, opened, closed over the sulci, ventricles filled, grown by
-   the CSF over the cortex), where an affinely placed atlas skull can cross the vertex sulci;
+   population; which class is which follows the contrast; inside the MR's own brain envelope its
+   clearly CSF voxels are CSF whatever the atlas says); skull sharpened where the MR is dark
+   inside the atlas' blurred bone shell and in the MR's own dark rim between its brain envelope
+   and its scalp (the rim's part nearer the brain than the scalp is the CSF over the cortex, the
+   rest bone; on thick slices the dark ramp reaches higher, for the partial volume of an
+   obliquely cut vault; bright marrow between the tables keeps the atlas' HU), but never inside
+   the MR's own brain envelope (its grey and white matter, bias-corrected, opened, closed over the
+   sulci, ventricles filled, grown by the CSF over the cortex), where an affinely placed atlas
+   skull can cross the vertex sulci;
 5. several atlases fused by a weighted mean (the atlas of the MR's own contrast weighs more);
    their per-voxel spread is the uncertainty in HU (with one atlas: the change the deformable
    step made, or else how far the MR refinement moved the atlas).
@@ -59,11 +64,18 @@ BSPLINE_ITERATIONS = 30
 MOVING_MASK = True
 SKULL_DEPTH_MM = 12.0  # the outer table to the inner table lies within about this depth below the skin
 SHELL_DEPTH_MM = 20.0  # the atlas' blurred bone shell is trusted to this depth
-ENVELOPE_CLOSE_MM = 4.0  # the MR's brain closed by this radius covers its sulci (no bone in them)
+ENVELOPE_CLOSE_MM = 5.0  # the MR's brain closed by this radius covers its sulci (no bone in them)
 ENVELOPE_MARGIN_MM = 1.5  # and grown by this much, the CSF over the cortex
 ENVELOPE_REACH_MM = 25.0  # the MR's brain is looked for this far beyond the warped brain prior
 ENVELOPE_OPEN_MM = 1.5  # its tissue opened by this radius (cuts bridges to the scalp and marrow)
 SCALP_MM = 8.0  # and not in the outer 8 mm of the head (skin, fat, the outer table, marrow)
+RIM_MM = 12.0  # the dark rim (CSF over the cortex, skull) is looked for this far outside the brain envelope
+CSF_SPLIT = 0.5  # a dark rim voxel is CSF when nearer the brain than CSF_SPLIT x its distance to the scalp
+CSF_MAX_MM = 10.0  # and never farther than this from the brain
+DARK_HI, DARK_LO = 0.45, 0.2  # of the brain's median intensity: no bone above DARK_HI, all bone below DARK_LO
+SCALP_KEEP_MM = 4.0  # in the atlas' bone shell deeper than this (or in the MR's rim) a bright voxel is marrow
+OWN_CSF_CUT = 0.2  # inside the envelope, darker than CSF + this x (grey - CSF) on T1 is the MR's own CSF
+PV_EXTRA = 0.2  # DARK_HI raised by up to this on thick slices (all of it at 6.5 mm and more; none up to 3 mm)
 
 
 # ----------------------------------------------------------------------------- Cormack <-> HU
@@ -646,6 +658,27 @@ def _tissue_centres(norm: np.ndarray, where: np.ndarray, grey, white, csf, order
     return _kmeans_1d(sample, start + spread * np.arange(3))
 
 
+def _rim(brain: np.ndarray, outer: np.ndarray, spacing, grid_mm: float = 1.5) -> tuple[np.ndarray, np.ndarray]:
+    """Around the MR's brain envelope ``brain``: the voxels within RIM_MM of it (the dark rim under
+    the scalp: CSF and skull), and those of them nearer the brain than CSF_SPLIT times their distance
+    to ``outer`` (the bright tissue outside the skull: scalp, marrow, muscle) and within CSF_MAX_MM of
+    the brain (the CSF side).  Distances on a grid of about ``grid_mm`` (``spacing`` in k, j, i order)."""
+    from scipy import ndimage
+
+    f = tuple(max(1, int(round(grid_mm / s))) for s in spacing)
+    sp = tuple(s * m for s, m in zip(spacing, f, strict=True))
+    b = _block_mean(brain, f) > 0.5
+    if not b.any():
+        z = np.zeros(brain.shape, bool)
+        return z, z
+    d_in = ndimage.distance_transform_edt(~b, sampling=sp)
+    o = _block_mean(outer, f) > 0.5
+    d_out = ndimage.distance_transform_edt(~o, sampling=sp) if o.any() else np.full(d_in.shape, np.inf)
+    rim = d_in <= RIM_MM
+    csf_side = rim & (d_in < CSF_SPLIT * d_out) & (d_in <= CSF_MAX_MM)
+    return _block_expand(rim, f, brain.shape), _block_expand(csf_side, f, brain.shape)
+
+
 def refine(atlas_hu: np.ndarray, norm: np.ndarray, head: np.ndarray, grey: np.ndarray, white: np.ndarray,
            csf: np.ndarray, order: tuple[str, str, str], atlas_head: np.ndarray | None = None,
            depth: np.ndarray | None = None, spacing=(1.0, 1.0, 1.0)) -> tuple[np.ndarray, np.ndarray]:
@@ -670,17 +703,37 @@ def refine(atlas_hu: np.ndarray, norm: np.ndarray, head: np.ndarray, grey: np.nd
     soft_ref = float(np.median(norm[inside if inside.any() else head]))
     if atlas_head is None:
         # the skull: dark on every common MR contrast; inside the atlas' blurred bone shell, dark -> bone
-        dark = np.clip((0.45 * soft_ref - norm) / (0.25 * soft_ref), 0.0, 1.0)
-        # the atlas' bone shell, and beyond it (a skull thicker or placed otherwise than the atlas')
-        # anything outside the brain the atlas does not call air, near the skin; never inside the
-        # MR's own brain envelope (its dark sulci and CSF under a skull the atlas placed too deep)
+        # thick slices cut the vault obliquely: its bone, partial-volumed with the brain and scalp
+        # beside it, reads up to about half the brain's intensity, so the ramp reaches higher there
+        hi = DARK_HI + PV_EXTRA * float(np.clip((max(spacing) - 3.0) / 3.5, 0.0, 1.0))
+        dark = np.clip((hi * soft_ref - norm) / ((hi - DARK_LO) * soft_ref), 0.0, 1.0)
         if depth is None:
             depth = np.zeros(head.shape, np.float32)
-        shell = head & ~envelope & (((atlas_hu > 80) & (brain_p < 0.5) & (depth < SHELL_DEPTH_MM))
-                                    | ((atlas_hu > -300) & (brain_p < 0.15) & (depth < SKULL_DEPTH_MM)))
+        # the dark rim between the MR's brain envelope and its scalp holds the CSF over the cortex and
+        # the skull, equally dark on T1 and FLAIR: its part nearer the brain than the bright tissue
+        # outside (scalp, marrow) is CSF, the rest bone
+        outer = head & ~envelope & (norm > DARK_HI * soft_ref) & (depth < SHELL_DEPTH_MM)
+        rim, csf_side = _rim(envelope, outer, spacing)
+        rim &= head & ~envelope & (depth < SHELL_DEPTH_MM)
+        csf_side &= rim & (dark > 0)
+        # the atlas' bone shell, and beyond it (a skull thicker or placed otherwise than the atlas')
+        # anything outside the brain the atlas does not call air, near the skin, and the MR's own
+        # dark rim; never inside the MR's own brain envelope (its dark sulci and CSF under a skull
+        # the atlas placed too deep)
+        shell = head & ~envelope & ~csf_side & (
+            ((atlas_hu > 80) & (brain_p < 0.5) & (depth < SHELL_DEPTH_MM))
+            | ((atlas_hu > -300) & (brain_p < 0.15) & (depth < SKULL_DEPTH_MM)) | (rim & (atlas_hu > -300)))
         d = dark[shell]
-        hu[shell] = (1 - d) * np.minimum(atlas_hu[shell], SOFT_TISSUE_HU + 40) + d * BONE_HU
+        # where the MR is not dark: soft tissue in the outer few mm of the scalp (the atlas' blurred
+        # bone spills onto it), deeper or in the MR's own rim the marrow between the tables (bright
+        # on T1; 300-600 HU on CT), kept as the atlas has it
+        keep = rim[shell] | (depth[shell] > SCALP_KEEP_MM)
+        hu[shell] = (1 - d) * np.where(keep, atlas_hu[shell], np.minimum(atlas_hu[shell], SOFT_TISSUE_HU + 40)) \
+            + d * BONE_HU
         classes[shell & (dark > 0.5)] = 4
+        d = dark[csf_side]
+        hu[csf_side] = (1 - d) * np.minimum(atlas_hu[csf_side], SOFT_TISSUE_HU + 40) + d * CSF_HU
+        classes[csf_side & (dark > 0.5)] = 1
         # tissue the atlas took for air inside the head (a misregistered scalp, a smaller sinus)
         airy = head & ~envelope & (atlas_hu < -300) & (dark < 0.5)
         d = dark[airy]
@@ -694,6 +747,14 @@ def refine(atlas_hu: np.ndarray, norm: np.ndarray, head: np.ndarray, grey: np.nd
         code = {"csf": 1, "grey": 2, "white": 3}
         brain_hu = _soft_lookup(sel, centres, [tissue_hu[t] for t in order])
         w = np.clip((brain_p[intracranial] - 0.5) / 0.3, 0.0, 1.0)
+        # inside the MR's own brain envelope its clearly dark (T1, FLAIR) or bright (T2) CSF is CSF,
+        # whatever the atlas says (the atlas' CSF and sulci are a population's, blurred; an affinely
+        # placed atlas skull crosses the vertex sulci)
+        if order[0] == "csf":
+            own_csf = envelope[intracranial] & (sel < centres[0] + OWN_CSF_CUT * (centres[1] - centres[0]))
+        else:
+            own_csf = envelope[intracranial] & (sel > centres[2] - OWN_CSF_CUT * (centres[2] - centres[1]))
+        w = np.where(own_csf, 1.0, w)
         # the atlas' share is never bone inside the MR's own brain
         atlas_share = np.where(envelope[intracranial], np.minimum(hu[intracranial], SOFT_TISSUE_HU + 40),
                                hu[intracranial])

@@ -28,10 +28,16 @@
     (Otsu, largest component), brain (the head eroded by 8 mm, above the lowest Otsu class, opened,
     largest component, closed; BraTS ships its brain mask), CSF/brain from a two-threshold Otsu of
     the MR inside the brain (CSF the darkest class on T1 and FLAIR), skull = dark voxels (lowest
-    Otsu class) 2 mm or more inside the head, between the brain and the scalp above the brain's
-    centre (the vault: below it lie sinuses and mastoid air; CSF and brain are measured there too,
-    10 mm inside the brain; on a skull-stripped MR air is only counted > 30 mm beyond the brain,
-    as the scalp was removed).
+    Otsu class) 2 mm or more inside the head and 3 mm or more outside the brain (the CSF between
+    the cortex and the inner table is as dark as bone on T1: up to 1.2.0 the class started one
+    voxel outside the brain and a fifth of it on the MPRAGE was that CSF), between the brain and
+    the scalp above the brain's centre (the vault: below it lie sinuses and mastoid air; CSF and
+    brain are measured there too, 10 mm inside the brain; on a skull-stripped MR air is only
+    counted > 30 mm beyond the brain, as the scalp was removed).  Beyond a face where the field of
+    view cut the head (or a stripped brain) off, a plane holding more than 60 cm2 of its surface,
+    no air is counted: the head goes on there (brats-0006's FLAIR and T1c are cut obliquely
+    through the back of the head; up to 1.2.0 the bench counted the atlas head the plugin keeps
+    behind the cut as 'air' at -1000 expected, and read -912/-916 HU).
     Labelled lesions (BraTS tumour classes, the brain-tumor-mr and flair-lesion label maps), with
     3 mm around them, are left out of CSF and brain: the expected ranges are normal tissue's.
     Expected: air about -1000, CSF 0-20, brain 20-45, skull > 600 HU.
@@ -54,6 +60,8 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 DATA = Path(os.environ.get("VIEWER_TEST_DATA", REPO.parent / "shared" / "data"))
 CARD = REPO / "plugins" / "mr_to_ct" / "plugin.json"
+FOV_CUT_CM2 = 60.0  # a plane face of the head (or brain) larger than this is a field-of-view cut
+CSF_LAYER_MM = 3.0  # the CSF between the cortex and the inner table, left out of the skull class
 EXPECTED = {"air": (-1100, -950), "CSF": (0, 20), "brain": (20, 45), "skull": (600, 4000)}
 
 
@@ -190,6 +198,10 @@ def own_classes(mr, brain_given=None) -> dict[str, np.ndarray]:
     upper = (lps_z > (mr.affine[2, 2] * zc + mr.affine[2, 3]))[:, None, None]
     if stripped:  # the MR cannot tell air from the stripped scalp: air only > 30 mm beyond the brain, above it
         air = ~_dilate(brain, 30.0, sp) & upper
+    # beyond a face where the field of view cut the head (or the brain) off, the head goes on: no air there
+    beyond = _beyond_fov_cut(brain if stripped else head, sp)
+    if beyond is not None:
+        air &= ~beyond
     # CSF vs brain: a two-threshold Otsu inside the brain, classes eroded one voxel (partial volume);
     # the MR's labelled lesions (3 mm around them) left out: a 100-200 mL bright tumour and its oedema
     # take an Otsu class of their own and push normal white matter into the "CSF" class
@@ -207,9 +219,46 @@ def own_classes(mr, brain_given=None) -> dict[str, np.ndarray]:
     if not stripped:
         # dark voxels 2 mm or more inside the head: on the 6.5 mm-slice T1s a fifth to a third of the
         # dark class lay on the head's edge (partial volume with the air around it), not in the skull
-        dark = _erode(head, 2.0, sp) & (t_img == 0) & ~ndimage.binary_dilation(brain, iterations=1)
+        # and not within CSF_LAYER_MM of the brain: the CSF over the cortex is as dark as bone on T1
+        dark = _erode(head, 2.0, sp) & (t_img == 0) & ~_dilate(brain, CSF_LAYER_MM, sp)
         out["skull"] = dark & _dilate(brain, 25.0, sp) & upper
     return out
+
+
+def _beyond_fov_cut(mask: np.ndarray, sp, grid_mm: float = 2.0, tol_mm: float = 1.5, tries: int = 400):
+    """The half-space beyond a field-of-view cut of ``mask`` (the head, or a stripped MR's brain), or
+    None.  A cut is a plane on which more than FOV_CUT_CM2 of the mask's surface lies (within
+    ``tol_mm``; RANSAC over its surface on a ``grid_mm`` grid, fixed seed): a brain's or a head's own
+    surface curves away well before that (26-39 cm2 on the four BraTS brain masks; the largest flat
+    part of them is their cut brainstem and the temporal lobes' floor), a cut through the brain is
+    100 cm2 or more (brats-0006's, 136 cm2, an oblique cut through the back of the head)."""
+    from scipy import ndimage
+
+    f = tuple(max(1, int(round(grid_mm / s))) for s in sp)
+    small = mask[:: f[0], :: f[1], :: f[2]]
+    ssp = np.array([s * m for s, m in zip(sp, f, strict=True)])
+    pts = np.argwhere(small & ~ndimage.binary_erosion(small)) * ssp
+    if len(pts) < 100:
+        return None
+    rng = np.random.default_rng(0)
+    best, plane = 0, None
+    for _ in range(tries):
+        p = pts[rng.choice(len(pts), 3, replace=False)]
+        n = np.cross(p[1] - p[0], p[2] - p[0])
+        if np.linalg.norm(n) < 1e-6:
+            continue
+        n = n / np.linalg.norm(n)
+        count = int(np.sum(np.abs((pts - p[0]) @ n) < tol_mm))
+        if count > best:
+            best, plane = count, (n, p[0])
+    if plane is None or best * float(np.prod(ssp)) / float(np.mean(ssp)) / 100.0 < FOV_CUT_CM2:
+        return None
+    n, p0 = plane
+    centre = np.argwhere(mask).mean(axis=0) * np.asarray(sp)
+    if (centre - p0) @ n > 0:
+        n = -n  # pointing out of the mask
+    kji = np.indices(mask.shape, dtype=np.float32)
+    return sum((kji[a] * sp[a] - p0[a]) * n[a] for a in range(3)) > 0
 
 
 def _erode(m: np.ndarray, mm: float, sp) -> np.ndarray:

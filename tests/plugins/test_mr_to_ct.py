@@ -120,14 +120,21 @@ def test_manifest_and_card():
     assert "No model is trained and no weights ship" in card.training_data
 
 
-def test_synthetic_ct_of_a_real_t1_through_the_worker(host, t1_small):
+@pytest.fixture(scope="module")
+def t1_run(host, t1_small):
+    """The real plugin through the real worker on the real T1 (once for the module): (result, progress)."""
+    progress = []
+    res = host.run("mr-to-ct", t1_small, {}, on_progress=lambda f, m: progress.append(f)).result(600)
+    return res, progress
+
+
+def test_synthetic_ct_of_a_real_t1_through_the_worker(t1_run, t1_small):
     from scipy import ndimage
 
     from plugins.mr_to_ct.atlas import head_mask_array
 
     mr = t1_small
-    progress = []
-    res = host.run("mr-to-ct", mr, {}, on_progress=lambda f, m: progress.append(f)).result(600)
+    res, progress = t1_run
     img = res.images[0]
     # a derived CT on the MR's exact grid
     assert img.array.shape == mr.shape and img.array.dtype == np.int16
@@ -161,6 +168,25 @@ def test_synthetic_ct_of_a_real_t1_through_the_worker(host, t1_small):
     assert hm.array[far].max() == 0 and np.mean(hm.array[shell]) > np.mean(hm.array[inner])
     assert any("T1" in n for n in res.notes) and any("Fused 2 atlases" in n for n in res.notes)
     assert progress[-1] == pytest.approx(1.0) and len(progress) > 3
+
+
+def test_tissue_classes_of_the_mrs_own_segmentation_read_plausible_hu(t1_run, t1_small):
+    """The benchmark's tissue classes (the MR's own segmentation, not the plugin's) on the worker's
+    synthetic CT of the real T1: its CSF (ventricles and sulci, the vertex included) reads CSF, not
+    the atlas' tissue or bone (1.1.0: 44.6 HU on the full MPRAGE), brain reads brain, the vault's
+    dark rim reads bone, the air around the head air."""
+    from tests.benchmarks.bench_mr_to_ct import EXPECTED, own_classes
+
+    hu = t1_run[0].images[0].array.astype(np.float32)
+    cls = own_classes(t1_small)
+    means = {t: float(hu[m].mean()) for t, m in cls.items()}
+    assert all(cls[t].sum() > 1000 for t in ("air", "CSF", "brain", "skull")), {t: int(m.sum()) for t, m in cls.items()}
+    for t, (lo, hi) in EXPECTED.items():
+        if t == "CSF":  # this copy's 1.6 mm in-plane voxels (the full MPRAGE's: 0.4 mm) mix CSF with tissue more
+            hi += 5.0
+        assert lo <= means[t] <= hi, means
+    # no bone in the MR's CSF (the vertex sulci under an affinely placed atlas skull)
+    assert np.mean(hu[cls["CSF"]] > 300) < 0.02, means
 
 
 def test_a_ct_is_refused_in_one_sentence(host):
