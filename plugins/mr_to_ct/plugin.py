@@ -27,6 +27,17 @@ def site_model_path() -> Path | None:
     return path if path.is_file() else None
 
 
+def series_contrast(description: str) -> str:
+    """The contrast a series description names ("T1" or "FLAIR" for T2-weighted and FLAIR), or "" when
+    it names none or both (a protocol name such as "t1_mpr_tra", "AX FLAIR", "T2 TSE")."""
+    import re
+
+    words = set(re.split(r"[^a-z0-9]+", description.lower()))
+    t1 = bool(words & {"t1", "t1w", "mprage", "mpr", "spgr", "bravo", "tfl", "t1c", "t1ce"})
+    t2 = bool(words & {"t2", "t2w", "flair", "tirm", "pd"})
+    return "" if t1 == t2 else ("T1" if t1 else "FLAIR")
+
+
 class MRToCT:
     def __init__(self):
         self._net = None
@@ -69,6 +80,10 @@ class MRToCT:
             heat_name, heat_desc = "Network vs atlas disagreement", "|network - atlas| synthetic CT"
             notes.append(f"Used the site's network {net_path.name}; the heatmap is where it and the atlas disagree.")
         notes.append(f"MR contrast taken as {'T2/FLAIR' if synth.contrast == 'FLAIR' else synth.contrast}.")
+        named = series_contrast(getattr(getattr(vol, "source", None), "series_description", "") or "")
+        if named and named != synth.contrast and params.get("contrast", "auto") == "auto":
+            notes.append(f"The series description names a {'T2/FLAIR' if named == 'FLAIR' else named} but the image "
+                         "reads otherwise; check the result, or set the MR contrast by hand.")
         for n in notes:
             context.note(n)
         results = Results(images=[DerivedImage(hu, vol.affine.copy(), name, "CT", "HU",

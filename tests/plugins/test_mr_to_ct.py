@@ -123,8 +123,13 @@ def test_manifest_and_card():
 @pytest.fixture(scope="module")
 def t1_run(host, t1_small):
     """The real plugin through the real worker on the real T1 (once for the module): (result, progress)."""
+    import dataclasses
+
     progress = []
-    res = host.run("mr-to-ct", t1_small, {}, on_progress=lambda f, m: progress.append(f)).result(600)
+    # a series description that names another contrast than the image shows (it reaches the plugin
+    # through the worker; the plugin says so in a note)
+    mr = dataclasses.replace(t1_small, source=dataclasses.replace(t1_small.source, series_description="AX FLAIR"))
+    res = host.run("mr-to-ct", mr, {}, on_progress=lambda f, m: progress.append(f)).result(600)
     return res, progress
 
 
@@ -167,7 +172,16 @@ def test_synthetic_ct_of_a_real_t1_through_the_worker(t1_run, t1_small):
     assert hm.array.shape == mr.shape and 0 <= hm.array.min() and hm.array.max() <= 1
     assert hm.array[far].max() == 0 and np.mean(hm.array[shell]) > np.mean(hm.array[inner])
     assert any("T1" in n for n in res.notes) and any("Fused 2 atlases" in n for n in res.notes)
+    assert any("series description names a T2/FLAIR" in n for n in res.notes), res.notes
     assert progress[-1] == pytest.approx(1.0) and len(progress) > 3
+
+
+def test_contrast_named_by_a_series_description():
+    from plugins.mr_to_ct.plugin import series_contrast
+
+    assert series_contrast("t1_mpr_tra_gk_v4") == "T1" and series_contrast("AX T1 POST") == "T1"
+    assert series_contrast("AX FLAIR") == "FLAIR" and series_contrast("T2_TSE_tra") == "FLAIR"
+    assert series_contrast("") == "" and series_contrast("localizer") == "" and series_contrast("T1 T2 map") == ""
 
 
 def test_tissue_classes_of_the_mrs_own_segmentation_read_plausible_hu(t1_run, t1_small):

@@ -192,7 +192,8 @@ class RunHandle:
 def _volume_payload(volume: Volume) -> tuple:
     block, ref = shm.put(volume.array)
     desc = {"array": ref, "affine": volume.affine.copy(), "modality": volume.modality, "units": volume.units,
-            "rescale": tuple(volume.rescale), "window": volume.window}  # no patient data leaves the viewer
+            "rescale": tuple(volume.rescale), "window": volume.window,  # no patient data leaves the viewer
+            "series_description": volume.source.series_description}  # a protocol name (e.g. "t1_mpr"), for plugins
     return block, desc
 
 

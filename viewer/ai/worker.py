@@ -24,7 +24,7 @@ import numpy as np
 from viewer.ai import devices, shm
 from viewer.ai.api import Cancelled, DerivedImage, Detection, Heatmap, LabelMap, PluginInfo, Prompts, Results
 from viewer.core.errors import HounsfieldError
-from viewer.core.volume import Volume
+from viewer.core.volume import SourceInfo, Volume
 
 PROGRESS_INTERVAL = 0.1  # seconds between progress messages
 
@@ -227,7 +227,8 @@ def _run(conn, cancel_event, job: int, payload: dict) -> None:
             attached.append(block)
             view.flags.writeable = False
             inputs[key] = Volume(view, desc["affine"], modality=desc["modality"], units=desc["units"],
-                                 rescale=tuple(desc["rescale"]), window=desc["window"])
+                                 rescale=tuple(desc["rescale"]), window=desc["window"],
+                                 source=SourceInfo(series_description=desc.get("series_description", "")))
         choice = devices.resolve(payload.get("device", "auto"), info.amp)
         ctx = WorkerContext(send, job, cancel_event, choice, info, payload.get("prompts"))
         ctx.progress(0.0, f"loading {info.name}")
