@@ -61,6 +61,23 @@ weights both read exactly as 0.2.1 on every default row (solid >= 6 mm 100 / 100
 70.8% against 83.3%), so neither shipped (training_log.json, candidates.stage4).  With ``--average``
 the last stage's own weights are saved beside the average as ``OUT_raw.pt`` (both can be benchmarked from one run).
 
+Stage 5b (``--stages 6 --init weights.pt --average 0.5``; ``STAGE5B``): a candidate from the shipped
+0.2.1 weights, not shipped.  The held-out CT has 2 mm slices; the training CTs with whole lungs have
+5 mm and 3 mm ones, where synth's slice profile leaves a 3.5 mm nodule 37% of its contrast (89% at
+2 mm), so the small nodules the network was trained on were faint smudges, and on the held-out CT its
+probability at the missed 3-6 mm and ground-glass nodules stays near the lung's background although
+the same patches magnified twice read 0.69-0.99 there.  So 60% of the copies get their nodules with a
+2 mm slice profile, half the nodules are 3-6 mm and a third ground-glass, small ones weigh up to 12x,
+hard negatives are thin-vessel bifurcations and the network's own peaks; seed 19, 800 iterations at
+5e-4, 1 thread (33 min at a load of 8-12).  Benchmark (same copies, same CAD cache, 0.2.1 run again in
+the same session): the average reads 3-6 mm 8.3 / 12.5 / 12.5% and ground-glass 50.0 / 58.3 / 58.3%
+at 1 / 2 / 4 FP/scan (0.2.1: 8.3% and 50.0% at all three), all nodules 56.2 / 57.8 / 57.8%, solid
+>= 6 mm level (100%), but the stress rows' solid >= 6 mm 83.3 / 83.3 / 83.3% (0.2.1 83.3 / 87.5 /
+87.5%) and the radiomics-lung2 mass drops to 0.414 (rank 18, under the 2 FP/scan threshold); the raw
+weights lose solid >= 6 mm (95.8% at 1 FP/scan) and the mass (rank 149).  Neither shipped
+(training_log.json, candidates.stage5b).  ``--stages 5`` (``STAGE5``, the same without the thin
+profile) was stopped at iteration 50 to give 5b the CPU.
+
 The second stage (``--stage fpr``, a candidate, not shipped): the false-positive classifier of
 fpr.py, trained on the shipped network's candidates on fresh copies of the training CTs (``FPR``:
 seed 21, four copies of each, the stage-2 nodule recipe).  Written to ``--fpr-out``; the benchmark
