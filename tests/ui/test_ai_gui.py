@@ -42,7 +42,7 @@ def denoised(ai_window, qapp):
     """Run the real denoiser once for the module; the result it produced (a workspace Applied)."""
     win = ai_window
     win.model.set_active(0)
-    handle = win.features.ai.controller.start("ct-denoising", {"dose": 0.25, "heatmap": True})
+    handle = win.features.ai.controller.start("ct-denoising", {"heatmap": True})
     assert handle is not None, win.message_bar.text()
     end = time.monotonic() + 300
     while not win.features.ai.controller.entries and time.monotonic() < end:
