@@ -264,12 +264,9 @@ class NodulesController(QObject):
                     self._measured.setdefault(m, (m.center.copy(), m.size_mm.copy()))
         self.froc_figures = self.froc() if sets else []
         if sets and not self._threshold_chosen:  # open at the run's (else the card's) measured operating point
-            t = default_threshold(self.froc_figures)
-            if t != self.threshold:
-                self.threshold = t
-                for ms in sets:
-                    ms.min_score = t
-                    ms.changed.emit()  # the views redraw the markers
+            self.threshold = default_threshold(self.froc_figures)
+            for ms in sets:
+                ms.set_min_score(self.threshold)  # the views redraw the markers
         self.rows = []
         for ms in sets:
             for i, m in enumerate(ms.markers):
