@@ -233,6 +233,7 @@ class ScaleBar:
         self.label.GetTextProperty().SetVerticalJustification(0)
         self.colour = colour
         self.length_mm = 0.0
+        self._at = (0.0, 0.0, 0.0)  # x0, x1, y of the bar in display pixels
 
     def add_to(self, renderer) -> None:
         renderer.AddViewProp(self.actor)
@@ -246,18 +247,32 @@ class ScaleBar:
         self.label.SetVisibility(visible)
         if not visible:
             return
-        px = length / mm_per_pixel
         x1 = width - 16.0
-        x0 = x1 - px
-        y = float(bottom + 44)
+        self.label.SetInput(length_label(length))
+        self._place(x1 - length / mm_per_pixel, x1, float(bottom + 44))
+
+    def _place(self, x0: float, x1: float, y: float) -> None:
+        self._at = (x0, x1, y)
         segs = [((x0, y), (x1, y))]
         for t in range(6):
-            x = x0 + t * px / 5
+            x = x0 + t * (x1 - x0) / 5
             h = 7.0 if t in (0, 5) else 4.0
             segs.append(((x, y), (x, y + h)))
         _set_segments(self._poly, segs, [self.colour] * len(segs))
-        self.label.SetInput(length_label(length))
         self.label.SetDisplayPosition(int((x0 + x1) / 2), int(y + 9))
+
+    def avoid(self, corners: CornerText, renderer, gap: int = 4) -> None:
+        """Lift the bar and its label above the bottom corner text they would overlap (narrow views,
+        where the corners' lines stack)."""
+        if not self.label.GetVisibility():
+            return
+        x0, x1, y = self._at
+        label = text_box(self.label, renderer)
+        box = [min(x0, label[0]), max(x1, label[1]), y, label[3]]
+        hits = [b for b in (text_box(corners.actors[n], renderer) for n in ("bottom_left", "bottom_right")
+                            if corners.text(n)) if boxes_overlap(b, box)]
+        if hits:
+            self._place(x0, x1, max(b[3] for b in hits) + gap)
 
 
 class Notice:

@@ -210,6 +210,7 @@ class SliceView(VtkWidget):
         self.corners.stack_if_crowded(self.renderer)
         self.labels.avoid(self.corners, self.renderer)
         self.scalebar.update(self.view2d.mm_per_pixel, w, h)
+        self.scalebar.avoid(self.corners, self.renderer)
         self.notice.update(self._notice_text(s, vp.plane), w, h)
 
     def _notice_text(self, s: SeriesState, plane: str) -> str:
