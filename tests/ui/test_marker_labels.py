@@ -64,8 +64,9 @@ def test_labels_of_close_detections_are_stacked_not_overlapping(make_window, qtb
 
 
 def test_the_scale_bar_stays_clear_of_the_corner_text_in_narrow_views(make_window, qtbot):
-    """Three views side by side in a small window: the bottom corners' lines stack, and the scale bar
-    and its label are lifted above them (its '5 cm' was written over 'W: 400 L: 40')."""
+    """Three views side by side in a small window: the corners' lines stack, the scale bar and its
+    label are lifted above them (its '5 cm' was written over 'W: 400 L: 40'), and the orientation
+    letters clear both stacked blocks (the top 'A' sat on the second block's 'Chest CT phantom')."""
     from viewer.render.overlays import boxes_overlap, text_box
 
     win = make_window(layout="1x3", size=(1300, 700))  # with the docks, three views of about 180 px
@@ -85,4 +86,9 @@ def test_the_scale_bar_stays_clear_of_the_corner_text_in_narrow_views(make_windo
         for corner in ("bottom_left", "bottom_right"):
             assert not boxes_overlap(text_box(view.corners.actors[corner], view.renderer), box), (corner, box)
         lifted += y > 34 + 44  # above where update() puts it: the corners were in the way
+        # and the orientation letters clear of the (stacked) corner blocks too
+        for edge in ("top", "bottom"):
+            letter = text_box(view.labels.actors[edge], view.renderer)
+            for corner in view.corners.CORNERS:
+                assert not boxes_overlap(text_box(view.corners.actors[corner], view.renderer), letter), (edge, corner)
     assert lifted >= 1  # the narrow case happened, so the check above could fail

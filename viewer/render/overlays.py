@@ -126,16 +126,17 @@ class OrientationLabels:
             actor = self.actors[edge]
             if not actor.GetInput():
                 continue
-            box = text_box(actor, renderer)
-            hits = [b for b in (text_box(corners.actors[n], renderer) for n in names if corners.text(n))
-                    if boxes_overlap(b, box)]
-            if not hits:
-                continue
-            x, _y = actor.GetPosition()
-            if edge == "top":
-                actor.SetDisplayPosition(int(x), int(min(b[2] for b in hits) - gap))
-            else:
-                actor.SetDisplayPosition(int(x), int(max(b[3] for b in hits) + gap))
+            for _ in names:  # moved off one block, it may land on the other (stacked) one: once more
+                box = text_box(actor, renderer)
+                hits = [b for b in (text_box(corners.actors[n], renderer) for n in names if corners.text(n))
+                        if boxes_overlap(b, box)]
+                if not hits:
+                    break
+                x, _y = actor.GetPosition()
+                if edge == "top":
+                    actor.SetDisplayPosition(int(x), int(min(b[2] for b in hits) - gap))
+                else:
+                    actor.SetDisplayPosition(int(x), int(max(b[3] for b in hits) + gap))
 
     def text(self, edge: str) -> str:
         return self.actors[edge].GetInput() or ""
