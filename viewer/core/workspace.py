@@ -279,6 +279,9 @@ class Applied(_Overlays):
 # series
 
 
+SAVE_FAILED = "The measurements could not be saved"  # how Workspace.save_failed's sentence begins
+
+
 class OpenSeries(_Overlays):
     """One opened volume and its overlays, in one ordered list."""
 
@@ -376,7 +379,7 @@ class OpenSeries(_Overlays):
                 self._save_failing = True
                 reason = exc.strerror or str(exc)
                 self.workspace.save_failed.emit(
-                    f"The measurements could not be saved ({reason}); they stay open in this window, so free "
+                    f"{SAVE_FAILED} ({reason}); they stay open in this window, so free "
                     "some disk space or export them before closing it.")
         else:
             if self._save_failing:

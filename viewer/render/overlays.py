@@ -127,9 +127,7 @@ class OrientationLabels:
             if not actor.GetInput():
                 continue
             for _ in names:  # moved off one block, it may land on the other (stacked) one: once more
-                box = text_box(actor, renderer)
-                hits = [b for b in (text_box(corners.actors[n], renderer) for n in names if corners.text(n))
-                        if boxes_overlap(b, box)]
+                hits = corners.hitting(text_box(actor, renderer), names, renderer)
                 if not hits:
                     break
                 x, _y = actor.GetPosition()
@@ -205,6 +203,11 @@ class CornerText:
             x, _y = self.actors[right].GetPosition()
             self.actors[right].SetDisplayPosition(int(x), int(a[2] - gap if top else a[3] + gap))
 
+    def hitting(self, box, corners, renderer) -> list[list[float]]:
+        """The display boxes of those of ``corners`` that show text overlapping ``box``."""
+        shown = (text_box(self.actors[c], renderer) for c in corners if self.text(c))
+        return [b for b in shown if boxes_overlap(b, box)]
+
     def text(self, corner: str) -> str:
         """The words shown in a corner ("" when it is hidden)."""
         return "" if corner in self.hidden else self.actors[corner].GetInput() or ""
@@ -270,8 +273,7 @@ class ScaleBar:
         x0, x1, y = self._at
         label = text_box(self.label, renderer)
         box = [min(x0, label[0]), max(x1, label[1]), y, label[3]]
-        hits = [b for b in (text_box(corners.actors[n], renderer) for n in ("bottom_left", "bottom_right")
-                            if corners.text(n)) if boxes_overlap(b, box)]
+        hits = corners.hitting(box, ("bottom_left", "bottom_right"), renderer)
         if hits:
             self._place(x0, x1, max(b[3] for b in hits) + gap)
 

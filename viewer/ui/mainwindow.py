@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 import viewer
 from viewer.core.viewstate import LAYOUTS, ViewerModel
 from viewer.core.windowing import auto_window
-from viewer.core.workspace import Workspace
+from viewer.core.workspace import SAVE_FAILED, Workspace
 from viewer.logs import log
 from viewer.ui import closing
 from viewer.ui import objects as objects_ui
@@ -235,9 +235,10 @@ class MainWindow(QMainWindow):
 
     # feedback
     def _on_save_failed(self, text: str) -> None:
+        """A measurement save failed (``text``) or worked again (""): the message comes and goes with it."""
         if text:
             self.show_error(text)
-        elif self.message_bar.text().startswith("The measurements could not be saved"):
+        elif self.message_bar.text().startswith(SAVE_FAILED):
             self.message_bar.dismiss()
             self.statusBar().showMessage("The measurements are saved again.", 10000)
 

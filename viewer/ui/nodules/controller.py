@@ -128,6 +128,13 @@ def expected_fp(points: list[tuple[float, float]], threshold: float) -> str:
     return f"≈ {r:.1f} FP/scan"
 
 
+def _cropped(full: np.ndarray):
+    """The box (k0, k1, j0, j1, i0, i1; half-open) around a non-empty mask's voxels, and the mask in it."""
+    idx = np.argwhere(full)
+    (k0, j0, i0), (k1, j1, i1) = idx.min(0), idx.max(0) + 1
+    return (int(k0), int(k1), int(j0), int(j1), int(i0), int(i1)), full[k0:k1, j0:j1, i0:i1]
+
+
 # --------------------------------------------------------------------------------------- rows
 
 
@@ -308,21 +315,18 @@ class NodulesController(QObject):
         changed = []
         for r in self.rows:
             m, a = r.marker, r.attrs
-            ed = self.nodule_segmentation(r.marker_set)
-            seg = ed.segmentation.by_name(f"Nodule {r.number}") if ed is not None else None
-            if seg is None or not seg.edited or not ed.segmentation.count(seg) or not self._segment_changed(ed, seg, a):
+            ed, seg = self._segment_of(r)
+            if seg is None or not seg.edited or not self._segment_changed(ed, seg, a):
                 continue
-            full = ed.segmentation.mask(seg)
-            idx = np.argwhere(full)
-            (k0, j0, i0), (k1, j1, i1) = idx.min(0), idx.max(0) + 1
-            mask = full[k0:k1, j0:j1, i0:i1]
+            box, mask = _cropped(ed.segmentation.mask(seg))
+            k0, k1, j0, j1, i0, i1 = box
             mm = mask_measurements(mask, sp)
             hu = self._hu_of(vol)[k0:k1, j0:j1, i0:i1][mask]
             if m.origin == "ai" and "ai_measurement" not in a:
                 a["ai_measurement"] = {k: v for k, v in a.items() if k != "number"}
             a.update(long_mm=mm["long_mm"], short_mm=mm["short_mm"], mean_diameter_mm=mm["mean_diameter_mm"],
                      volume_ml=round(mm["volume_ml"], 4), mean_hu=round(float(hu.mean()), 1),
-                     bbox_kji=[int(k0), int(k1), int(j0), int(j1), int(i0), int(i1)], measured_by="person")
+                     bbox_kji=list(box), measured_by="person")
             lr = lungrads_of(a)
             if lr is not None:
                 a["lungrads"], a["lungrads_rule"] = lr.category, lr.rule
@@ -568,13 +572,10 @@ class NodulesController(QObject):
                      score=None if m.origin == "person" else float(m.score),
                      source="person" if m.origin == "person" else (r.marker_set.provenance or PLUGIN_NAME))
             edited = m.edited or m.origin == "person"
-            ed = self.nodule_segmentation(r.marker_set)
-            seg = ed.segmentation.by_name(f"Nodule {r.number}") if ed is not None else None
-            if seg is not None and ed.segmentation.count(seg):
-                full = ed.segmentation.mask(seg)
-                idx = np.argwhere(full)
-                (k0, j0, i0), (k1, j1, i1) = idx.min(0), idx.max(0) + 1
-                d["bbox"], d["mask"] = (k0, k1, j0, j1, i0, i1), full[k0:k1, j0:j1, i0:i1].copy()
+            ed, seg = self._segment_of(r)
+            if seg is not None:
+                box, mask = _cropped(ed.segmentation.mask(seg))
+                d["bbox"], d["mask"] = box, mask.copy()
             elif "mean_diameter_mm" not in d or "type" not in d:
                 lungs = self._lungs(r.marker_set) if lungs is None else lungs
             d["edited"] = bool(edited)
@@ -582,6 +583,12 @@ class NodulesController(QObject):
                 m.edited = True
             nodules.append(d)
         return ReportTask(folder, vol, nodules, lungs)
+
+    def _segment_of(self, r: NoduleRow):
+        """The row's editable nodule segmentation and its non-empty segment "Nodule N", or (None, None)."""
+        ed = self.nodule_segmentation(r.marker_set)
+        seg = ed.segmentation.by_name(f"Nodule {r.number}") if ed is not None else None
+        return (ed, seg) if seg is not None and ed.segmentation.count(seg) else (None, None)
 
     def _segment_changed(self, ed, seg, attrs: dict) -> bool:
         """Whether a person changed the nodule's segment after it was last measured: its voxel count
