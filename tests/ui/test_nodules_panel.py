@@ -141,12 +141,21 @@ def test_the_nodules_panel_reviews_adds_and_reports(nodule_window, nodule_run, q
     assert "1.0 FP/scan" in panel.fp_label.text() or "1 FP/scan" in panel.fp_label.text(), panel.fp_label.text()
     assert [panel.row_at(i).number for i in range(panel.table.rowCount()) if panel.table.isRowHidden(i)] == [2, 3]
     assert panel.summary.text().startswith("3 nodules, 1 shown")
+    # their segments are hidden with them: not drawn, not listed in the Measurements panel
+    nod_seg = ctl.nodule_segmentation(_row(ctl, 1).marker_set).segmentation
+    measured = win.features.measure.controller.segment_rows
+
+    def listed():
+        return sorted(r.segment.name for r in measured.rows() if r.seg is nod_seg)
+
+    assert [s.visible for s in nod_seg.segments] == [True, False, False] and listed() == ["Nodule 1"]
     slider = panel.slider
     qtbot.mouseClick(slider, Qt.MouseButton.LeftButton, pos=QPoint(3, slider.height() // 2))  # a page step down
     while slider.value() > 0:
         qtbot.keyClick(slider, Qt.Key.Key_PageDown)
     settle(qtbot)
     assert ctl.threshold == 0.0 and not any(panel.table.isRowHidden(i) for i in range(panel.table.rowCount()))
+    assert all(s.visible for s in nod_seg.segments) and listed() == ["Nodule 1", "Nodule 2", "Nodule 3"]
 
     # sorting by score (descending) puts the tumour first; rows still map to their nodules
     panel.table.sortByColumn(6, Qt.SortOrder.DescendingOrder)

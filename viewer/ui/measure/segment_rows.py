@@ -99,8 +99,11 @@ class SegmentStatsRows(QObject):
         state = self.model.series.get(key) if key is not None else self.model.active_state
         if state is None:
             return []
+        # the panel measures what is shown: a hidden segment (e.g. a nodule below the operating point) is
+        # not listed, and comes back when it is shown again
         return [SegmentRow(row_uid(seg, s), state.key, seg, s, self.stats.get(row_uid(seg, s)))
-                for seg in (ed.segmentation for ed in state.open_series.segmentations) for s in seg.segments]
+                for seg in (ed.segmentation for ed in state.open_series.segmentations) if seg.visible
+                for s in seg.segments if s.visible]
 
     def find(self, uid: str) -> SegmentRow | None:
         for key in self.model.series:

@@ -280,6 +280,7 @@ class NodulesController(QObject):
                 num = m.attributes.get("number")
                 self.rows.append(NoduleRow(ms, i, int(num) if isinstance(num, (int, float)) else i + 1))
         self._watch_segmentations()
+        self._show_segments()
         self.rows_changed.emit()
 
     def _watch_segmentations(self) -> None:
@@ -383,6 +384,7 @@ class NodulesController(QObject):
                     self._pending.add(m)
         if self._pending:
             self._timer.start()
+        self._show_segments()
         self.rows_changed.emit()
 
     def _remeasure_pending(self) -> None:
@@ -589,6 +591,14 @@ class NodulesController(QObject):
         ed = self.nodule_segmentation(r.marker_set)
         seg = ed.segmentation.by_name(f"Nodule {r.number}") if ed is not None else None
         return (ed, seg) if seg is not None and ed.segmentation.count(seg) else (None, None)
+
+    def _show_segments(self) -> None:
+        """Show a nodule's segment exactly when its row shows: below the operating point the segment is
+        hidden with its marker (in 2D, 3D and the Measurements panel), never deleted."""
+        for r in self.rows:
+            ed, seg = self._segment_of(r)
+            if seg is not None and seg.visible != self.visible(r):
+                ed.segmentation.update_segment(seg, visible=self.visible(r))
 
     def _segment_changed(self, ed, seg, attrs: dict) -> bool:
         """Whether a person changed the nodule's segment after it was last measured: its voxel count
