@@ -84,7 +84,11 @@ def test_bad_input_is_one_sentence_exit_2(args, needle, capsys):
 
 
 def test_plugin_refusing_the_input_modality(models, capsys):
-    mr = data_path("flair-lesion", "FLAIR.nii.gz")  # read as OT/MR, the denoiser accepts CT only
+    mr = data_path("flair-lesion", "FLAIR.nii.gz")  # a NIfTI says no modality: read as OT; the denoiser takes CT
+    assert viewer.load(mr).modality == "OT"
     assert main(["run", "ct-denoising", str(mr), "--out", "/tmp/never-written"]) == 2
+    err = capsys.readouterr().err.strip()  # a file without a modality: the sentence says how to give one
+    assert "FLAIR.nii.gz does not say what it is; add --modality CT" in err and "\n" not in err
+    assert main(["run", "ct-denoising", str(mr), "--modality", "MR", "--out", "/tmp/never-written"]) == 2
     err = capsys.readouterr().err
-    assert "cannot run on this image" in err and "accepts CT images" in err
+    assert "cannot run on this image" in err and "accepts CT images, not MR" in err

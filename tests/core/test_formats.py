@@ -296,3 +296,13 @@ def test_two_d_file_becomes_a_one_slice_volume(tmp_path):
     vol = viewer.load(tmp_path / "2d.nrrd")
     assert vol.shape == (1, 3, 4)
     np.testing.assert_allclose(vol.spacing[:2], [0.5, 0.25])
+
+
+def test_a_folder_of_volume_files_says_which_to_open(tmp_path):
+    """A folder holding NIfTI/NRRD files but no DICOM: the error names a file to open instead."""
+    write_volume(_volume(), str(tmp_path / "b.nrrd"))
+    write_volume(_volume(), str(tmp_path / "a.nii.gz"))
+    with pytest.raises(viewer.HounsfieldError) as e:
+        viewer.load(tmp_path)
+    assert "No DICOM images were found" in str(e.value) and "open one of them, e.g. a.nii.gz" in str(e.value)
+    assert "2 image file(s)" in str(e.value) and "\n" not in str(e.value)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 
@@ -165,6 +166,11 @@ def run_command(args: argparse.Namespace) -> int:
     if prompts and not info.prompts:
         raise HounsfieldError(f"{info.name} takes no --point or --box prompts.")
     volume = apply_modality(viewer.load(args.input, series=args.series), getattr(args, "modality", None))
+    accepts = {m.upper() for m in info.inputs[0].modalities} if info.inputs else set()
+    if volume.modality.upper() in ("OT", "") and accepts and "OT" not in accepts:
+        wanted = "/".join(info.inputs[0].modalities)
+        raise HounsfieldError(f"{info.name} takes {wanted} images and {os.path.basename(args.input.rstrip('/'))} "
+                              f"does not say what it is; add --modality {info.inputs[0].modalities[0]} if it is one.")
     host = AIHost(registry, device=args.device, threads=args.threads)
     progress = _Progress()
     t0 = time.perf_counter()

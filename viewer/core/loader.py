@@ -19,6 +19,7 @@ from viewer.core.dicom.index import StudyIndex
 from viewer.core.dicom.scan import ScanResult, scan_path
 from viewer.core.dicom.series import SeriesInfo
 from viewer.core.errors import HounsfieldError, shown
+from viewer.core.formats import VOLUME_SUFFIXES
 from viewer.core.volume import SourceInfo, Volume
 
 
@@ -35,6 +36,15 @@ def scan(path, *, use_index: bool = True) -> ScanResult:
     finally:
         if index is not None:
             index.close()
+
+
+def _volume_files(root) -> list[str]:
+    """The NIfTI, NRRD and MetaImage files directly in folder ``root`` (sorted names)."""
+    try:
+        names = sorted(os.listdir(root)) if os.path.isdir(root) else []
+    except OSError:
+        return []
+    return [n for n in names if n.lower().endswith(VOLUME_SUFFIXES)]
 
 
 def choose_series(result: ScanResult, series: str | None) -> tuple[SeriesInfo, list[str]]:
@@ -55,6 +65,9 @@ def choose_series(result: ScanResult, series: str | None) -> tuple[SeriesInfo, l
         extra = f" (it holds only {what})" if what else ""
         # The first file's reason (a header declaring more than its file holds, say) ends the sentence.
         errs = f"; {len(result.errors)} file(s) could not be read: {result.errors[0]}" if result.errors else "."
+        volumes = _volume_files(result.root)
+        if volumes and not result.errors and not what:  # a folder of NIfTI/NRRD files: say which to open
+            errs = f"; it holds {len(volumes)} image file(s): open one of them, e.g. {volumes[0]}."
         raise HounsfieldError(f"No DICOM images were found in {result.root}{extra}{errs}")
     best = max(images, key=lambda s: len(s.frames))
     if len(images) > 1:
