@@ -7,9 +7,12 @@ dose the input was taken at, 0.25 for a quarter-dose scan, lower values removing
 slice (or the edge of a thin slab) has its missing neighbours filled in: replicated at a slab's
 edges, a lightly smoothed copy of the slice itself when there is only one.  ``ensemble`` views
 (rotations and mirrorings of the input, the outputs turned back and averaged; 0, the default, means
-all 8 on a slab of up to 8 slices and ENSEMBLE_VOLUME on a volume) trade time for a little less
-noise (bench_denoise.py images, blind: 8 views against 1 gave +0.06 to +0.54 dB on lone slices, 2 and 4
-views +0.18 and +0.25 dB on the held-out volume).
+all 8 on a slab of up to 8 slices and, on a volume, as many as fit in the work of two views of the
+512x512x141 chest CT, ENSEMBLE_VOXELS, at least ENSEMBLE_VOLUME: ``default_views``) trade time for a
+little less noise (bench_denoise.py images, blind: 8 views against 1 gave +0.06 to +0.54 dB on lone
+slices, 2 and 4 views +0.18 and +0.25 dB on the held-out volume; on the training volumes' monitoring
+slices, never trained on, 8 views against 2 gave +0.10 dB; the held-out volume, 164x126x120, gets 8: +0.09 dB
+over 2 in the 1.5.1 bench).
 The heatmap is the removed noise in HU.
 """
 
@@ -28,8 +31,19 @@ HEATMAP_SIGMA_PX = 2.0  # in-plane Gaussian over which the removed signal's RMS 
 # are averaged; the first n of this order are used (each pair differs in both rotation and mirroring)
 VIEWS = ((0, False), (2, True), (1, False), (3, True), (0, True), (2, False), (1, True), (3, False))
 ENSEMBLE_MAX_SLICES = 8  # volumes this thin are denoised in all 8 orientations by default (``ensemble`` 0)
-ENSEMBLE_VOLUME = 2  # views on thicker volumes by default: the chest CT stays well under 60 s on 2 CPU cores
+ENSEMBLE_VOLUME = 2  # the fewest views on a thicker volume by default
+# the work a volume gets by default, in voxels x views: two views of the 512x512x141 chest CT (well under 60 s on
+# 2 CPU cores), so smaller volumes get more views (up to 8) in no more time and larger ones ENSEMBLE_VOLUME
+ENSEMBLE_VOXELS = 2 * 512 * 512 * 141
 SINGLE_SLICE_SIGMA_PX = 0.7  # neighbours of a lone slice: it smoothed this much (better than a plain copy)
+
+
+def default_views(shape: tuple[int, int, int]) -> int:
+    """The views ``ensemble`` 0 averages on a [k, j, i] volume of ``shape``."""
+    depth, rows, cols = shape
+    if depth <= ENSEMBLE_MAX_SLICES:
+        return len(VIEWS)
+    return int(min(max(ENSEMBLE_VOXELS // max(depth * rows * cols, 1), ENSEMBLE_VOLUME), len(VIEWS)))
 
 
 def removed_map(hu: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -78,7 +92,7 @@ class CTDenoiser:
         depth, rows, cols = hu.shape
         n_views = int(params.get("ensemble", 0) or 0)
         if n_views <= 0:
-            n_views = len(VIEWS) if depth <= ENSEMBLE_MAX_SLICES else ENSEMBLE_VOLUME
+            n_views = default_views(hu.shape)
         views = VIEWS[:min(n_views, len(VIEWS))]
         if dose > 0:
             cond = np.full(depth, dose_channel_value(dose), np.float32)

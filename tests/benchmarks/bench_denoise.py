@@ -2,8 +2,9 @@
 
     python tests/benchmarks/bench_denoise.py [--skip-oracle] [--card-quality] [--skip-speed] [--update-card]
         [--weights 1.1.0=/tmp/old.pt 1.2.0=plugins/ct_denoising/weights.pt] [--baseline-cache FILE]
-        [--variant TAG[:weights=PATH][:ensemble=N][:mapping=REF/EXP][:min_patches=N][:volume_views=N] ...]
-        [--before TAG] [--speed-ensemble 0 1 2 4]
+        [--variant TAG[:weights=PATH][:ensemble=N][:mapping=REF/EXP][:min_patches=N][:volume_views=N]
+                   [:voxel_views=N] ...]
+        [--before TAG] [--speed-ensemble 0 1 2 4] [--diagnose]
 
 Oracle quality (the default; ``oracle_quality``): quarter dose inserted in the projection domain
 (lowdose.py, I0 calibrated per scan) into (a) five slices of the held-out CT (ct-aorta, never
@@ -25,6 +26,10 @@ table sets the blind noise estimate beside the truth on each image (the inserted
 and gives the noise input ``c`` each variant's blind mapping makes of it (the true dose gives 1).
 ``--update-card`` writes the first variant's figures into the model card (``--before TAG``: the
 variant quoted as the previous version) with the speed run's timings.
+
+Diagnosis (``--diagnose``, ``diagnose``): on the lone slices, the network at a sweep of given doses (how much a
+better blind estimate could give), around a resampling of the slice (another pixel size), and its error in soft
+tissue beside the reference's own noise, which bounds what any denoiser can reach against that reference.
 
 Card quality (``--card-quality``; plugins/ct_denoising/evaluate.py): the held-out real CT (ct-aorta, never trained on)
 at simulated quarter dose; Gaussian, bilateral and non-local-means filters (scikit-image) tuned
@@ -166,8 +171,9 @@ def _oracle(method: str, noisy, clean, rows, volumetric: bool):
     return best
 
 
-def bench_cases() -> list[tuple]:
-    """The bench's images: (label, clean, quarter-dose, scored slice indices, volumetric), HU float32 [k, j, i]."""
+def bench_cases(volume: bool = True) -> list[tuple]:
+    """The bench's images: (label, clean, quarter-dose, scored slice indices, volumetric), HU float32 [k, j, i];
+    ``volume`` False: the lone slices only."""
     import numpy as np
 
     import viewer
@@ -175,12 +181,13 @@ def bench_cases() -> list[tuple]:
     from plugins.ct_denoising import lowdose
 
     cases = []
-    aorta = viewer.load(DATA / "ct-aorta" / "ct_cropped.nii.gz")
-    hu = aorta.real_values().astype(np.float32)
-    i0 = lowdose.calibrate_i0(hu, float(aorta.spacing[0]))
-    noisy = lowdose.simulate_volume(hu, float(aorta.spacing[0]), 0.25, i0, seed=ev.SEED)
-    ks = np.linspace(20, hu.shape[0] - 21, 5).astype(int)
-    cases.append(("ct-aorta (held out), 5 slices", hu, noisy, ks, True))
+    if volume:
+        aorta = viewer.load(DATA / "ct-aorta" / "ct_cropped.nii.gz")
+        hu = aorta.real_values().astype(np.float32)
+        i0 = lowdose.calibrate_i0(hu, float(aorta.spacing[0]))
+        noisy = lowdose.simulate_volume(hu, float(aorta.spacing[0]), 0.25, i0, seed=ev.SEED)
+        ks = np.linspace(20, hu.shape[0] - 21, 5).astype(int)
+        cases.append(("ct-aorta (held out), 5 slices", hu, noisy, ks, True))
     for name, k, label, centre, trained, _ in UNSEEN:
         v = viewer.load(_pydicom_file(name[8:]) if name.startswith("pydicom:") else DATA / name)
         a = v.real_values().astype(np.float32)
@@ -197,23 +204,26 @@ def bench_cases() -> list[tuple]:
 
 
 def parse_variant(spec: str) -> dict:
-    """``TAG[:weights=PATH][:ensemble=N][:mapping=REF/EXPONENT][:min_patches=N][:volume_views=N]``: one network
-    setting to bench (ensemble: the plugin's parameter, 0 automatic; mapping, min_patches: noise.py's blind
-    mapping and soft-tissue patch minimum; volume_views: plugin.ENSEMBLE_VOLUME, the automatic views on volumes)."""
+    """``TAG[:weights=PATH][:ensemble=N][:mapping=REF/EXPONENT][:min_patches=N][:volume_views=N][:voxel_views=N]``:
+    one network setting to bench (ensemble: the plugin's parameter, 0 automatic; mapping, min_patches: noise.py's
+    blind mapping and soft-tissue patch minimum; volume_views: plugin.ENSEMBLE_VOLUME, the fewest automatic views on
+    a volume; voxel_views: plugin.ENSEMBLE_VOXELS, the voxels x views a volume gets automatically, 0 giving every
+    volume ENSEMBLE_VOLUME views as 1.5.0 did)."""
     tag, *opts = spec.split(":")
-    v = {"tag": tag, "weights": None, "ensemble": 0, "mapping": None, "min_patches": None, "volume_views": None}
+    v = {"tag": tag, "weights": None, "ensemble": 0, "mapping": None, "min_patches": None, "volume_views": None,
+         "voxel_views": None}
     for o in opts:
         key, _, value = o.partition("=")
         if key == "weights":
             v["weights"] = Path(value)
-        elif key in ("ensemble", "min_patches", "volume_views"):
+        elif key in ("ensemble", "min_patches", "volume_views", "voxel_views"):
             v[key] = int(value)
         elif key == "mapping":
             ref, exponent = value.split("/")
             v["mapping"] = (float(ref), float(exponent))
         else:
             raise SystemExit(f"unknown variant option {key!r} in {spec!r} "
-                             "(weights=, ensemble=, mapping=, min_patches=, volume_views=)")
+                             "(weights=, ensemble=, mapping=, min_patches=, volume_views=, voxel_views=)")
     return v
 
 
@@ -222,17 +232,19 @@ def _settings(v: dict):
     """noise.py's and plugin.py's constants as variant ``v`` sets them, restored afterwards."""
     from plugins.ct_denoising import noise, plugin
 
-    saved = noise.SIGMA_REF_HU, noise.EXPONENT, noise.MIN_PATCHES, plugin.ENSEMBLE_VOLUME
+    saved = noise.SIGMA_REF_HU, noise.EXPONENT, noise.MIN_PATCHES, plugin.ENSEMBLE_VOLUME, plugin.ENSEMBLE_VOXELS
     if v["mapping"]:
         noise.SIGMA_REF_HU, noise.EXPONENT = v["mapping"]
     if v["min_patches"]:
         noise.MIN_PATCHES = v["min_patches"]
     if v["volume_views"]:
         plugin.ENSEMBLE_VOLUME = v["volume_views"]
+    if v["voxel_views"] is not None:
+        plugin.ENSEMBLE_VOXELS = v["voxel_views"]
     try:
         yield
     finally:
-        noise.SIGMA_REF_HU, noise.EXPONENT, noise.MIN_PATCHES, plugin.ENSEMBLE_VOLUME = saved
+        noise.SIGMA_REF_HU, noise.EXPONENT, noise.MIN_PATCHES, plugin.ENSEMBLE_VOLUME, plugin.ENSEMBLE_VOXELS = saved
 
 
 def _run_variant(v: dict, low, dose: float):
@@ -370,6 +382,41 @@ def update_card_oracle(rows: list[dict], tag: str, before: str | None = None, ti
     path.write_text(json.dumps(manifest, indent=2) + "\n")
 
 
+def diagnose(log=print) -> None:
+    """Why some lone slices gain less (``--diagnose``; the shipped network, blind, default views): per lone bench
+    slice, the blind noise input ``c`` and the PSNR at a sweep of given doses (what a better-calibrated blind
+    estimate could reach); the slice resampled by 0.75 and 1.5 around the network (another pixel size); and, in
+    soft tissue (-200..700 HU), the network's error std beside the reference's own noise (the inserted noise / sqrt 3,
+    by the I0 calibration) and the floor a perfect same-texture estimator would reach (own x sqrt(3/4)): the
+    reference is a real scan with noise of its own that no denoiser can predict."""
+    import numpy as np
+    from scipy import ndimage
+
+    from plugins.ct_denoising import evaluate as ev
+    from plugins.ct_denoising import noise
+    from plugins.ct_denoising.network import dose_channel_value
+
+    doses = (0.2, 0.25, 0.3, 0.35, 0.4)
+    log("\nDiagnosis (lone bench slices; the network blind unless a dose is given): PSNR dB")
+    log(f"{'image':33s}{'c blind':>8s}{'blind':>7s}" + "".join(f"{f'dose {d:g}':>10s}" for d in doses)
+        + f"{'x0.75':>7s}{'x1.5':>7s}{'err HU':>8s}{'own HU':>8s}{'floor':>7s}")
+    for label, clean, low, _ks, _volumetric in bench_cases(volume=False):
+        c = float(noise.condition_from_noise(noise.slice_noise_hu(low[0])))
+        blind = ev.denoise_volume(low, 0.0)
+        cells = [ev.psnr_ssim(clean, blind)[0]] + [ev.psnr_ssim(clean, ev.denoise_volume(low, d))[0] for d in doses]
+        for z in (0.75, 1.5):
+            up = ndimage.zoom(low[0], z, order=3)[None]
+            back = ndimage.zoom(ev.denoise_volume(up, 0.0)[0], np.array(low.shape[1:]) / up.shape[1:], order=3)
+            cells.append(ev.psnr_ssim(clean, back[None, :low.shape[1], :low.shape[2]])[0])
+        tissue = (clean > -200) & (clean < 700)
+        own = float(np.std((low - clean)[tissue])) / np.sqrt(3)
+        err = float(np.std((blind - clean)[tissue]))
+        log(f"{label:33s}{c:8.2f}"
+            + "".join(f"{x:7.2f}" if i in (0, 6, 7) else f"{x:10.2f}" for i, x in enumerate(cells))
+            + f"{err:8.1f}{own:8.1f}{own * np.sqrt(0.75):7.1f}")
+    log("(c at the given doses: " + ", ".join(f"{d:g} -> {dose_channel_value(d):.2f}" for d in doses) + ")")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--skip-oracle", action="store_true", help="skip the oracle-tuned baselines on held-out/unseen CT")
@@ -388,6 +435,8 @@ def main(argv=None) -> int:
     ap.add_argument("--speed-ensemble", type=int, nargs="+", default=[0],
                     help="views averaged in the speed run (0 = the plugin's default); several are timed in turn")
     ap.add_argument("--baseline-cache", type=Path, help="JSON file keeping the oracle baselines between runs")
+    ap.add_argument("--diagnose", action="store_true",
+                    help="also the diagnosis of the lone slices (dose sweep, resampling, the reference's own noise)")
     args = ap.parse_args(argv)
     from plugins.ct_denoising import data, evaluate, train
 
@@ -398,6 +447,8 @@ def main(argv=None) -> int:
     if not args.skip_oracle:
         rows = oracle_quality(variants=variants, baseline_cache=args.baseline_cache)
         print_oracle(rows, tags=tuple(v["tag"] for v in variants))
+    if args.diagnose:
+        diagnose()
     if args.card_quality:
         train.prepare(data.CACHE)
         result = evaluate.evaluate(data.CACHE)

@@ -256,6 +256,19 @@ def test_self_ensemble_views_are_a_parameter(host, aorta_quarter_dose):
     assert "between 0 and 8" in str(err.value) and "\n" not in str(err.value)
 
 
+def test_default_views_fill_the_chest_ct_budget_and_no_more():
+    """``ensemble`` 0: all 8 views on a slice, a thin slab and a small volume (the held-out CT), 2 on the
+    512x512x141 chest CT and on anything larger, 4 on half of it: no volume does more work than the chest CT's
+    two views, and none fewer than two views."""
+    from plugins.ct_denoising.plugin import ENSEMBLE_VOXELS, default_views
+
+    assert default_views((1, 128, 128)) == default_views((8, 512, 512)) == default_views((164, 126, 120)) == 8
+    assert default_views((141, 512, 512)) == default_views((400, 512, 512)) == 2
+    assert default_views((70, 512, 512)) == 4
+    for shape in ((9, 512, 512), (70, 512, 512), (164, 126, 120), (141, 512, 512)):
+        assert np.prod(shape) * default_views(shape) <= ENSEMBLE_VOXELS
+
+
 def test_blind_mapping_does_not_take_a_quiet_scan_for_a_full_dose_one():
     """The 0.43 mm smooth-kernel head slice (Hitachi, never trained on) at simulated quarter dose reads only
     5-7 HU of noise; the blind mapping (fitted on the training volumes) still gives a noise input near the
