@@ -228,14 +228,15 @@ def insert_lesion(rng, win: np.ndarray, modality: str, centre, radius_vox: float
     return (win * (1 - alpha) + lesion * alpha).astype(np.float32), mask
 
 
-def insert_whole_tumour(rng, win: np.ndarray, centre, radius_vox: float, spacing: float
+def insert_whole_tumour(rng, win: np.ndarray, centre, radius_vox: float, spacing: float, oedema_min: float = 0.6
                         ) -> tuple[np.ndarray, np.ndarray]:
     """``win`` (MR) with a synthetic whole brain tumour as FLAIR shows it, and its mask (all of it).
 
     Oedema: a moderately bright, fuzzy-edged, irregular region (the whole mask, kept inside the head);
     in it, off its centre, the tumour: a brighter rim, heterogeneous, around a dark necrotic or cystic
     core (darker than the brain around it in about half).  The most interior point of the mask, where
-    the first click goes, then usually lies in the core or the rim, as in BraTS 0005."""
+    the first click goes, then usually lies in the core or the rim, as in BraTS 0005.  ``oedema_min``: the
+    oedema's least brightness, in SDs of the brain above its mean (drawn up to 2.2)."""
     roi = win.shape[0]
     d = synthetic_shape(rng, roi, centre, radius_vox)
     fg_level = np.percentile(win, 99)
@@ -258,7 +259,7 @@ def insert_whole_tumour(rng, win: np.ndarray, centre, radius_vox: float, spacing
     def texture(lo: int, hi: int) -> np.ndarray:
         return _smooth_noise(rng, roi, int(rng.integers(lo, hi)))
 
-    oedema = m + rng.uniform(0.6, 2.2) * s + rng.uniform(0.1, 0.6) * s * texture(5, 12)
+    oedema = m + rng.uniform(oedema_min, max(2.2, oedema_min + 0.5)) * s + rng.uniform(0.1, 0.6) * s * texture(5, 12)
     if rng.random() < 0.5:  # brighter towards the tumour, fading outward
         oedema = oedema + rng.uniform(0.2, 1.0) * s * np.clip(-d, 0, 1)
     lesion = oedema + rng.uniform(0.02, 0.15) * s * white

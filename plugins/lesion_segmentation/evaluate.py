@@ -5,8 +5,10 @@
     python plugins/lesion_segmentation/evaluate.py --validate W1.pt W2.pt ...   # choose among candidates
 
 The validation set (``validation_volumes``) is not the held-out bench: synthetic lesions inserted
-into the training volumes with seeds no training run used, and the largest real training lesions;
-candidates are compared there before the bench is looked at (train.py, "Weight averages").
+into the training volumes with seeds no training run used (put back into the whole volume, so the
+segmenter's windows see the volume and its border as on any real volume), and the largest real
+training lesions; candidates are compared there before the bench is looked at (train.py, "Weight
+averages").
 
 A session: the first click at the lesion's most interior point (largest distance to its boundary,
 in mm), then up to ``CORRECTIONS`` corrective clicks, each at the most interior point of the largest
@@ -39,10 +41,11 @@ def session(method, image, vox, modality, truth, corrections: int = CORRECTIONS,
     pos = [data.interior_point(truth, vox)]
     neg: list = []
     full = None
+    newest = None  # the sign of the corrective click just made
     dices, seconds = [], []
     for n in range(corrections + 1):
         t0, c0 = time.perf_counter(), time.process_time()
-        sl, _, m = method.segment(image, vox, modality, list(pos), list(neg), None, full)
+        sl, _, m = method.segment(image, vox, modality, list(pos), list(neg), None, full, newest=newest)
         seconds.append(time.perf_counter() - t0)
         if cpu is not None:
             cpu.append(time.process_time() - c0)
@@ -55,6 +58,7 @@ def session(method, image, vox, modality, truth, corrections: int = CORRECTIONS,
         if click is None:
             break
         (pos if click[1] else neg).append(click[0])
+        newest = bool(click[1])
     return dices, seconds
 
 
@@ -67,12 +71,64 @@ def training_lesions(max_per_case: int = 3):
     return out
 
 
-def validation_volumes(plain: int = 24, necrotic: int = 16, real_per_case: int = 3):
-    """(set, name, image, vox, modality, truth) of the validation sessions: ``plain`` synthetic lesions
-    (train.Sampler at the fitted window scale, seed 4242, a quarter extra lung lesions) and ``necrotic``
-    synthetic bright-rimmed, dark-cored MR lesions (seed 4343, the MR training volumes without
-    lesions), each cut out as a 128^3 volume at its window spacing and wholly inside it, and the
-    ``real_per_case`` largest real lesions of each training case."""
+class ValCase:
+    """One validation session's volume: a training volume, with a synthetic lesion added where one was
+    drawn (``patch``: the volume slices, the image difference there, the truth there), or one of its real
+    lesions (``mask``); ``cutout``: instead the old 128^3 window cut out around the lesion (below)."""
+
+    def __init__(self, kind, name, case, modality, patch=None, mask=None, cutout=None):
+        self.kind, self.name, self.case, self.modality = kind, name, case, modality
+        self.patch, self.mask, self.cutout = patch, mask, cutout
+
+    def volume(self):
+        """(image, vox, truth), made when asked for (a full volume each)."""
+        if self.cutout is not None:
+            return self.cutout
+        if self.mask is not None:
+            return self.case.image, self.case.vox, self.mask
+        sl, diff, truth_patch = self.patch
+        image = self.case.image.copy()
+        image[sl] += diff
+        truth = np.zeros(image.shape, bool)
+        truth[sl] = truth_patch
+        return image, self.case.vox, truth
+
+
+def drawn_into_volume(drawn: dict, case, img, gt):
+    """A synthetic lesion that train.Sampler.window drew (``drawn``: its ``Sampler.drawn``; ``img``,
+    ``gt``: the window and truth it returned) put back into the case's own voxels: the window's flips
+    and CT offset undone, the image difference and the truth each smoothed as the window's sampling
+    smooths (network.Window.sample) where the volume's voxels are coarser than the window's, then
+    resampled onto the voxels the window covers (network.Window.paste).  (slices, difference, truth)."""
+    from scipy import ndimage
+
+    for axis in drawn["flips"]:  # back to the volume's orientation
+        img, gt = np.flip(img, axis), np.flip(gt, axis)
+    w = drawn["window"]
+    diff = np.asarray(img, np.float32) - drawn["offset"] - w.sample(case.image)
+    truth = gt.astype(np.float32)
+    sig = [0.4 * v / w.spacing if v / w.spacing > 1.5 else 0.0 for v in case.vox]
+    if any(sig):
+        diff = ndimage.gaussian_filter(diff, sig, mode="nearest")
+        truth = ndimage.gaussian_filter(truth, sig, mode="nearest")
+    sl, d = w.paste(diff, case.image.shape)
+    _, t = w.paste(truth, case.image.shape)
+    return sl, d.astype(np.float32), t > 0.5
+
+
+def validation_volumes(plain: int = 24, necrotic: int = 16, real_per_case: int = 3, cutout: bool = False):
+    """The validation sessions (``ValCase``): ``plain`` synthetic lesions (train.Sampler at the fitted
+    window scale, seed 4242, a quarter extra lung lesions; half of its draws are real training lesions)
+    and ``necrotic`` synthetic bright-rimmed, dark-cored MR lesions (seed 4343, the MR training volumes
+    without lesions), and the ``real_per_case`` largest real lesions of each training case.
+
+    Each synthetic lesion is drawn in a 128^3 window at its window spacing, wholly inside it, and put
+    back into its own training volume (``drawn_into_volume``), so that every window the segmenter opens sees
+    the volume as it is and its real border, as on any real volume.  ``cutout=True``: the set as it was
+    before 2026-12-05 evening, each lesion's 128^3 window cut out as the volume (the same lesions); the
+    first click's 2 mm pass, 128 mm wide, then reached far past that volume (64-110 mm wide for most
+    lesions) into copied border voxels, which never happens on a real volume (the padding measured
+    in training_log.json "validation_fix")."""
     from plugins.lesion_segmentation.train import SEED, Sampler
 
     class _Sampler(Sampler):
@@ -81,34 +137,51 @@ def validation_volumes(plain: int = 24, necrotic: int = 16, real_per_case: int =
             return self.last
 
     cases = data.training_cases(SEED)
-    out = []
+    out: list[ValCase] = []
     for kind, share, n, seed in (("plain", 0.0, plain, 4242), ("necrotic", 1.0, necrotic, 4343)):
         pool = cases if kind == "plain" else [c for c in cases if c.modality == "MR" and not c.lesions]
         s = _Sampler(pool, np.random.default_rng(seed), wide=False, max_extent=110, coarse_share=0.0,
                      lung_share=0.25 if kind == "plain" else 0.0, necrotic=share)
-        while sum(o[0] == kind for o in out) < n:
+        draw = 0
+        while sum(o.kind == kind for o in out) < n:
             img, gt, modality = s.window(128)
+            draw += 1
             if gt.sum() < 30 or gt[[0, -1]].any() or gt[:, [0, -1]].any() or gt[:, :, [0, -1]].any():
                 continue
-            out.append((kind, f"{kind}{sum(o[0] == kind for o in out)}", img.astype(np.float32),
-                        np.array([s.last] * 3), modality, gt))
-    for c in data.training_cases():
+            name = f"{kind} draw {draw}"  # the same lesion has the same name in both set-ups
+            d = s.drawn
+            case = pool[d["case"]]
+            if cutout:
+                out.append(ValCase(kind, name, case, modality, cutout=(img.astype(np.float32),
+                                                                      np.array([s.last] * 3), gt)))
+                continue
+            if d["real_mask"] is not None:
+                out.append(ValCase(kind, name, case, modality, mask=d["real_mask"]))
+                continue
+            patch = drawn_into_volume(d, case, img, gt)
+            if patch[2].sum() < 30:  # too small on the volume's own voxels (thick slices): drawn again
+                continue
+            out.append(ValCase(kind, name, case, modality, patch=patch))
+    for c in cases:
         for i, m in enumerate(sorted(c.lesions, key=lambda m: -int(m.sum()))[:real_per_case]):
-            out.append(("real training", f"{c.name}#{i}", c.image, c.vox, c.modality, m))
+            out.append(ValCase("real training", f"{c.name}#{i}", c, c.modality, mask=m))
     return out
 
 
-def validate(weights: list[str], log=print) -> dict:
-    """Mean Dice after 1 click and after 3 corrective clicks, per validation set and over all sessions."""
+def validate(weights: list[str], log=print, cutout: bool = False) -> dict:
+    """Mean Dice after 1 click and after 3 corrective clicks, per validation set and over all sessions
+    (``cutout``: on the old set-up, ``validation_volumes``)."""
     from plugins.lesion_segmentation.segmenter import Segmenter
 
-    vols = validation_volumes()
+    vols = validation_volumes(cutout=cutout)
     res = {}
     for w in weights:
         seg = Segmenter(w)
         per: dict = {}
-        for kind, _, img, vox, modality, truth in vols:
-            dices, _ = session(seg, img, vox, modality, truth)
+        for v in vols:
+            img, vox, truth = v.volume()
+            dices, _ = session(seg, img, vox, v.modality, truth)
+            kind = v.kind
             per.setdefault(kind, []).append((dices[0], dices[-1]))
         allv = [d for v in per.values() for d in v]
         res[w] = {k: [round(float(np.mean([d[i] for d in v])), 3) for i in (0, 1)] for k, v in per.items()}
@@ -126,12 +199,14 @@ def main(argv=None) -> int:
     ap.add_argument("--tune", action="store_true")
     ap.add_argument("--validate", nargs="+", metavar="WEIGHTS",
                     help="Dice after 1 / 3 clicks of these weights on the validation set (not the bench)")
+    ap.add_argument("--cutout", action="store_true",
+                    help="with --validate: the old set-up, each synthetic lesion's 128^3 window as the volume")
     args = ap.parse_args(argv)
     if args.validate:
         import torch
 
         torch.set_num_threads(1)
-        validate(args.validate)
+        validate(args.validate, cutout=args.cutout)
     if args.tune:
         lesions = training_lesions()
         lines = []

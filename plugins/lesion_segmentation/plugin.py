@@ -173,22 +173,23 @@ class LesionSegmenter:
             neg = [p for p, s in pts if not s]
             if not pos and box is None and not prev.any():
                 return None, None
-            sl, p, m = seg.segment(image, vox, modality, pos, neg, box, prev, threshold)
+            newest = bool(pts[-1][1]) if pts and prev.any() else None  # the reader's latest click
+            sl, p, m = seg.segment(image, vox, modality, pos, neg, box, prev, threshold, newest=newest)
             return (sl, p, m), p
         steps = []
         for p, positive in pts:
             (pos if positive else neg).append(p)
             if pos or box is not None:
-                steps.append((list(pos), list(neg)))
+                steps.append((list(pos), list(neg), bool(positive)))
         if not steps and box is not None:
-            steps = [([], [])]
+            steps = [([], [], None)]
         if not steps:
             return None, None
         full = None
-        for n, (pos_n, neg_n) in enumerate(steps):
+        for n, (pos_n, neg_n, newest) in enumerate(steps):
             context.check_cancelled()
             sl, p, m = seg.segment(image, vox, modality, pos_n, neg_n, box if n == 0 or box is not None else None,
-                                   full, threshold)
+                                   full, threshold, newest=newest if n else None)
             full = np.zeros(image.shape, bool) if full is None else full
             full[sl] = m
             result = (sl, p, m)

@@ -12,6 +12,13 @@ probability on the part of the volume the window covers.  The window:
 
 Of the thresholded mask only the connected parts holding a positive click are kept (the part
 nearest the first click when none holds one), so a click on one lesion does not pick up another.
+A refining click changes the mask only its own way (``WindowSegmenter.monotone``): a negative click
+only takes voxels off the previous mask, a positive one only adds to it.  Without that rule a
+negative click could make the mask grow elsewhere (its window is sized on the mask, so a spilling
+mask asked for a wider window that spilled further: network candidate wt3 on BraTS 0003, 193,541 ->
+217,238 -> 232,629 voxels after two negative clicks); with it the held-out mean after 3 corrective
+clicks rose 0.844 -> 0.856 (BraTS 0005 0.511 -> 0.570) and the validation set's 0.604 -> 0.606,
+one-click Dice unchanged (training_log.json "inference_round5").
 """
 
 from __future__ import annotations
@@ -64,20 +71,26 @@ class WindowSegmenter:
     found (the geodesic-input network: once; the shipped network and the baselines: never)."""
 
     recentre = 0
+    monotone = True  # a refining click only takes voxels off (negative) or only adds (positive): ``segment``
 
     def _window_prob(self, w: Window, image, modality, pos, neg, prev) -> tuple[np.ndarray, list]:
         raise NotImplementedError
 
     def segment(self, image: np.ndarray, vox, modality: str, pos, neg=(), box=None, prev: np.ndarray | None = None,
-                threshold: float = THRESHOLD) -> tuple[tuple[slice, ...], np.ndarray, np.ndarray]:
+                threshold: float = THRESHOLD, newest: bool | None = None
+                ) -> tuple[tuple[slice, ...], np.ndarray, np.ndarray]:
         """(the volume slices the window covers, probability there, mask there).
 
         ``image``: real values [k, j, i]; ``vox``: spacing (k, j, i) mm; ``pos``/``neg``: click indices;
-        ``box``: (lo, hi) indices or None; ``prev``: the previous mask (bool, volume-sized) or None."""
+        ``box``: (lo, hi) indices or None; ``prev``: the previous mask (bool, volume-sized) or None;
+        ``newest``: with ``prev``, whether the click that asks for this refinement is positive (True) or
+        negative (False), None when not known.  With ``monotone``, a negative click only takes voxels
+        off ``prev`` and a positive one only adds to it."""
         vox = np.asarray(vox, np.float64)
         pos = [np.asarray(p, np.float64) for p in pos]
         neg = [np.asarray(p, np.float64) for p in neg]
         box_win = None
+        first_click = False
         if box is not None:
             lo, hi = (np.asarray(b, np.float64) for b in box)
             centre = (lo + hi) / 2
@@ -93,6 +106,7 @@ class WindowSegmenter:
         else:
             if not pos:
                 raise ValueError("a positive click or a box is needed")
+            first_click = True
             at = pos[0]
             for again in range(self.recentre, -1, -1):
                 w = Window(at, COARSE_SPACING_MM, vox)
@@ -125,7 +139,10 @@ class WindowSegmenter:
         mask = keep_clicked(prob > threshold, pos_w)
         sl, p = w.paste(prob.astype(np.float32), image.shape)
         _, m = w.paste(mask.astype(np.float32), image.shape)
-        return sl, p, (m > 0.5) & (p > threshold)
+        m = (m > 0.5) & (p > threshold)
+        if self.monotone and newest is not None and prev is not None and not first_click and box is None:
+            m = (m | prev[sl]) if newest else (m & prev[sl])
+        return sl, p, m
 
 class Segmenter(WindowSegmenter):
     """The network, loaded once.

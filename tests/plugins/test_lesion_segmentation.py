@@ -155,7 +155,8 @@ def test_one_click_on_a_brats_flair_nifti_with_modality_mr(tmp_path, capsys):
     args = ["run", "lesion-segmentation", str(path), "--out", str(out), "--point=" + ",".join(map(str, click)),
             "--device", "cpu", "--threads", "2", "--param", "heatmaps=false"]
     assert main(args) == 2
-    assert "cannot run on this image" in capsys.readouterr().err  # OT: not CT or MR
+    err = capsys.readouterr().err  # OT: not CT or MR, and the error says how to tell it
+    assert "does not say what it is" in err and "--modality" in err, err
     assert main([*args, "--modality", "MR"]) == 0, capsys.readouterr().err
     manifest = json.loads((out / "results.json").read_text())
     labels = viewer.load(out / next(r for r in manifest["results"] if r["kind"] == "label_map")["file"])
@@ -247,3 +248,58 @@ def test_the_classical_methods_segment_a_lesion_from_one_click(name):
     out[sl] = mask
     assert dice(out, truth) > 0.7
     assert not out[:, :, :20].any()  # nothing far from the lesion
+
+
+def test_validation_lesions_go_back_into_their_volume():
+    """evaluate.validation_volumes puts each synthetic validation lesion back into its own volume (so the
+    segmenter's 128 mm first window sees the volume, not copied border voxels of a cut-out): the lesion
+    a trainer's window drew (flipped, CT offset added) lands where the image changed, on the volume's
+    own anisotropic voxels, and nothing changes away from it."""
+    from scipy import ndimage
+
+    from plugins.lesion_segmentation import data, evaluate
+    from plugins.lesion_segmentation.train import Sampler
+
+    rng = np.random.default_rng(3)
+    vox = np.array([2.5, 0.8, 0.8])
+    image = (ndimage.gaussian_filter(rng.normal(0, 1, (40, 90, 90)), 3) * 400 + 40).astype(np.float32)
+    sites = {"soft": np.array([[20, 45, 45], [18, 40, 50], [22, 50, 42]])}
+    case = data.Case("synthetic CT", image, vox, "CT", [], sites)
+    s = Sampler([case], np.random.default_rng(5), coarse_share=0.0, max_extent=20.0)
+    for _ in range(3):
+        img, gt, _ = s.window()
+        assert s.drawn["real_mask"] is None and s.drawn["offset"] != 0
+        sl, diff, truth = evaluate.drawn_into_volume(s.drawn, case, img, gt)
+        assert truth.sum() >= 30
+        changed = np.abs(diff) > 5.0  # HU: the lesion's own change (the lesion is 15-90 HU off its surround)
+        assert _dice(changed, ndimage.binary_dilation(truth, iterations=1)) > 0.5
+        far = ndimage.distance_transform_edt(~truth, sampling=vox) > 12.0  # mm, past the lesion's soft edge
+        assert np.abs(diff[far]).max() < 1.0  # flips and offset undone: the rest of it unchanged
+        ml = gt.sum() * s.drawn["window"].spacing ** 3 / 1000
+        assert abs(truth.sum() * np.prod(vox) / 1000 - ml) < 0.35 * ml  # the same lesion, on the volume's voxels
+
+
+def test_a_refining_click_changes_the_mask_only_its_own_way():
+    """segmenter.WindowSegmenter.monotone: after a negative click the mask lies inside the previous one,
+    after a positive click it holds the previous one, whatever the method proposes (here the geodesic
+    method on a ball in noisy lung, with a previous mask that spills on one side and misses on the other)."""
+    from plugins.lesion_segmentation.baselines import METHODS
+
+    rng = np.random.default_rng(11)
+    vox = (2.0, 0.8, 0.8)
+    kk, jj, ii = np.indices((40, 96, 96))
+    truth = ((kk - 20) * vox[0]) ** 2 + ((jj - 48) * vox[1]) ** 2 + ((ii - 48) * vox[2]) ** 2 <= 8.0 ** 2
+    image = np.where(truth, 30.0, -850.0) + rng.normal(0, 25, truth.shape)
+    prev = truth.copy()
+    prev[:, :, 48:] = False  # misses half the ball
+    prev[18:23, 44:53, 30:38] = True  # spills into the lung on the other side
+    method = METHODS["geodesic"]()
+    for newest, click in ((False, (20, 48, 33)), (True, (20, 48, 56))):
+        neg, pos = ([click], [(20, 48, 44)]) if not newest else ([], [(20, 48, 44), click])
+        sl, _, m = method.segment(image, vox, "CT", pos, neg, None, prev, newest=newest)
+        out = prev.copy()
+        out[sl] = m
+        if newest:
+            assert (out >= prev).all() and (out & truth & ~prev).sum() > 100  # the missed half added
+        else:
+            assert (out <= prev).all() and (out & ~truth).sum() < (prev & ~truth).sum()  # spill taken off
