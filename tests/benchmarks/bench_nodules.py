@@ -3,6 +3,8 @@
     python tests/benchmarks/bench_nodules.py [--copies 4] [--per-copy 16] [--skip-speed] [--update-card]
     python tests/benchmarks/bench_nodules.py --cad-only --cad-cache /tmp/cad.json   # the CAD half first
     python tests/benchmarks/bench_nodules.py --no-stress   # without the old-placement stress rows
+    python tests/benchmarks/bench_nodules.py --look --skip-speed   # with the second look, beside the 1 mm scores
+    python tests/benchmarks/bench_nodules.py --out results.json   # the results JSON there (default: a new temp file)
 
 Quality: the held-out real CT (chest-ct, never trained on) in ``--copies`` synthetic realisations,
 each with ``--per-copy`` nodules inserted by plugins/lung_nodules/synth.py (fixed seed; sizes
@@ -14,7 +16,10 @@ as a real juxtavascular nodule does.  Both methods see the same copies: the netw
 (plugins/lung_nodules/detect.py, as the plugin runs it) and the Hessian dot-filter CAD (cad.py)
 with its rules tuned on the training CTs (evaluate.py --tune-cad).  ``--fpr PATH``: also the
 candidate second stage (fpr.py, a classifier written by train.py --stage fpr) on the same heatmaps,
-as a third column.
+as a third column.  ``--look``: the detector with its magnified second look at small
+candidates (detect.py; the plugin's ``second_look`` parameter, off by default); the column "1 mm only
+(0.2.1)" then scores the same candidates by the 1 mm network alone (``net_score``), so the second
+look's effect is read on the same copies in the same run.
 Sensitivity at 1, 2 and 4 false positives per scan (FROC points; evaluate.py), overall, by size
 band and by type.  The real tumour is neither a hit nor a false positive in the copies; it is
 checked on its own on the unmodified CT: is it found at the 2 FP/scan operating point?  So is a
@@ -69,8 +74,10 @@ REAL = {"tumour (chest-ct, right lung)": (TUMOUR_KJI, TUMOUR_RADIUS_MM),
 SEED = 2026
 WEIGHTS = None  # the detector's weights; None: the shipped plugins/lung_nodules/weights.pt (--weights)
 FPR = None  # a second-stage classifier to measure beside the shipped path (--fpr)
+LOOK = False  # the detector's magnified second look at small candidates (--look; the plugin's default: off)
 WALL_MM = None  # how far outside the lung mask a peak may lie; None: the detector's default (--wall-mm)
 TOUCH_VESSELS = True  # the default copies: juxtavascular nodules against vessels, not inside them
+EXTRA = (("fpr", "network + FPR stage"), ("one_mm", "1 mm only (0.2.1)"))  # optional columns
 STRESS_NOTE = "stress: the old placement (0.2.0's benchmark; some juxtavascular nodules inside hilar vessels)"
 
 
@@ -119,10 +126,11 @@ def quality(copies: int, per_copy: int, log=print, cad_cache: Path | None = None
     taken[tuple(slice(a - h, a + h + 1) for a, h in zip(c, half))] = True
     ignore = list(REAL.values())
     params = evaluate.load_cad_params()
-    det = Detector(fpr_params=FPR, wall_mm=WALL_MM) if WEIGHTS is None else \
-        Detector(WEIGHTS, fpr_params=FPR, wall_mm=WALL_MM)
+    det = Detector(fpr_params=FPR, wall_mm=WALL_MM, look=LOOK) if WEIGHTS is None else \
+        Detector(WEIGHTS, fpr_params=FPR, wall_mm=WALL_MM, look=LOOK)
     rng = np.random.default_rng(SEED)
     net_scans, fpr_scans, cad_scans, times = [], [], [], {"network": [], "cad": []}
+    one_scans = []  # the same detections scored by the 1 mm network alone (version 0.2.1, no second look)
     key = {"copies": copies, "per_copy": per_copy, "seed": SEED, "cad_params": params.to_dict()}
     if touch_vessels:
         key["touch_vessels"] = True
@@ -146,6 +154,7 @@ def quality(copies: int, per_copy: int, log=print, cad_cache: Path | None = None
             r = det.run(hu_i, sp, vol.affine, plain=True)
             times["network"].append(time.perf_counter() - t0)
             net_scans.append(evaluate.ScanResult(sp, truths, r.plain, ignore))
+            one_scans.append(evaluate.ScanResult(sp, truths, one_mm(r.plain), ignore))
             fpr_scans.append(evaluate.ScanResult(sp, truths, r.detections, ignore))
         if cached is not None:
             cands = cached["detections"][n]
@@ -167,8 +176,10 @@ def quality(copies: int, per_copy: int, log=print, cad_cache: Path | None = None
     f_net = evaluate.froc(net_scans, groups=groups)
     f_cad = evaluate.froc(cad_scans, groups=groups)
     f_fpr = evaluate.froc(fpr_scans, groups=groups) if FPR is not None else None
+    f_one = evaluate.froc(one_scans, groups=groups) if det.look else None
     if stress:
-        return {"network": f_net, "fpr": f_fpr, "cad": f_cad, "nodules": sum(len(s.truths) for s in net_scans),
+        return {"network": f_net, "fpr": f_fpr, "cad": f_cad, "one_mm": f_one,
+                "nodules": sum(len(s.truths) for s in net_scans),
                 "copies": copies, "times": times, "touch_vessels": touch_vessels,
                 "misses": {"network": misses(net_scans, f_net), "cad": misses(cad_scans, f_cad)}}
     # the scoring before the second lesion was listed (it counted as a false positive in every copy)
@@ -182,6 +193,8 @@ def quality(copies: int, per_copy: int, log=print, cad_cache: Path | None = None
     c0, _ = cad.candidates(hu0, sp, lungs0 > 0, params)
     for lesion, (centre, radius) in REAL.items():
         methods = [("network", r0.plain, f_net), ("cad", c0, f_cad)]
+        if f_one is not None:
+            methods.append(("network 1 mm only (0.2.1)", one_mm(r0.plain), f_one))
         if FPR is not None:
             methods.append(("network + FPR", r0.detections, f_fpr))
         for name, dets, f in methods:
@@ -192,11 +205,17 @@ def quality(copies: int, per_copy: int, log=print, cad_cache: Path | None = None
             real[key] = {"lesion": lesion, "method": name, "score": best, "threshold_2fp": t2,
                          "found_at_2fp": best is not None and best >= t2,
                          "rank": 1 + sum(d["score"] > best for d in dets) if best is not None else None}
-    return {"network": f_net, "fpr": f_fpr, "cad": f_cad, "real": real, "second_lesion_as_fp": before,
+    return {"network": f_net, "fpr": f_fpr, "cad": f_cad, "one_mm": f_one, "real": real,
+            "second_lesion_as_fp": before,
             "misses": {"network": misses(net_scans, f_net), "cad": misses(cad_scans, f_cad)},
             "nodules": sum(len(s.truths) for s in net_scans),
             "copies": copies, "times": times, "cad_params": params.to_dict(), "training_lesions": training_lesions(),
             "touch_vessels": touch_vessels}
+
+
+def one_mm(dets: list[dict]) -> list[dict]:
+    """The detections scored by the 1 mm network alone (``net_score``: before the second look)."""
+    return [dict(d, score=d.get("net_score", d["score"])) for d in dets]
 
 
 def dense_inside(hu0: np.ndarray, sp, nodule) -> float:
@@ -242,7 +261,7 @@ def training_lesions() -> dict:
     from plugins.lung_nodules.measure import mask_measurements, measure_nodule
 
     out = {}
-    det = Detector(wall_mm=WALL_MM) if WEIGHTS is None else Detector(WEIGHTS, wall_mm=WALL_MM)
+    det = Detector(wall_mm=WALL_MM, look=LOOK) if WEIGHTS is None else Detector(WEIGHTS, wall_mm=WALL_MM, look=LOOK)
     for name in ("radiomics-lung1", "radiomics-lung2"):
         img = viewer.load(DATA / "lung-nodule-ct" / name / "image.nrrd")
         lab = viewer.load(DATA / "lung-nodule-ct" / name / "label.nrrd").array > 0
@@ -304,7 +323,7 @@ def table(q: dict, stress: dict | None = None) -> str:
     lines = [f"Held-out chest-ct, {q['copies']} copies, {q['nodules']} inserted nodules (seed {SEED}; {place}); "
              "sensitivity at 1 / 2 / 4 false positives per scan",
              f"{'group':<16}{'n':>4}  {'network (ours)':>20}  {'Hessian CAD (tuned)':>20}"
-             + (f"  {'network + FPR stage':>20}" if q.get("fpr") else "")]
+             + "".join(f"  {label:>20}" for key, label in EXTRA if q.get(key))]
 
     def cell(f, name):
         vals = f["overall"] if name == "all" else {r: f[name][r][0] for r in rates}
@@ -314,8 +333,10 @@ def table(q: dict, stress: dict | None = None) -> str:
     for name in names:
         n = q["nodules"] if name == "all" else q["network"][name][1.0][1]
         lines.append(f"{name:<16}{n:>4}  {cell(q['network'], name):>20}  {cell(q['cad'], name):>20}"
-                     + (f"  {cell(q['fpr'], name):>20}" if q.get("fpr") else ""))
-    for key, label in (("network", "network"), ("fpr", "network + FPR stage"))[: 2 if q.get("fpr") else 1]:
+                     + "".join(f"  {cell(q[key], name):>20}" for key, _ in EXTRA if q.get(key)))
+    for key, label in (("network", "network"), *EXTRA):
+        if not q.get(key):
+            continue
         thr = " / ".join(f"{q[key]['thresholds'][r]:.3f}" for r in rates)
         lines.append(f"{label} score thresholds at 1 / 2 / 4 FP/scan: {thr}")
     if stress:
@@ -323,7 +344,7 @@ def table(q: dict, stress: dict | None = None) -> str:
         for name in names:
             n = stress["nodules"] if name == "all" else stress["network"][name][1.0][1]
             lines.append(f"  {name:<14}{n:>4}  {cell(stress['network'], name):>20}  {cell(stress['cad'], name):>20}"
-                         + (f"  {cell(stress['fpr'], name):>20}" if stress.get("fpr") else ""))
+                         + "".join(f"  {cell(stress[key], name):>20}" for key, _ in EXTRA if stress.get(key)))
         thr = " / ".join(f"{stress['network']['thresholds'][r]:.3f}" for r in rates)
         lines.append(f"  network score thresholds at 1 / 2 / 4 FP/scan (stress copies): {thr}")
     old = q.get("second_lesion_as_fp")
@@ -418,6 +439,21 @@ def update_card(q: dict, s: dict | None, stress: dict | None = None) -> None:
     path.write_text(json.dumps(manifest, indent=2) + "\n")
 
 
+def result_path(out: Path | None = None) -> Path:
+    """Where the results JSON goes: ``out``; else ``$BENCH_OUT/bench_nodules.json``; else a new
+    uniquely named file in the temp folder (two runs at once never write the same file)."""
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return out
+    if os.environ.get("BENCH_OUT"):
+        return Path(os.environ["BENCH_OUT"]) / "bench_nodules.json"
+    import tempfile
+
+    fd, name = tempfile.mkstemp(prefix="bench_nodules-", suffix=".json")
+    os.close(fd)
+    return Path(name)
+
+
 def main(argv=None):
     import torch
 
@@ -436,9 +472,16 @@ def main(argv=None):
                     help="skip the stress rows (the old placement, some juxtavascular nodules inside vessels)")
     ap.add_argument("--wall-mm", type=float, default=None,
                     help="how far outside the lung mask a peak may lie (default: the detector's; 0.2.0 used 4)")
+    ap.add_argument("--look", action="store_true",
+                    help="with the detector's magnified second look at small candidates (the plugin's second_look "
+                         "parameter); a column with the 1 mm scores alone is printed beside it")
     ap.add_argument("--stress-only", action="store_true", help="with --cad-only: only the stress copies")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="where to write the results JSON (default: $BENCH_OUT/bench_nodules.json if BENCH_OUT is "
+                         "set, else a new file in the temp folder, so parallel runs do not overwrite each other)")
     a = ap.parse_args(argv)
-    global WEIGHTS, FPR, WALL_MM
+    global WEIGHTS, FPR, WALL_MM, LOOK
+    LOOK = a.look
     WEIGHTS = a.weights
     WALL_MM = a.wall_mm
     FPR = a.fpr
@@ -462,8 +505,9 @@ def main(argv=None):
               f"cold {s['cold_s']:.1f} s, warm {s['warm_s']:.1f} s (lung mask {t.get('lung_mask_s', 0):.1f} s, "
               f"network {t.get('network_s', 0):.1f} s, peaks {t.get('peaks_s', 0):.1f} s); baseline: Hessian CAD "
               f"{s['cad_s']:.1f} s; target < 60 s", flush=True)
-    out = Path(os.environ.get("BENCH_OUT", "/tmp")) / "bench_nodules.json"
+    out = result_path(a.out)
     out.write_text(json.dumps({"quality": q, "stress": stress, "speed": s}, indent=2, default=str))
+    print(f"results: {out}", flush=True)
     if a.update_card:
         update_card(q, s, stress)
 
