@@ -69,6 +69,7 @@ class LungNodules:
         if not lungs.any():
             results.notes.append("No lung was found in this image, so no nodule was searched for.")
         context.progress(0.1, "detecting nodules")
+        self.detector.look = bool(params.get("second_look", False))
         found = self.detector.run(hu, sp, vol.affine, context.device, context, lungs=lungs)
         kept = [d for d in found.detections if d["score"] >= threshold][:max_n]
         context.progress(0.9, "measuring nodules")
@@ -80,6 +81,9 @@ class LungNodules:
             attrs = {"number": n, "score_rule": d["score_rule"], "lung": d["lung"],
                      "center_kji": [round(c, 2) for c in d["center_kji"]],
                      "detector_diameter_mm": round(d["diameter_mm"], 1)}
+            if d.get("look_score") is not None:  # the two readings the score was made of (detect.second_look)
+                attrs["net_score"] = round(float(d["net_score"]), 3)
+                attrs["look_score"] = round(float(d["look_score"]), 3)
             size = tuple(float(s) for s in d["extent_kji_mm"][::-1])  # (x, y, z) extents
             mask = None
             if measure is not None:
@@ -121,7 +125,8 @@ class LungNodules:
         if params.get("heatmap", True):
             results.heatmaps.append(Heatmap(found.probability, vol.affine.copy(), "Nodule probability", "probability",
                                             "The detector's per-voxel nodule probability (objectness); a detection "
-                                            "is a local peak of it, its score the peak value."))
+                                            "is a local peak of it, its score the peak value (for a small peak, the "
+                                            "mean of that and the network's second look magnified twice)."))
         results.notes.append(f"{len(kept)} nodule(s) at a score of {threshold:g} or more "
                              f"({len(found.detections)} candidates in all).")
         results.provenance["lung_volumes_ml"] = {k: round(v, 1) for k, v in volumes.items()}
