@@ -88,7 +88,7 @@ def test_plugin_refusing_the_input_modality(models, capsys):
     assert viewer.load(mr).modality == "OT"
     assert main(["run", "ct-denoising", str(mr), "--out", "/tmp/never-written"]) == 2
     err = capsys.readouterr().err.strip()  # a file without a modality: the sentence says how to give one
-    assert "FLAIR.nii.gz does not say what it is; add --modality CT" in err and "\n" not in err
+    assert "FLAIR.nii.gz does not say what it is; add --modality CT to say which it is." in err and "\n" not in err
     assert main(["run", "ct-denoising", str(mr), "--modality", "MR", "--out", "/tmp/never-written"]) == 2
     err = capsys.readouterr().err
     assert "cannot run on this image" in err and "accepts CT images, not MR" in err

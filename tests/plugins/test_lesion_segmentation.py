@@ -156,7 +156,7 @@ def test_one_click_on_a_brats_flair_nifti_with_modality_mr(tmp_path, capsys):
             "--device", "cpu", "--threads", "2", "--param", "heatmaps=false"]
     assert main(args) == 2
     err = capsys.readouterr().err  # OT: not CT or MR, and the error says how to tell it
-    assert "does not say what it is" in err and "--modality" in err, err
+    assert "does not say what it is; add --modality CT or --modality MR" in err, err
     assert main([*args, "--modality", "MR"]) == 0, capsys.readouterr().err
     manifest = json.loads((out / "results.json").read_text())
     labels = viewer.load(out / next(r for r in manifest["results"] if r["kind"] == "label_map")["file"])

@@ -169,8 +169,9 @@ def run_command(args: argparse.Namespace) -> int:
     accepts = {m.upper() for m in info.inputs[0].modalities} if info.inputs else set()
     if volume.modality.upper() in ("OT", "") and accepts and "OT" not in accepts:
         wanted = "/".join(info.inputs[0].modalities)
+        options = " or ".join(f"--modality {m}" for m in info.inputs[0].modalities)
         raise HounsfieldError(f"{info.name} takes {wanted} images and {os.path.basename(args.input.rstrip('/'))} "
-                              f"does not say what it is; add --modality {info.inputs[0].modalities[0]} if it is one.")
+                              f"does not say what it is; add {options} to say which it is.")
     host = AIHost(registry, device=args.device, threads=args.threads)
     progress = _Progress()
     t0 = time.perf_counter()
