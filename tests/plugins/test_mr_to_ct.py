@@ -61,6 +61,48 @@ def test_cormack_to_hu_at_its_breakpoints():
     assert hu_to_cormack(-124.0) == 900.0 and hu_to_cormack(76.0) == 3100.0
 
 
+def _thick_slice_dome(flip: bool = False):
+    """A brain on 6.5 mm axial slices (widest on slice 2) with a 16 mm dark sulcus on slice 4 that
+    the slice encloses but that opens to the brain's edge on slice 5 (the 3D fill cannot close it),
+    and the same dark spot on slice 0, below the widest slice (where the skull base's bone lies
+    between the lobes).  ``flip``: the slices stored top first.  (norm, head, spacing, top, bottom)."""
+    shape, sp = (6, 96, 96), (6.5, 1.5, 1.5)
+    k, j, i = np.indices(shape)
+    r = np.hypot((j - 48) * 1.5, (i - 48) * 1.5)
+    radius = np.array([50, 54, 58, 50, 40, 28])[:, None, None]
+    norm = np.where(r < radius, 0.8, 0.0).astype(np.float32)
+    sulcus = np.hypot((j - 48) * 1.5, (i - 60) * 1.5) < 8
+    norm[4][sulcus[4]] = 0.2
+    norm[5][sulcus[5] | ((i[5] > 60) & (np.abs(j[5] - 48) * 1.5 < 6))] = 0.2
+    norm[0][sulcus[0]] = 0.2
+    head = r < 66
+    top, bottom = (4, 0)
+    if flip:
+        norm, head = np.ascontiguousarray(norm[::-1]), np.ascontiguousarray(head[::-1])
+        top, bottom = 5 - top, 5 - bottom
+    return norm, head, sp, top, bottom
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_thick_slices_above_the_widest_fill_what_a_slice_of_brain_encloses(flip):
+    """1.3.0: on brain-tumor-mr brain2 (6.5 mm slices) wide vertex sulci open to the next slice were
+    left out of the MR's brain envelope and read as 130-900 HU 'bone' inside the cortex."""
+    from plugins.mr_to_ct.atlas import brain_envelope, superior_along_thickest
+
+    norm, head, sp, top, bottom = _thick_slice_dome(flip)
+    sign = -1 if flip else 1
+    env = {s: brain_envelope(norm, head, head.astype(np.float32), None, np.array([0.2, 0.5, 0.8]),
+                             ("csf", "grey", "white"), sp, superior=s) for s in (0, sign)}
+    assert env[sign][top, 48, 60] and not env[0][top, 48, 60]  # the vertex sulcus: brain, only with the rule
+    assert not env[sign][bottom, 48, 60]  # below the widest slice the dark spot stays out (skull base)
+    assert env[sign][2, 48, 48] and not env[sign][2, 5, 5]
+    # the direction comes from the MR's affine: axial slices up or down, none for sagittal slices
+    assert superior_along_thickest(np.diag([0.8, 0.8, 6.5, 1.0]), sp) == 1
+    assert superior_along_thickest(np.diag([0.8, 0.8, -6.5, 1.0]), sp) == -1
+    sagittal = np.array([[0, 0, 6.5, 0], [1.0, 0, 0, 0], [0, -1.0, 0, 0], [0, 0, 0, 1.0]])
+    assert superior_along_thickest(sagittal, sp) == 0
+
+
 def test_synthrad_metrics_against_hand_computed_values():
     from plugins.mr_to_ct import evaluate
 
