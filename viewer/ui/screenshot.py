@@ -2,6 +2,10 @@
 
     xvfb-run -a -s "-screen 0 1920x1080x24" python -m viewer.ui.screenshot PATH \
         --out docs/screenshot-2x2.png [--layout 2x2] [--size 1600x1000] [--preset 2] [--ai ct-denoising]
+        [--compare] [--heatmap 0.4] [--no-crosshair] [--zoom 1.3] [--only-docks "AI results"]
+
+docs/screenshot-denoise.png: ``../shared/data/chest-ct --preset 1 --ai ct-denoising --compare --heatmap 0.4
+--no-crosshair --zoom 1.3 --only-docks "AI results" --size 1600x1000 --out docs/screenshot-denoise.png``.
 
 The window is captured with QScreen.grabWindow, which sees the OpenGL views under X11 (QWidget.grab()
 does not).  Settings go to a temporary folder, so the user's own layout is untouched.
@@ -63,6 +67,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--preset", help="number key of a window/level preset to apply")
     p.add_argument("--voxel", help="crosshair point as a voxel index 'i,j,k'")
     p.add_argument("--ai", metavar="PLUGIN", help="run this AI plugin on the study and show its results")
+    p.add_argument("--compare", action="store_true",
+                   help="with --ai: its result beside the original (1 x 3, the original's coronal on the right)")
+    p.add_argument("--heatmap", type=float, metavar="THRESHOLD",
+                   help="with --ai: its first heatmap shown over the original, values below THRESHOLD not drawn")
+    p.add_argument("--no-crosshair", action="store_true", help="hide the crosshair")
+    p.add_argument("--zoom", type=float, help="zoom of the active view (1 = one image pixel per screen pixel)")
+    p.add_argument("--only-docks", nargs="+", metavar="TITLE", help="hide every dock but these (by title)")
     args = p.parse_args(argv)
     app, window = open_window(args.path, args.size, args.layout)
     if window is None:
@@ -78,6 +89,23 @@ def main(argv: list[str] | None = None) -> int:
         if ai.start(args.ai) is None or not wait_until(app, lambda: bool(ai.entries), 600):
             print(f"the AI run gave no result: {window.message_bar.text()}", file=sys.stderr)
             return 1
+        entry = ai.entries[-1]
+        if args.compare:
+            ai.compare(entry)
+            window.model.set_active(0)
+            source = window.model.series[entry.source_key]
+            window.model.series[entry.derived_keys[0]].set_window(*source.window, preset=source.preset)
+        if args.heatmap is not None and entry.heatmaps:
+            entry.heatmaps[0].set(visible=True, threshold=args.heatmap)
+    if args.no_crosshair:
+        window.model.set_crosshair_visible(False)
+    if args.zoom:
+        window.model.set_zoom(window.model.active, args.zoom)
+    if args.only_docks:
+        from PySide6.QtWidgets import QDockWidget
+
+        for dock in window.findChildren(QDockWidget):
+            dock.setVisible(dock.windowTitle() in args.only_docks)
     wait_until(app, lambda: False, 1.5)  # thumbnails, the index, last renders
     for view in window.grid.visible_views():
         view.render_now()
