@@ -251,7 +251,7 @@ def test_the_real_denoiser_run_headless_is_applied_as_one_undoable_step(fresh_da
                   window=full.window, source=full.source)
     host = AIHost(Registry(), device="cpu", threads=2, stall_timeout=120)
     try:
-        results = host.run("ct-denoising", slab, {"dose": 0.25, "heatmap": True}).result()
+        results = host.run("ct-denoising", slab, {"dose": 0.25, "heatmap": True, "ensemble": 2}).result()
     finally:
         host.shutdown()
     ws = viewer.Workspace()
