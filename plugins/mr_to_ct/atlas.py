@@ -23,7 +23,9 @@ The method (the established one that needs no paired training data):
    obliquely cut vault; bright marrow between the tables keeps the atlas' HU), but never inside
    the MR's own brain envelope (its grey and white matter, bias-corrected, opened, closed over the
    sulci, ventricles filled, grown by the CSF over the cortex), where an affinely placed atlas
-   skull can cross the vertex sulci;
+   skull can cross the vertex sulci; and no new bone where the atlas says air (sinuses, mastoids)
+   except in the vault above the brain's widest axial slice, where a head taller than the warped
+   atlas has its skull under the atlas' air;
 5. several atlases fused by a weighted mean (the atlas of the MR's own contrast weighs more);
    their per-voxel spread is the uncertainty in HU (with one atlas: the change the deformable
    step made, or else how far the MR refinement moved the atlas).
@@ -732,6 +734,26 @@ def _rim(brain: np.ndarray, outer: np.ndarray, spacing, grid_mm: float = 1.5) ->
     return _block_expand(rim, f, brain.shape), _block_expand(csf_side, f, brain.shape)
 
 
+def vault_slices(brain: np.ndarray, spacing, superior: int) -> np.ndarray:
+    """The slices of an axial array above the one where ``brain`` is widest (``superior`` as in
+    ``brain_envelope``; ``spacing`` in k, j, i order), as a mask broadcastable to ``brain``; all False
+    when ``superior`` is 0 or ``brain`` is empty."""
+    thick = int(np.argmax(spacing))
+    shape = [1] * brain.ndim
+    shape[thick] = brain.shape[thick]
+    out = np.zeros(shape, bool)
+    if not superior or not brain.any():
+        return out
+    area = brain.sum(axis=tuple(a for a in range(brain.ndim) if a != thick))
+    widest = int(np.argmax(area))
+    flat = out.reshape(-1)
+    if superior > 0:
+        flat[widest + 1:] = True
+    else:
+        flat[:widest] = True
+    return out
+
+
 def refine(atlas_hu: np.ndarray, norm: np.ndarray, head: np.ndarray, grey: np.ndarray, white: np.ndarray,
            csf: np.ndarray, order: tuple[str, str, str], atlas_head: np.ndarray | None = None,
            depth: np.ndarray | None = None, spacing=(1.0, 1.0, 1.0),
@@ -792,6 +814,15 @@ def refine(atlas_hu: np.ndarray, norm: np.ndarray, head: np.ndarray, grey: np.nd
         airy = head & ~envelope & (atlas_hu < -300) & (dark < 0.5)
         d = dark[airy]
         hu[airy] = (1 - d) * SOFT_TISSUE_HU + d * atlas_hu[airy]
+        # the vault (above the brain's widest slice) holds no sinus or mastoid air: where the warped
+        # atlas' head ends below the patient's (a taller head), the MR's dark rim there is bone and its
+        # bright tissue soft tissue, not the atlas' air (the MPRAGE's vertex skull read -382 HU); not
+        # in the outer few mm of the scalp, whose edge is as dark as bone (partial volume with the air)
+        vault_air = rim & ~csf_side & (atlas_hu <= -300) & (depth > SCALP_KEEP_MM) \
+            & vault_slices(envelope, spacing, superior)
+        d = dark[vault_air]
+        hu[vault_air] = (1 - d) * SOFT_TISSUE_HU + d * BONE_HU
+        classes[vault_air & (dark > 0.5)] = 4
         del dark
     # the brain: the patient's own grey/white/CSF contrast mapped onto typical HU
     intracranial = base | envelope

@@ -103,6 +103,38 @@ def test_thick_slices_above_the_widest_fill_what_a_slice_of_brain_encloses(flip)
     assert superior_along_thickest(sagittal, sp) == 0
 
 
+def test_the_vault_above_a_shorter_warped_atlas_gets_bone_not_its_air():
+    """1.3.1: where the warped atlas' head ends below the patient's (the MPRAGE's vertex skull read
+    -382 HU over 18% of its vault), the MR's dark rim above the brain's widest slice is bone; below
+    it a dark pocket the atlas calls air (a sinus, a mastoid) stays air."""
+    from plugins.mr_to_ct.atlas import refine
+
+    sp, shape = (2.0, 2.0, 2.0), (48, 64, 64)
+    k, j, i = np.indices(shape).astype(np.float32)
+    r = np.sqrt(((k - 20) * 2) ** 2 + ((j - 32) * 2) ** 2 + ((i - 32) * 2) ** 2)  # widest at slice 20
+    brain, skull, scalp, head = r < 40, (r >= 42) & (r < 50), (r >= 50) & (r < 56), r < 56
+    norm = np.where(brain, 0.8, np.where(scalp, 1.0, 0.05)).astype(np.float32)
+    norm[head & ~brain & ~scalp & (r < 42)] = 0.05  # the CSF over the cortex, dark as bone
+    norm[brain & (r > 20) & (r < 30) & (i > 32)] = 0.55  # grey matter
+    norm[brain & ((j - 32) ** 2 + (i - 32) ** 2 < 9) & (np.abs(k - 20) < 3)] = 0.2  # a ventricle
+    atlas = np.where(brain, 35.0, np.where(skull, 700.0, np.where(head, 20.0, -1000.0))).astype(np.float32)
+    atlas[((k - 20) * 2 > 30) & (r >= 30)] = -1000.0  # the atlas' head ends 14 mm below the patient's
+    sinus = skull & (k < 12) & (i < 32)  # a pocket the atlas calls air, below the widest slice
+    atlas[sinus] = -1000.0
+    grey, white = (brain & (norm == 0.55)).astype(np.float32), (brain & (norm == 0.8)).astype(np.float32)
+    csf = ((brain & (norm == 0.2)) | (head & ~brain & (r < 42))).astype(np.float32)
+    depth = np.clip(56 - r, 0, None).astype(np.float32)
+    hu = {s: refine(atlas, norm, head, grey, white, csf, ("csf", "grey", "white"), depth=depth, spacing=sp,
+                    superior=s)[0] for s in (0, 1)}
+    vertex = (k >= 37) & (r >= 44) & (r < 48) & (np.abs(j - 32) < 4) & (np.abs(i - 32) < 4)
+    assert vertex.sum() > 50
+    assert hu[0][vertex].mean() < -500 and hu[1][vertex].mean() > 800  # the atlas' air, then bone
+    side = (np.abs(k - 20) < 2) & (r >= 44) & (r < 48)  # where the atlas has its skull: bone either way
+    assert hu[0][side].mean() > 800 and hu[1][side].mean() > 800
+    deep_sinus = sinus & (depth > 8)
+    assert deep_sinus.sum() > 20 and hu[1][deep_sinus].mean() < -500  # below the widest slice: still air
+
+
 def test_synthrad_metrics_against_hand_computed_values():
     from plugins.mr_to_ct import evaluate
 
