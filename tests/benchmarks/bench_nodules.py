@@ -17,9 +17,9 @@ as a real juxtavascular nodule does.  Both methods see the same copies: the netw
 with its rules tuned on the training CTs (evaluate.py --tune-cad).  ``--fpr PATH``: also the
 candidate second stage (fpr.py, a classifier written by train.py --stage fpr) on the same heatmaps,
 as a third column.  ``--look``: the detector with its magnified second look at small
-candidates (detect.py; the plugin's ``second_look`` parameter, off by default); the column "1 mm only
-(0.2.1)" then scores the same candidates by the 1 mm network alone (``net_score``), so the second
-look's effect is read on the same copies in the same run.
+candidates (detect.py; the plugin's ``second_look`` parameter, off by default); the column "1 mm only"
+(with the shipped weights "1 mm only (0.2.1)") then scores the same candidates by the 1 mm network
+alone (``net_score``), so the second look's effect is read on the same copies in the same run.
 Sensitivity at 1, 2 and 4 false positives per scan (FROC points; evaluate.py), overall, by size
 band and by type.  The real tumour is neither a hit nor a false positive in the copies; it is
 checked on its own on the unmodified CT: is it found at the 2 FP/scan operating point?  So is a
@@ -77,7 +77,7 @@ FPR = None  # a second-stage classifier to measure beside the shipped path (--fp
 LOOK = False  # the detector's magnified second look at small candidates (--look; the plugin's default: off)
 WALL_MM = None  # how far outside the lung mask a peak may lie; None: the detector's default (--wall-mm)
 TOUCH_VESSELS = True  # the default copies: juxtavascular nodules against vessels, not inside them
-EXTRA = (("fpr", "network + FPR stage"), ("one_mm", "1 mm only (0.2.1)"))  # optional columns
+EXTRA = (("fpr", "network + FPR stage"), ("one_mm", "1 mm only"))  # optional columns ("(0.2.1)" added for its weights)
 STRESS_NOTE = "stress: the old placement (0.2.0's benchmark; some juxtavascular nodules inside hilar vessels)"
 
 
@@ -194,7 +194,7 @@ def quality(copies: int, per_copy: int, log=print, cad_cache: Path | None = None
     for lesion, (centre, radius) in REAL.items():
         methods = [("network", r0.plain, f_net), ("cad", c0, f_cad)]
         if f_one is not None:
-            methods.append(("network 1 mm only (0.2.1)", one_mm(r0.plain), f_one))
+            methods.append(("network 1 mm only" + (" (0.2.1)" if WEIGHTS is None else ""), one_mm(r0.plain), f_one))
         if FPR is not None:
             methods.append(("network + FPR", r0.detections, f_fpr))
         for name, dets, f in methods:
@@ -318,12 +318,13 @@ def speed(threads: int = 2) -> dict:
 
 def table(q: dict, stress: dict | None = None) -> str:
     rates = (1.0, 2.0, 4.0)
+    extra = [(k, label + (" (0.2.1)" if k == "one_mm" and WEIGHTS is None else "")) for k, label in EXTRA]
     place = ("juxtavascular nodules touching vessels" if q.get("touch_vessels", True)
              else "the old placement: some juxtavascular nodules inside vessels")
     lines = [f"Held-out chest-ct, {q['copies']} copies, {q['nodules']} inserted nodules (seed {SEED}; {place}); "
              "sensitivity at 1 / 2 / 4 false positives per scan",
              f"{'group':<16}{'n':>4}  {'network (ours)':>20}  {'Hessian CAD (tuned)':>20}"
-             + "".join(f"  {label:>20}" for key, label in EXTRA if q.get(key))]
+             + "".join(f"  {label:>20}" for key, label in extra if q.get(key))]
 
     def cell(f, name):
         vals = f["overall"] if name == "all" else {r: f[name][r][0] for r in rates}
@@ -333,8 +334,8 @@ def table(q: dict, stress: dict | None = None) -> str:
     for name in names:
         n = q["nodules"] if name == "all" else q["network"][name][1.0][1]
         lines.append(f"{name:<16}{n:>4}  {cell(q['network'], name):>20}  {cell(q['cad'], name):>20}"
-                     + "".join(f"  {cell(q[key], name):>20}" for key, _ in EXTRA if q.get(key)))
-    for key, label in (("network", "network"), *EXTRA):
+                     + "".join(f"  {cell(q[key], name):>20}" for key, _ in extra if q.get(key)))
+    for key, label in (("network", "network"), *extra):
         if not q.get(key):
             continue
         thr = " / ".join(f"{q[key]['thresholds'][r]:.3f}" for r in rates)
@@ -344,7 +345,7 @@ def table(q: dict, stress: dict | None = None) -> str:
         for name in names:
             n = stress["nodules"] if name == "all" else stress["network"][name][1.0][1]
             lines.append(f"  {name:<14}{n:>4}  {cell(stress['network'], name):>20}  {cell(stress['cad'], name):>20}"
-                         + "".join(f"  {cell(stress[key], name):>20}" for key, _ in EXTRA if stress.get(key)))
+                         + "".join(f"  {cell(stress[key], name):>20}" for key, _ in extra if stress.get(key)))
         thr = " / ".join(f"{stress['network']['thresholds'][r]:.3f}" for r in rates)
         lines.append(f"  network score thresholds at 1 / 2 / 4 FP/scan (stress copies): {thr}")
     old = q.get("second_lesion_as_fp")
