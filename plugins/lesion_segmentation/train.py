@@ -225,6 +225,13 @@ and every batch takes one of them), fewer iterations and a lower rate; 2.5 minut
 It curbs the spill (the MNI T1 lesion 0.465 after one click, wt3 0.115, 1.2.0 0.894; validation
 0.445 / 0.629) but loses wt3's gain on the bench (0.727 / 0.831); averaged 1:1 with 1.2.0: bench
 0.749 / 0.854, validation 0.457 / 0.620 (the MNI T1 lesion 0.900).  Neither is above 1.2.0 on both.
+
+A sweep between wt3 and wt4 (training_log.json "sweep6_candidates"; none shipped): ``--small-unreserved``
+keeps the small lesions in the cache without wt4's reserved batch slot (about 29% of samples instead of
+50%).  Chosen on validation (1.2.0 0.459 / 0.606): wt5 (unreserved, 600 it, 3e-4) 0.429 / 0.563, wt6
+(reserved, 600 it, 3e-4) 0.444 / 0.572, wt7 (unreserved, 450 it, 2e-4) 0.433 / 0.614; averaged with 1.2.0
+0.442 / 0.595, 0.464 / 0.586, 0.453 / 0.609, wt4 + 1.2.0 1:2 0.456 / 0.618; the one past the 1-click
+filter, wt6 + 1.2.0, scored 0.693 / 0.823 on the bench.
 """
 
 from __future__ import annotations
@@ -673,6 +680,9 @@ def main(argv=None) -> int:
     ap.add_argument("--small-brain", type=float, default=0.0, metavar="P",
                     help="a share P of the cache holds small (1-10 mL) synthetic lesions in the brain MRs (T1s too), "
                          "and every batch takes one of them (the edge of a small lesion next to the whole tumours)")
+    ap.add_argument("--small-unreserved", action="store_true",
+                    help="with --small-brain: no batch slot kept for the small lesions; every sample is drawn "
+                         "from the whole cache (the small ones at their cache share)")
     ap.add_argument("--click-centred", type=float, default=0.0, metavar="P",
                     help="with --cache: share of first-click samples whose window is centred on the click")
     ap.add_argument("--own-mask", type=float, default=0.0, metavar="P",
@@ -721,7 +731,7 @@ def main(argv=None) -> int:
            "lung_share": args.lung_share, "necrotic": args.necrotic, "click_centred": args.click_centred,
            "own_mask": args.own_mask, "whole_tumour": args.whole_tumour,
            "whole_tumour_flair": args.whole_tumour_flair, "oedema_min": args.oedema_min,
-           "small_brain": args.small_brain}
+           "small_brain": args.small_brain, "small_unreserved": args.small_unreserved}
     cache = None
     if args.cache:
         t_cache = time.perf_counter()
@@ -737,7 +747,8 @@ def main(argv=None) -> int:
     stop = args.stop_after or args.iterations
     for it in range(stop):
         if cache is not None:
-            bx, by = cached_batch(rng, *cache, BATCH, getattr(sampler, "small_cached", None))
+            small = None if args.small_unreserved else getattr(sampler, "small_cached", None)
+            bx, by = cached_batch(rng, *cache, BATCH, small)
             x, y = torch.from_numpy(bx), torch.from_numpy(by)
         else:
             x, y = sample_batch(net, sampler, rng, args, it)
