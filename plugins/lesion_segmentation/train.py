@@ -379,36 +379,29 @@ class Sampler:
         """A small synthetic MR lesion (12-27 mm across, about 1-10 mL) in any brain MR training volume
         (the T1s too), or None when it came out too small: the edge of a small lesion in the same brains
         that the whole tumours teach to cover widely (--small-brain)."""
-        rng = self.rng
-        keys = list(self.small_sites)
-        ci = keys[int(rng.integers(len(keys)))]
-        case, pts = self.cases[ci], self.small_sites[ci]
-        loc = pts[int(rng.integers(len(pts)))].astype(np.float64)
-        extent = float(np.exp(rng.uniform(np.log(12.0), np.log(27.0))))
-        s = self.spacing(extent)
-        w = Window(loc + rng.normal(0, 0.08 * ROI * s, 3) / case.vox, s, case.vox, roi)
-        img, gt = data.insert_lesion(rng, w.sample(case.image), case.modality, w.to_window(loc), extent / 2 / s, s,
-                                     "tissue", self.necrotic)
-        if gt.sum() < 8 or gt.all():
-            return None
-        for axis in range(3):
-            if rng.random() < 0.5:
-                img, gt = np.flip(img, axis), np.flip(gt, axis)
-        return np.ascontiguousarray(img), np.ascontiguousarray(gt), case.modality
+        return self._brain_window(self.small_sites, (12.0, 27.0), roi, lambda img, case, at, r, s:
+                                  data.insert_lesion(self.rng, img, case.modality, at, r, s, "tissue", self.necrotic))
 
     def whole_tumour_window(self, roi: int = ROI):
         """A synthetic whole brain tumour (oedema, rim, necrotic core; 55-105 mm across, about 60-250
         mL) in a brain MR training volume, or None when it came out too small."""
+        return self._brain_window(self.brain_sites, (55.0, 105.0), roi, lambda img, case, at, r, s:
+                                  data.insert_whole_tumour(self.rng, img, at, r, s, self.oedema_min))
+
+    def _brain_window(self, sites: dict, extent_mm: tuple[float, float], roi: int, insert):
+        """A lesion put by ``insert(window image, case, centre in the window, radius in window voxels,
+        window spacing)`` at a random site of ``sites`` (case index -> candidate voxels), its extent drawn
+        log-uniformly in ``extent_mm``, in a jittered window, randomly flipped; None when it came out too
+        small.  (The random draws keep the order both callers had, so earlier runs reproduce.)"""
         rng = self.rng
-        keys = list(self.brain_sites)
+        keys = list(sites)
         ci = keys[int(rng.integers(len(keys)))]
-        case, pts = self.cases[ci], self.brain_sites[ci]
+        case, pts = self.cases[ci], sites[ci]
         loc = pts[int(rng.integers(len(pts)))].astype(np.float64)
-        extent = float(np.exp(rng.uniform(np.log(55.0), np.log(105.0))))
+        extent = float(np.exp(rng.uniform(np.log(extent_mm[0]), np.log(extent_mm[1]))))
         s = self.spacing(extent)
         w = Window(loc + rng.normal(0, 0.08 * ROI * s, 3) / case.vox, s, case.vox, roi)
-        img, gt = data.insert_whole_tumour(rng, w.sample(case.image), w.to_window(loc), extent / 2 / s, s,
-                                           self.oedema_min)
+        img, gt = insert(w.sample(case.image), case, w.to_window(loc), extent / 2 / s, s)
         if gt.sum() < 8 or gt.all():
             return None
         for axis in range(3):
