@@ -99,6 +99,7 @@ class CTDenoiser:
         if n_views <= 0:
             n_views = default_views(hu.shape)
         views = VIEWS[:min(n_views, len(VIEWS))]
+        used_dose = f"{dose:g}"
         if dose > 0:
             cond = np.full(depth, dose_channel_value(dose), np.float32)
             label, how = f"dose {dose:g}", f"at an assumed dose fraction of {dose:g}"
@@ -108,10 +109,12 @@ class CTDenoiser:
             if not np.isfinite(sigma).all():  # no soft tissue anywhere: assume quarter dose
                 cond = np.full(depth, dose_channel_value(0.25), np.float32)
                 label, how = "blind", "with the noise level of a quarter dose (no soft tissue to measure it on)"
+                used_dose = "0.25 (no soft tissue to measure the noise on)"
             else:
                 cond = condition_from_noise(sigma).astype(np.float32)
                 med = float(np.median(sigma))
                 label = f"blind, noise {med:.0f} HU"
+                used_dose = f"measured, noise {med:.0f} HU"
                 how = (f"at the noise measured on the image (median {med:.1f} HU per slice, like a dose "
                        f"fraction of {equivalent_dose(float(np.median(cond))):.2f} for the network)")
         net = self._model(context.device)
@@ -137,6 +140,7 @@ class CTDenoiser:
                                             f"1.0 = {HEATMAP_FULL_SCALE_HU:g} HU or more removed.  Bright edges or "
                                             "shapes mean structure, not only noise, was taken away.",
                                             unit="HU", full_scale=HEATMAP_FULL_SCALE_HU))
+        results.provenance["effective_parameters"] = {"dose": used_dose, "ensemble": len(views)}
         return results
 
     @staticmethod

@@ -245,9 +245,14 @@ def test_self_ensemble_views_are_a_parameter(host, aorta_quarter_dose):
     aorta, clean, noisy = aorta_quarter_dose
     k = 3
     one = viewer.Volume(np.rint(noisy[k:k + 1]).astype(np.int16), aorta.affine, modality="CT")
-    mse = {n: _mse(host.run_sync("ct-denoising", one, {"ensemble": n, "heatmap": False}).images[0].array[0]
-                   .astype(np.float32), clean[k]) for n in (0, 1)}
+    runs = {n: host.run_sync("ct-denoising", one, {"ensemble": n, "heatmap": False}) for n in (0, 1)}
+    mse = {n: _mse(r.images[0].array[0].astype(np.float32), clean[k]) for n, r in runs.items()}
     assert mse[0] < mse[1] < _mse(noisy[k], clean[k])
+    # the run records what "0" stood for: the views it averaged and the noise it measured
+    used = runs[0].provenance["effective_parameters"]
+    assert used["ensemble"] == 8 and used["dose"].startswith("measured, noise ")
+    assert runs[0].provenance["parameters"]["ensemble"] == 0
+    assert runs[1].provenance["effective_parameters"]["ensemble"] == 1
     slab = viewer.Volume(np.rint(noisy).astype(np.int16), aorta.affine, modality="CT")
     two = host.run_sync("ct-denoising", slab, {"ensemble": 2, "heatmap": False}).images[0].array.astype(np.float32)
     assert two.shape == clean.shape and _mse(two, clean) < 0.75 * _mse(noisy, clean)

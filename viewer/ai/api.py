@@ -434,7 +434,11 @@ def heatmap_unit(kind: str, unit: str = "") -> str:
 
 @dataclass
 class Results:
-    """What ``run`` returns.  The host adds ``provenance`` (plugin, version, device, parameters)."""
+    """What ``run`` returns.  The host adds ``provenance`` (plugin, version, device, parameters).
+
+    A plugin may set ``provenance["effective_parameters"]``: the values it used where a parameter's
+    default means "decide for me" (the denoiser's dose 0 = measured); the run line shows those.
+    """
 
     images: list[DerivedImage] = field(default_factory=list)
     label_maps: list[LabelMap] = field(default_factory=list)

@@ -265,10 +265,10 @@ class Applied(_Overlays):
         return [d.key for d in self.derived]
 
     def summary(self) -> str:
-        """The run's parameters, device and time in one line."""
+        """The run's parameters (the values used, where the plugin said them), device and time in one line."""
         p = self.provenance
-        params = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
-                           for k, v in p.get("parameters", {}).items())
+        used = {**p.get("parameters", {}), **p.get("effective_parameters", {})}
+        params = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in used.items())
         device = p.get("device", "")
         secs = p.get("wall_seconds")
         timing = f", {secs:.1f} s" if isinstance(secs, (int, float)) else ""
