@@ -264,7 +264,7 @@ def test_the_real_denoiser_run_headless_is_applied_as_one_undoable_step(fresh_da
     assert derived.volume.source.series_instance_uid != slab.source.series_instance_uid
     assert not np.array_equal(derived.volume.array, slab.array)  # it did denoise
     # the run line says what dose 0 stood for (the noise it measured), not "dose 0"
-    assert step.summary().startswith("dose measured, noise ") and ", ensemble 2, heatmap True" in step.summary()
+    assert step.summary().startswith("dose measured, noise ") and ", ensemble 2, heatmap on" in step.summary()
     (heat,) = s.heatmaps
     assert heat.volume.shape == slab.shape and heat.provenance.startswith("CT denoising")
     assert ws.undo() and s.overlays == [] and list(ws.series) == [s.key]

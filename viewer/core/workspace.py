@@ -268,7 +268,7 @@ class Applied(_Overlays):
         """The run's parameters (the values used, where the plugin said them), device and time in one line."""
         p = self.provenance
         used = {**p.get("parameters", {}), **p.get("effective_parameters", {})}
-        params = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in used.items())
+        params = ", ".join(f"{k} {_shown(v)}" for k, v in used.items())
         device = p.get("device", "")
         secs = p.get("wall_seconds")
         timing = f", {secs:.1f} s" if isinstance(secs, (int, float)) else ""
@@ -277,6 +277,13 @@ class Applied(_Overlays):
 
 # ---------------------------------------------------------------------------------------------
 # series
+
+
+def _shown(value) -> str:
+    """A parameter's value as the run line says it: 0.25, on/off, text as it is."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 SAVE_FAILED = "The measurements could not be saved"  # how Workspace.save_failed's sentence begins
