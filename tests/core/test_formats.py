@@ -306,3 +306,41 @@ def test_a_folder_of_volume_files_says_which_to_open(tmp_path):
         viewer.load(tmp_path)
     assert "No DICOM images were found" in str(e.value) and "open one of them, e.g. a.nii.gz" in str(e.value)
     assert "2 image file(s)" in str(e.value) and "\n" not in str(e.value)
+
+
+def _short_writer(real_write):
+    """sitk.WriteImage as ITK's NIfTI writer behaves on a full disk (seen on a 200 kB tmpfs): it
+    prints 'NWAD: wrote only 0 of ... bytes' on stderr, raises nothing and leaves the file short."""
+    def write(image, path, useCompression=False):
+        real_write(image, path, useCompression=useCompression)
+        with open(path, "r+b") as f:
+            f.truncate(os.path.getsize(path) // 2)
+    return write
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nii"])
+def test_a_nifti_cut_short_by_a_full_disk_is_an_error_not_a_file(tmp_path, monkeypatch, suffix):
+    import viewer.core.formats as formats
+
+    monkeypatch.setattr(formats.sitk, "WriteImage", _short_writer(sitk.WriteImage))
+    with pytest.raises(viewer.HounsfieldError) as err:
+        write_volume(_volume(), tmp_path / f"v{suffix}")
+    assert "could not be written" in str(err.value) and "full" in str(err.value) and "\n" not in str(err.value)
+    assert not os.listdir(tmp_path)  # neither the short file nor its .partial is left
+
+
+def test_a_truncated_nifti_is_refused_and_whole_real_ones_load(tmp_path):
+    from viewer.core.formats import nifti_shortfall
+
+    real = sorted(data_path().rglob("*.nii*"))
+    assert real and all(nifti_shortfall(p) == 0 for p in real)  # no whole file is taken for a short one
+    flair = data_path("flair-lesion", "FLAIR.nii.gz").read_bytes()
+    (tmp_path / "half.nii.gz").write_bytes(flair[:len(flair) // 2])
+    write_volume(_volume(), tmp_path / "whole.nii")
+    raw = (tmp_path / "whole.nii").read_bytes()
+    (tmp_path / "short.nii").write_bytes(raw[:-10])
+    for name in ("half.nii.gz", "short.nii"):
+        with pytest.raises(viewer.HounsfieldError) as err:  # SimpleITK itself loads both, filling in the gap
+            read_volume(tmp_path / name)
+        assert f"{name} is incomplete" in str(err.value) and "\n" not in str(err.value)
+    assert read_volume(tmp_path / "whole.nii").shape == _volume().shape

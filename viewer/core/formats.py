@@ -8,7 +8,10 @@ as dcm2niix does, and the caller is told.
 
 from __future__ import annotations
 
+import gzip
 import os
+import struct
+import zlib
 
 import numpy as np
 import SimpleITK as sitk
@@ -42,6 +45,59 @@ def sitk_from_volume(volume: Volume) -> sitk.Image:
     return image
 
 
+def nifti_shortfall(path) -> int:
+    """How many bytes of voxel data a NIfTI file (.nii, .nii.gz) lacks: 0 when it is whole (or is
+    not a NIfTI-1/2 file this can parse).  ITK's NIfTI writer reports a full disk only on stderr
+    ("NWAD: wrote only 0 of ... bytes") and leaves a truncated file, which its reader then loads
+    without a word, the missing voxels filled in; so both ends check."""
+    path = os.fspath(path)
+    packed = path.lower().endswith(".gz")
+    try:
+        with (gzip.open if packed else open)(path, "rb") as f:
+            head = f.read(540)
+    except (OSError, EOFError, zlib.error):
+        return 0  # unreadable: the reader says so itself
+    expected = _nifti_size(head)
+    if expected is None:
+        return 0
+    if not packed:
+        return max(0, expected - os.path.getsize(path))
+    with open(path, "rb") as raw:  # a gzip member ends with its size mod 2^32: the quick answer
+        raw.seek(0, os.SEEK_END)
+        if raw.tell() >= 18:
+            raw.seek(-4, os.SEEK_END)
+            if struct.unpack("<I", raw.read(4))[0] == expected % 2**32:
+                return 0
+    total = 0  # no match (truncated, or several members): decompress and count
+    try:
+        with gzip.open(path, "rb") as f:
+            while chunk := f.read(1 << 22):
+                total += len(chunk)
+    except (OSError, EOFError, zlib.error):
+        pass
+    return max(0, expected - total)
+
+
+def _nifti_size(head: bytes) -> int | None:
+    """Bytes a NIfTI-1 or NIfTI-2 file holds up to its last voxel, from its header."""
+    for order in "<>":
+        if len(head) >= 348 and struct.unpack(order + "i", head[:4])[0] == 348:
+            dim = struct.unpack(order + "8h", head[40:56])
+            bitpix = struct.unpack(order + "h", head[72:74])[0]
+            offset = int(struct.unpack(order + "f", head[108:112])[0])
+            break
+        if len(head) >= 540 and struct.unpack(order + "i", head[:4])[0] == 540:
+            bitpix = struct.unpack(order + "h", head[14:16])[0]
+            dim = struct.unpack(order + "8q", head[16:80])
+            offset = struct.unpack(order + "q", head[168:176])[0]
+            break
+    else:
+        return None
+    if not 1 <= dim[0] <= 7 or bitpix <= 0 or any(d < 0 for d in dim[1:dim[0] + 1]):
+        return None
+    return max(offset, 348) + int(np.prod(dim[1:dim[0] + 1], dtype=np.int64)) * bitpix // 8
+
+
 def read_volume(path) -> Volume:
     path = os.fspath(path)
     try:
@@ -49,6 +105,9 @@ def read_volume(path) -> Volume:
     except RuntimeError as exc:
         raise HounsfieldError(f"{os.path.basename(path)} could not be read as an image volume "
                               f"({str(exc).strip().splitlines()[-1][:100]}).") from exc
+    if path.lower().endswith((".nii", ".nii.gz")) and (short := nifti_shortfall(path)):
+        raise HounsfieldError(f"{os.path.basename(path)} is incomplete: {short} bytes of its voxels are missing "
+                              f"(a copy or a write cut short).")
     vol = volume_from_sitk(image, path=path)
     lo = int(vol.array.min()) if vol.array.size and vol.array.dtype.kind == "i" else 0
     # Signed integers spanning air (about -1000, or the -2048/-3024 padding outside the scan
@@ -74,6 +133,8 @@ def write_volume(volume: Volume, path) -> None:
     tmp = path if suffix in (".mhd", ".nhdr") else path[:-len(suffix)] + ".partial" + suffix
     try:
         sitk.WriteImage(image, tmp, useCompression=low.endswith((".gz", ".nrrd", ".mha")))
+        if low.endswith((".nii", ".nii.gz")) and nifti_shortfall(tmp):
+            raise OSError("it came out short: the disk may be full")
         if tmp != path:
             os.replace(tmp, path)
     except (RuntimeError, OSError) as exc:
