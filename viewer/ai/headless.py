@@ -151,7 +151,7 @@ def run_command(args: argparse.Namespace) -> int:
     import viewer
     from viewer.ai.discovery import Registry
     from viewer.ai.host import AIHost
-    from viewer.ai.outputs import write_results
+    from viewer.ai.outputs import output_folder, write_results
 
     registry = Registry(models=args.models)
     if args.list:
@@ -172,6 +172,7 @@ def run_command(args: argparse.Namespace) -> int:
         options = " or ".join(f"--modality {m}" for m in info.inputs[0].modalities)
         raise HounsfieldError(f"{info.name} takes {wanted} images and {os.path.basename(args.input.rstrip('/'))} "
                               f"does not say what it is; add {options} to say which it is.")
+    output_folder(args.out)  # a folder it cannot write in is said before the model runs, not after
     host = AIHost(registry, device=args.device, threads=args.threads)
     progress = _Progress()
     t0 = time.perf_counter()

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -31,15 +32,39 @@ def _slug(text: str, used: set[str]) -> str:
     return name
 
 
-def write_results(results: Results, source: Volume, out_dir, info: PluginInfo) -> list[Path]:
-    """Write every result under ``out_dir`` and return the paths written (results.json last)."""
-    import viewer
+def output_folder(out_dir) -> Path:
+    """Create ``out_dir`` and check that a file can be written in it, so that a run into a folder it
+    cannot write says so before the model runs, not after (a read-only or full disk, a file's name)."""
+    import tempfile
 
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise HounsfieldError(f"The output folder {out} could not be created ({exc.strerror}).") from None
+    try:
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".hounsfield-probe-") as probe:
+            probe.write(b"\0" * 4096)
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as exc:
+        raise HounsfieldError(f"Nothing can be written in the output folder {out} ({exc.strerror}).") from None
+    return out
+
+
+def write_results(results: Results, source: Volume, out_dir, info: PluginInfo) -> list[Path]:
+    """Write every result under ``out_dir`` and return the paths written (results.json last)."""
+    out = output_folder(out_dir)
+    try:
+        return _write_all(results, source, out, info)
+    except OSError as exc:
+        raise HounsfieldError(f"The results could not all be written to {out} ({exc.strerror or exc}); "
+                              f"check the folder and free space.") from exc
+
+
+def _write_all(results: Results, source: Volume, out: Path, info: PluginInfo) -> list[Path]:
+    import viewer
+
     used: set[str] = set()
     written: list[Path] = []
     # the one conversion of results into overlays (the viewer's too): label maps -> segmentations
