@@ -92,3 +92,38 @@ def test_the_scale_bar_stays_clear_of_the_corner_text_in_narrow_views(make_windo
             for corner in view.corners.CORNERS:
                 assert not boxes_overlap(text_box(view.corners.actors[corner], view.renderer), letter), (edge, corner)
     assert lifted >= 1  # the narrow case happened, so the check above could fail
+
+
+def test_a_long_study_description_is_shortened_not_cut_off_in_narrow_views(make_window, qtbot, tmp_path,
+                                                                          monkeypatch):
+    """The brain MR's study line '1994-09-04 Avanto RoutineImage Guidance' is 305 px wide: in the 1x3
+    layout of a 1400 x 900 window (views of 217 px) it ran off the view's edge mid-word.  Lines too
+    wide end in '...' and keep their beginning (the date); every corner block stays inside its view."""
+    from tests.conftest import data_path
+    from viewer.render.overlays import text_box
+
+    monkeypatch.setenv("HOUNSFIELD_DATA_DIR", str(tmp_path / "data"))
+    win = make_window(layout="1x3", size=(1400, 900))
+    win.open_path(str(data_path("brain-mr-t1")))
+    wait_loaded(qtbot, win)
+    settle(qtbot)
+    shortened = 0
+    for view in win.grid.visible_views():
+        view.update_scene()
+        view.render_now()
+        w, _h = view.size_px()
+        assert w < 305  # narrower than the study line: the check below can fail
+        for corner, actor in view.corners.actors.items():
+            x0, x1, _y0, _y1 = text_box(actor, view.renderer)
+            assert 0 <= x0 and x1 <= w, (corner, actor.GetInput(), x0, x1, w)
+        top = view.corners.text("top_left").split("\n")
+        assert top[2].startswith("1994-09-04 Avanto") and top[2].endswith("...")
+        assert view.corners.words["top_left"].endswith("RoutineImage Guidance")  # the whole words are kept
+        shortened += 1
+    assert shortened == 3
+    # a wide window: the whole line again
+    win.model.set_layout("1x1")
+    settle(qtbot, 100)
+    view = win.grid.visible_views()[0]
+    view.update_scene()
+    assert view.corners.text("top_left").split("\n")[2] == "1994-09-04 Avanto RoutineImage Guidance"

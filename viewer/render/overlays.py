@@ -149,6 +149,12 @@ def text_box(actor, renderer) -> list[float]:
     return [box[0] + x, box[1] + x, box[2] + y, box[3] + y]
 
 
+def _width(actor, renderer) -> float:
+    box = [0.0, 0.0, 0.0, 0.0]
+    actor.GetBoundingBox(renderer, box)
+    return box[1] - box[0]
+
+
 def boxes_overlap(a, b) -> bool:
     """Whether two (xmin, xmax, ymin, ymax) boxes share any area."""
     return a[0] < b[1] and b[0] < a[1] and a[2] < b[3] and b[2] < a[3]
@@ -166,6 +172,9 @@ class CornerText:
     def __init__(self):
         self.hidden: frozenset[str] = frozenset()
         self.actors = {c: text_actor() for c in self.CORNERS}
+        self.words: dict[str, str] = {}  # each corner's whole text (the actor may show it shortened)
+        self._fitted: dict[str, int] = {}  # corner -> the width its actor's text was fitted to
+        self._ruler = text_actor()  # measures single lines
         for corner, actor in self.actors.items():
             prop = actor.GetTextProperty()
             prop.SetJustification(2 if corner.endswith("right") else 0)
@@ -185,11 +194,44 @@ class CornerText:
         for corner, actor in self.actors.items():
             actor.SetVisibility(corner not in self.hidden)
             text = texts.get(corner, "")
-            if text != (actor.GetInput() or ""):
+            if text != self.words.get(corner, ""):
+                self.words[corner] = text
                 actor.SetInput(text)
+                self._fitted.pop(corner, None)
             x = width - margin if corner.endswith("right") else margin
             y = height - margin if corner.startswith("top") else margin
             actor.SetDisplayPosition(int(x), int(y))
+
+    def fit_width(self, renderer, width: int, margin: int = 8) -> None:
+        """Shorten, with '...', the lines wider than the view (a long study description in a narrow
+        view ran off its edge: 'RoutineImage Gui' in a 217 px view), keeping their beginnings."""
+        room = max(int(width) - 2 * margin, 24)
+        for corner, actor in self.actors.items():
+            if self._fitted.get(corner) == room:
+                continue
+            self._fitted[corner] = room
+            words = self.words.get(corner, "")
+            actor.SetInput(words)
+            if not words or _width(actor, renderer) <= room:
+                continue
+            self._ruler.GetTextProperty().ShallowCopy(actor.GetTextProperty())
+            actor.SetInput("\n".join(self._fit_line(line, room, renderer) for line in words.split("\n")))
+
+    def _fit_line(self, line: str, room: int, renderer) -> str:
+        def fits(text: str) -> bool:
+            self._ruler.SetInput(text)
+            return _width(self._ruler, renderer) <= room
+
+        if not line or fits(line):
+            return line
+        lo, hi = 0, len(line)  # the longest beginning that fits with '...' after it
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if fits(line[:mid].rstrip() + "..."):
+                lo = mid
+            else:
+                hi = mid - 1
+        return line[:lo].rstrip() + "..."
 
     def stack_if_crowded(self, renderer, gap: int = 2) -> None:
         """In a narrow view, where the left and right blocks of a row would overlap, the right one

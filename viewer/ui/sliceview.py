@@ -207,6 +207,7 @@ class SliceView(VtkWidget):
         zoom_pct = 100.0 * geom.spacing / self.view2d.mm_per_pixel
         self.corners.update(corner_texts(s, vp, zoom_pct, self.session.loading_text(s.key)), w, h)
         self.labels.update(orientation_letters(geom.u, geom.v), w, h)
+        self.corners.fit_width(self.renderer, w)
         self.corners.stack_if_crowded(self.renderer)
         self.labels.avoid(self.corners, self.renderer)
         self.scalebar.update(self.view2d.mm_per_pixel, w, h)
