@@ -127,3 +127,28 @@ def test_reset_restores_zoom_and_rotation_and_keeps_the_window():
     assert model.viewports[0].zoom == 1.0 and model.viewports[0].pan == (0.0, 0.0)
     assert not s.oblique
     assert s.window == (-600.0, 1500.0) and s.preset == "Lung" and s.invert  # Home keeps what the reader set
+
+
+def test_corner_text_calls_oblique_only_the_turned_planes_and_keeps_the_position_sign():
+    """Ctrl+drag in the axial view turns the coronal and sagittal planes; the axial view keeps its
+    image.  Before, it was titled 'Axial (oblique)' and its 'Pos: -14.5 mm' became 'Pos: 14.5 mm'
+    (the axial normal points to the feet), and a slightly turned coronal read minus its y."""
+    from viewer.core.viewstate import Viewport
+    from viewer.ui.annotations import corner_texts
+
+    state = SeriesState("s", make_volume())
+    state.set_point([2.8, -4.8, 20.0])  # voxel centres: clamping leaves it
+
+    def words(plane):
+        return corner_texts(state, Viewport("s", plane), 100.0)["bottom_left"]
+
+    before = {p: words(p) for p in ("axial", "coronal", "sagittal")}
+    assert "Pos: 20.0 mm" in before["axial"] and "Pos: -4.8 mm" in before["coronal"]
+    assert "Pos: 2.8 mm" in before["sagittal"]
+    state.rotate("axial", np.radians(2))
+    assert state.oblique
+    assert words("axial") == before["axial"]  # not oblique, same position, same image number
+    for plane, near in (("coronal", -4.8), ("sagittal", 2.8)):
+        text = words(plane)
+        pos = float(text.split("Pos: ")[1].split(" mm")[0])
+        assert "(oblique)" in text and pos == pytest.approx(near, abs=0.5), text

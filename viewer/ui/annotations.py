@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from viewer.core.planes import aligned_axis, direction_letters
+from viewer.core.planes import aligned_axis, direction_letters, plane_axes
 from viewer.core.viewstate import SeriesState, Viewport
 
 PLANE_TITLES = {"axial": "Axial", "coronal": "Coronal", "sagittal": "Sagittal"}
@@ -68,14 +68,17 @@ def corner_texts(state: SeriesState, vp: Viewport, zoom_percent: float, loading:
     if loading:
         top_right.append(loading)
     u, v, n = state.axes(vp.plane)
-    bottom_left = [PLANE_TITLES[vp.plane] + (" (oblique)" if state.oblique else "")]
+    # only a plane the rotation turned is oblique: the one the axes were turned in keeps its image
+    tilted = state.oblique and not np.allclose(n, plane_axes(vp.plane, state.home_rotation)[2], atol=1e-6)
+    bottom_left = [PLANE_TITLES[vp.plane] + (" (oblique)" if tilted else "")]
     if vp.slab_mm > 0:
         bottom_left.append(f"{_SLAB_TITLES.get(vp.slab_mode, vp.slab_mode)} slab {vp.slab_mm:g} mm")
     image = image_number(state, vp.plane)
     if image is not None:
         bottom_left.append(f"Im: {image[0]} / {image[1]}")
-    if state.oblique:
-        bottom_left.append(f"Pos: {float(state.point @ n):.1f} mm")
+    if tilted:  # along the normal, signed as the LPS axis it leans on (the axial normal points to the feet)
+        axis = _POSITION_AXIS[vp.plane]
+        bottom_left.append(f"Pos: {float(state.point @ n) * (1.0 if n[axis] >= 0 else -1.0):.1f} mm")
     else:
         bottom_left.append(f"Pos: {state.point[_POSITION_AXIS[vp.plane]]:.1f} mm")
     center, width = state.window
