@@ -360,7 +360,7 @@ def test_thick_slab_mip_and_minip_in_the_2d_view(ct_window, qtbot):
     assert m.viewports[0].slab_mm == pytest.approx(15.0)
     settle(qtbot, 50)
     mip = axial.capture().astype(int)
-    assert "MIP slab 15 mm" in axial.corners.text("bottom_left")
+    assert "MIP slab 15 mm" in axial.corners.words["bottom_left"]  # (shown as 'MIP slab 15...' in a narrow view)
     win.cmd_slab_minip()
     settle(qtbot, 50)
     minip = axial.capture().astype(int)
@@ -373,3 +373,24 @@ def test_thick_slab_mip_and_minip_in_the_2d_view(ct_window, qtbot):
     win.cmd_slab_minip()  # off again
     assert m.viewports[0].slab_mm == 0.0
     state.set_window(*state.home_window)
+
+
+def test_the_preset_box_is_as_wide_as_its_presets_after_a_series_opens(make_window, qtbot, tmp_path, monkeypatch):
+    """The window shows before a series opens, so the preset box was sized for an empty list and
+    kept that width: the brain MR's 'MR default' read 'MR defau'."""
+    from PySide6.QtWidgets import QComboBox
+
+    from tests.ui.helpers import wait_loaded
+
+    monkeypatch.setenv("HOUNSFIELD_DATA_DIR", str(tmp_path / "data"))
+    win = make_window(size=(1600, 1000))
+    win.open_path(str(data_path("brain-mr-t1")))
+    wait_loaded(qtbot, win)
+    settle(qtbot, 100)
+    box = win.grid.views[3].toolbar.preset
+    names = [box.itemText(i) for i in range(box.count())]
+    assert "MR default" in names
+    whole = QComboBox()
+    whole.addItems(names)
+    whole.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+    assert box.width() >= whole.sizeHint().width(), (box.width(), whole.sizeHint().width())

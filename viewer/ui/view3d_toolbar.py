@@ -72,6 +72,9 @@ class View3DToolbar(QWidget):
         layout.setContentsMargins(2, 1, 2, 1)
         layout.setSpacing(4)
         self.preset = QComboBox()
+        # sized to its items whenever they change: the list is empty when the window first shows,
+        # and 'MR default' was cut to 'MR defau' (the CT list's 'CT vessels (CTA)' too)
+        self.preset.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.preset.setToolTip("Transfer-function preset (Ctrl + left drag in the view: shift / opacity)")
         self.preset.currentTextChanged.connect(lambda name: name and view.set_preset(name))
         self.mode = QComboBox()
