@@ -159,3 +159,22 @@ def test_readout_follows_keyboard_scrolling_under_the_parked_cursor(win, qtbot):
     text = win.readout.text()
     assert voxel_of(text) == (i, j, k1), text
     assert text.startswith(f"HU: {int(state.volume.array[k1, j, i])} "), text
+
+
+def test_a_number_key_without_a_preset_says_which_presets_there_are(make_window, qtbot, brain_mr_dir):
+    """An MR has one preset (1, auto from the histogram): pressing 2, as for the CT's lung window, did
+    nothing and said nothing.  The window stays; the status bar names the presets there are."""
+    win = make_window("2x2")
+    win.open_path(str(brain_mr_dir))
+    wait_loaded(qtbot, win)
+    win.model.set_active(0)
+    state = win.model.active_state
+    before = state.window
+    axial = win.grid.slice_views[0]
+    axial.setFocus()
+    qtbot.keyClick(axial, Qt.Key.Key_2)
+    assert state.window == before
+    said = win.statusBar().currentMessage()
+    assert "No window preset on key 2 for MR" in said and "1 Auto (histogram)" in said, said
+    qtbot.keyClick(axial, Qt.Key.Key_1)
+    assert state.preset == "Auto (histogram)"

@@ -362,8 +362,12 @@ class MainWindow(QMainWindow):
         state = self.model.active_state
         if state is None:
             return
-        preset = next((p for p in presets_for(state.volume.modality) if p.key == key), None)
-        if preset is None:
+        offered = presets_for(state.volume.modality)
+        preset = next((p for p in offered if p.key == key), None)
+        if preset is None:  # said, not silently ignored (an MR has one preset: '2' did nothing)
+            keys = ", ".join(f"{p.key} {p.name}" for p in offered) or "none"
+            self.statusBar().showMessage(f"No window preset on key {key} for {state.volume.modality or 'this series'}; "
+                                         f"presets: {keys}; 0 restores the study's window.", 8000)
             return
         if preset.auto:
             center, width = auto_window(state.volume, state.loaded)
