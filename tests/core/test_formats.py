@@ -272,6 +272,8 @@ def test_unwritable_destination_raises(tmp_path):
     with pytest.raises(viewer.HounsfieldError) as err:
         write_volume(_volume(), tmp_path / "no" / "such" / "folder" / "v.nii.gz")
     assert "\n" not in str(err.value) and "could not be written" in str(err.value)
+    assert str(err.value).endswith(f"there is no folder {tmp_path / 'no' / 'such' / 'folder'}.")  # not ITK's words
+    assert "ITK" not in str(err.value) and "0x" not in str(err.value)
 
 
 def test_corrupt_volume_file_raises(tmp_path):

@@ -125,6 +125,9 @@ def write_volume(volume: Volume, path) -> None:
     path = os.fspath(path)
     if not is_volume_file(path):
         raise HounsfieldError(f"{os.path.basename(path)}: choose a .nii, .nii.gz, .nrrd, .mha or .mhd file name.")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):  # said plainly, not as ITK's 'NiftiImageIO(0x5637...): ERROR: nifti library failed'
+        raise HounsfieldError(f"{os.path.basename(path)} could not be written: there is no folder {folder}.")
     written = orthogonalised(volume)
     image = sitk_from_volume(written)
     low = path.lower()
