@@ -263,3 +263,30 @@ def test_f1_opens_the_shortcut_sheet(make_window, qtbot):
     for words in ("Brush", "Length (ruler)", "Undo", "Flicker original / AI result", "Query/Retrieve"):
         assert words in shown, words
     win.sheet.close()
+
+
+def test_the_whole_folder_of_a_half_opened_series_replaces_it(make_window, qtbot, chest_ct_dir, tmp_path,
+                                                              monkeypatch):
+    """30 of the chest CT's 141 files (a transfer cut short) opened first, then the whole folder: the
+    same SeriesInstanceUID, so the 30-slice copy used to stay on screen without a word.  The whole
+    series replaces it in every view; opening the whole folder once more opens nothing new."""
+    import shutil
+
+    monkeypatch.setenv("HOUNSFIELD_DATA_DIR", str(tmp_path / "data"))
+    half = tmp_path / "half"
+    half.mkdir()
+    for f in sorted(chest_ct_dir.iterdir())[:30]:
+        shutil.copy(f, half / f.name)
+    win = make_window("2x2")
+    win.open_path(str(half))
+    wait_loaded(qtbot, win)
+    assert [s.volume.shape[0] for s in win.model.series.values()] == [30]
+    win.open_path(str(chest_ct_dir))
+    qtbot.waitUntil(lambda: not win.session.jobs and all(
+        win.model.series[vp.series].volume.shape[0] == 141 for vp in win.model.viewports if vp.series), timeout=60000)
+    settle(qtbot, 100)
+    assert [s.volume.shape[0] for s in win.model.series.values()] == [141]  # the half copy is closed
+    keys = list(win.model.series)
+    win.open_path(str(chest_ct_dir))
+    wait_loaded(qtbot, win)
+    assert list(win.model.series) == keys  # the same images: the open copy is shown, nothing reloaded

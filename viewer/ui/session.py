@@ -15,6 +15,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from viewer.core.viewstate import SeriesState, ViewerModel
@@ -43,6 +44,11 @@ class SeriesImage:
 
 def series_key(volume: Volume, fallback: str) -> str:
     return volume.source.series_instance_uid or fallback
+
+
+def same_grid(a: Volume, b: Volume) -> bool:
+    """Whether two loads of one series hold the same images (same voxel grid)."""
+    return a.shape == b.shape and np.allclose(a.affine, b.affine, atol=1e-4)
 
 
 class Session(QObject):
@@ -168,7 +174,13 @@ class Session(QObject):
         """A progressive load is shown with its first decoded slice (``_reveal``), not here: until then
         the file may still prove unreadable, and a failed open must leave the views as they were."""
         key = series_key(volume, job.path or job.label)
-        if key in self.images:  # already open: keep the first copy, show it where asked once readable
+        # Another copy of an open series (more or fewer of its images: a half-transferred folder, then
+        # the whole one) opens under a key of its own and replaces it in the views; before, the
+        # 30-slice copy stayed on screen without a word when the whole 141-slice folder was opened.
+        key = next((k for k, o in self.images.items() if k.split("#")[0] == key
+                    and same_grid(o.state.volume, volume)), key)
+        if key in self.images and same_grid(self.images[key].state.volume, volume):
+            # already open: keep the first copy, show it where asked once readable
             if loaded is None:
                 self._show_again(job, key, slots)
             else:
