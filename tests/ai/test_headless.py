@@ -122,3 +122,19 @@ def test_an_output_folder_it_cannot_write_is_said_before_the_model_runs(models, 
     assert main(["run", "threshold", str(src), "--out", str(tmp_path / "out"), "--models", str(models)]) == 2
     err = capsys.readouterr().err.strip()
     assert "Nothing can be written in the output folder" in err and "No space left" in err and "\n" not in err
+
+
+def test_a_click_off_the_image_is_said_with_the_image_extent_before_the_run(tmp_path, capsys, monkeypatch):
+    """--point 9999,0,0 (a typo, or the wrong sign) was dropped by the host and the plugin then said
+    'Lesion segmentation needs a click on the lesion (--point X,Y,Z)...' although one was given."""
+    import viewer.ai.host
+
+    def no_run(*_a, **_k):
+        raise AssertionError("the plugin was started without a prompt inside the image")
+
+    monkeypatch.setattr(viewer.ai.host, "AIHost", no_run)
+    src = data_path("dicom-objects", "dcmqi-liver", "ct-3slice")
+    code = main(["run", "lesion-segmentation", str(src), "--out", str(tmp_path / "o"), "--point", "9999,0,0"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "No --point or --box lies inside the image, which spans x " in err and "\n" not in err, err
+    assert not (tmp_path / "o").exists()

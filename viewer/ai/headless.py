@@ -147,6 +147,16 @@ class _Progress:
             self.stream.write("\n")
 
 
+def _extent(volume) -> str:
+    """The LPS box of a volume's voxel centres, in words: 'x -250.0 to 250.0, y ... mm (LPS)'."""
+    import numpy as np
+
+    ends = [(0, n - 1) for n in volume.shape[::-1]]
+    corners = np.array([volume.index_to_lps([i, j, k]) for i in ends[0] for j in ends[1] for k in ends[2]])
+    lo, hi = corners.min(0), corners.max(0)
+    return ", ".join(f"{a} {lo[d]:.1f} to {hi[d]:.1f}" for d, a in enumerate("xyz")) + " mm (LPS)"
+
+
 def run_command(args: argparse.Namespace) -> int:
     import viewer
     from viewer.ai.discovery import Registry
@@ -172,6 +182,11 @@ def run_command(args: argparse.Namespace) -> int:
         options = " or ".join(f"--modality {m}" for m in info.inputs[0].modalities)
         raise HounsfieldError(f"{info.name} takes {wanted} images and {os.path.basename(args.input.rstrip('/'))} "
                               f"does not say what it is; add {options} to say which it is.")
+    if prompts:  # a click off the image is said before the run (the plugin said only "needs a click")
+        from viewer.ai.api import check_prompts
+
+        if not check_prompts(prompts, volume, info.prompts, info.name)[0]:  # (a partial drop: the run's note)
+            raise HounsfieldError(f"No --point or --box lies inside the image, which spans {_extent(volume)}.")
     output_folder(args.out)  # a folder it cannot write in is said before the model runs, not after
     host = AIHost(registry, device=args.device, threads=args.threads)
     progress = _Progress()
