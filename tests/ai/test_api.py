@@ -28,8 +28,9 @@ def test_parameters_coerce_command_line_strings(param, given, expected):
 
 @pytest.mark.parametrize("param, given, needle", [
     (Parameter("d", "float", 0.25, minimum=0.05, maximum=1.0, label="Dose"), "2", "between 0.05 and 1"),
-    (Parameter("n", "int", 3), "three", "needs a int value"),
-    (Parameter("b", "bool", True), "maybe", "needs a bool value"),
+    (Parameter("n", "int", 3), "three", "needs a whole number, not 'three'"),  # was 'needs a int value'
+    (Parameter("b", "bool", True), "maybe", "needs yes or no, not 'maybe'"),
+    (Parameter("x", "float", 1.0), "abc", "needs a number, not 'abc'"),
     (Parameter("c", "choice", "a", choices=("a", "b")), "z", "one of a, b"),
 ])
 def test_bad_parameter_values_are_one_sentence(param, given, needle):

@@ -225,7 +225,8 @@ class Parameter:
             else:
                 v = str(value)
         except (TypeError, ValueError):
-            raise HounsfieldError(f"Parameter {label} needs a {self.kind} value, not {value!r}.") from None
+            wanted = {"float": "a number", "int": "a whole number", "bool": "yes or no"}.get(self.kind, "a value")
+            raise HounsfieldError(f"Parameter {label} needs {wanted}, not {value!r}.") from None
         if self.kind in ("float", "int"):
             if self.minimum is not None and v < self.minimum or self.maximum is not None and v > self.maximum:
                 raise HounsfieldError(f"Parameter {label} must lie between {self.minimum:g} and {self.maximum:g}.")
