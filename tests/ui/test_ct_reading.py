@@ -296,3 +296,29 @@ def test_words_on_narrow_views_do_not_overlap(win, qtbot):
                 assert not boxes_overlap(boxes[i], boxes[j]), (actors[i].GetInput(), actors[j].GetInput())
         checked += 1
     assert checked == 3
+
+
+def test_the_corner_text_stays_legible_over_a_light_image(win, qtbot):
+    """Inverted (or over bone, or fat on MR) the image under the corner text is light, and the light
+    words with their 1-pixel shadow all but vanished: the words now sit on a half-dark box."""
+    from viewer.render.overlays import text_box
+
+    axial = win.grid.slice_views[0]
+    state = win.model.active_state
+    state.set_window(-600, 1500)
+    state.set_invert(True)
+    try:
+        settle(qtbot, 50)
+        axial.update_scene()
+        img = axial.capture().astype(float).mean(axis=2)
+        h = img.shape[0]
+        x0, x1, y0, y1 = (int(round(v)) for v in text_box(axial.corners.actors["bottom_left"], axial.renderer))
+        under = img[h - y1:h - y0, x0:x1]
+        beside = img[h - y1:h - y0, x1 + 4:x1 + 40]  # the image next to the block
+        light = np.median(beside, axis=1) > 150  # rows over the inverted air (below the scan: black)
+        assert light.sum() >= 10
+        assert np.median(under[light]) < np.median(beside[light]) - 50  # the box darkens what lies under the words
+        assert under[light].max() > 220  # and the words themselves are still light on it
+    finally:
+        state.set_invert(False)
+        state.set_window(*state.home_window)

@@ -21,9 +21,14 @@ LABEL_COLOUR = (1.0, 0.80, 0.45)
 FONT_SIZE = 14
 
 
-def text_actor(size: int = FONT_SIZE, colour=TEXT_COLOUR, bold: bool = False) -> vtkTextActor:
+def text_actor(size: int = FONT_SIZE, colour=TEXT_COLOUR, bold: bool = False, backed: bool = False) -> vtkTextActor:
+    """A 2D text actor; ``backed`` puts a half-dark box behind the words, so that light text stays
+    legible over light image (an inverted window, bone, fat on MR)."""
     actor = vtkTextActor()
     prop = actor.GetTextProperty()
+    if backed:
+        prop.SetBackgroundColor(0.0, 0.0, 0.0)
+        prop.SetBackgroundOpacity(0.5)
     prop.SetFontFamilyToArial()
     prop.SetFontSize(size)
     prop.SetColor(*colour)
@@ -171,10 +176,10 @@ class CornerText:
 
     def __init__(self):
         self.hidden: frozenset[str] = frozenset()
-        self.actors = {c: text_actor() for c in self.CORNERS}
+        self.actors = {c: text_actor(backed=True) for c in self.CORNERS}
         self.words: dict[str, str] = {}  # each corner's whole text (the actor may show it shortened)
         self._fitted: dict[str, int] = {}  # corner -> the width its actor's text was fitted to
-        self._ruler = text_actor()  # measures single lines
+        self._ruler = text_actor(backed=True)  # measures single lines
         for corner, actor in self.actors.items():
             prop = actor.GetTextProperty()
             prop.SetJustification(2 if corner.endswith("right") else 0)
@@ -274,7 +279,7 @@ class ScaleBar:
 
     def __init__(self, colour=TEXT_COLOUR):
         self.actor, self._poly = _lines_actor()
-        self.label = text_actor(FONT_SIZE - 1)
+        self.label = text_actor(FONT_SIZE - 1, backed=True)
         self.label.GetTextProperty().SetJustification(1)
         self.label.GetTextProperty().SetVerticalJustification(0)
         self.colour = colour
@@ -324,7 +329,7 @@ class Notice:
     """A line of text in the middle of the view (e.g. 'Loading slice...')."""
 
     def __init__(self):
-        self.actor = text_actor(FONT_SIZE + 2, LABEL_COLOUR)
+        self.actor = text_actor(FONT_SIZE + 2, LABEL_COLOUR, backed=True)
         self.actor.GetTextProperty().SetJustification(1)
         self.actor.GetTextProperty().SetVerticalJustification(1)
 
