@@ -127,3 +127,29 @@ def test_a_long_study_description_is_shortened_not_cut_off_in_narrow_views(make_
     view = win.grid.visible_views()[0]
     view.update_scene()
     assert view.corners.text("top_left").split("\n")[2] == "1994-09-04 Avanto RoutineImage Guidance"
+
+
+def test_orientation_letters_keep_clear_of_the_corner_lines_beside_them(make_window, qtbot, tmp_path, monkeypatch):
+    """The chest CT in the 2x2 layout of a 1600 x 1000 window: the top 'A' stood 2 px before
+    'Se: 10230  CT  512 x 512 x 141' and read as one line with it; a letter keeps 8 px beside it
+    from any corner line on its rows (else it moves below / above the block)."""
+    from tests.conftest import data_path
+    from viewer.render.overlays import text_box
+
+    monkeypatch.setenv("HOUNSFIELD_DATA_DIR", str(tmp_path / "data"))
+    win = make_window(layout="2x2", size=(1600, 1000))
+    win.open_path(str(data_path("chest-ct")))
+    wait_loaded(qtbot, win)
+    settle(qtbot)
+    for view in win.grid.slice_views:
+        view.update_scene()
+        view.render_now()
+        for edge in ("top", "bottom"):
+            lx0, lx1, ly0, ly1 = text_box(view.labels.actors[edge], view.renderer)
+            for corner in view.corners.CORNERS:
+                if not view.corners.text(corner):
+                    continue
+                cx0, cx1, cy0, cy1 = text_box(view.corners.actors[corner], view.renderer)
+                if cy0 < ly1 and ly0 < cy1:  # on the same rows: a clear gap beside the letter
+                    gap = max(cx0 - lx1, lx0 - cx1)
+                    assert gap >= 8, (view.plane, edge, corner, gap)
