@@ -178,3 +178,37 @@ def test_a_number_key_without_a_preset_says_which_presets_there_are(make_window,
     assert "No window preset on key 2 for MR" in said and "1 Auto (histogram)" in said, said
     qtbot.keyClick(axial, Qt.Key.Key_1)
     assert state.preset == "Auto (histogram)"
+
+
+def test_a_slice_missing_from_the_series_says_so_in_the_view(make_window, qtbot, chest_ct_dir, tmp_path,
+                                                             monkeypatch):
+    """Four of the chest CT's files left out: their slots load blank, and scrolling onto one showed a
+    black view with only 'Im: -' (the status bar's note had gone); the view now says why it is empty."""
+    import shutil
+
+    monkeypatch.setenv("HOUNSFIELD_DATA_DIR", str(tmp_path / "data"))
+    by_z = sorted(chest_ct_dir.iterdir(), key=lambda p: float(pydicom.dcmread(p, stop_before_pixels=True)
+                                                              .ImagePositionPatient[2]))
+    folder = tmp_path / "gap"
+    folder.mkdir()
+    for i, f in enumerate(by_z):
+        if not 60 <= i < 64:
+            shutil.copy(f, folder / f.name)
+    win = make_window("2x2")
+    win.open_path(str(folder))
+    wait_loaded(qtbot, win)
+    win.model.set_active(0)
+    state = win.model.active_state
+    blank = state.volume.source.blank_slices
+    assert len(blank) == 4 and all(state.volume.array[k].max() == state.volume.array[k].min() for k in blank)
+    axial = win.grid.slice_views[0]
+    nk, nj, ni = state.volume.shape
+    for k, said in ((blank[1], True), (blank[-1] + 1, False)):
+        win.model.set_point(state.key, state.volume.index_to_lps([ni // 2, nj // 2, k]))
+        settle(qtbot)
+        axial.update_scene()
+        text = axial.notice.actor.GetInput() if axial.notice.actor.GetVisibility() else ""
+        assert ("missing from the series" in text) == said, (k, text)
+    coronal = win.grid.slice_views[1]
+    coronal.update_scene()
+    assert not coronal.notice.actor.GetVisibility()  # a reformat shows the gap as a band, not a notice

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import psutil
@@ -151,7 +152,8 @@ class SeriesLoader:
         self.volume = Volume(
             array, self.geometry.affine, modality=first.modality or "OT",
             units="HU" if self.mode == "hu" else "", rescale=rescale,
-            source=source_info(series, sop_uids, image_numbers(self.geometry)),
+            source=replace(source_info(series, sop_uids, image_numbers(self.geometry)),
+                           blank_slices=tuple(k for k in range(shape[0]) if k not in filled)),
             warnings=[*(notes or []), *rescale_notes, *self.geometry.warnings], window=first.window,
         )
         self.loaded = np.zeros(shape[0], dtype=bool)

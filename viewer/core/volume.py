@@ -37,6 +37,8 @@ class SourceInfo:
     # per k slice: the DICOM InstanceNumber (the frame number in a multi-frame object; None in a gap),
     # the "image number" a radiologist dictates; empty for volumes without one (NIfTI, the demo)
     instance_numbers: tuple[int | None, ...] = ()
+    # k slices no file fills (gaps in the stack, slices left out for their damaged position): blank
+    blank_slices: tuple[int, ...] = ()
     manufacturer: str = ""
     path: str = ""
 

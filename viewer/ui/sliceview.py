@@ -212,13 +212,25 @@ class SliceView(VtkWidget):
         self.labels.avoid(self.corners, self.renderer)
         self.scalebar.update(self.view2d.mm_per_pixel, w, h)
         self.scalebar.avoid(self.corners, self.renderer)
-        self.notice.update(self._notice_text(s, vp.plane), w, h)
+        self.notice.update(self._notice_text(s, vp.plane) or self._blank_text(s, vp.plane), w, h)
 
     def _notice_text(self, s: SeriesState, plane: str) -> str:
         if s.loaded is None or aligned_axis(s.volume, s.axes(plane)[2]) != 2:
             return ""
         k = int(np.clip(np.round(s.volume.lps_to_index(s.point)[2]), 0, s.volume.shape[0] - 1))
         return "" if s.loaded[k] else "Loading this slice..."
+
+    @staticmethod
+    def _blank_text(s: SeriesState, plane: str) -> str:
+        """On a slot no file fills (a gap in the series), say so: the view was black with 'Im: -' only."""
+        src, vol = s.volume.source, s.volume
+        if not src.blank_slices or len(src.instance_numbers) != vol.shape[0] \
+                or aligned_axis(vol, s.axes(plane)[2]) != 2:
+            return ""
+        k = int(np.clip(np.round(vol.lps_to_index(s.point)[2]), 0, vol.shape[0] - 1))
+        if k in src.blank_slices and src.instance_numbers[k] is None:
+            return "No image at this position: missing from the series"
+        return ""
 
     # geometry helpers for interaction (Qt logical pixels in, plane/LPS out)
     def _dpr(self) -> float:
