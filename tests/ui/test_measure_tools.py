@@ -381,3 +381,21 @@ def test_a_tiny_segment_reads_in_cubic_millimetres_not_as_zero_millilitres():
     assert tiny.startswith("1.2 mm\u00b3  mean 0.0 HU"), tiny
     mask[:, :, :] = True  # 8^3 voxels of 0.6125 mm3: 0.31 mL
     assert SegmentRow("segment:x:1", "k", None, None, segment_stats(mask, vol)).summary().startswith("0.31 mL")
+
+
+def test_the_panel_shows_an_roi_value_whole_without_a_sideways_scroll(win, qtbot):
+    """An ellipse's figures were one line wider than the dock ('... area 4.8' cut, the Kind column
+    behind a horizontal scroll bar): the two lines stay two lines, Kind takes what is left."""
+    axial = win.grid.slice_views[0]
+    vol = axial.state.volume
+    win.model.set_tool("measure_ellipse")
+    drag(qtbot, axial, vol.index_to_lps([150, 240, 78]), vol.index_to_lps([182, 264, 78]))
+    settle(qtbot, 50)
+    table = win.features.measure.panel.table
+    item = table.item(0, 2)
+    lines = item.text().split("\n")
+    assert len(lines) == 2 and lines[1].startswith("min") and "area" in lines[1]
+    widest = max(table.fontMetrics().horizontalAdvance(line) for line in lines)
+    assert table.columnWidth(2) >= widest  # the whole value shows
+    assert table.horizontalScrollBar().maximum() == 0, [table.columnWidth(c) for c in range(4)]
+    assert item.toolTip() == item.text()

@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QPushButton,
     QTableWidget,
@@ -89,7 +90,8 @@ class MeasurementPanel(QWidget):
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.DoubleClicked
                                    | QAbstractItemView.EditTrigger.EditKeyPressed)
         self.table.verticalHeader().hide()
-        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.horizontalHeader().setMinimumSectionSize(24)
+        self.table.horizontalHeader().setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)  # Kind: what is left
         self.table.setWordWrap(True)
         self.table.cellClicked.connect(lambda row, _c: self.jump(row))
         self.table.itemChanged.connect(self._on_item_changed)
@@ -127,7 +129,9 @@ class MeasurementPanel(QWidget):
         self._filling = True
         self.table.setRowCount(len(ms) + len(segs))
         self._rows = [m.uid for m in ms] + [r.uid for r in segs]
-        texts = [(str(n), m.label, summary(m, units).replace("\n", "  "), KIND_TITLES[m.kind])
+        # an ROI's two lines stay two lines (one line of 'mean ... area 4.86 cm2' was wider than the
+        # dock: cut at 'area 4.8', the Kind column behind a horizontal scroll bar)
+        texts = [(str(n), m.label, summary(m, units), KIND_TITLES[m.kind])
                  for n, m in enumerate(ms, start=1)]
         texts += [(f"S{n}", r.segment.name, r.summary(units), "Segment") for n, r in enumerate(segs, start=1)]
         for row, values in enumerate(texts):
@@ -138,10 +142,12 @@ class MeasurementPanel(QWidget):
                     self.table.setItem(row, col, item)
                 if item.text() != text:
                     item.setText(text)
+                    item.setToolTip(text if col == 2 else "")
                 flags = Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemIsEnabled
                 item.setFlags(flags | Qt.ItemFlag.ItemIsEditable if col == 1 else flags)
         for col in (0, 1, 2):
             self.table.resizeColumnToContents(col)
+        self.table.resizeRowsToContents()
         self._filling = False
         self._sync_selection()
 
