@@ -46,6 +46,14 @@
     it) left out, the skull cells read 743 / 476 / 326 HU with 1.3.1 (MPRAGE, brain1, brain2; 10.8 /
     1.5 / 0.2 mL; 1.3.0: 553 on the MPRAGE): the zone also holds real frontal bone, so it was not
     adopted; see docs/mr-to-ct.md.
+    Outside the acquired field of view (1.4.0): a line of the array (>= 64 voxels along any axis) that
+    is exactly zero from end to end is the reconstruction's zero-filling, not a measured signal; those
+    voxels and those within 3 mm of them (the reach of the 1 mm smoothing the classes are made on)
+    are in no class, on every MR whose background outside the head has a noise floor (fewer than half
+    its voxels exactly zero; where the background is zero itself, a skull-stripped or masked MR, zero
+    lines cannot be told from the mask and nothing is left out).  Measured with 1.4.0: it takes only
+    air voxels (the zero rows beyond brain1's and brain2's forehead cut, the MPRAGE's zero first row and
+    column), never a CSF, brain or skull voxel, so no mean moves; the volumes left out are printed.
     Labelled lesions (BraTS tumour classes, the brain-tumor-mr and flair-lesion label maps), with
     3 mm around them, are left out of CSF and brain: the expected ranges are normal tissue's.
     Expected: air about -1000, CSF 0-20, brain 20-45, skull > 600 HU.
@@ -230,6 +238,33 @@ def own_classes(mr, brain_given=None) -> dict[str, np.ndarray]:
         # and not within CSF_LAYER_MM of the brain: the CSF over the cortex is as dark as bone on T1
         dark = _erode(head, 2.0, sp) & (t_img == 0) & ~_dilate(brain, CSF_LAYER_MM, sp)
         out["skull"] = dark & _dilate(brain, 25.0, sp) & upper
+    # outside the acquired field of view (zero-filled lines) and within the smoothing's reach of it: no class
+    unseen = _not_acquired(a, head)
+    if unseen.any():
+        unseen = _dilate(unseen, FOV_REACH_MM, sp)
+        for t in out:
+            NOT_ACQUIRED.setdefault(id(mr), {})[t] = int((out[t] & unseen).sum())
+            out[t] = out[t] & ~unseen
+    return out
+
+
+# per loaded MR, how many voxels of each class the zero-filled field-of-view rule left out
+NOT_ACQUIRED: dict[int, dict[str, int]] = {}
+FOV_REACH_MM = 3.0  # three times the 1 mm smoothing the classes are made on
+
+
+def _not_acquired(a: np.ndarray, head: np.ndarray, min_len: int = 64) -> np.ndarray:
+    """The voxels on lines of the array (along any axis of ``min_len`` voxels or more) that are exactly
+    zero from end to end: the reconstruction's zero-filling beyond the acquired field of view.  None
+    where the background outside ``head`` is itself mostly exactly zero (a skull-stripped or masked
+    MR: its zero lines are the mask's, not the field of view's)."""
+    zero = a == 0
+    out = np.zeros(a.shape, bool)
+    if not zero.any() or (~head).sum() == 0 or zero[~head].mean() >= 0.5:
+        return out
+    for axis in range(a.ndim):
+        if a.shape[axis] >= min_len:
+            out |= zero.all(axis=axis, keepdims=True)
     return out
 
 
@@ -309,6 +344,8 @@ def tissue_plausibility() -> list[dict]:
             row[t + "_sd"] = float(hu[m].std()) if ok else float("nan")
             row[t + "_ml"] = float(m.sum() * np.prod(mr.spacing) / 1000) if m is not None else 0.0
             row[t + "_n"] = int(m.sum()) if m is not None else 0
+        left = NOT_ACQUIRED.get(id(mr), {})
+        row["not_acquired_n"] = {t: left.get(t, 0) for t in ("air", "CSF", "brain", "skull")}
         rows.append(row)
         print(f"  {name}: {row}", flush=True)
     rows.append({"mr": "totalseg-examples example_mr_sm", "note": "abdomen MR (its labels: liver, spleen, "
@@ -401,6 +438,12 @@ def print_tables(template_rows, tissue_rows, speed) -> None:
                      else f"{'n/a':>7s} [{r[t + '_ml']:5.1f}]" for t in ("air", "CSF", "brain", "skull")]
             print(f"{r['mr']:38s} {r['white_grey']:5.2f} {cells[0]:>22s} {cells[1]:>20s} {cells[2]:>21s} "
                   f"{cells[3]:>20s}")
+        print("\n    left out of every class as outside the acquired field of view (zero-filled lines of the array, "
+              "+ 3 mm), voxels per class (every MR with a noise floor; 0 elsewhere):")
+        for r in tissue_rows:
+            n = r.get("not_acquired_n")
+            if n and any(n.values()):
+                print(f"  {r['mr']:38s} " + "  ".join(f"{t} {n[t]}" for t in ("air", "CSF", "brain", "skull")))
     if speed:
         print("\n(c) Speed, 2-core CPU (shared; load average "
               f"{os.getloadavg()[0]:.1f}): brain-mr-t1 resampled to {speed['shape']} ({speed['spacing']} mm)")
