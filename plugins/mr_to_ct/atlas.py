@@ -25,7 +25,9 @@ The method (the established one that needs no paired training data):
    sulci, ventricles filled, grown by the CSF over the cortex), where an affinely placed atlas
    skull can cross the vertex sulci; and no new bone where the atlas says air (sinuses, mastoids)
    except in the vault above the brain's widest axial slice, where a head taller than the warped
-   atlas has its skull under the atlas' air;
+   atlas has its skull under the atlas' air; there too, where the warped atlas has no bone near, the
+   inner part of the gap between the skin and the MR's brain envelope is skull whatever its MR
+   intensity (on thick-slice T1s the obliquely cut vault is as bright as the scalp);
 5. several atlases fused by a weighted mean (the atlas of the MR's own contrast weighs more);
    their per-voxel spread is the uncertainty in HU (with one atlas: the change the deformable
    step made, or else how far the MR refinement moved the atlas).
@@ -78,6 +80,11 @@ DARK_HI, DARK_LO = 0.45, 0.2  # of the brain's median intensity: no bone above D
 SCALP_KEEP_MM = 4.0  # in the atlas' bone shell deeper than this (or in the MR's rim) a bright voxel is marrow
 OWN_CSF_CUT = 0.2  # inside the envelope, darker than CSF + this x (grey - CSF) on T1 is the MR's own CSF
 PV_EXTRA = 0.2  # DARK_HI raised by up to this on thick slices (all of it at 6.5 mm and more; none up to 3 mm)
+VAULT_SCALP_SHARE = 0.4  # in the vault the outer 40 % of the skin-to-brain gap is scalp, the rest (bar the CSF) skull
+VAULT_SKULL_MM = 16.0  # and the inner table is no deeper than this below the skin (scalp <= 7 mm, skull <= 9 mm)
+ATLAS_BONE_HU = 150.0  # the blurred average CT's vault reads above this where it has its skull
+MARROW_HU = 500.0  # the vault's bright diploe (fatty marrow between the tables) on thin slices, the atlas having none
+MARROW_BRIGHT = 1.4  # brighter than this x the brain's median intensity is fat-like (marrow), not muscle
 
 
 # ----------------------------------------------------------------------------- Cormack <-> HU
@@ -734,10 +741,56 @@ def _rim(brain: np.ndarray, outer: np.ndarray, spacing, grid_mm: float = 1.5) ->
     return _block_expand(rim, f, brain.shape), _block_expand(csf_side, f, brain.shape)
 
 
-def vault_slices(brain: np.ndarray, spacing, superior: int) -> np.ndarray:
+def vault_gap_bone(envelope: np.ndarray, head: np.ndarray, depth: np.ndarray, atlas_hu: np.ndarray, spacing,
+                   grid_mm: float = 1.5) -> np.ndarray:
+    """The skull's share of the gap between the skin and the MR's brain envelope: the voxels of the
+    head outside ``envelope``, within RIM_MM of it, deeper than SCALP_KEEP_MM and than
+    VAULT_SCALP_SHARE of the gap (``depth`` below the skin over ``depth`` + the distance to the
+    envelope).  Over the vault the scalp (skin, fat, galea) is about 5-6 mm and the skull 6-7 mm,
+    both stretched alike where a thick slice cuts them obliquely, so the inner part of the gap is
+    bone whatever its MR intensity: on a T1 the diploe is as bright as the scalp's fat.  Only where
+    the warped atlas has no bone (> ATLAS_BONE_HU) outside the envelope within RIM_MM: where it has,
+    its skull is in the gap and placed better than a fixed share.  Distances on a grid of about
+    ``grid_mm`` (``spacing`` in k, j, i order)."""
+    from scipy import ndimage
+
+    f = tuple(max(1, int(round(grid_mm / s))) for s in spacing)
+    sp = tuple(s * m for s, m in zip(spacing, f, strict=True))
+    b = _block_mean(envelope, f) > 0.5
+    if not b.any():
+        return np.zeros(envelope.shape, bool)
+    d_in = ndimage.distance_transform_edt(~b, sampling=sp)
+    dep = _block_mean(depth, f)
+    zone = (d_in > 0) & (d_in <= RIM_MM) & (dep > SCALP_KEEP_MM) & (dep <= VAULT_SKULL_MM) \
+        & (dep >= VAULT_SCALP_SHARE * (dep + d_in))
+    outside = np.where((_block_mean(head, f) > 0.5) & ~b, _block_mean(atlas_hu, f), AIR_HU)
+    size = [2 * int(round(RIM_MM / s)) + 1 for s in sp]
+    zone &= ndimage.maximum_filter(outside, size=size) <= ATLAS_BONE_HU
+    return _block_expand(zone, f, envelope.shape) & head & ~envelope
+
+
+def _close_in_plane(m: np.ndarray, spacing, mm: float = 1.5) -> np.ndarray:
+    """``m`` closed by about ``mm`` within each slice across the thickest axis (``spacing`` in k, j, i order)."""
+    from scipy import ndimage
+
+    if not m.any():
+        return m
+    thick = int(np.argmax(spacing))
+    structure = np.ones((3, 3, 3), bool)
+    structure[tuple([0, 2] if a == thick else slice(None) for a in range(3))] = False
+    thin = [s for a, s in enumerate(spacing) if a != thick]
+    n = max(1, int(round(mm / min(thin))))
+    pad = [(0, 0) if a == thick else (n, n) for a in range(3)]
+    closed = ndimage.binary_closing(np.pad(m, pad), structure=structure, iterations=n)
+    return closed[tuple(slice(None) if a == thick else slice(n, -n) for a in range(3))]
+
+
+def vault_slices(brain: np.ndarray, spacing, superior: int, above_centre: bool = False) -> np.ndarray:
     """The slices of an axial array above the one where ``brain`` is widest (``superior`` as in
     ``brain_envelope``; ``spacing`` in k, j, i order), as a mask broadcastable to ``brain``; all False
-    when ``superior`` is 0 or ``brain`` is empty."""
+    when ``superior`` is 0 or ``brain`` is empty.  ``above_centre``: and above the slice of its
+    centroid too (where the brain's area is nearly flat over many thin slices, its widest one can lie
+    as low as the orbits)."""
     thick = int(np.argmax(spacing))
     shape = [1] * brain.ndim
     shape[thick] = brain.shape[thick]
@@ -746,6 +799,9 @@ def vault_slices(brain: np.ndarray, spacing, superior: int) -> np.ndarray:
         return out
     area = brain.sum(axis=tuple(a for a in range(brain.ndim) if a != thick))
     widest = int(np.argmax(area))
+    if above_centre:
+        centre = int(round(float(np.arange(area.size) @ area) / float(area.sum())))
+        widest = max(widest, centre) if superior > 0 else min(widest, centre)
     flat = out.reshape(-1)
     if superior > 0:
         flat[widest + 1:] = True
@@ -823,6 +879,24 @@ def refine(atlas_hu: np.ndarray, norm: np.ndarray, head: np.ndarray, grey: np.nd
         d = dark[vault_air]
         hu[vault_air] = (1 - d) * SOFT_TISSUE_HU + d * BONE_HU
         classes[vault_air & (dark > 0.5)] = 4
+        # and there the skull is the inner part of the gap between the skin and the brain, bright or dark
+        # (on thick-slice T1s the obliquely cut vault reads as bright as the scalp: the diploe's fat with
+        # the tables partial-volumed in), where the atlas, placed a centimetre too deep, has none: the
+        # dark tables bone, the bright diploe marrow (brain-tumor-mr brain1/brain2's upper vault kept the
+        # atlas' blurred -300..0 HU scalp)
+        # (bright as fat or dark as bone: the gap's intermediate tissue is muscle, the temporalis under a
+        # thick lateral scalp; gaps of a few mm between such voxels closed, the partial volume between them)
+        zone = vault_gap_bone(envelope, head, depth, atlas_hu, spacing) & ~csf_side \
+            & vault_slices(envelope, spacing, superior, above_centre=True)
+        vault_bone = _close_in_plane(zone & ((dark > 0) | (norm > MARROW_BRIGHT * soft_ref)), spacing) & zone
+        soft = zone & ~vault_bone  # and the rest of that inner gap soft tissue, not the atlas' blurred skin
+        hu[soft] = np.maximum(hu[soft], SOFT_TISSUE_HU)
+        # a bright voxel there is diploe on thin slices; on thick ones (fully at 6.5 mm, as PV_EXTRA) the
+        # tables, unresolved, share it: the skull's bulk
+        marrow = MARROW_HU + (BONE_HU - MARROW_HU) * float(np.clip((max(spacing) - 3.0) / 3.5, 0.0, 1.0))
+        d = dark[vault_bone]
+        hu[vault_bone] = np.maximum(hu[vault_bone], (1 - d) * marrow + d * BONE_HU)
+        classes[vault_bone] = 4
         del dark
     # the brain: the patient's own grey/white/CSF contrast mapped onto typical HU
     intracranial = base | envelope
@@ -840,9 +914,15 @@ def refine(atlas_hu: np.ndarray, norm: np.ndarray, head: np.ndarray, grey: np.nd
         else:
             own_csf = envelope[intracranial] & (sel > centres[2] - OWN_CSF_CUT * (centres[2] - centres[1]))
         w = np.where(own_csf, 1.0, w)
-        # the atlas' share is never bone inside the MR's own brain
-        atlas_share = np.where(envelope[intracranial], np.minimum(hu[intracranial], SOFT_TISSUE_HU + 40),
-                               hu[intracranial])
+        # the atlas' share is never bone inside the MR's own brain, and in the upper vault never air or fat
+        # either (1.4.0: where the warped atlas' brain ends below the patient's, brain-tumor-mr brain1's
+        # upper frontal cortex kept the atlas' scalp, -240..-290 HU; floored at CSF, as the envelope's margin
+        # is the CSF over the cortex; not lower down, where on the template pair the envelope reaches the
+        # orbits' and the face's fat: +0.8 HU MAE on one case there)
+        floor = np.where(vault_slices(envelope, spacing, superior, above_centre=True), CSF_HU, -np.inf)
+        floor = np.broadcast_to(floor, hu.shape)[intracranial]
+        atlas_share = np.where(envelope[intracranial],
+                               np.clip(hu[intracranial], floor, SOFT_TISSUE_HU + 40), hu[intracranial])
         hu[intracranial] = w * brain_hu + (1 - w) * atlas_share
         edges = (centres[1:] + centres[:-1]) / 2
         classes[intracranial] = np.array([code[t] for t in order], np.uint8)[np.searchsorted(edges, sel)]
