@@ -3,6 +3,8 @@
     python plugins/lesion_segmentation/evaluate.py --tune     # grid-search the baselines (training lesions)
     python tests/benchmarks/bench_lesion_seg.py               # the table (held-out lesions)
     python plugins/lesion_segmentation/evaluate.py --validate W1.pt W2.pt ...   # choose among candidates
+    python plugins/lesion_segmentation/evaluate.py --validate plugins/lesion_segmentation/weights.pt \
+        --expert plugins/lesion_segmentation/weights_whole_tumour.pt   # the plugin's two networks, routed
 
 The validation set (``validation_volumes``) is not the held-out bench: synthetic lesions inserted
 into the training volumes with seeds no training run used (put back into the whole volume, so the
@@ -35,9 +37,11 @@ from plugins.lesion_segmentation.baselines import dice  # noqa: E402
 CORRECTIONS = 3
 
 
-def session(method, image, vox, modality, truth, corrections: int = CORRECTIONS, cpu: list | None = None):
+def session(method, image, vox, modality, truth, corrections: int = CORRECTIONS, cpu: list | None = None,
+            nets: list | None = None):
     """(Dice after each click, wall seconds per click) of one simulated reading session; ``cpu``, when
-    given, receives the CPU seconds (all threads of this process) per click."""
+    given, receives the CPU seconds (all threads of this process) per click, ``nets`` the network that
+    drew each click's mask (``method.last_network``, segmenter.RoutedSegmenter; None for the others)."""
     pos = [data.interior_point(truth, vox)]
     neg: list = []
     full = None
@@ -49,6 +53,8 @@ def session(method, image, vox, modality, truth, corrections: int = CORRECTIONS,
         seconds.append(time.perf_counter() - t0)
         if cpu is not None:
             cpu.append(time.process_time() - c0)
+        if nets is not None:
+            nets.append(getattr(method, "last_network", None))
         full = np.zeros(truth.shape, bool) if full is None else full
         full[sl] = m
         dices.append(dice(full, truth))
@@ -168,25 +174,38 @@ def validation_volumes(plain: int = 24, necrotic: int = 16, real_per_case: int =
     return out
 
 
-def validate(weights: list[str], log=print, cutout: bool = False) -> dict:
+def validate(weights: list[str], log=print, cutout: bool = False, expert: str | None = None,
+             route_ml: float | None = None) -> dict:
     """Mean Dice after 1 click and after 3 corrective clicks, per validation set and over all sessions
-    (``cutout``: on the old set-up, ``validation_volumes``)."""
-    from plugins.lesion_segmentation.segmenter import Segmenter
+    (``cutout``: on the old set-up, ``validation_volumes``).  ``expert``: each of ``weights`` routed with
+    this whole-tumour expert (segmenter.RoutedSegmenter, at ``route_ml`` mL); the sessions the expert
+    drew any mask of are logged one by one."""
+    from plugins.lesion_segmentation.segmenter import EXPERT, ROUTE_ML, RoutedSegmenter, Segmenter
 
     vols = validation_volumes(cutout=cutout)
     res = {}
     for w in weights:
-        seg = Segmenter(w)
+        seg = Segmenter(w) if expert is None else RoutedSegmenter(w, expert, route_ml=route_ml or ROUTE_ML)
         per: dict = {}
+        routed = []
         for v in vols:
             img, vox, truth = v.volume()
-            dices, _ = session(seg, img, vox, v.modality, truth)
+            nets: list = []
+            dices, _ = session(seg, img, vox, v.modality, truth, nets=nets)
             kind = v.kind
             per.setdefault(kind, []).append((dices[0], dices[-1]))
+            if EXPERT in nets:
+                routed.append({"session": v.name, "case": v.case.name, "kind": kind,
+                               "truth_ml": round(float(truth.sum() * np.prod(vox) / 1000), 1),
+                               "networks": nets, "dice_1": round(dices[0], 3), "dice_3c": round(dices[-1], 3)})
+                log(f"  routed: {routed[-1]}")
         allv = [d for v in per.values() for d in v]
         res[w] = {k: [round(float(np.mean([d[i] for d in v])), 3) for i in (0, 1)] for k, v in per.items()}
         res[w]["all"] = [round(float(np.mean([d[i] for d in allv])), 3) for i in (0, 1)]
-        log(f"{w}: " + ", ".join(f"{k} ({len(per.get(k, allv))}) {v[0]:.3f} / {v[1]:.3f}" for k, v in res[w].items()))
+        if expert is not None:
+            res[w]["routed"] = routed
+        log(f"{w}: " + ", ".join(f"{k} ({len(per.get(k, allv))}) {v[0]:.3f} / {v[1]:.3f}" for k, v in res[w].items()
+                                 if k != "routed"))
     return res
 
 
@@ -199,6 +218,11 @@ def main(argv=None) -> int:
     ap.add_argument("--tune", action="store_true")
     ap.add_argument("--validate", nargs="+", metavar="WEIGHTS",
                     help="Dice after 1 / 3 clicks of these weights on the validation set (not the bench)")
+    ap.add_argument("--expert", metavar="WEIGHTS",
+                    help="with --validate: MR lesions routed to this whole-tumour expert as the plugin "
+                         "does (segmenter.RoutedSegmenter)")
+    ap.add_argument("--route-ml", type=float,
+                    help="with --expert: the routing threshold in mL (default segmenter.ROUTE_ML)")
     ap.add_argument("--cutout", action="store_true",
                     help="with --validate: the old set-up, each synthetic lesion's 128^3 window as the volume")
     args = ap.parse_args(argv)
@@ -206,7 +230,7 @@ def main(argv=None) -> int:
         import torch
 
         torch.set_num_threads(1)
-        validate(args.validate, cutout=args.cutout)
+        validate(args.validate, cutout=args.cutout, expert=args.expert, route_ml=args.route_ml)
     if args.tune:
         lesions = training_lesions()
         lines = []

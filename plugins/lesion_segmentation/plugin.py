@@ -11,6 +11,11 @@ times 1.3) and a click at its centre; each becomes its own label.
 
 Results: the label map ("Lesion", or "Lesion 1..n"), the probability heatmap, and a boundary-
 uncertainty heatmap (1 - |2p - 1| where 0.2 < p < 0.8: where the next click helps most).
+
+The network method is two networks (segmenter.RoutedSegmenter): 1.2.0, and on MR the whole-tumour
+expert (for the first click of a large lesion, and for corrective clicks); which one drew each mask
+is in the segment's description and in the provenance ("network": {segment name: NETWORK or
+EXPERT}), and a note says when the expert drew it.
 """
 
 from __future__ import annotations
@@ -76,14 +81,15 @@ class LesionSegmenter:
                 raise HounsfieldError(f"The {method} method needs scikit-image; install it or use the network.") \
                     from None
             return baselines.METHODS[method]()
-        from plugins.lesion_segmentation.segmenter import Segmenter
+        from plugins.lesion_segmentation.segmenter import RoutedSegmenter
 
         if self._seg is None:
-            self._seg = Segmenter(device=device)
+            self._seg = RoutedSegmenter(device=device)
         return self._seg.to(device)
 
     def run(self, inputs, params, context) -> Results:
         from plugins.lesion_segmentation.network import lps_to_index, voxel_spacing
+        from plugins.lesion_segmentation.segmenter import EXPERT
 
         vol = inputs["image"]
         modality = "CT" if vol.modality.upper() == "CT" else "MR"
@@ -98,7 +104,7 @@ class LesionSegmenter:
         method = str(params.get("method", "network"))
         seg = self._segmenter(context.device, method)
         context.progress(0.05, "segmenting")
-        jobs = []  # (name, positive points, negative points, box) in index space
+        jobs = []  # (name, (index, positive) points, box) in index space
         if prompts:
             pts = [(lps_to_index(vol.affine, p.lps), p.positive) for p in prompts.points]
             if modality == "CT":  # a positive click on air (outside the body, in a bronchus) segments nothing
@@ -120,6 +126,7 @@ class LesionSegmenter:
         labels = np.zeros(image.shape, np.uint8 if len(jobs) < 256 else np.uint16)
         prob_full = np.zeros(image.shape, np.float32)
         segments = []
+        drawn_by = {}  # segment name -> the network that drew its mask
         previous = inputs.get("previous")
         for n, (name, pts, box) in enumerate(jobs, 1):
             context.check_cancelled()
@@ -135,9 +142,12 @@ class LesionSegmenter:
             sl, p, m = mask
             prob_full[sl] = np.maximum(prob_full[sl], p)
             labels[sl][m] = n
-            segments.append(Segment(n, name, (255, 64, 32) if n == 1 else _colour(n), "lesion segmented from "
-                                    "prompts" if prompts and n == 1 else "lesion segmented from a detection",
-                                    LESION_CODE))
+            how = "lesion segmented from prompts" if prompts and n == 1 else "lesion segmented from a detection"
+            net = getattr(seg, "last_network", None)
+            if net is not None:
+                drawn_by[name] = net
+                how += f" (network {net})"
+            segments.append(Segment(n, name, (255, 64, 32) if n == 1 else _colour(n), how, LESION_CODE))
             context.progress(0.1 + 0.8 * n / len(jobs), "segmenting")
         if not segments:
             context.note("No lesion was segmented.")
@@ -150,6 +160,11 @@ class LesionSegmenter:
                                             "where the boundary is unsure and the next click helps most."))
         results.provenance["voxels"] = {s.name: int((labels == s.label).sum()) for s in segments}
         results.provenance["method"] = method
+        if drawn_by:  # which network drew each mask (segmenter.RoutedSegmenter: 1.2.0 or the whole-tumour expert)
+            results.provenance["network"] = drawn_by
+            experts = [k for k, v in drawn_by.items() if v == EXPERT]
+            if experts:
+                context.note(f"{', '.join(experts)}: drawn by the whole-tumour network ({EXPERT}).")
         context.progress(1.0, "done")
         return results
 

@@ -2,7 +2,7 @@
 network and two tuned classical baselines from the same prompts and windows, and seconds per click.
 
     python tests/benchmarks/bench_lesion_seg.py [--threads 2] [--json out.json] [--weights W [--no-output-norm]]
-        [--update-card]
+        [--expert W | --no-expert] [--update-card]
 
 Held out (never trained on; plugins/lesion_segmentation/data.py): BraTS 0003-0006 whole tumour on
 FLAIR (brain-lesion-mr, CC BY-NC-SA: evaluation only), the chest-ct right-lung tumour (reference
@@ -17,7 +17,9 @@ runs two passes (a 2 mm pass to find the lesion's extent, then the fitted window
 weights (--weights) run the 2 mm pass again centred on what it found unless that moved less than
 1 mm (segmenter.Segmenter.recentre).  On the CPU the network runs as a frozen TorchScript graph
 (segmenter.Segmenter._freeze; its tracing is part of the model load printed); ``--eager`` also times
-the same network without it, in the same run.
+the same network without it, in the same run.  The network is the plugin's two (segmenter.RoutedSegmenter: 1.2.0,
+and on MR the whole-tumour expert for large lesions' first clicks and for corrective clicks; the
+rows it drew say so, and the click that loaded it holds its load); ``--no-expert``: 1.2.0 alone.
 
 Targets (issue 15): mean Dice >= 0.80 after one click and >= 0.10 above the best baseline;
 >= 0.88 after 3 corrective clicks; < 1 s per click on this 2-core CPU (< 0.2 s on a CUDA GPU:
@@ -44,6 +46,10 @@ def main(argv=None) -> int:
     ap.add_argument("--weights", help="weights to evaluate (default: the shipped ones)")
     ap.add_argument("--no-output-norm", action="store_true",
                     help="--weights trained without the output channel's instance norm (train.py's stage 4)")
+    ap.add_argument("--expert", help="the whole-tumour expert's weights (default: the shipped ones, "
+                                     "segmenter.EXPERT_WEIGHTS)")
+    ap.add_argument("--no-expert", action="store_true",
+                    help="the first network alone, without routing large MR lesions to the expert")
     ap.add_argument("--update-card", action="store_true", help="write the figures into plugin.json's model card")
     ap.add_argument("--eager", action="store_true",
                     help="also time the same network run eagerly (without the frozen CPU graph, Segmenter._freeze)")
@@ -57,11 +63,14 @@ def main(argv=None) -> int:
     import numpy as np
 
     from plugins.lesion_segmentation import baselines, data, evaluate
-    from plugins.lesion_segmentation.segmenter import WEIGHTS, Segmenter
+    from plugins.lesion_segmentation.segmenter import EXPERT_WEIGHTS, WEIGHTS, RoutedSegmenter, Segmenter
 
     t1 = time.perf_counter()
-    # imports MONAI, builds the network, loads the weights
-    net = Segmenter(args.weights or WEIGHTS, output_norm=False if args.no_output_norm else None)
+    # imports MONAI, builds the network, loads the weights (the expert's load lazily, when first routed to)
+    if args.no_expert or args.no_output_norm:
+        net = Segmenter(args.weights or WEIGHTS, output_norm=False if args.no_output_norm else None)
+    else:
+        net = RoutedSegmenter(args.weights or WEIGHTS, args.expert or EXPERT_WEIGHTS)
     t_load = time.perf_counter() - t1
     methods = {"network": net, "region-growing": baselines.RegionGrowing(), "geodesic": baselines.Geodesic()}
     eager = Segmenter(args.weights or WEIGHTS, output_norm=False if args.no_output_norm else None,
@@ -75,8 +84,13 @@ def main(argv=None) -> int:
         row = {"lesion": c.name, "volume_ml": float(c.truth.sum() * np.prod(c.vox) / 1000)}
         for name, m in methods.items():
             cpu: list = []
-            dices, secs = evaluate.session(m, c.image, c.vox, c.modality, c.truth, cpu=cpu)
-            row[name] = {"dice_1": dices[0], "dice_3c": dices[-1], "dices": dices, "seconds": secs, "cpu": cpu}
+            nets: list = []
+            t_expert = _expert_loaded(m)
+            dices, secs = evaluate.session(m, c.image, c.vox, c.modality, c.truth, cpu=cpu, nets=nets)
+            row[name] = {"dice_1": dices[0], "dice_3c": dices[-1], "dices": dices, "seconds": secs, "cpu": cpu,
+                         "networks": nets}
+            if not t_expert and _expert_loaded(m):  # this session loaded the expert: its load is in a click
+                row[name]["loaded_expert"] = True
         if eager is not None:
             dices, secs = evaluate.session(eager, c.image, c.vox, c.modality, c.truth)
             row["eager"] = {"dice_1": dices[0], "dice_3c": dices[-1], "seconds": secs}
@@ -94,7 +108,7 @@ def main(argv=None) -> int:
         print(f"{r['lesion'][:26]:26s} {r['volume_ml']:6.1f} | "
               + " ".join(f"{r[n]['dice_1']:8.3f}" for n in names) + " | "
               + " ".join(f"{r[n]['dice_3c']:8.3f}" for n in names)
-              + f" | {secs[0]:.2f} first, {np.mean(secs[1:]):.2f} next")
+              + f" | {secs[0]:.2f} first, {np.mean(secs[1:]):.2f} next" + _drawn_by(r["network"]))
     mean = {n: (float(np.mean([r[n]["dice_1"] for r in rows])), float(np.mean([r[n]["dice_3c"] for r in rows])))
             for n in names}
     all_secs = [s for r in rows for s in r["network"]["seconds"]]
@@ -132,6 +146,20 @@ def main(argv=None) -> int:
         Path(args.json).write_text(json.dumps({"rows": rows, "mean": mean, "load_s": t_load, "torch_s": t_torch,
                                                "threads": args.threads, "loadavg": os.getloadavg()[0]}, indent=1))
     return 0
+
+
+def _expert_loaded(m) -> bool:
+    return getattr(m, "_expert", None) is not None
+
+
+def _drawn_by(res) -> str:
+    """Which network drew the session's masks, when the router sent any of them to the expert."""
+    from plugins.lesion_segmentation.segmenter import NETWORK
+
+    nets = res.get("networks") or []
+    if all(n in (None, NETWORK) for n in nets):
+        return ""
+    return " (" + ", ".join(nets) + ("; expert loaded in its first click" if res.get("loaded_expert") else "") + ")"
 
 
 def update_card(rows, mean, secs, cpu, first, t_load, t_torch, threads) -> None:
