@@ -95,13 +95,13 @@ def test_weights_are_small_and_load_without_pickled_code():
 
     from plugins.lesion_segmentation.network import CHANNELS, GEO_CHANNELS, build_net
 
-    weights = PLUGIN / "weights.pt"
-    assert weights.stat().st_size < 5 * 2**20
-    state = torch.load(weights, weights_only=True)
-    channels = int(state["model.0.conv.unit0.conv.weight"].shape[1])
-    assert channels in (CHANNELS, GEO_CHANNELS)
-    net = build_net(in_channels=channels)
-    net.load_state_dict(state)  # strict: every tensor present, none extra
+    for weights in (PLUGIN / "weights.pt", PLUGIN / "weights_whole_tumour.pt"):  # the second: the expert
+        assert weights.stat().st_size < 5 * 2**20
+        state = torch.load(weights, weights_only=True)
+        channels = int(state["model.0.conv.unit0.conv.weight"].shape[1])
+        assert channels in (CHANNELS, GEO_CHANNELS)
+        net = build_net(in_channels=channels)
+        net.load_state_dict(state)  # strict: every tensor present, none extra
 
 
 def test_one_click_on_the_chest_ct_tumour_headless_writes_mask_seg_heatmaps(chest_slab, tmp_path, capsys):
@@ -123,6 +123,7 @@ def test_one_click_on_the_chest_ct_tumour_headless_writes_mask_seg_heatmaps(ches
     assert _dice(mask, ref) > 0.6, _dice(mask, ref)
     prov = manifest["provenance"]
     assert prov["algorithm_type"] == "SEMIAUTOMATIC" and len(prov["prompts"]["points"]) == 1
+    assert prov["network"] == {"Lesion": "1.2.0"}  # CT stays on the first network (segmenter.RoutedSegmenter)
     heat = {r["explains"]: r for r in manifest["results"] if r["kind"] == "heatmap"}
     assert set(heat) == {"probability", "uncertainty"}
     prob = viewer.load(out / heat["probability"]["file"]).array
@@ -303,3 +304,115 @@ def test_a_refining_click_changes_the_mask_only_its_own_way():
             assert (out >= prev).all() and (out & truth & ~prev).sum() > 100  # the missed half added
         else:
             assert (out <= prev).all() and (out & ~truth).sum() < (prev & ~truth).sum()  # spill taken off
+
+
+def _brats(n: int = 4):
+    """A BraTS FLAIR (evaluation-only data) as a float volume, its spacing (k, j, i) and its whole tumour."""
+    import SimpleITK as sitk
+
+    d = data_path("brain-lesion-mr", f"brats-{n:04d}")
+    img = sitk.ReadImage(str(d / "Flair_subtrMeanDivStd.nii.gz"))
+    truth = sitk.GetArrayFromImage(sitk.ReadImage(str(d / "OTMultiClass.nii.gz"))) > 0
+    return sitk.GetArrayFromImage(img).astype(np.float32), np.array(img.GetSpacing()[::-1], float), truth
+
+
+@pytest.fixture(scope="module")
+def router():
+    from plugins.lesion_segmentation.segmenter import EXPERT_WEIGHTS, RoutedSegmenter
+
+    assert EXPERT_WEIGHTS.exists()  # shipped beside weights.pt
+    return RoutedSegmenter()
+
+
+def test_a_small_real_mr_lesion_stays_on_the_first_network_for_its_first_click():
+    """segmenter.RoutedSegmenter: the first click on the 2.4 mL second tumour component of brain-tumor-mr
+    brain1 (real T1, a training lesion) is drawn by 1.2.0, well under the routing threshold, without
+    loading the expert; its corrective click goes to the expert, which only adds (a positive click) or
+    only takes off (a negative one)."""
+    import SimpleITK as sitk
+    from scipy import ndimage
+
+    from plugins.lesion_segmentation.data import corrective_click, interior_point
+    from plugins.lesion_segmentation.segmenter import EXPERT, NETWORK, ROUTE_ML, RoutedSegmenter, mask_ml
+
+    d = data_path("brain-tumor-mr")
+    im = sitk.ReadImage(str(d / "brain1_image.nrrd"))
+    image = sitk.GetArrayFromImage(im).astype(np.float32)
+    vox = np.array(im.GetSpacing()[::-1], float)
+    lab, n = ndimage.label(sitk.GetArrayFromImage(sitk.ReadImage(str(d / "brain1_label.nrrd"))) > 0)
+    sizes = np.bincount(lab.ravel())[1:]
+    small = lab == 1 + int(np.argsort(sizes)[-2])  # the second largest component
+    assert 1.0 < mask_ml(small, vox) < 5.0
+    fresh = RoutedSegmenter()
+    click = interior_point(small, vox)
+    sl, _, m = fresh.segment(image, vox, "MR", [click])
+    mask = np.zeros(image.shape, bool)
+    mask[sl] = m
+    assert fresh.last_network == NETWORK and fresh._expert is None
+    assert mask_ml(mask, vox) < ROUTE_ML / 2 and _dice(mask, small) > 0.5, (mask_ml(mask, vox), _dice(mask, small))
+    fix, positive = corrective_click(small, mask, vox)
+    pos, neg = ([click, fix], []) if positive else ([click], [fix])
+    sl2, _, m2 = fresh.segment(image, vox, "MR", pos, neg, None, mask, newest=positive)
+    assert fresh.last_network == EXPERT
+    after = mask.copy()
+    after[sl2] = m2
+    assert (after >= mask).all() if positive else (after <= mask).all()
+    assert mask_ml(after, vox) < ROUTE_ML / 2  # no spill
+
+
+def test_a_large_real_mr_tumour_goes_to_the_expert_and_stays_there_for_corrective_clicks(router):
+    """BraTS 0004's whole tumour (FLAIR): 1.2.0's first mask is over the threshold, so the expert draws
+    it, covering more of the tumour than 1.2.0 did; a corrective click of that session stays with the
+    expert; the same image told it is CT stays on 1.2.0."""
+    from plugins.lesion_segmentation.data import corrective_click, interior_point
+    from plugins.lesion_segmentation.segmenter import EXPERT, NETWORK, ROUTE_ML, mask_ml
+
+    image, vox, truth = _brats(4)
+    click = interior_point(truth, vox)
+    sl0, _, m0 = router.base.segment(image, vox, "MR", [click])
+    first = np.zeros(image.shape, bool)
+    first[sl0] = m0
+    assert mask_ml(first, vox) > ROUTE_ML
+    sl, _, m = router.segment(image, vox, "MR", [click])
+    mask = np.zeros(image.shape, bool)
+    mask[sl] = m
+    assert router.last_network == EXPERT
+    assert (mask & truth).sum() > 1.05 * (first & truth).sum()  # more of the tumour
+    assert _lands_on(mask, truth, 0.6), _dice(mask, truth)
+    fix, positive = corrective_click(truth, mask, vox)
+    pos, neg = ([click, fix], []) if positive else ([click], [fix])
+    sl2, _, m2 = router.segment(image, vox, "MR", pos, neg, None, mask, newest=positive)
+    assert router.last_network == EXPERT
+    after = mask.copy()
+    after[sl2] = m2
+    assert (after >= mask).all() if positive else (after <= mask).all()
+    router.segment(image, vox, "CT", [click])
+    assert router.last_network == NETWORK
+
+
+def test_the_worker_records_which_network_drew_the_mask(host, tmp_path):
+    """Through the real worker: a large MR tumour (a BraTS 0004 crop) is drawn by the expert, and
+    results' provenance and the segment say so; a corrective click sent the viewer's way (only the
+    previous mask and the prompts, as viewer.ai.interactive does) stays with the expert."""
+    from plugins.lesion_segmentation.data import corrective_click, interior_point
+    from plugins.lesion_segmentation.segmenter import EXPERT
+
+    image, vox, truth = _brats(4)
+    idx = np.argwhere(truth)
+    lo, hi = np.maximum(idx.min(0) - 12, 0), idx.max(0) + 13
+    crop = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    affine = np.diag([vox[2], vox[1], vox[0], 1.0])
+    affine[:3, 3] = [lo[2] * vox[2], lo[1] * vox[1], lo[0] * vox[0]]
+    vol = viewer.Volume(np.ascontiguousarray(image[crop]), affine, modality="MR")
+    ref = truth[crop]
+    pos = Point(_lps(vol, interior_point(ref, vox)))
+    first = host.run_sync("lesion-segmentation", vol, {"heatmaps": False}, prompts=Prompts((pos,)))
+    assert first.provenance["network"] == {"Lesion": EXPERT}
+    assert EXPERT in first.label_maps[0].segments[0].description
+    assert any("whole-tumour network" in n for n in first.notes)
+    mask = first.label_maps[0].array > 0
+    fix, positive = corrective_click(ref, mask, vox)
+    prev = viewer.Volume(mask.astype(np.uint8), affine, modality="SEG")
+    second = host.run_sync("lesion-segmentation", {"image": vol, "previous": prev}, {"heatmaps": False},
+                           prompts=Prompts((pos, Point(_lps(vol, fix), positive=positive))))
+    assert second.provenance["network"] == {"Lesion": EXPERT}
