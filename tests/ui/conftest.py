@@ -11,6 +11,17 @@ import os
 import pytest
 
 
+@pytest.fixture(scope="session", autouse=True)
+def as_the_app_looks(request):
+    """The GUI tests run in the app's own theme (viewer.ui.app applies it at start), so what they check
+    and the README screenshots some of them take are what a user sees; without a display, nothing."""
+    if os.environ.get("DISPLAY"):
+        from viewer.ui.theme import apply_theme
+
+        apply_theme(request.getfixturevalue("qapp"))
+    yield
+
+
 def needs_display() -> None:
     if not os.environ.get("DISPLAY"):
         pytest.skip("GUI test: needs an X server (run under xvfb-run -a -s '-screen 0 1920x1080x24')")
