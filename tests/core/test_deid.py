@@ -216,7 +216,7 @@ def scan_export(out: dict) -> list[str]:
     found = []
     for kind, paths in out.items():
         for path in paths:
-            if kind in ("sr", "sc", "seg"):
+            if kind in ("sr", "sc", "seg", "images"):
                 ds = pydicom.dcmread(path)
                 if "PixelData" in ds:
                     del ds.PixelData
@@ -259,6 +259,68 @@ def test_planted_identifiers_reach_no_exported_file(planted_series, tmp_path):
     assert back[0].values["length_mm"] == pytest.approx(ms[0].values["length_mm"])
     rows = json.loads(open(out["json"][0]).read())["measurements"]
     assert [r["label"] for r in rows] == ["Length", "Ellipse ROI", "Segment 1"]
+
+
+def test_an_export_with_its_images_opens_on_its_own_and_leaks_nothing(planted_series, tmp_path):
+    """Measure > Export with "Include the series' images": the de-identified SEG and SR refer to
+    de-identified copies of the images (one de-identification for all files), so the export opens on
+    its own; no planted identifier reaches an image file, and their pixels are the same."""
+    from viewer.core.io.report import export_report
+    from viewer.core.loader import load
+    from viewer.core.segmentation import read_segmentation_file
+
+    vol = planted_series
+    ms, seg = _reading(vol)
+    out = export_report(tmp_path / "deid", ms, vol, segmentation=seg, deidentify=True, images=True)
+    assert len(out["images"]) == vol.shape[0] and all(os.path.dirname(p).endswith("images") for p in out["images"])
+    assert scan_export(out) == []
+    back = load(str(tmp_path / "deid" / "images"))
+    assert back.source.patient_name == "ANONYMOUS" and back.source.study_date == ""
+    assert back.source.series_instance_uid != vol.source.series_instance_uid
+    assert not set(back.source.sop_instance_uids) & set(vol.source.sop_instance_uids)
+    assert np.array_equal(back.array, vol.array) and np.allclose(back.affine, vol.affine)
+    # the de-identified SEG opens on the de-identified images, with the same voxels
+    again = read_segmentation_file(out["seg"][0], back)
+    assert np.array_equal(again.layers[0] > 0, seg.layers[0] > 0)
+    # the SR's evidence is the exported series
+    sr_ds = pydicom.dcmread(out["sr"][0])
+    series = {s.SeriesInstanceUID for st in sr_ds.CurrentRequestedProcedureEvidenceSequence
+              for s in st.ReferencedSeriesSequence}
+    assert back.source.series_instance_uid in series
+    im = pydicom.dcmread(out["images"][0])
+    assert im.PatientIdentityRemoved == "YES"
+    # the modality's pixels went out as they were: no Clean Pixel Data Option is claimed for them
+    assert "113101" not in {c.CodeValue for c in im.DeidentificationMethodCodeSequence}
+    # identified, the images go out as they are
+    plain = export_report(tmp_path / "plain", ms, vol, images=True, write_tables=False)
+    assert pydicom.dcmread(plain["images"][0]).SOPInstanceUID == vol.source.sop_instance_uids[0]
+
+
+def test_images_that_cannot_go_out_stop_the_export_in_one_sentence(tmp_path):
+    """Images with text burnt into their pixels are not exported de-identified; a series whose files
+    have gone is said with the count; nothing is half-written."""
+    from viewer.core.errors import HounsfieldError
+    from viewer.core.io.report import export_report
+    from viewer.core.loader import load
+
+    src = data_path("lung-nodule-ct", "lidc-idri-0002")
+    folder = tmp_path / "series"
+    folder.mkdir()
+    names = sorted(n for n in os.listdir(src) if n.endswith(".dcm"))
+    for name in names:
+        shutil.copy(os.path.join(src, name), folder / name)
+    vol = load(str(folder))
+    ds = pydicom.dcmread(folder / names[3])
+    ds.BurnedInAnnotation = "YES"
+    ds.save_as(folder / names[3])
+    with pytest.raises(HounsfieldError) as err:
+        export_report(tmp_path / "out", [], vol, deidentify=True, images=True)
+    assert "burnt into" in str(err.value) and "\n" not in str(err.value)
+    assert not (tmp_path / "out" / "images").exists()
+    os.remove(folder / names[0])
+    with pytest.raises(HounsfieldError) as err:
+        export_report(tmp_path / "out2", [], vol, images=True)
+    assert f"1 of the series' {len(names)} files" in str(err.value)
 
 
 def test_typed_free_text_goes_out_only_when_kept(planted_series, tmp_path):

@@ -77,8 +77,9 @@ def draw_ruler(qtbot, win):
     return view, m
 
 
-def start_export(qtbot, win, folder, deidentify: bool):
-    """Measure > Export..., the folder typed in, de-identification set with the mouse, Export clicked."""
+def start_export(qtbot, win, folder, deidentify: bool, images: bool = False):
+    """Measure > Export..., the folder typed in, de-identification (and the series' images) set with the
+    mouse, Export clicked."""
     win.features.measure.actions["export"].trigger()
     dialog = win.features.measure.export_dialog
     qtbot.waitExposed(dialog)
@@ -88,6 +89,10 @@ def start_export(qtbot, win, folder, deidentify: bool):
     assert dialog.deidentify.isChecked() == deidentify
     assert dialog.clear_text.isChecked() == deidentify  # clearing typed words follows de-identification
     assert dialog.warning.isVisible() != deidentify  # the typed label going out is said
+    assert dialog.images.isEnabled() and not dialog.images.isChecked()  # a DICOM series; off unless asked
+    if images:
+        qtbot.mouseClick(dialog.images, Qt.MouseButton.LeftButton, pos=QPoint(8, dialog.images.height() // 2))
+        assert dialog.images.isChecked()
     qtbot.mouseClick(dialog.buttons.button(QDialogButtonBox.StandardButton.Ok), Qt.MouseButton.LeftButton)
 
 
@@ -150,6 +155,30 @@ def test_deidentified_key_image_holds_no_identity_in_its_pixels(win, qtbot, tmp_
     assert any(px.max() - px.min() > 100 for px in patch)
     # the window shows the patient again, and the label: capturing changed nothing
     assert "TESTPERSON" in view.corners.text("top_left") and ruler.label == "left lesion"
+
+
+def test_a_deidentified_export_with_the_images_opens_on_its_own(win, qtbot, tmp_path):
+    """Measure > Export with the series' images ticked: the de-identified images go into images/, the
+    exported folder opens as a study of its own (ANONYMOUS, new UIDs, the same pixels) and its SR's
+    evidence is that series, not the original."""
+    from viewer.core.loader import load
+
+    draw_ruler(qtbot, win)
+    start_export(qtbot, win, tmp_path / "deid", deidentify=True, images=True)
+    wait_export(qtbot, win)
+    out = win.features.measure.exporter.last
+    vol = win.model.active_state.volume
+    assert len(out["images"]) == vol.shape[0] and not win.message_bar.isVisible()
+    back = load(str(tmp_path / "deid" / "images"))
+    assert back.source.patient_name == "ANONYMOUS" and back.source.patient_id.startswith("ANON-")
+    assert back.source.series_instance_uid != vol.source.series_instance_uid
+    assert np.array_equal(back.array, vol.array)
+    sr_ds = pydicom.dcmread(out["sr"][0])
+    evidence = {s.SeriesInstanceUID for st in sr_ds.CurrentRequestedProcedureEvidenceSequence
+                for s in st.ReferencedSeriesSequence}
+    assert evidence == {back.source.series_instance_uid}
+    files = [f for f in os.listdir(tmp_path / "deid" / "images")]
+    assert all(re.fullmatch(r"IM-\d{4}\.dcm", f) for f in files)  # no identity in the file names either
 
 
 def test_export_runs_off_the_ui_thread(win, qtbot, tmp_path):

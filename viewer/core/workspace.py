@@ -696,17 +696,18 @@ class Workspace:
     # export
     def export(self, folder, series: OpenSeries | str | None = None, *, seg: bool = True, sr: bool = True,
                csv: bool = True, deidentify: bool = False, segmentation: EditableSegmentation | None = None,
-               basename: str = "measurements") -> dict[str, list[str]]:
+               basename: str = "measurements", images: bool = False) -> dict[str, list[str]]:
         """Write the series' work to ``folder``: its segmentation as DICOM SEG (``seg``), its measurements
-        (and segment statistics) as a DICOM SR (``sr``) and CSV/JSON tables (``csv``), de-identified on
-        request.  The exported segmentation's journal records the export.  Returns paths by kind."""
+        (and segment statistics) as a DICOM SR (``sr``) and CSV/JSON tables (``csv``), and with ``images``
+        the series' own DICOM images (into ``folder``/images), de-identified on request.  The exported
+        segmentation's journal records the export.  Returns paths by kind."""
         from viewer.core.io.report import export_report
 
         s = self._series(series)
         ed = segmentation or (s.segmentation(create=False) if seg else None)
         if ed is not None and not ed.segments:
             ed = None
-        if not (sr or csv):
+        if not (sr or csv or images):
             if ed is None:
                 raise HounsfieldError("There is nothing to export: draw a segmentation first.")
             from viewer.core.io.seg_dicom import write_dicom_seg
@@ -722,7 +723,7 @@ class Workspace:
         review, detections = export_review(s, ed)  # who made each finding, what a person changed
         out = export_report(folder, s.measurements, s.volume, segmentation=ed.segmentation if ed else None,
                             deidentify=deidentify, basename=basename, write_sr=sr, write_tables=csv,
-                            review=review, detections=detections)
+                            review=review, detections=detections, images=images)
         if ed is not None and out.get("seg"):
             ed.mark_exported(out["seg"][0])
         self.audit(s, exported=True)

@@ -101,8 +101,10 @@ class Deidentifier:
                        frame_of_reference_uid=self.uid(src.frame_of_reference_uid),
                        sop_instance_uids=tuple(self.uid(u) for u in src.sop_instance_uids))
 
-    def dataset(self, ds: Dataset) -> Dataset:
-        """De-identify ``ds`` in place (and return it)."""
+    def dataset(self, ds: Dataset, pixels_cleaned: bool = True) -> Dataset:
+        """De-identify ``ds`` in place (and return it).  ``pixels_cleaned``: its pixels were rendered here
+        without identifying text (a key image), so a BurnedInAnnotation NO may claim the Clean Pixel Data
+        Option; False for the source images, whose pixels go out as the modality made them."""
         self._clean(ds)
         ds.PatientName = self.patient_name
         ds.PatientID = self.patient_id
@@ -112,7 +114,7 @@ class Deidentifier:
         codes = [("113100", "Basic Application Confidentiality Profile")]
         if CONTENT_SEQUENCE in ds:
             codes.append(("113104", "Clean Structured Content Option"))
-        if str(ds.get("BurnedInAnnotation", "")) == "NO" and "PixelData" in ds:
+        if pixels_cleaned and str(ds.get("BurnedInAnnotation", "")) == "NO" and "PixelData" in ds:
             codes.append(("113101", "Clean Pixel Data Option"))  # rendered without the identity text
         ds.DeidentificationMethod = [METHOD] + [meaning for _, meaning in codes[1:]]  # LO: 64 characters each
         items = []

@@ -46,7 +46,7 @@ def _without_free_text(measurements, segmentation, segments):
 def export_report(folder, measurements, volume: Volume, *, key_images=(), segments=None, segmentation=None,
                   deidentify: bool = False, clear_free_text: bool | None = None, basename: str = "measurements",
                   write_sr: bool = True, write_tables: bool = True, progress=None, review: dict | None = None,
-                  detections: list | None = None) -> dict[str, list[str]]:
+                  detections: list | None = None, images: bool = False) -> dict[str, list[str]]:
     """Write ``basename``.dcm (the SR, when there is something to report), .csv, .json and
     key-image-N.png/.dcm into ``folder``; with ``segmentation`` (on ``volume``'s grid) also its
     DICOM SEG (``basename``-segmentation.dcm, when the volume came from DICOM), each non-empty
@@ -63,6 +63,8 @@ def export_report(folder, measurements, volume: Volume, *, key_images=(), segmen
     segment and a person accepted or edited it, with the agreement figures, into the SR and the tables.
     ``detections``: [(label, centre LPS, viewer.core.review.marker_flags dict)]: the AI's detections as
     reviewed, into the SR (point findings) and the tables.
+    ``images``: also the series' own DICOM images, into ``folder``/images (source_images.py; with the
+    export's de-identification, so the SEG and SR refer to them), making the export stand on its own.
     Returns the written paths by kind.
     """
     os.makedirs(folder, exist_ok=True)
@@ -72,7 +74,7 @@ def export_report(folder, measurements, volume: Volume, *, key_images=(), segmen
     if clear_free_text:
         measurements, segmentation, segments = _without_free_text(measurements, segmentation, segments)
     steps = (1 + (1 if write_sr else 0) + (2 if write_tables else 0) + len(key_images)
-             + (1 if segmentation is not None and segmentation.segments else 0))
+             + (1 if segmentation is not None and segmentation.segments else 0) + (1 if images else 0))
     step = iter(range(steps))
 
     def report(what: str) -> None:
@@ -81,7 +83,12 @@ def export_report(folder, measurements, volume: Volume, *, key_images=(), segmen
 
     src = volume.source
     units = volume.units
-    out: dict[str, list[str]] = {"sr": [], "csv": [], "json": [], "png": [], "sc": [], "seg": []}
+    out: dict[str, list[str]] = {"sr": [], "csv": [], "json": [], "png": [], "sc": [], "seg": [], "images": []}
+    if images:  # first: a series whose files are gone or burnt-in stops the export before anything is written
+        from viewer.core.io.source_images import FOLDER, write_source_images
+
+        report("images")
+        out["images"] = write_source_images(volume, os.path.join(folder, FOLDER), deid)
     segments = list(segments or [])
     reviews_by_ref: dict = {}
     seg_reviews: list = [None] * len(segments)

@@ -50,6 +50,7 @@ class ExportTask:
     live_segmentation: object = None  # the one being edited, which ``segmentation`` copies
     review: dict | None = None  # the AI review of each segment and detection (viewer.core.review.export_review)
     detections: list | None = None
+    images: bool = False  # the series' own DICOM images too (into folder/images)
     what = "measurements"
 
     def run(self, progress=None) -> dict[str, list[str]]:
@@ -58,7 +59,7 @@ class ExportTask:
         return export_report(self.folder, self.measurements, self.volume, key_images=self.key_images,
                              segmentation=self.segmentation, deidentify=self.deidentify,
                              clear_free_text=self.clear_free_text, progress=progress, review=self.review,
-                             detections=self.detections)
+                             detections=self.detections, images=self.images)
 
     def after(self, window, out: dict) -> None:
         exported(window, self, out)
@@ -135,7 +136,7 @@ def capture_key_image(ctl, view, hide_identity: bool, hide_labels: bool):
 
 
 def prepare(window, folder: str, deidentify: bool = False, clear_free_text: bool | None = None,
-            key_images: bool = True) -> ExportTask:
+            key_images: bool = True, source_images: bool = False) -> ExportTask:
     """Fix what an export of the active view's series will write (on the UI thread)."""
     ctl = window.features.measure.controller
     view = ctl.active_view()
@@ -150,7 +151,8 @@ def prepare(window, folder: str, deidentify: bool = False, clear_free_text: bool
     editable = next((ed for ed in state.open_series.segmentations if ed.segmentation is segmentation), None)
     review, detections = export_review(state.open_series, editable)
     return ExportTask(folder, [copy.deepcopy(m) for m in ctl.measurements(state.key)], state.volume,
-                      snapshot_segmentation(segmentation), images, deidentify, clear, segmentation, review, detections)
+                      snapshot_segmentation(segmentation), images, deidentify, clear, segmentation, review, detections,
+                      source_images)
 
 
 def exported(window, task: ExportTask, out: dict) -> None:
@@ -287,7 +289,7 @@ class MeasureExporter(QObject):
 class ExportDialog(QDialog):
     """Where to, whether to de-identify, and what to do with the words the user typed."""
 
-    def __init__(self, window, typed: list[str]):
+    def __init__(self, window, typed: list[str], from_dicom: bool = True):
         super().__init__(window)
         self.setWindowTitle("Export measurements")
         self.typed = typed
@@ -301,6 +303,14 @@ class ExportDialog(QDialog):
         self.deidentify = QCheckBox("De-identify (PS3.15 profile: no patient name, ID or dates, new UIDs, "
                                     "key image without the patient's text)")
         self.clear_text = QCheckBox("Clear free text I typed (measurement labels, segment names)")
+        # the series' own images, so that the export opens on its own (a de-identified SEG refers to
+        # the de-identified images' new UIDs, which only this export has)
+        self.images = QCheckBox("Include the series' images (DICOM, into an \"images\" folder; de-identified "
+                                "with the rest when that is ticked)")
+        self.images.setObjectName("export_images")
+        self.images.setEnabled(from_dicom)
+        if not from_dicom:
+            self.images.setToolTip("This series was not opened from DICOM files.")
         self.warning = QLabel()
         self.warning.setWordWrap(True)
         self._clear_touched = False
@@ -315,6 +325,7 @@ class ExportDialog(QDialog):
         layout.addLayout(row)
         layout.addWidget(self.deidentify)
         layout.addWidget(self.clear_text)
+        layout.addWidget(self.images)
         layout.addWidget(self.warning)
         layout.addWidget(self.buttons)
         # The last choice, remembered: an export for the patient's record in PACS must keep the identity (its SR and
@@ -362,13 +373,15 @@ def measure_export(window) -> ExportDialog | None:
 
     state = ctl.active_view().state
     seg = window.features.segments.controller.segmentation(state=state)
-    dialog = ExportDialog(window, free_text(ctl.measurements(state.key), seg))
+    src = state.volume.source
+    dialog = ExportDialog(window, free_text(ctl.measurements(state.key), seg),
+                          from_dicom=bool(src.path and any(src.sop_instance_uids)))
     feature.export_dialog = dialog
 
     def accepted() -> None:
         try:
             task = prepare(window, dialog.folder.text().strip(), dialog.deidentify.isChecked(),
-                           dialog.clear_text.isChecked())
+                           dialog.clear_text.isChecked(), source_images=dialog.images.isChecked())
             exporter.start(task)
         except HounsfieldError as exc:
             window.show_error(str(exc))
