@@ -208,7 +208,7 @@ def test_network_click_refine_undo_accept_brush_and_dicom_seg(win, qtbot, refere
     s = clicker.segment
     d1 = dice(one, reference)
     assert d1 > 0.6 and one[k, j, i], d1
-    assert s.algorithm_name == "Lesion segmentation (network)"
+    assert s.algorithm_name == "Lesion segmentation (network 1.2.0)"  # the network that drew it, on CT 1.2.0
     # the network's boundary-uncertainty band is drawn over the views: where to click next
     series = win.model.active_state.open_series
     assert clicker.band is not None and series.heatmaps == [clicker.band]
@@ -301,7 +301,8 @@ def test_network_click_refine_undo_accept_brush_and_dicom_seg(win, qtbot, refere
     back = read_segmentation_file(str(out), vol)
     b = back.by_name("Lesion")
     assert b is not None and b.algorithm_type == "SEMIAUTOMATIC"
-    assert b.algorithm_name == "Lesion segmentation (network)" and b.algorithm_version
+    assert b.algorithm_name == "Lesion segmentation (network 1.2.0)" and b.algorithm_version
+    assert b.algorithm_parameters["network"] == "1.2.0"
     assert b.algorithm_parameters["method"] == "network"
     prompts = parse_prompts(b.algorithm_parameters["prompts"])
     assert [p.positive for p in prompts.points] == [True, False]

@@ -381,6 +381,11 @@ class ClickSegmenter(QObject):
         self._watch(seg)
         self._hold_3d(True)  # the layout may have changed since the first click
         params = {"method": run.method, "prompts": format_prompts(prompts), "clicks": str(n)}
+        # which of the plugin's networks drew the mask (lesion segmentation: 1.2.0 or its whole-tumour network)
+        drawn_by = ", ".join(sorted({str(v) for v in prov.get("network", {}).values()}))
+        algorithm = f"{info.name} ({run.method} {drawn_by})" if drawn_by else f"{info.name} ({run.method})"
+        if drawn_by:
+            params["network"] = drawn_by
         ed.begin("Click to segment")
         try:
             if self.segment is None:
@@ -388,7 +393,7 @@ class ClickSegmenter(QObject):
                 self.number = ed.add_segment(
                     PROPOSED, lesion.get("color", (255, 200, 40)), category=lesion.get("category"),
                     type=lesion.get("type"), algorithm_type=AlgorithmType.SEMIAUTOMATIC,
-                    algorithm_name=f"{info.name} ({run.method})", algorithm_version=info.version,
+                    algorithm_name=algorithm, algorithm_version=info.version,
                     description="segmented from a reader's clicks").number
             s = self.segment
             box = run.crop
@@ -397,7 +402,7 @@ class ClickSegmenter(QObject):
                 mask = mask & ((cur == 0) | (cur == s.number))
             ed.set_mask(s, box, mask)
             s.edited = False  # the model drew it; a person's edits come later
-            s.algorithm_name = f"{info.name} ({run.method})"
+            s.algorithm_name = algorithm
             s.algorithm_parameters = params
             seg.set_active(s.number)
         finally:
