@@ -316,7 +316,7 @@ def test_the_corner_text_stays_legible_over_a_light_image(win, qtbot):
         under = img[h - y1:h - y0, x0:x1]
         beside = img[h - y1:h - y0, x1 + 4:x1 + 40]  # the image next to the block
         light = np.median(beside, axis=1) > 150  # rows over the inverted air (below the scan: black)
-        assert light.sum() >= 10
+        assert light.sum() >= 5  # (9-20 rows, with the view as earlier tests of the module leave it)
         assert np.median(under[light]) < np.median(beside[light]) - 50  # the box darkens what lies under the words
         assert under[light].max() > 220  # and the words themselves are still light on it
     finally:
