@@ -15,7 +15,8 @@ uncertainty heatmap (1 - |2p - 1| where 0.2 < p < 0.8: where the next click help
 The network method is two networks (segmenter.RoutedSegmenter): 1.2.0, and on MR the whole-tumour
 expert (for the first click of a large lesion, and for corrective clicks); which one drew each mask
 is in the segment's description and in the provenance ("network": {segment name: NETWORK or
-EXPERT}), and a note says when the expert drew it.
+EXPERT}), and a note says when the expert drew it.  The expert is loaded by the first MR run (the
+viewer's warm-up on an MR series), since every MR corrective click uses it.
 """
 
 from __future__ import annotations
@@ -103,6 +104,8 @@ class LesionSegmenter:
         vox = voxel_spacing(vol.affine)
         method = str(params.get("method", "network"))
         seg = self._segmenter(context.device, method)
+        if method == "network" and modality == "MR" and getattr(seg, "expert_weights", None) is not None:
+            _ = seg.expert  # loaded with the first MR run (every MR corrective click uses it), not inside a click
         context.progress(0.05, "segmenting")
         jobs = []  # (name, (index, positive) points, box) in index space
         if prompts:

@@ -416,3 +416,25 @@ def test_the_worker_records_which_network_drew_the_mask(host, tmp_path):
     second = host.run_sync("lesion-segmentation", {"image": vol, "previous": prev}, {"heatmaps": False},
                            prompts=Prompts((pos, Point(_lps(vol, fix), positive=positive))))
     assert second.provenance["network"] == {"Lesion": EXPERT}
+
+
+def test_the_first_mr_run_loads_the_whole_tumour_network_and_a_ct_run_does_not():
+    """The viewer's warm-up (a click on a small block of the active series' modality) loads what later
+    clicks use: on MR the whole-tumour network too, since every MR corrective click goes to it, so
+    no click waits for its load; on CT it stays unloaded."""
+    from types import SimpleNamespace
+
+    import viewer
+    from plugins.lesion_segmentation.plugin import LesionSegmenter
+    from viewer.ai.api import Point, Prompts
+
+    def run(modality):
+        plugin = LesionSegmenter()
+        block = viewer.Volume(np.zeros((8, 32, 32), np.int16), np.eye(4), modality=modality)
+        ctx = SimpleNamespace(device="cpu", prompts=Prompts((Point((16.0, 16.0, 4.0)),)),
+                              progress=lambda *a: None, note=lambda *a: None, check_cancelled=lambda: None)
+        plugin.run({"image": block}, {"method": "network", "heatmaps": False}, ctx)
+        return plugin._seg
+
+    assert run("MR")._expert is not None
+    assert run("CT")._expert is None

@@ -149,11 +149,15 @@ class ClickSegmenter(QObject):
         """Load the plugin and the method's model in the worker before the first click, by a run on a
         small synthetic block of soft tissue; clicks made meanwhile wait for it."""
         method = method or self.method or self.default_method()
-        if not method or method in self._warmed or self.run is not None or self.info() is None:
+        # on an MR series the plugin also loads what MR clicks use (lesion segmentation: its whole-tumour network)
+        state = self.model.active_state
+        modality = "MR" if state is not None and state.volume.modality.upper() == "MR" else "CT"
+        if not method or f"{method}:{modality}" in self._warmed or self.run is not None or self.info() is None:
             return
         from viewer.core.volume import Volume
 
-        block = Volume(np.zeros((8, 32, 32), np.int16), np.eye(4), modality="CT", units="HU")
+        block = Volume(np.zeros((8, 32, 32), np.int16), np.eye(4), modality=modality,
+                       units="HU" if modality == "CT" else "")
         self._jobs += 1
         job = self._jobs
         try:
@@ -162,7 +166,7 @@ class ClickSegmenter(QObject):
                                    on_done=lambda h, job=job: self._finished.emit(job, h))
         except HounsfieldError:  # another AI run: the first click loads the model instead
             return
-        self._warmed.add(method)
+        self._warmed.add(f"{method}:{modality}")
         self.run = _Run(job, None, handle, (), method)
 
     # state --------------------------------------------------------------------------------------
