@@ -399,3 +399,38 @@ def test_the_panel_shows_an_roi_value_whole_without_a_sideways_scroll(win, qtbot
     assert table.columnWidth(2) >= widest  # the whole value shows
     assert table.horizontalScrollBar().maximum() == 0, [table.columnWidth(c) for c in range(4)]
     assert item.toolTip() == item.text()
+
+
+def test_a_segment_row_wraps_its_figures_and_leaves_kind_readable(win, qtbot):
+    """A segment's figures are one long line ('7.26 mL  mean -55.7 HU  SD 92.1 ... axial 28 x ...'):
+    sized to it, the Value column left the Kind column 'Bi...' wide behind a sideways scroll bar.  The
+    value now wraps and Kind keeps room for its longest word, at the dock's width and after a resize."""
+    axial = win.grid.slice_views[0]
+    vol = axial.state.volume
+    win.model.set_tool("measure_length")
+    drag(qtbot, axial, vol.index_to_lps([150, 240, 78]), vol.index_to_lps([182, 264, 78]))
+    win.model.set_tool("seg_brush")
+    drag(qtbot, axial, vol.index_to_lps([160, 250, 78]), vol.index_to_lps([170, 255, 78]))
+    win.model.set_tool("wl")
+    panel = win.features.measure.panel
+    table = panel.table
+    qtbot.waitUntil(lambda: table.rowCount() == 2 and "mL" in (table.item(1, 2).text() if table.item(1, 2) else ""),
+                    timeout=20000)  # the segment's figures are computed off the UI thread
+    settle(qtbot, 50)
+    try:
+        kind_word = table.fontMetrics().horizontalAdvance("Bidirectional")
+        for width in (None, 520):
+            if width is not None:
+                panel.resize(width, panel.height())
+                settle(qtbot, 50)
+            value = table.item(1, 2)
+            one_line = table.fontMetrics().horizontalAdvance(value.text())
+            assert table.columnWidth(2) < one_line  # it would not fit: it wraps
+            assert table.rowHeight(1) > 1.5 * table.fontMetrics().height()
+            assert table.columnWidth(3) >= kind_word, [table.columnWidth(c) for c in range(4)]
+            assert table.horizontalScrollBar().maximum() == 0
+    finally:
+        ed = win.features.segments.controller.editable()
+        if ed is not None:
+            for s in list(ed.segmentation.segments):
+                ed.editor.remove_segment(s)

@@ -145,11 +145,26 @@ class MeasurementPanel(QWidget):
                     item.setToolTip(text if col == 2 else "")
                 flags = Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemIsEnabled
                 item.setFlags(flags | Qt.ItemFlag.ItemIsEditable if col == 1 else flags)
-        for col in (0, 1, 2):
-            self.table.resizeColumnToContents(col)
-        self.table.resizeRowsToContents()
+        self._fit_columns()
         self._filling = False
         self._sync_selection()
+
+    def _fit_columns(self) -> None:
+        """#, Label and Value as wide as their text, but Value no wider than leaves Kind its longest word
+        ('Bidirectional'; a segment's one-line figures had cut it to 'Bi...'): a longer value wraps at
+        its spaces instead."""
+        table = self.table
+        for col in (0, 1, 2):
+            table.resizeColumnToContents(col)
+        kind = table.fontMetrics().horizontalAdvance("Bidirectional") + 16
+        room = table.viewport().width() - table.columnWidth(0) - table.columnWidth(1) - kind
+        if table.columnWidth(2) > room:
+            table.setColumnWidth(2, max(room, 120))
+        table.resizeRowsToContents()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        self._fit_columns()
 
     def _on_item_changed(self, item) -> None:
         if self._filling or item.column() != 1 or item.row() >= len(self._rows):
