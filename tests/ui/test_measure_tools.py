@@ -404,7 +404,7 @@ def test_the_panel_shows_an_roi_value_whole_without_a_sideways_scroll(win, qtbot
 def test_a_segment_row_wraps_its_figures_and_leaves_kind_readable(win, qtbot):
     """A segment's figures are one long line ('7.26 mL  mean -55.7 HU  SD 92.1 ... axial 28 x ...'):
     sized to it, the Value column left the Kind column 'Bi...' wide behind a sideways scroll bar.  The
-    value now wraps and Kind keeps room for its longest word, at the dock's width and after a resize."""
+    value now wraps and Kind keeps room for "Segment", at the dock's width and after a resize."""
     axial = win.grid.slice_views[0]
     vol = axial.state.volume
     win.model.set_tool("measure_length")
@@ -418,7 +418,7 @@ def test_a_segment_row_wraps_its_figures_and_leaves_kind_readable(win, qtbot):
                     timeout=20000)  # the segment's figures are computed off the UI thread
     settle(qtbot, 50)
     try:
-        kind_word = table.fontMetrics().horizontalAdvance("Bidirectional")
+        kind_word = table.fontMetrics().horizontalAdvance("Segment")
         for width in (None, 520):
             if width is not None:
                 panel.resize(width, panel.height())

@@ -142,7 +142,7 @@ class MeasurementPanel(QWidget):
                     self.table.setItem(row, col, item)
                 if item.text() != text:
                     item.setText(text)
-                    item.setToolTip(text if col == 2 else "")
+                    item.setToolTip(text if col in (2, 3) else "")
                 flags = Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemIsEnabled
                 item.setFlags(flags | Qt.ItemFlag.ItemIsEditable if col == 1 else flags)
         self._fit_columns()
@@ -150,13 +150,14 @@ class MeasurementPanel(QWidget):
         self._sync_selection()
 
     def _fit_columns(self) -> None:
-        """#, Label and Value as wide as their text, but Value no wider than leaves Kind its longest word
-        ('Bidirectional'; a segment's one-line figures had cut it to 'Bi...'): a longer value wraps at
-        its spaces instead."""
+        """#, Label and Value as wide as their text, but Value no wider than leaves Kind room for
+        'Segment' (a segment's one-line figures had pushed Kind behind a sideways scroll bar): a longer
+        value wraps at its spaces instead.  An ROI's two lines stay two lines; a longer kind is elided
+        and its cell's tooltip says it."""
         table = self.table
         for col in (0, 1, 2):
             table.resizeColumnToContents(col)
-        kind = table.fontMetrics().horizontalAdvance("Bidirectional") + 16
+        kind = table.fontMetrics().horizontalAdvance("Segment") + 16
         room = table.viewport().width() - table.columnWidth(0) - table.columnWidth(1) - kind
         if table.columnWidth(2) > room:
             table.setColumnWidth(2, max(room, 120))
