@@ -834,6 +834,9 @@ def refine(atlas_hu: np.ndarray, norm: np.ndarray, head: np.ndarray, grey: np.nd
         envelope = brain_envelope(norm, head, brain_p, depth, centres, order, spacing, superior=superior)
     inside = head & (brain_p > 0.8)
     soft_ref = float(np.median(norm[inside if inside.any() else head]))
+    # the upper vault of slices thicker than 3 mm, where 1.4.0's vault rules act (None: thin slices;
+    # they resolve the dark tables, which the rules below follow)
+    thick_vault = vault_slices(envelope, spacing, superior, above_centre=True) if max(spacing) > 3.0 else None
     if atlas_head is None:
         # the skull: dark on every common MR contrast; inside the atlas' blurred bone shell, dark -> bone
         # thick slices cut the vault obliquely: its bone, partial-volumed with the brain and scalp
@@ -890,20 +893,17 @@ def refine(atlas_hu: np.ndarray, norm: np.ndarray, head: np.ndarray, grey: np.nd
         # Only on slices thicker than 3 mm (as PV_EXTRA): thinner ones resolve the dark tables, which the
         # rules above follow, and there a fixed share of the gap put 'diploe' into the scalp's fat (the
         # MPRAGE's 1.5 mm vault: 7444 voxels > 600 HU, blocks of 500 HU outside its skull, not adopted)
-        if max(spacing) > 3.0:
-            zone = vault_gap_bone(envelope, head, depth, atlas_hu, spacing) & ~csf_side \
-                & vault_slices(envelope, spacing, superior, above_centre=True)
-        else:
-            zone = np.zeros(head.shape, bool)
-        vault_bone = _close_in_plane(zone & ((dark > 0) | (norm > MARROW_BRIGHT * soft_ref)), spacing) & zone
-        soft = zone & ~vault_bone  # and the rest of that inner gap soft tissue, not the atlas' blurred skin
-        hu[soft] = np.maximum(hu[soft], SOFT_TISSUE_HU)
-        # a bright voxel there is diploe on thin slices; on thick ones (fully at 6.5 mm, as PV_EXTRA) the
-        # tables, unresolved, share it: the skull's bulk
-        marrow = MARROW_HU + (BONE_HU - MARROW_HU) * float(np.clip((max(spacing) - 3.0) / 3.5, 0.0, 1.0))
-        d = dark[vault_bone]
-        hu[vault_bone] = np.maximum(hu[vault_bone], (1 - d) * marrow + d * BONE_HU)
-        classes[vault_bone] = 4
+        if thick_vault is not None:
+            zone = vault_gap_bone(envelope, head, depth, atlas_hu, spacing) & ~csf_side & thick_vault
+            vault_bone = _close_in_plane(zone & ((dark > 0) | (norm > MARROW_BRIGHT * soft_ref)), spacing) & zone
+            soft = zone & ~vault_bone  # and the rest of that inner gap soft tissue, not the atlas' blurred skin
+            hu[soft] = np.maximum(hu[soft], SOFT_TISSUE_HU)
+            # a bright voxel there is diploe on thin slices; on thick ones (fully at 6.5 mm, as PV_EXTRA) the
+            # tables, unresolved, share it: the skull's bulk
+            marrow = MARROW_HU + (BONE_HU - MARROW_HU) * float(np.clip((max(spacing) - 3.0) / 3.5, 0.0, 1.0))
+            d = dark[vault_bone]
+            hu[vault_bone] = np.maximum(hu[vault_bone], (1 - d) * marrow + d * BONE_HU)
+            classes[vault_bone] = 4
         del dark
     # the brain: the patient's own grey/white/CSF contrast mapped onto typical HU
     intracranial = base | envelope
@@ -927,9 +927,8 @@ def refine(atlas_hu: np.ndarray, norm: np.ndarray, head: np.ndarray, grey: np.nd
         # as the envelope's margin is the CSF over the cortex; not lower down, where on the template pair
         # the envelope reaches the orbits' and the face's fat: +0.8 HU MAE on one case there; nor on thin
         # slices: on the template pair's 2.4 mm +0.08 / -0.07 HU on two cases, +0.003 HU in the mean)
-        floor = np.where(vault_slices(envelope, spacing, superior, above_centre=True) & (max(spacing) > 3.0),
-                         CSF_HU, -np.inf)
-        floor = np.broadcast_to(floor, hu.shape)[intracranial]
+        floor = np.float64(-np.inf) if thick_vault is None else np.broadcast_to(
+            np.where(thick_vault, CSF_HU, -np.inf), hu.shape)[intracranial]
         atlas_share = np.where(envelope[intracranial],
                                np.clip(hu[intracranial], floor, SOFT_TISSUE_HU + 40), hu[intracranial])
         hu[intracranial] = w * brain_hu + (1 - w) * atlas_share
