@@ -20,11 +20,16 @@ from viewer.core.volume import Volume
 FOLDER = "images"  # the export's sub-folder for them
 
 
+def opened_from_dicom(volume: Volume) -> bool:
+    """Whether the series came from DICOM files that an export could include (the export dialog asks)."""
+    return bool(volume.source.path and any(volume.source.sop_instance_uids))
+
+
 def source_files(volume: Volume) -> list[str]:
     """The series' files, in slice order, found by SOP Instance UID where it was opened from."""
     src = volume.source
     wanted = list(dict.fromkeys(u for u in src.sop_instance_uids if u))  # multi-frame: one file, many slices
-    if not wanted or not src.path:
+    if not opened_from_dicom(volume):
         raise HounsfieldError("The images cannot be exported: this series was not opened from DICOM files.")
     if not os.path.isdir(src.path):
         raise HounsfieldError(f"The images cannot be exported: the folder they were opened from, {src.path}, "

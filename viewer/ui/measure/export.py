@@ -373,9 +373,10 @@ def measure_export(window) -> ExportDialog | None:
 
     state = ctl.active_view().state
     seg = window.features.segments.controller.segmentation(state=state)
-    src = state.volume.source
+    from viewer.core.io.source_images import opened_from_dicom
+
     dialog = ExportDialog(window, free_text(ctl.measurements(state.key), seg),
-                          from_dicom=bool(src.path and any(src.sop_instance_uids)))
+                          from_dicom=opened_from_dicom(state.volume))
     feature.export_dialog = dialog
 
     def accepted() -> None:
