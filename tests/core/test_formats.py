@@ -346,3 +346,48 @@ def test_a_truncated_nifti_is_refused_and_whole_real_ones_load(tmp_path):
             read_volume(tmp_path / name)
         assert f"{name} is incomplete" in str(err.value) and "\n" not in str(err.value)
     assert read_volume(tmp_path / "whole.nii").shape == _volume().shape
+
+
+def test_itk_s_own_error_lines_stay_off_stderr_and_go_to_the_log(tmp_path, capfd, caplog):
+    """A NIfTI with a bad header: ITK's NIfTI library printed '** ERROR: nifti_convert_nhdr2nim:
+    bad dim[0]' on the C stderr beside our sentence; now the sentence alone is raised, ITK's line
+    is a DEBUG record of the log, and the pointer in 'NiftiImageIO(0x55...)' is not in the sentence."""
+    write_volume(_volume(), tmp_path / "whole.nii")
+    raw = bytearray((tmp_path / "whole.nii").read_bytes())
+    raw[40:42] = struct.pack("<h", 9)  # dim[0] = 9: no NIfTI has nine dimensions
+    (tmp_path / "bad.nii").write_bytes(bytes(raw))
+    capfd.readouterr()
+    with caplog.at_level("DEBUG", logger="hounsfield.itk"), pytest.raises(viewer.HounsfieldError) as err:
+        read_volume(tmp_path / "bad.nii")
+    assert "** ERROR" not in capfd.readouterr().err
+    assert str(err.value).startswith("bad.nii could not be read") and "0x" not in str(err.value)
+    assert any("bad dim[0]" in r.getMessage() and r.levelname == "DEBUG" for r in caplog.records)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="RLIMIT_FSIZE stands in for a full disk (POSIX only)")
+def test_a_full_disk_prints_our_sentence_not_itk_s_nwad(tmp_path):
+    """A child process whose files may not grow past 4 kB, as on a full disk: ITK's NIfTI writer
+    printed '** ERROR: NWAD: wrote only 3744 of 48000 bytes to file' there; only our sentence
+    may reach stderr now."""
+    import subprocess
+    import sys
+
+    script = (
+        "import resource, signal, sys\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))\n"
+        "import numpy as np, viewer\n"
+        "from viewer.core.formats import write_volume\n"
+        "from viewer.core.volume import Volume\n"
+        "try:\n"
+        "    write_volume(Volume(np.ones((20, 30, 40), np.int16), np.eye(4), 'CT'), sys.argv[1])\n"
+        "except viewer.HounsfieldError as e:\n"
+        "    print(e, file=sys.stderr)\n"
+    )
+    out = tmp_path / "v.nii"
+    run = subprocess.run([sys.executable, "-c", script, str(out)], capture_output=True, text=True, timeout=120,
+                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.strip().startswith("v.nii could not be written") and "full" in run.stderr
+    assert "** ERROR" not in run.stderr and len(run.stderr.strip().splitlines()) == 1
+    assert not os.listdir(tmp_path)

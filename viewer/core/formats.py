@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import struct
 import zlib
 
@@ -17,6 +18,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from viewer.core.errors import HounsfieldError
+from viewer.core.itk_stderr import itk_stderr_logged
 from viewer.core.volume import SourceInfo, Volume, affine_from
 
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -98,13 +100,20 @@ def _nifti_size(head: bytes) -> int | None:
     return max(offset, 348) + int(np.prod(dim[1:dim[0] + 1], dtype=np.int64)) * bitpix // 8
 
 
+def _itk_reason(exc: Exception) -> str:
+    """The last line of an ITK exception without its 'ITK ERROR: NiftiImageIO(0x55dac6fd2830): '."""
+    line = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+    return re.sub(r"^(sitk::)?(ITK )?ERROR:\s*(\w+\(0x[0-9a-fA-F]+\):\s*)?", "", line)[:100]
+
+
 def read_volume(path) -> Volume:
     path = os.fspath(path)
     try:
-        image = sitk.ReadImage(path)
+        with itk_stderr_logged(path):  # the NIfTI library's '** ERROR: ...' lines: to the log, not the terminal
+            image = sitk.ReadImage(path)
     except RuntimeError as exc:
         raise HounsfieldError(f"{os.path.basename(path)} could not be read as an image volume "
-                              f"({str(exc).strip().splitlines()[-1][:100]}).") from exc
+                              f"({_itk_reason(exc)}).") from exc
     if path.lower().endswith((".nii", ".nii.gz")) and (short := nifti_shortfall(path)):
         raise HounsfieldError(f"{os.path.basename(path)} is incomplete: {short} bytes of its voxels are missing "
                               f"(a copy or a write cut short).")
@@ -135,7 +144,8 @@ def write_volume(volume: Volume, path) -> None:
     # A detached header (.mhd, .nhdr) names its data file after itself: write those in place.
     tmp = path if suffix in (".mhd", ".nhdr") else path[:-len(suffix)] + ".partial" + suffix
     try:
-        sitk.WriteImage(image, tmp, useCompression=low.endswith((".gz", ".nrrd", ".mha")))
+        with itk_stderr_logged(path):  # on a full disk ITK prints '** ERROR: NWAD: ...'; we raise the sentence below
+            sitk.WriteImage(image, tmp, useCompression=low.endswith((".gz", ".nrrd", ".mha")))
         if low.endswith((".nii", ".nii.gz")) and nifti_shortfall(tmp):
             raise OSError("it came out short: the disk may be full")
         if tmp != path:
@@ -144,7 +154,7 @@ def write_volume(volume: Volume, path) -> None:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise HounsfieldError(f"{os.path.basename(path)} could not be written "
-                              f"({str(exc).strip().splitlines()[-1][:100]}); check the folder and free space.") from exc
+                              f"({_itk_reason(exc)}); check the folder and free space.") from exc
     if written is not volume:
         note = f"{os.path.basename(path)} was resampled onto a grid along the slice normal to remove the gantry tilt."
         if note not in volume.warnings:
