@@ -71,8 +71,27 @@ def _set_segments(poly: vtkPolyData, segments, colours) -> None:
     poly.Modified()
 
 
+def _outside(a: np.ndarray, b: np.ndarray, box) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The pieces (none, one or two) of segment a-b outside ``box`` (xmin, xmax, ymin, ymax)."""
+    d = b - a
+    t0, t1 = 0.0, 1.0  # Liang-Barsky: the part of the segment inside the box is t0..t1
+    for p, q in ((-d[0], a[0] - box[0]), (d[0], box[1] - a[0]), (-d[1], a[1] - box[2]), (d[1], box[3] - a[1])):
+        if abs(p) < 1e-12:
+            if q < 0:
+                return [(a, b)]  # parallel to this edge and beyond it
+            continue
+        if p < 0:
+            t0 = max(t0, q / p)
+        else:
+            t1 = min(t1, q / p)
+    if t0 >= t1:
+        return [(a, b)]
+    return [piece for piece, keep in (((a, a + t0 * d), t0 > 0), ((a + t1 * d, b), t1 < 1)) if keep]
+
+
 class Crosshair:
-    """Lines through the crosshair centre, with a gap around it so the point itself stays visible."""
+    """Lines through the crosshair centre, with a gap around it so the point itself stays visible,
+    and none behind a box given as ``hole`` (the centred notice: its words were struck through)."""
 
     def __init__(self, gap: float = 14.0):
         self.actor, self._poly = _lines_actor()
@@ -83,8 +102,10 @@ class Crosshair:
     def add_to(self, renderer) -> None:
         renderer.AddViewProp(self.actor)
 
-    def update(self, centre, lines, width: int, height: int, visible: bool = True) -> None:
-        """``lines``: [(display direction (dx, dy), colour)], each through ``centre`` (display px)."""
+    def update(self, centre, lines, width: int, height: int, visible: bool = True, hole=None,
+               margin: float = 6.0) -> None:
+        """``lines``: [(display direction (dx, dy), colour)], each through ``centre`` (display px);
+        ``hole``: a display box (xmin, xmax, ymin, ymax) left clear, ``margin`` px round it."""
         self.actor.SetVisibility(bool(visible and lines))
         reach = 2.0 * math.hypot(width, height)
         segments, colours = [], []
@@ -97,9 +118,15 @@ class Crosshair:
             c = np.asarray(centre, dtype=np.float64)
             self.lines.append((tuple(c), tuple(d), colour))
             for sign in (1.0, -1.0):
-                segments.append((c + sign * self.gap * d, c + sign * reach * d))
-                colours.append(colour)
+                seg = (c + sign * self.gap * d, c + sign * reach * d)
+                pieces = _outside(*seg, _grown(hole, margin)) if hole is not None else [seg]
+                segments += pieces
+                colours += [colour] * len(pieces)
         _set_segments(self._poly, segments, colours)
+
+
+def _grown(box, by: float) -> list[float]:
+    return [box[0] - by, box[1] + by, box[2] - by, box[3] + by]
 
 
 class OrientationLabels:
@@ -329,17 +356,46 @@ class ScaleBar:
 
 
 class Notice:
-    """A line of text in the middle of the view (e.g. 'Loading slice...')."""
+    """A line of text in the middle of the view (e.g. 'Loading slice...'), broken into lines where it
+    is wider than the view: 'No image at this position: missing from the series' is 363 px, and ran
+    off both edges of the chest CT's 2x2 axial view (331 px)."""
 
     def __init__(self):
         self.actor = text_actor(FONT_SIZE + 2, LABEL_COLOUR, backed=True)
         self.actor.GetTextProperty().SetJustification(1)
         self.actor.GetTextProperty().SetVerticalJustification(1)
+        self._ruler = text_actor(FONT_SIZE + 2, LABEL_COLOUR, backed=True)
+        self._fitted: tuple[str, int, str] = ("", 0, "")  # text, room -> its lines (measured once)
 
     def add_to(self, renderer) -> None:
         renderer.AddViewProp(self.actor)
 
-    def update(self, text: str, width: int, height: int) -> None:
-        self.actor.SetInput(text)
+    def update(self, text: str, width: int, height: int, renderer=None, margin: int = 8) -> None:
+        self.actor.SetInput(self._wrapped(text, width - 2 * margin, renderer) if text and renderer else text)
         self.actor.SetVisibility(bool(text))
         self.actor.SetDisplayPosition(int(width / 2), int(height / 2))
+
+    def _wrapped(self, text: str, room: int, renderer) -> str:
+        def fits(line: str) -> bool:
+            self._ruler.SetInput(line)
+            return _width(self._ruler, renderer) <= room
+
+        if self._fitted[:2] == (text, room):
+            return self._fitted[2]
+        self._fitted = (text, room, self._broken(text, fits))
+        return self._fitted[2]
+
+    @staticmethod
+    def _broken(text: str, fits) -> str:
+        if fits(text):
+            return text
+        head, colon, tail = text.partition(": ")  # at its colon first, where the sentence turns
+        if colon and fits(head + ":") and fits(tail):
+            return f"{head}:\n{tail}"
+        lines: list[str] = []
+        for word in text.split(" "):
+            if lines and fits(f"{lines[-1]} {word}"):
+                lines[-1] += f" {word}"
+            else:
+                lines.append(word)
+        return "\n".join(lines)

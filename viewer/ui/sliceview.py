@@ -17,7 +17,7 @@ from viewer.core.viewstate import SeriesState, ViewerModel
 from viewer.render.camera import View2D, apply_camera, view_for
 from viewer.render.labels import LabelLayers
 from viewer.render.markers import MarkerOverlay
-from viewer.render.overlays import PLANE_COLOURS, CornerText, Crosshair, Notice, OrientationLabels, ScaleBar
+from viewer.render.overlays import PLANE_COLOURS, CornerText, Crosshair, Notice, OrientationLabels, ScaleBar, text_box
 from viewer.render.slice import GREY, SlicePipeline
 from viewer.ui.annotations import corner_texts, orientation_letters, readout_text
 from viewer.ui.interaction import ViewInteraction
@@ -202,7 +202,10 @@ class SliceView(VtkWidget):
             if other != vp.plane:
                 d = np.cross(geom.n, s.axes(other)[2])
                 lines.append(((float(d @ geom.u), float(d @ geom.v)), PLANE_COLOURS[other]))
-        self.crosshair.update(centre, lines, w, h, self.model.crosshair_visible)
+        notice = self._notice_text(s, vp.plane) or self._blank_text(s, vp.plane)
+        self.notice.update(notice, w, h, self.renderer)
+        hole = text_box(self.notice.actor, self.renderer) if notice else None  # the lines struck its words through
+        self.crosshair.update(centre, lines, w, h, self.model.crosshair_visible, hole=hole)
         self.markers.update(s.open_series.marker_sets, geom, s.point, self.view2d.mm_per_pixel)
         zoom_pct = 100.0 * geom.spacing / self.view2d.mm_per_pixel
         self.corners.update(corner_texts(s, vp, zoom_pct, self.session.loading_text(s.key)), w, h)
@@ -212,7 +215,6 @@ class SliceView(VtkWidget):
         self.labels.avoid(self.corners, self.renderer)
         self.scalebar.update(self.view2d.mm_per_pixel, w, h)
         self.scalebar.avoid(self.corners, self.renderer)
-        self.notice.update(self._notice_text(s, vp.plane) or self._blank_text(s, vp.plane), w, h)
 
     def _notice_text(self, s: SeriesState, plane: str) -> str:
         if s.loaded is None or aligned_axis(s.volume, s.axes(plane)[2]) != 2:
