@@ -185,7 +185,8 @@ def validate(weights: list[str], log=print, cutout: bool = False, expert: str | 
     vols = validation_volumes(cutout=cutout)
     res = {}
     for w in weights:
-        seg = Segmenter(w) if expert is None else RoutedSegmenter(w, expert, route_ml=route_ml or ROUTE_ML)
+        route = ROUTE_ML if route_ml is None else route_ml
+        seg = Segmenter(w) if expert is None else RoutedSegmenter(w, expert, route_ml=route)
         per: dict = {}
         routed = []
         for v in vols:

@@ -262,6 +262,20 @@ reads 0.459 / 0.631, and that is what ships.  A 1.2.0 session switching to the e
 mask passed 20 mL read 0.459 / 0.609.  Held-out bench (1 thread, this session): 1.2.0 0.752 / 0.857,
 routed with the expert for its own lesions only 0.791 / 0.855, shipped 0.791 / 0.863 (BraTS 0005 0.270 ->
 0.619 after 3 clicks, 1.2.0 0.570), wt3 alone 0.820 / 0.870.
+
+Plugin 1.4.0: no new weights, two inference rules (segmenter.RoutedSegmenter; training_log.json
+"session11_routing").  Every MR first click asks the expert too (the 20 mL threshold dropped, the 2x cap
+kept): BraTS 0005's row had shown why (1.2.0 drew 12.7 of its 80.7 mL, the expert 23.0 mL), and the
+rule was judged on validation, 0.461 / 0.640 against 1.3.0's 0.459 / 0.631.  A positive corrective
+click's mask is the probability above the threshold less 0.1, chosen on validation (route as above;
+every corrective click at 0.3 / 0.4 / 0.5 / 0.6: 0.646 / 0.645 / 0.640 / 0.625 after 3 clicks; 0.4 for
+the expert only: 0.644; positive clicks at 0.4 and negative ones at 0.5 / 0.6: 0.648 / 0.647).  Held-out
+bench (2 threads): 0.817 / 0.882 (every corrective click at 0.4: 0.817 / 0.887, but a negative click
+there removed too little in tests/plugins).  Fine-tunes of the expert on its own
+corrective clicks, from weights_whole_tumour.pt (600 iterations, lr 2e-4, first-click share 0.3,
+``--own-mask 0.8``, the expert's other flags; 3 minutes each), were worse after 3 clicks on validation
+(route as above, corrective threshold 0.5; the shipped expert 0.461 / 0.640): necrotic 0.3 seed 40
+0.474 / 0.620, necrotic 0.5 seed 41 0.437 / 0.602, the first averaged 1:1 with the expert 0.471 / 0.629.
 """
 
 from __future__ import annotations
