@@ -71,15 +71,26 @@ def label_map_segmentation(lm, source: Volume, *, name: str | None = None, algor
                           algorithm_type=algorithm_type)
 
 
+def same_scale(source: Volume, derived: Volume) -> bool:
+    """Whether a derived image's values are on its source's scale (a denoised CT: HU in, HU out), so
+    that the source's window fits it.  A synthetic CT made from an MR is not: in the MR's W 852 L 469
+    it showed bone alone."""
+    return derived.modality == source.modality and derived.units == source.units
+
+
 def derived_volume(source: Volume, array: np.ndarray, affine: np.ndarray, description: str, modality: str,
                    units: str, run: int) -> Volume:
-    """The result image with its source's patient and frame of reference, as a new series."""
+    """The result image with its source's patient and frame of reference, as a new series; it
+    carries its source's window only where it is on the source's scale (``same_scale``), else none
+    (``windowing.own_window`` then gives it one of its own)."""
     src = source.source
     uid = f"{src.series_instance_uid or 'series'}.ai{run}"
     info = dataclasses.replace(src, series_instance_uid=uid, series_description=description, series_number=None,
                                sop_instance_uids=(), sop_class_uid="", path="")
-    return Volume(array, affine, modality=modality or source.modality, units=units or source.units,
-                  window=source.window, source=info)
+    out = Volume(array, affine, modality=modality or source.modality, units=units or source.units, source=info)
+    if same_scale(source, out):
+        out.window = source.window
+    return out
 
 
 def heatmap_layer(hm, title: str) -> HeatmapLayer:

@@ -23,6 +23,19 @@ def _foreground_sample(volume: Volume, loaded=None) -> np.ndarray | None:
     return fg if fg.size >= 100 else sample
 
 
+CT_WINDOW = (40.0, 400.0)  # soft tissue: a CT's window where its header gives none
+
+
+def own_window(volume: Volume, loaded=None) -> tuple[float, float]:
+    """A series' own default window: the one it carries (its DICOM header's), else soft tissue for a
+    CT in HU, else one from its histogram."""
+    if volume.window is not None:
+        return tuple(volume.window)
+    if volume.modality == "CT" and volume.units == "HU":
+        return CT_WINDOW
+    return auto_window(volume, loaded)
+
+
 def auto_window(volume: Volume, loaded=None) -> tuple[float, float]:
     """A (centre, width) from the histogram of the volume's foreground (MR's 'auto' preset)."""
     fg = _foreground_sample(volume, loaded)

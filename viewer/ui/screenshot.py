@@ -58,6 +58,20 @@ def open_window(path: str | None, size: str, layout: str = "2x2"):
     return app, window
 
 
+def show_comparison(window, entry) -> None:
+    """``--compare``: the AI result beside its original, the original active.  A result on the
+    original's scale (the denoised CT) takes the original's window and preset, so the two compare;
+    another (MR-to-CT's synthetic CT) keeps its own: given the MR's W 852 L 469 it showed bone alone."""
+    from viewer.core.ai_results import same_scale
+
+    window.features.ai.controller.compare(entry)
+    window.model.set_active(0)
+    source = window.model.series[entry.source_key]
+    derived = window.model.series[entry.derived_keys[0]]
+    if same_scale(source.volume, derived.volume):
+        derived.set_window(*source.window, preset=source.preset)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("path", nargs="?", help="study folder or file (default: the demo study)")
@@ -91,10 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         entry = ai.entries[-1]
         if args.compare:
-            ai.compare(entry)
-            window.model.set_active(0)
-            source = window.model.series[entry.source_key]
-            window.model.series[entry.derived_keys[0]].set_window(*source.window, preset=source.preset)
+            show_comparison(window, entry)
         if args.heatmap is not None and entry.heatmaps:
             entry.heatmaps[0].set(visible=True, threshold=args.heatmap)
     if args.no_crosshair:

@@ -20,7 +20,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from viewer.core.viewstate import SeriesState, ViewerModel
 from viewer.core.volume import Volume
-from viewer.core.windowing import auto_window, window_saturates
+from viewer.core.windowing import auto_window, own_window, window_saturates
 from viewer.core.workspace import OpenSeries, Workspace
 from viewer.logs import log
 from viewer.ui.loading import VOLUME_SUFFIXES, LoadJob
@@ -156,8 +156,7 @@ class Session(QObject):
         from viewer.render.image import VtkVolume
 
         key, volume = series.key, series.volume
-        state = SeriesState(key, volume, window=window or volume.window or auto_window(volume, None),
-                            open_series=series)
+        state = SeriesState(key, volume, window=window or own_window(volume), open_series=series)
         self.images[key] = SeriesImage(state, VtkVolume(volume))
         self._show(key, slots, new_state=state)
         self.series_opened.emit(key)

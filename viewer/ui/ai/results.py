@@ -9,7 +9,7 @@ Here the derived images are shown (side by side with the source, or by flicker);
 from __future__ import annotations
 
 from viewer.ai.api import Results
-from viewer.core.ai_results import DEFAULT_THRESHOLDS, derived_volume  # noqa: F401 (re-exported)
+from viewer.core.ai_results import DEFAULT_THRESHOLDS, derived_volume, same_scale  # noqa: F401 (re-exported)
 from viewer.core.errors import HounsfieldError
 from viewer.core.workspace import Applied
 
@@ -22,8 +22,12 @@ def apply_results(window, source_key: str, results: Results) -> Applied:
         raise HounsfieldError("The series the AI ran on was closed before the results came; run it again.")
     step = window.workspace.apply(results, series=source.open_series)
     for derived in step.derived:
-        state = session.show_open_series(derived, slots=[1], window=source.window)
-        state.set_window(*source.window)
+        # a denoised CT in the window the reader has the original in, so that the two compare; a
+        # synthetic CT from an MR in its own (the MR's window showed its bone alone)
+        shared = source.window if same_scale(source.volume, derived.volume) else None
+        state = session.show_open_series(derived, slots=[1], window=shared)
+        if shared is not None:
+            state.set_window(*shared)
     if step.derived:
         model.compare(source_key, step.derived_keys[0])
     return step
