@@ -165,3 +165,20 @@ def test_modality_applies_to_files_without_one_only(tmp_path):
     assert apply_modality(ct, "CT") is ct
     with pytest.raises(HounsfieldError, match="--modality is only for files without a modality"):
         apply_modality(ct, "MR")
+
+
+def test_a_plugin_that_takes_ct_or_mr_asks_about_a_file_without_a_modality_only():
+    """viewer.ai.modality: the viewer asks (CT or MR?) before lesion segmentation runs on a NIfTI MR, not
+    on a DICOM series nor for a plugin that takes any image; the answer gives the volume its modality."""
+    from tests.conftest import data_path
+    from viewer.ai.discovery import Registry
+    from viewer.ai.modality import assume_modality, modality_choices
+
+    seg = Registry().get("lesion-segmentation")
+    nii = viewer.load(data_path("flair-lesion", "FLAIR.nii.gz"))
+    assert modality_choices(nii, seg) == ("MR", "CT")
+    assert assume_modality(nii, "mr").modality == "MR" and modality_choices(nii, seg) == ()
+    ct = viewer.load(data_path("dicom-objects", "dcmqi-liver", "ct-3slice"))
+    assert modality_choices(ct, seg) == ()
+    with pytest.raises(HounsfieldError, match="says its own modality"):
+        assume_modality(ct, "MR")

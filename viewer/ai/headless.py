@@ -91,17 +91,14 @@ def parse_prompts(points: list[str], box: str | None):
 
 def apply_modality(volume, modality: str | None):
     """Give ``volume`` the ``--modality`` when its file had none; a DICOM series keeps its own."""
+    from viewer.ai.modality import assume_modality, is_dicom
+
     if not modality or volume.modality.upper() == modality:
         return volume
-    if volume.source.sop_instance_uids or volume.source.sop_class_uid:
+    if is_dicom(volume):
         raise HounsfieldError(f"The input is a DICOM {volume.modality} series; --modality is only for files "
                               "without a modality (NIfTI, NRRD, MHA).")
-    volume.modality = modality
-    if modality == "CT":
-        volume.units = volume.units or "HU"
-    elif volume.units == "HU":
-        volume.units = ""
-    return volume
+    return assume_modality(volume, modality)
 
 
 def parse_params(items: list[str]) -> dict[str, str]:

@@ -89,6 +89,14 @@ class AIController(QObject):
         if self.running:
             self.window.show_error("An AI run is in progress; wait for it or cancel it first.")
             return None
+        from viewer.ui.ai.modality import settle_modality
+
+        try:
+            if not settle_modality(self.window, state, self.host.get(plugin_id)):  # a NIfTI: CT or MR?
+                return None
+        except HounsfieldError as exc:
+            self.window.show_error(str(exc))
+            return None
         if self.force_cpu:
             device = "cpu"
         try:

@@ -149,9 +149,10 @@ class ClickSegmenter(QObject):
         """Load the plugin and the method's model in the worker before the first click, by a run on a
         small synthetic block of soft tissue; clicks made meanwhile wait for it."""
         method = method or self.method or self.default_method()
-        # on an MR series the plugin also loads what MR clicks use (lesion segmentation: its whole-tumour network)
+        # on an MR series the plugin also loads what MR clicks use (lesion segmentation: its whole-tumour network);
+        # as the plugin does, every series not marked CT (a NIfTI MR reads as "OT") counts as MR
         state = self.model.active_state
-        modality = "MR" if state is not None and state.volume.modality.upper() == "MR" else "CT"
+        modality = "MR" if state is not None and state.volume.modality.upper() != "CT" else "CT"
         if not method or f"{method}:{modality}" in self._warmed or self.run is not None or self.info() is None:
             return
         from viewer.core.volume import Volume
@@ -210,8 +211,14 @@ class ClickSegmenter(QObject):
         if state.loaded is not None:
             self._message("The series is still loading; click on the lesion when it has loaded.")
             return False
-        if self.info() is None:
+        info = self.info()
+        if info is None:
             self.window.show_error("Click to segment needs the lesion-segmentation plugin, which is not installed.")
+            return False
+        from viewer.ui.ai.modality import settle_modality
+
+        if not settle_modality(self.window, state, info):  # a NIfTI or NRRD: the reader says CT or MR
+            self._message(f"{info.name} needs to know whether the image is CT or MR; click again to say.")
             return False
         if self.key is not None and state.key != self.key:
             self.accept()  # another series: the mask so far is kept
