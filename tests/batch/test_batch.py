@@ -309,3 +309,23 @@ def test_the_command_runs_the_real_nodule_detector_on_real_ct(tmp_path, capsys):
         for d in detections:
             c = np.asarray(d["center_lps"], float)
             assert np.all(c >= lo - 1.0) and np.all(c <= hi + 1.0)
+
+
+def test_a_partial_copy_beside_its_series_leaves_each_part_loadable(tmp_path):
+    """A re-sent, partial copy of a series (the same SeriesInstanceUID, 8 of the real LIDC slab's 12
+    slices) in its own folder beside the whole series: the scan of the archive splits the two by their
+    repeated positions (":1", ":2"). Each part must load in its task as planned; the part whose files
+    all sat in one folder was given that folder alone, whose scan does not split, and failed with
+    'No image series with UID ...:2'."""
+    lidc = data_path("lung-nodule-ct", "lidc-idri-0002")
+    root = tmp_path / "archive"
+    shutil.copytree(lidc, root / "whole", ignore=shutil.ignore_patterns("*.xml", "ATTRIBUTION*"))
+    (root / "resent").mkdir()
+    for f in sorted((root / "whole").glob("*.dcm"))[:8]:
+        shutil.copy(f, root / "resent" / f.name)
+    items = folder_items(str(root))
+    assert sorted(i.series[-2:] for i in items) == [":1", ":2"]
+    depths = sorted(viewer.load(i.path, series=i.series).shape[0] for i in items)  # as task.load_item does
+    assert depths == [8, 12]
+    assert all(" )" not in i.label for i in items)  # no description: no blank before the bracket
+

@@ -104,9 +104,12 @@ def dicom_items(path: str, *, exclude: str | None = None) -> list[Item]:
         if exclude and _inside(folder, exclude):
             continue
         study = s.first.study_uid or f"no-study:{folder}"
-        label = f"{folder} (series {s.number if s.number is not None else '?'} {shown(s.description, 40)})".strip()
-        items.append(Item(f"{study_hash(study)}/{safe_part(s.id)}", "dicom", folder, s.id, s.first.study_uid,
-                          label))
+        name = f"series {s.number if s.number is not None else '?'} {shown(s.description, 40)}".strip()
+        # a part of a split series (uid:N) is a part only among the files scanned here: its own folder,
+        # scanned alone in the task, may not split the same way (a partial copy beside the whole series)
+        where = folder if s.id == s.uid else os.path.abspath(path)
+        items.append(Item(f"{study_hash(study)}/{safe_part(s.id)}", "dicom", where, s.id, s.first.study_uid,
+                          f"{folder} ({name})"))
     return items
 
 
