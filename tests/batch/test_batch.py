@@ -329,3 +329,32 @@ def test_a_partial_copy_beside_its_series_leaves_each_part_loadable(tmp_path):
     assert depths == [8, 12]
     assert all(" )" not in i.label for i in items)  # no description: no blank before the bracket
 
+
+def test_a_series_loaded_with_gaps_says_so_in_its_results(tmp_path, capsys):
+    """Run on a series that arrived half (8 of the real LIDC slab's 12 slices, one of them cut short):
+    the detector runs on 7 slices and a blank one, and the results said nothing of it (the summary row
+    'ok', results.json silent), so the reader of the results could not tell. The load's warnings are now
+    in results.json, in the summary's 'warnings' column and, for 'hounsfield run', on stderr."""
+    from viewer.cli import main
+
+    lidc = data_path("lung-nodule-ct", "lidc-idri-0002")
+    half = tmp_path / "archive" / "half"
+    half.mkdir(parents=True)
+    for f in sorted(lidc.glob("*.dcm"))[:8]:
+        shutil.copy(f, half / f.name)
+    cut = sorted(half.glob("*.dcm"))[4]
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+    out = tmp_path / "out"
+    assert main(["batch", "lung-nodules", str(tmp_path / "archive"), "--out", str(out), "--workers", "1",
+                 "--dashboard", "none"]) == 0
+    (row,) = rows(out)
+    assert row["status"] == "ok"
+    assert cut.name in row["warnings"] and "1 slice(s) missing" in row["warnings"]
+    (manifest,) = out.glob("*/*/results.json")
+    warned = json.loads(manifest.read_text())["input"]["warnings"]
+    assert len(warned) == 2 and any("left blank" in w for w in warned)
+    capsys.readouterr()
+    assert main(["run", "lung-nodules", str(half), "--out", str(tmp_path / "run")]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: 1 file(s) could not be read and were left out: {cut.name}" in err
+    assert "warning: 1 slice(s) missing" in err

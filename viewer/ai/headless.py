@@ -201,6 +201,8 @@ def run_command(args: argparse.Namespace) -> int:
     finally:
         host.shutdown()
     files = write_results(results, volume, args.out, info)
+    for w in volume.warnings:  # what the load left out or filled in: the results stand on this input
+        print(f"warning: {w}", file=sys.stderr)
     for note in results.notes:
         print(f"note: {note}", file=sys.stderr)
     prov = results.provenance

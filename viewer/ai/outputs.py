@@ -114,7 +114,8 @@ def _write_all(results: Results, source: Volume, out: Path, info: PluginInfo) ->
         "notes": results.notes,
         "results": entries,
         "input": {"shape_kji": list(source.shape), "spacing_mm": [float(s) for s in source.spacing],
-                  "modality": source.modality, "series_instance_uid": source.source.series_instance_uid},
+                  "modality": source.modality, "series_instance_uid": source.source.series_instance_uid,
+                  "warnings": list(source.warnings)},  # files left out, slices left blank: what the run stood on
     }
     path = out / "results.json"
     path.write_text(json.dumps(manifest, indent=2, default=str))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 COLUMNS = ("series", "study", "series_uid", "source", "plugin", "version", "status", "seconds", "load_seconds",
            "run_seconds", "write_seconds", "device", "detections", "label_volume_ml", "images", "files", "sent",
-           "worker", "attempts", "error",
+           "worker", "attempts", "error", "warnings",
            "finished")
 
 

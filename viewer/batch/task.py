@@ -165,7 +165,8 @@ def base_row(item, job: Job) -> dict:
             "plugin": job.info.id, "version": job.info.version, "status": "failed", "seconds": "",
             "load_seconds": "", "run_seconds": "", "write_seconds": "", "device": "", "detections": "",
             "label_volume_ml": "", "images": "", "files": "",
-            "worker": f"{socket.gethostname()}:{os.getpid()}", "attempts": 1, "error": "", "finished": ""}
+            "worker": f"{socket.gethostname()}:{os.getpid()}", "attempts": 1, "error": "", "warnings": "",
+            "finished": ""}
 
 
 def key_outputs(results) -> dict:
@@ -253,7 +254,7 @@ def _process(item, job: Job) -> dict:
         t_write = time.perf_counter()
         parent.mkdir(parents=True, exist_ok=True)
         files = write_results(results, volume, tmp, job.info)
-        row.update(key_outputs(results))
+        row.update(key_outputs(results), warnings=" ".join(" ".join(w.split()) for w in volume.warnings))
         row.update(status="ok", files=len(files) + 1, write_seconds=round(time.perf_counter() - t_write, 3),
                    seconds=round(time.perf_counter() - t0, 3), finished=_now())
         done = {"row": row, "signature": job.signature(), "notes": list(results.notes),
