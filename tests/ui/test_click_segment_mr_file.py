@@ -89,6 +89,8 @@ def test_a_click_on_an_mr_file_without_a_modality_asks_ct_or_mr_once(mr_window, 
     dice = 2 * (mask & small).sum() / (mask.sum() + small.sum())
     assert dice > 0.6 and mask[k, j, i], dice
     assert "whole-tumour" in clicker.segment.algorithm_name  # MR: the whole-tumour network drew it
+    # the status line says so beside the volume and what to do next (the plugin's note used to replace it)
+    assert "after 1 click (network whole-tumour" in clicker.last_message and "Enter keeps it" in clicker.last_message
 
     again = Answer("MR")  # a positive click beside the first: no question this time
     again.arm(tries=40)

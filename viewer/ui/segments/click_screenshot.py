@@ -3,6 +3,7 @@ docs/screenshot-click-segment.png (three planes, 3D, the measurements panel).
 
     xvfb-run -a -s "-screen 0 1920x1080x24" python -m viewer.ui.segments.click_screenshot CHEST_CT_DIR \
         --out docs/screenshot-click-segment.png [--voxel 168,252,77] [--method geodesic]
+    ... brats-0005/Flair_subtrMeanDivStd.nii.gz --modality MR --preset "" --voxel 88,171,100 --preset3d "MR default"
 
 The click is a real mouse event in the axial view at ``--voxel`` (i, j, k); the tool runs the
 lesion-segmentation plugin in the AI worker as it does for a reader.
@@ -32,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--preset3d", default="CT lung")
     p.add_argument("--opacity3d", type=float, default=0.3, help="the 3D preset's opacity scale")
     p.add_argument("--zoom3d", type=float, default=2.0)
+    p.add_argument("--modality", choices=("CT", "MR"), help="what a file without a modality is (NIfTI, NRRD): "
+                                                            "the answer the viewer would ask the reader for")
+    p.add_argument("--preset", default="2", help="number key of the 2D window preset (2: lung)")
     args = p.parse_args(argv)
     from PySide6.QtCore import Qt
     from PySide6.QtTest import QTest
@@ -39,8 +43,13 @@ def main(argv: list[str] | None = None) -> int:
     app, window = open_window(args.path, args.size, "2x2")
     if window is None:
         return 1
-    window.cmd_preset("2")  # lung
     state = window.model.active_state
+    if args.modality:
+        from viewer.ai.modality import assume_modality
+
+        assume_modality(state.volume, args.modality)
+    if args.preset:
+        window.cmd_preset(args.preset)
     centre = state.volume.index_to_lps([float(x) for x in args.voxel.split(",")])
     window.model.set_point(state.key, centre)
     window.model.set_crosshair_visible(False)
@@ -99,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     shot.save(args.out)
     c = clicker.timings[-1]
     print(f"saved {args.out} ({shot.width()}x{shot.height()}); {s.name} {seg.volume_ml(s):.2f} mL, "
-          f"{s.algorithm_name}, click {c.seconds:.2f} s (plugin {c.plugin_seconds:.2f} s); {row.summary('HU')}")
+          f"{s.algorithm_name}, click {c.seconds:.2f} s (plugin {c.plugin_seconds:.2f} s); "
+          f"{row.summary(state.volume.units)}")
     for ed in state.open_series.segmentations:
         ed.close(discard=True)
     window.close()

@@ -429,10 +429,12 @@ class ClickSegmenter(QObject):
         ml = self._volume_ml()
         log.info("click to segment: click %d (%s) in %.2f s (run %.2f s, plugin %.2f s)", n, run.method,
                  click.seconds, click.run_seconds, click.plugin_seconds)
-        self._message(f"{PROPOSED}: {ml:.2f} mL after {n} click{'s' if n > 1 else ''} ({run.method}, "
-                      f"{click.seconds:.2f} s); Enter keeps it, Ctrl+Z steps back one click.")
-        for note in handle.notes[:1]:
-            self._message(note)
+        # which network drew it goes into the line itself; another note of the plugin's (a click it
+        # ignored) leads the line rather than replacing it (it hid the volume and what to do next)
+        drew = f"{run.method} {drawn_by}" if drawn_by else run.method
+        notes = [x for x in handle.notes if "drawn by" not in x][:1]
+        self._message(" ".join([*notes, f"{PROPOSED}: {ml:.2f} mL after {n} click{'s' if n > 1 else ''} ({drew}, "
+                                         f"{click.seconds:.2f} s); Enter keeps it, Ctrl+Z steps back one click."]))
 
     # undo, accept, discard ----------------------------------------------------------------------
     def undo(self) -> bool:
