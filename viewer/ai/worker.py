@@ -304,7 +304,10 @@ def worker_main(conn, cancel_event, config: dict) -> None:
                 torch.set_num_threads(int(threads))
             torch_ready = True
         if kind == "run":
-            _run(conn, cancel_event, msg[1], msg[2])
+            try:
+                _run(conn, cancel_event, msg[1], msg[2])
+            except (BrokenPipeError, ConnectionResetError, EOFError):
+                break  # whoever asked has gone (its process stopped mid-run): no one to answer, no traceback
         elif kind == "devices":
             conn.send(("devices", devices.available()))
         elif kind == "ping":

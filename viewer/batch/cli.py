@@ -13,6 +13,7 @@ DIR/summary.csv), 2 for bad input.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
@@ -103,17 +104,30 @@ def batch_command(args: argparse.Namespace) -> int:
         report = run_batch(info, items, args.out, None, params=params, send=send, local=local)
         return _report(report)
     dashboard = None if args.dashboard.lower() in ("none", "off", "") else args.dashboard
-    with open_cluster(args.scheduler, workers=args.workers, threads=args.threads, gpus=args.gpus,
-                      dashboard=dashboard) as cluster:
-        where = "local cluster" if cluster.local else f"cluster at {args.scheduler}"
-        gpus = f", one per GPU ({cluster.gpus})" if cluster.gpus else ""
-        each = f", {cluster.threads} model thread{'s' if cluster.threads != 1 else ''} each" if cluster.threads else ""
-        print(f"{where}: {cluster.workers} workers{gpus}{each}", file=sys.stderr)
-        if cluster.dashboard:
-            print(f"Dask dashboard: {cluster.dashboard}", file=sys.stderr)
-        report = run_batch(info, items, args.out, cluster.client, params=params, retries=args.retries,
-                           device=args.device, threads=cluster.threads, workers_by_host=cluster.workers_by_host,
-                           workers=cluster.workers, send=send, local=local)
+    try:
+        with open_cluster(args.scheduler, workers=args.workers, threads=args.threads, gpus=args.gpus,
+                          dashboard=dashboard) as cluster:
+            where = "local cluster" if cluster.local else f"cluster at {args.scheduler}"
+            gpus = f", one per GPU ({cluster.gpus})" if cluster.gpus else ""
+            each = f", {cluster.threads} model thread{'s' if cluster.threads != 1 else ''} each" if cluster.threads else ""
+            print(f"{where}: {cluster.workers} workers{gpus}{each}", file=sys.stderr)
+            if cluster.dashboard:
+                print(f"Dask dashboard: {cluster.dashboard}", file=sys.stderr)
+            try:
+                report = run_batch(info, items, args.out, cluster.client, params=params, retries=args.retries,
+                                   device=args.device, threads=cluster.threads,
+                                   workers_by_host=cluster.workers_by_host, workers=cluster.workers, send=send,
+                                   local=local)
+            except KeyboardInterrupt:
+                # the scheduler's complaints about the workers Ctrl-C stopped ("lose scattered data") are
+                # no news to the reader: the sentence below says what stopped and what is kept
+                logging.getLogger("distributed").setLevel(logging.CRITICAL)
+                raise
+    except KeyboardInterrupt:
+        kept = len(items) - len(pending(info, items, args.out, params=params, send=send))
+        print(f"hounsfield: the batch was interrupted; {kept} of {len(items)} series have their results in "
+              f"{args.out} (summary.csv); run the same command again to do the rest.", file=sys.stderr)
+        return 130
     return _report(report)
 
 
