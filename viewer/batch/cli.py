@@ -109,7 +109,8 @@ def batch_command(args: argparse.Namespace) -> int:
                           dashboard=dashboard) as cluster:
             where = "local cluster" if cluster.local else f"cluster at {args.scheduler}"
             gpus = f", one per GPU ({cluster.gpus})" if cluster.gpus else ""
-            each = f", {cluster.threads} model thread{'s' if cluster.threads != 1 else ''} each" if cluster.threads else ""
+            plural = "s" if cluster.threads != 1 else ""
+            each = f", {cluster.threads} model thread{plural} each" if cluster.threads else ""
             print(f"{where}: {cluster.workers} workers{gpus}{each}", file=sys.stderr)
             if cluster.dashboard:
                 print(f"Dask dashboard: {cluster.dashboard}", file=sys.stderr)
