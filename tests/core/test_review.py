@@ -142,6 +142,40 @@ def test_the_ai_original_survives_a_restart_beside_the_journal(tmp_path, applied
     ws2.close()
 
 
+
+def test_detections_as_reviewed_survive_a_quit_and_a_restore(tmp_path, applied, ct):
+    """Quit without exporting (a segment edited, one detection rejected, one moved) and restore the
+    segmentation from its journal next time: the run came back in the AI results panel with no
+    detections at all, so the decisions were lost and the figures read '0 proposed'. They come back
+    as reviewed."""
+    from viewer.core.review import review_applied
+
+    ws, s, results, step = applied
+    ai = step.segmentations[0]
+    voxel = np.argwhere(results.label_maps[0].array)[0][::-1]
+    assert ai.brush(ct.index_to_lps(voxel), 4.0, segment="Bone", erase=True)
+    first, second = step.marker_sets[0].markers[:2]
+    first.status = "rejected"
+    second.center, second.edited = second.center + [5.0, 0.0, 0.0], True
+    before = review_applied(step).detections
+    assert (before.proposed, before.rejected, before.moved) == (2, 1, 1)
+    ws.close()
+
+    ws2 = viewer.Workspace()
+    s2 = ws2.add(ct)
+    (rec,) = s2.recoverable()
+    s2.restore(rec)
+    (back,) = ws2.results
+    (ms,) = back.marker_sets
+    assert [m.status for m in ms.markers] == ["rejected", "pending"]
+    assert np.allclose(ms.markers[1].center, second.center) and ms.markers[1].proposed is not None
+    assert any(o is ms for o in s2.overlays)  # on the series, drawn and reviewable again
+    after = review_applied(back).detections
+    assert (after.proposed, after.rejected, after.moved) == (2, 1, 1)
+    assert after.moved_mm == [pytest.approx(5.0)]
+    ws2.close()
+
+
 def test_exports_say_who_made_each_finding_and_what_a_person_changed(tmp_path, applied, ct):
     import csv
     import json

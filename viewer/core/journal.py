@@ -432,6 +432,7 @@ def recoverable_in(folder: str) -> list[Recoverable]:
 
 
 def discard(path: str) -> None:
-    for p in (path, path + ".original.npz"):  # and the AI original kept beside it (viewer.core.review)
+    # and the AI original and the reviewed detections kept beside it (viewer.core.review)
+    for p in (path, path + ".original.npz", path + ".detections.json"):
         if os.path.exists(p):
             os.remove(p)

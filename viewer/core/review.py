@@ -18,6 +18,7 @@ edited by a person: the exports and the audit log (``viewer.core.audit``) read t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -418,10 +419,49 @@ def load_provenance(journal_path: str) -> dict:
 
 
 def discard_original(journal_path: str) -> None:
+    for path in (original_path(journal_path), detections_path(journal_path)):
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+
+
+DETECTIONS_SUFFIX = ".detections.json"
+
+
+def detections_path(journal_path: str) -> str:
+    return str(journal_path) + DETECTIONS_SUFFIX
+
+
+def save_detections(editable) -> None:
+    """The detections of ``editable``'s AI run as reviewed (status, moves, resizes, added), beside its
+    journal when the series closes, so that restoring the journal brings the decisions back with the
+    run (beside each of the run's segmentations: whichever is restored; ``Workspace.reopened`` shows
+    them once)."""
+    step = applied_of(editable)
+    if editable.journal is None or step is None or not step.marker_sets:
+        return
+    path = detections_path(editable.journal.path)
+    sets = [{"name": ms.name, "provenance": ms.provenance, "markers": [_marker_dict(m) for m in ms.markers]}
+            for ms in step.marker_sets]
+    tmp = f"{path}.{os.getpid()}.tmp"
     try:
-        os.remove(original_path(journal_path))
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(sets, f, default=str)
+        os.replace(tmp, path)
     except OSError:
-        pass
+        log.warning("the reviewed detections could not be kept beside the journal", exc_info=True)
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+
+
+def load_detections(journal_path: str) -> list:
+    try:
+        with open(detections_path(journal_path), encoding="utf-8") as f:
+            found = json.load(f)
+    except (OSError, ValueError):
+        return []
+    return found if isinstance(found, list) else []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -639,7 +679,11 @@ def reopened_result(series, editable):
     note = f"Reopened from {where}: the AI original was kept on this computer, so the figures go on."
     step = Applied(series, Converted(title_of(prov) or "AI result", None, notes=[note], provenance=prov),
                    overlays=[editable])
-    for d in kept.detections if kept is not None else []:
+    if kept is not None:
+        sets = kept.detections
+    else:  # restored from its journal: the detections as reviewed when its series closed
+        sets = load_detections(editable.journal.path) if editable.journal is not None else []
+    for d in sets:
         step.overlays.append(MarkerSet(str(d.get("name", "Detections")), [_marker(m) for m in d.get("markers", [])],
                                        provenance=str(d.get("provenance", ""))))
     step.audit_key = (kept.audit_key if kept is not None else "") or run_key(prov, _series_key(series))

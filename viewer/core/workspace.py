@@ -198,6 +198,10 @@ class EditableSegmentation:
 
     def close(self, discard: bool = False) -> None:
         if self.journal is not None:
+            if not discard and self.original is not None:
+                from viewer.core.review import save_detections  # the run's decisions come back with it
+
+                save_detections(self)
             self.journal.close(discard=discard)
             if discard:
                 from viewer.core.review import discard_original
@@ -643,6 +647,9 @@ class Workspace:
         from viewer.core.review import reopened_result
 
         step = reopened_result(series, ed)
+        if any(r.applied and getattr(r, "audit_key", None) == step.audit_key and r.marker_sets for r in self._reopened):
+            # a second segmentation of the same run restored: its detections are on the series already
+            step.overlays = [o for o in step.overlays if o not in step.marker_sets]
         for ms in step.marker_sets:
             series.add_overlay(ms)
         self._reopened.append(step)
