@@ -70,6 +70,30 @@ def test_oblique_volume_sits_in_lps_and_sheared_gets_a_user_matrix():
         assert np.allclose(placed, sheared.index_to_lps(ijk), atol=1e-6)
 
 
+def test_left_handed_volume_is_drawn_right_handed_and_placed_by_the_actor_matrix():
+    """A direction matrix with determinant -1 (NRRD / NIfTI rows running anterior) made VTK's ray
+    caster draw the wrong box faces (only the end slices showed): the image it draws is
+    right-handed and the reflection is in the actor's matrix, which still places every voxel."""
+    aff = affine_from((0.8, 0.8, 6.5), (-12, 15, -30), np.diag([1.0, -1.0, 1.0]))
+    vol = make_volume(affine=aff)
+    vv = VtkVolume(vol)
+    vr = VolumeRenderer(vv)
+    img = vv.patient_image
+    direction = np.array([img.GetDirectionMatrix().GetElement(r, c) for r in range(3) for c in range(3)])
+    assert np.linalg.det(direction.reshape(3, 3)) > 0 and vv.shares_memory()
+    assert vr.actor.GetUserMatrix() is not None
+    m = vr.actor.GetMatrix()
+    for ijk in ([0, 0, 0], [29, 19, 11], [3, 17, 8]):
+        out = [0.0, 0.0, 0.0]
+        img.TransformContinuousIndexToPhysicalPoint(*map(float, ijk), out)
+        world = np.array([*out, 1.0])
+        placed = np.array([sum(m.GetElement(r, c) * world[c] for c in range(4)) for r in range(3)])
+        assert np.allclose(placed, vol.index_to_lps(ijk), atol=1e-6)
+    # a right-handed volume keeps its direction and needs no matrix
+    vv = VtkVolume(make_volume(affine=affine_from((0.8, 0.8, 6.5), (0, 0, 0), np.diag([1.0, -1.0, -1.0]))))
+    assert VolumeRenderer(vv).actor.GetUserMatrix() is None
+
+
 def test_modes_and_quality_levels():
     vr = VolumeRenderer(VtkVolume(make_volume()))
     for mode, blend in (("mip", 1), ("minip", 2), ("composite", 0)):

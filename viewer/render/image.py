@@ -7,7 +7,13 @@ Two vtkImageData wrap the same vtkDataArray, itself a view of ``volume.array``:
   exact for any affine, gantry-tilt shear included.
 - ``patient_image``: origin, spacing and direction from the affine, so that VTK coordinates are
   LPS mm (for 3D rendering).  A sheared affine has no such form; its direction is then the
-  orthonormalised in-plane frame and the image is only approximately placed.
+  orthonormalised in-plane frame and the image is only approximately placed.  Its direction is
+  always right-handed (slice axis = row x column): VTK's GPU ray caster draws a volume whose
+  direction matrix is a reflection (determinant -1, e.g. NRRD / NIfTI files stored with the rows
+  running anterior, such as brain-tumor-mr's) with the wrong box faces, so each ray only grazes
+  the first and last slices and the 3D view shows two faint rings instead of the head.  The 3D
+  mappers put the rest of the affine (shear, reflection) into the actor's user matrix
+  (``viewer.render.volume.residual_matrix``), which places every voxel exactly.
 
 While a series loads, decoded slices land in the shared buffer; ``modified()`` tells VTK.
 """
@@ -47,7 +53,7 @@ class VtkVolume:
         self.patient_image.GetPointData().SetScalars(self.scalars)
         spacing = volume.spacing
         direction = volume.direction
-        if is_sheared(volume.affine):
+        if is_sheared(volume.affine) or np.linalg.det(direction) < 0:
             i = direction[:, 0]
             j = direction[:, 1] - (direction[:, 1] @ i) * i
             j /= np.linalg.norm(j)

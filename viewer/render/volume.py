@@ -4,7 +4,8 @@ and MinIP, level of detail, clipping box.
 The mapper reads ``VtkVolume.patient_image``: the volume's own buffer (no copy on the CPU side;
 the GPU holds its texture) with origin, spacing and direction from the affine, so VTK's world
 coordinates are LPS mm like the 2D planes'.  A sheared (gantry-tilt) affine has no direction-matrix
-form: the residual shear goes into the vtkVolume's user matrix, which places it exactly.
+form, and a left-handed one (a reflection) is drawn wrongly by the ray caster (``VtkVolume``): the
+residual shear or reflection goes into the vtkVolume's user matrix, which places it exactly.
 
 Quality levels (sample distances in multiples of the finest voxel spacing; image sample distance
 in pixels): "interactive" while the camera moves, "refined" when it stops, "full" for stills.
@@ -50,7 +51,7 @@ QUALITY = {
 
 def residual_matrix(vtk_volume: VtkVolume) -> np.ndarray:
     """4x4 taking the patient image's (origin, spacing, direction) placement to the exact affine:
-    identity unless the affine is sheared."""
+    identity unless the affine is sheared or left-handed."""
     img = vtk_volume.patient_image
     placed = np.eye(4)
     direction = np.array([img.GetDirectionMatrix().GetElement(r, c) for r in range(3) for c in range(3)])
