@@ -16,7 +16,7 @@ from viewer.render.image import VtkVolume
 from viewer.render.slice import SlicePipeline
 from viewer.render.surfaces import detection_markers, label_surfaces
 from viewer.render.transfer import TransferEdit, fill_preset, presets_for_modality
-from viewer.render.volume import VolumeRenderer, projection_pick, residual_matrix
+from viewer.render.volume import VolumeRenderer, opacity_pick, projection_pick, residual_matrix
 from viewer.ui.resources import volume_presets
 
 
@@ -92,6 +92,28 @@ def test_left_handed_volume_is_drawn_right_handed_and_placed_by_the_actor_matrix
     # a right-handed volume keeps its direction and needs no matrix
     vv = VtkVolume(make_volume(affine=affine_from((0.8, 0.8, 6.5), (0, 0, 0), np.diag([1.0, -1.0, -1.0]))))
     assert VolumeRenderer(vv).actor.GetUserMatrix() is None
+
+
+def test_opacity_pick_stops_on_the_first_opaque_voxel_of_an_oblique_volume():
+    """The stand-in for vtkVolumePicker (which misses images with a direction matrix): a ray into a
+    bright ball in an oblique, left-handed volume stops on the ball's near surface."""
+    rot = rotation_about([0.3, 0.2, 1.0], np.radians(25)) @ np.diag([1.0, -1.0, 1.0])
+    vol = make_volume(shape=(40, 40, 40), affine=affine_from((1.0, 1.0, 1.5), (-20, 20, -30), rot))
+    nk, nj, ni = vol.shape
+    k, j, i = np.mgrid[:nk, :nj, :ni]
+    ijk = np.stack([i, j, k], axis=-1).reshape(-1, 3)
+    centre = vol.index_to_lps([[19.5, 19.5, 19.5]])[0]
+    inside = np.linalg.norm(vol.index_to_lps(ijk) - centre, axis=1) < 12.0
+    vol.array[...] = np.where(inside.reshape(vol.shape), 800, 0).astype(np.int16)
+    vr = VolumeRenderer(VtkVolume(vol))
+    assert not vr.vtk_picks()
+    vr.set_window(400.0, 800.0)
+    vr.set_preset(presets_for_modality(list(volume_presets()), "MR")[0])
+    near, far = centre + [0, -200, 0], centre + [0, 200, 0]
+    p = opacity_pick(vol, near, far, vr.property.GetScalarOpacity(0))
+    assert p is not None and abs(np.linalg.norm(p - centre) - 12.0) < 2.0 and p[1] < centre[1]
+    assert opacity_pick(vol, near + [60, 0, 0], far + [60, 0, 0], vr.property.GetScalarOpacity(0)) is None
+    assert VolumeRenderer(VtkVolume(make_volume())).vtk_picks()
 
 
 def test_modes_and_quality_levels():

@@ -67,3 +67,23 @@ def test_the_head_fills_the_3d_view(view, quality):
     assert middle.mean() > 0.4
 
 
+
+
+def test_a_click_on_the_head_in_3d_lands_on_its_anterior_surface(view, mr_window):
+    """vtkVolumePicker misses every voxel of an image whose direction is not the identity: a click on
+    the head found nothing and the 2D crosshair stayed put."""
+    view.standard_view("anterior")
+    img = view.capture_still("interactive")
+    state = mr_window.model.state(3)
+    h, w = img.shape[:2]
+    row = int(h * 0.35)  # the forehead (image rows from the top; VTK's display y from the bottom)
+    assert body(img)[row, w // 2]
+    before = state.point.copy()
+    assert view.pick_to_crosshair(w / 2, h - 1 - row)
+    p = state.point
+    assert not np.allclose(p, before)
+    vol = state.volume
+    centre = vol.index_to_lps([(s - 1) / 2 for s in vol.shape[::-1]])
+    assert p[1] < centre[1] - 60  # on the front of the head (LPS: +y posterior), not inside or behind it
+    value, _ = state.value_at(p)
+    assert value > 900  # on the scalp (the preset's opacity passes 0.1 near the window's centre, 994)

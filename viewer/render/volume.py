@@ -164,6 +164,13 @@ class VolumeRenderer:
     def bounds(self) -> tuple:
         return tuple(self.actor.GetBounds())
 
+    def vtk_picks(self) -> bool:
+        """Whether vtkVolumePicker finds this volume: it misses every voxel of an image whose
+        direction is not the identity (an oblique NIfTI, a file with rows running anterior);
+        ``opacity_pick`` stands in for it there."""
+        m = self.vtk_volume.patient_image.GetDirectionMatrix()
+        return all(abs(m.GetElement(r, c) - (r == c)) < 1e-9 for r in range(3) for c in range(3))
+
     def modified(self) -> None:
         """The voxels changed (a load filled slices): upload the texture again on the next render."""
         self.vtk_volume.patient_image.Modified()
@@ -200,3 +207,31 @@ def projection_pick(volume, near, far, mode: str, clip_bounds=None, step: float 
     values = volume.array[idx[:, 2], idx[:, 1], idx[:, 0]]
     best = int(np.argmax(values) if mode == "mip" else np.argmin(values))
     return points[best]
+
+
+def opacity_pick(volume, near, far, opacity, clip_bounds=None, isovalue: float = 0.1,
+                 step: float | None = None):
+    """The LPS point a composite ray from ``near`` to ``far`` stops at, as ``make_picker``'s: the
+    first voxel along it (inside the volume and the clip box) whose opacity (``opacity``: the
+    vtkPiecewiseFunction over stored values) is above ``isovalue``; None if it misses."""
+    nodes = [[0.0] * 4 for _ in range(opacity.GetSize())]
+    for n, node in enumerate(nodes):
+        opacity.GetNodeValue(n, node)
+    if not nodes:
+        return None
+    xs, alphas = np.array([n[0] for n in nodes]), np.array([n[1] for n in nodes])
+    near, far = np.asarray(near, dtype=np.float64), np.asarray(far, dtype=np.float64)
+    step = step or float(volume.spacing.min()) / 2
+    length = float(np.linalg.norm(far - near))
+    t = np.arange(0.0, length, step) / max(length, 1e-9)
+    points = near + t[:, None] * (far - near)
+    if clip_bounds is not None:
+        b = np.asarray(clip_bounds).reshape(3, 2)
+        points = points[np.all((points >= b[:, 0]) & (points <= b[:, 1]), axis=1)]
+    idx = np.round(volume.lps_to_index(points)).astype(int)
+    nk, nj, ni = volume.shape
+    inside = np.all((idx >= 0) & (idx < [ni, nj, nk]), axis=1)
+    points, idx = points[inside], idx[inside]
+    values = volume.array[idx[:, 2], idx[:, 1], idx[:, 0]].astype(np.float64)
+    hit = np.nonzero(np.interp(values, xs, alphas) > isovalue)[0]
+    return points[hit[0]] if len(hit) else None

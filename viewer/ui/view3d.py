@@ -24,7 +24,7 @@ from viewer.core.viewstate import SeriesState, ViewerModel
 from viewer.render.overlays import text_actor
 from viewer.render.scene3d import content_corners, orientation_cube, set_standard_view
 from viewer.render.transfer import TransferEdit, presets_for_modality
-from viewer.render.volume import VolumeRenderer, make_picker, projection_pick
+from viewer.render.volume import VolumeRenderer, make_picker, opacity_pick, projection_pick
 from viewer.ui.resources import volume_presets
 from viewer.ui.view3d_layers import LayerSync
 from viewer.ui.view3d_toolbar import MODE_NAMES, View3DToolbar
@@ -307,6 +307,10 @@ class View3D(VtkWidget):
         if self.volume.mode != "composite":
             near, far = self._ray(x, y)
             return projection_pick(self.state.volume, near, far, self.volume.mode, self.volume.clip_bounds)
+        if not self.volume.vtk_picks():
+            near, far = self._ray(x, y)
+            return opacity_pick(self.state.volume, near, far, self.volume.property.GetScalarOpacity(0),
+                                self.volume.clip_bounds)
         self.before_render()
         if self.picker.Pick(x, y, 0.0, self.renderer) and self.picker.GetProp3D() is not None:
             return np.array(self.picker.GetPickPosition())
