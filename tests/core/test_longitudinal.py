@@ -294,3 +294,30 @@ def test_fit_reads_no_change_on_the_unchanged_prior(followup):
     same = fit_to_image(Registration(uid, uid, "identity", sitk.Euler3DTransform()), base, mask_b, base, mask_b)
     assert same.sum() == pytest.approx(mask_b.sum(), rel=0.01)
     assert 2 * (same & mask_b).sum() / (same.sum() + mask_b.sum()) > 0.95
+
+
+def test_a_caliper_off_the_axial_plane_is_named_in_the_response(followup):
+    """The GUI walk measured the tumour with a bidirectional on the prior's axial view and on the
+    follow-up's coronal view (the 1 x 3 layout's second view): the table summed 23.2 -> 29.0 mm and
+    suggested PD without a word that one diameter was coronal, where RECIST 1.1 measures axially.
+    The response's notes now name it; an axial pair adds no such note."""
+    from viewer.core.registration import register
+
+    fu = followup
+    ws = Workspace()
+    base, follow = ws.open(str(fu.baseline_dir)), ws.open(str(fu.followup_dir))
+    reg = register(follow.volume, base.volume, "rigid")
+    cb, cf = fu.tumour_centre_baseline, fu.tumour_centre_followup
+    base.measure("bidirectional", cb - [11.6, 0, 0], cb + [11.6, 0, 0], cb - [0, 5.8, 0], cb + [0, 5.8, 0])
+    on = follow.measure("bidirectional", cf - [14.5, 0, 0], cf + [14.5, 0, 0], cf - [0, 0, 7.3],
+                        cf + [0, 0, 7.3], normal=(0.0, 1.0, 0.0))
+    cmp = Comparison(base, follow, reg)
+    (row,) = cmp.update()
+    assert row.status == "followed" and row.target
+    notes = " ".join(cmp.response().notes)
+    assert "Bidirectional on the current study was drawn in the coronal plane" in notes
+    follow.remove_overlay(on)
+    follow.measure("bidirectional", cf - [14.5, 0, 0], cf + [14.5, 0, 0], cf - [0, 7.3, 0], cf + [0, 7.3, 0])
+    cmp = Comparison(base, follow, reg)
+    cmp.update()
+    assert "plane" not in " ".join(cmp.response().notes)

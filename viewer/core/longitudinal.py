@@ -322,6 +322,7 @@ class Observation:
     volume_ml: float | None = None
     long_points: np.ndarray | None = None
     short_points: np.ndarray | None = None
+    plane: str = ""  # a caliper drawn off the axial plane: "coronal", "sagittal" or "oblique"
 
     @property
     def present(self) -> bool:
@@ -492,18 +493,29 @@ def sub_volume_values(volume: Volume, box) -> Volume:
     return Volume(volume.array[box], geo.affine, volume.modality, volume.units, volume.rescale, volume.source)
 
 
+def caliper_plane(normal) -> str:
+    """"" for a caliper drawn in the axial plane (within 10 degrees), else "coronal", "sagittal" or
+    "oblique": RECIST 1.1 measures CT lesions axially, so the response says when one was not."""
+    n = np.abs(np.asarray(normal, np.float64))
+    n = n / (np.linalg.norm(n) or 1.0)
+    near = math.cos(math.radians(10.0))
+    return "" if n[2] >= near else "coronal" if n[1] >= near else "sagittal" if n[0] >= near else "oblique"
+
+
 def observe_measurements(measurements: list[Measurement]) -> list[Observation]:
     """Length and bidirectional measurements as caliper observations (no volume)."""
     out = []
     for m in measurements:
+        plane = caliper_plane(m.normal)
         if m.kind == "length":
             out.append(Observation(("measurement", m.uid), m.title, m.points.mean(0), float(m.values.get(
-                "length_mm", np.linalg.norm(m.points[1] - m.points[0]))), 0.0, None, m.points[:2].copy()))
+                "length_mm", np.linalg.norm(m.points[1] - m.points[0]))), 0.0, None, m.points[:2].copy(),
+                plane=plane))
         elif m.kind == "bidirectional":
             long = float(np.linalg.norm(m.points[1] - m.points[0]))
             short = float(np.linalg.norm(m.points[3] - m.points[2]))
             out.append(Observation(("measurement", m.uid), m.title, m.points.mean(0), long, short, None,
-                                   m.points[:2].copy(), m.points[2:].copy()))
+                                   m.points[:2].copy(), m.points[2:].copy(), plane=plane))
     return out
 
 
@@ -747,6 +759,11 @@ class Comparison:
         r.targets = names
         if any(not c.track.organ for c in targets):
             r.notes.append("organs not named: the 2-per-organ limit counts each such lesion as its own organ")
+        for c in targets:
+            for when, o in (("prior", c.prior), ("current", c.current)):
+                if o is not None and o.plane:
+                    r.notes.append(f"{c.track.identifier} on the {when} study was drawn in the {o.plane} plane, "
+                                   "summed as drawn: RECIST 1.1 measures in the axial plane")
         r.notes.append("non-target lesions are not assessed: a suggestion for the reader to confirm")
         return r
 
