@@ -3,7 +3,7 @@ docs/screenshot-click-segment.png (three planes, 3D, the measurements panel).
 
     xvfb-run -a -s "-screen 0 1920x1080x24" python -m viewer.ui.segments.click_screenshot CHEST_CT_DIR \
         --out docs/screenshot-click-segment.png [--voxel 168,252,77] [--method geodesic]
-    ... brats-0005/Flair_subtrMeanDivStd.nii.gz --modality MR --preset "" --voxel 88,171,100 --preset3d "MR default"
+    ... brain-tumor-mr/brain1_image.nrrd --modality MR --preset "" --voxel 188,136,11 --preset3d "MR default"
 
 The click is a real mouse event in the axial view at ``--voxel`` (i, j, k); the tool runs the
 lesion-segmentation plugin in the AI worker as it does for a reader.
