@@ -111,3 +111,19 @@ def clear_measurements(win) -> None:
     for _key, meas in list(ctl.all()):
         ctl.remove(meas.uid)
 
+
+def chest_ct_with_gap(chest_ct_dir, folder, missing=range(60, 64)):
+    """A copy of the chest CT in ``folder`` without the files of slices ``missing`` (counted from the
+    lowest z): a series with a gap, whose slots load blank."""
+    import shutil
+
+    import pydicom
+
+    by_z = sorted(chest_ct_dir.iterdir(), key=lambda p: float(pydicom.dcmread(p, stop_before_pixels=True)
+                                                              .ImagePositionPatient[2]))
+    folder.mkdir()
+    for i, f in enumerate(by_z):
+        if i not in missing:
+            shutil.copy(f, folder / f.name)
+    return folder
+

@@ -13,7 +13,7 @@ from PySide6.QtCore import QPoint, Qt
 from PySide6.QtWidgets import QApplication
 
 from tests.conftest import data_path
-from tests.ui.helpers import qt_pos, ready_window, settle, wait_loaded
+from tests.ui.helpers import chest_ct_with_gap, qt_pos, ready_window, settle, wait_loaded
 
 pytestmark = pytest.mark.gui
 
@@ -184,16 +184,8 @@ def test_a_slice_missing_from_the_series_says_so_in_the_view(make_window, qtbot,
                                                              monkeypatch):
     """Four of the chest CT's files left out: their slots load blank, and scrolling onto one showed a
     black view with only 'Im: -' (the status bar's note had gone); the view now says why it is empty."""
-    import shutil
-
     monkeypatch.setenv("HOUNSFIELD_DATA_DIR", str(tmp_path / "data"))
-    by_z = sorted(chest_ct_dir.iterdir(), key=lambda p: float(pydicom.dcmread(p, stop_before_pixels=True)
-                                                              .ImagePositionPatient[2]))
-    folder = tmp_path / "gap"
-    folder.mkdir()
-    for i, f in enumerate(by_z):
-        if not 60 <= i < 64:
-            shutil.copy(f, folder / f.name)
+    folder = chest_ct_with_gap(chest_ct_dir, tmp_path / "gap")
     win = make_window("2x2")
     win.open_path(str(folder))
     wait_loaded(qtbot, win)

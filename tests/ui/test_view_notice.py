@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-import pydicom
 import pytest
 
-from tests.ui.helpers import settle, wait_loaded
+from tests.ui.helpers import chest_ct_with_gap, settle, wait_loaded
 
 pytestmark = pytest.mark.gui
 
@@ -33,18 +32,10 @@ def test_the_crosshair_leaves_the_missing_slice_notice_clear(make_window, qtbot,
     runs, and its red and green lines struck the words through (and at 363 px the words ran off both
     edges of the 331 px view).  No line piece may cross the notice's box now, the lines still run on
     all four sides of it, and the notice fits the view."""
-    import shutil
-
     from viewer.render.overlays import text_box
 
     monkeypatch.setenv("HOUNSFIELD_DATA_DIR", str(tmp_path / "data"))
-    by_z = sorted(chest_ct_dir.iterdir(), key=lambda p: float(pydicom.dcmread(p, stop_before_pixels=True)
-                                                              .ImagePositionPatient[2]))
-    folder = tmp_path / "gap"
-    folder.mkdir()
-    for i, f in enumerate(by_z):
-        if not 60 <= i < 64:
-            shutil.copy(f, folder / f.name)
+    folder = chest_ct_with_gap(chest_ct_dir, tmp_path / "gap")
     win = make_window("2x2")
     win.open_path(str(folder))
     wait_loaded(qtbot, win)

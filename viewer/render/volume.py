@@ -187,9 +187,9 @@ def make_picker(tolerance: float = 1e-3) -> vtkVolumePicker:
     return picker
 
 
-def projection_pick(volume, near, far, mode: str, clip_bounds=None, step: float | None = None):
-    """The LPS point a MIP ("mip") or MinIP ("minip") ray from ``near`` to ``far`` shows: the
-    brightest (darkest) voxel along it inside the volume (and the clip box); None if it misses."""
+def _ray_samples(volume, near, far, clip_bounds=None, step: float | None = None):
+    """The points of a ray from ``near`` to ``far`` (LPS, every ``step`` mm: half the finest spacing)
+    that lie inside the volume (and the clip box), and the stored values at their nearest voxels."""
     near, far = np.asarray(near, dtype=np.float64), np.asarray(far, dtype=np.float64)
     step = step or float(volume.spacing.min()) / 2
     length = float(np.linalg.norm(far - near))
@@ -201,10 +201,16 @@ def projection_pick(volume, near, far, mode: str, clip_bounds=None, step: float 
     idx = np.round(volume.lps_to_index(points)).astype(int)
     nk, nj, ni = volume.shape
     inside = np.all((idx >= 0) & (idx < [ni, nj, nk]), axis=1)
-    if not inside.any():
-        return None
     points, idx = points[inside], idx[inside]
-    values = volume.array[idx[:, 2], idx[:, 1], idx[:, 0]]
+    return points, volume.array[idx[:, 2], idx[:, 1], idx[:, 0]]
+
+
+def projection_pick(volume, near, far, mode: str, clip_bounds=None, step: float | None = None):
+    """The LPS point a MIP ("mip") or MinIP ("minip") ray from ``near`` to ``far`` shows: the
+    brightest (darkest) voxel along it inside the volume (and the clip box); None if it misses."""
+    points, values = _ray_samples(volume, near, far, clip_bounds, step)
+    if not len(points):
+        return None
     best = int(np.argmax(values) if mode == "mip" else np.argmin(values))
     return points[best]
 
@@ -220,18 +226,6 @@ def opacity_pick(volume, near, far, opacity, clip_bounds=None, isovalue: float =
     if not nodes:
         return None
     xs, alphas = np.array([n[0] for n in nodes]), np.array([n[1] for n in nodes])
-    near, far = np.asarray(near, dtype=np.float64), np.asarray(far, dtype=np.float64)
-    step = step or float(volume.spacing.min()) / 2
-    length = float(np.linalg.norm(far - near))
-    t = np.arange(0.0, length, step) / max(length, 1e-9)
-    points = near + t[:, None] * (far - near)
-    if clip_bounds is not None:
-        b = np.asarray(clip_bounds).reshape(3, 2)
-        points = points[np.all((points >= b[:, 0]) & (points <= b[:, 1]), axis=1)]
-    idx = np.round(volume.lps_to_index(points)).astype(int)
-    nk, nj, ni = volume.shape
-    inside = np.all((idx >= 0) & (idx < [ni, nj, nk]), axis=1)
-    points, idx = points[inside], idx[inside]
-    values = volume.array[idx[:, 2], idx[:, 1], idx[:, 0]].astype(np.float64)
-    hit = np.nonzero(np.interp(values, xs, alphas) > isovalue)[0]
+    points, values = _ray_samples(volume, near, far, clip_bounds, step)
+    hit = np.nonzero(np.interp(values.astype(np.float64), xs, alphas) > isovalue)[0]
     return points[hit[0]] if len(hit) else None
