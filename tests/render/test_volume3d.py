@@ -61,13 +61,7 @@ def test_oblique_volume_sits_in_lps_and_sheared_gets_a_user_matrix():
     vr = VolumeRenderer(VtkVolume(sheared))
     assert vr.actor.GetUserMatrix() is not None
     img = vr.vtk_volume.patient_image
-    m = vr.actor.GetMatrix()
-    for ijk in ([0, 0, 0], [29, 19, 11], [3, 17, 8]):
-        out = [0.0, 0.0, 0.0]
-        img.TransformContinuousIndexToPhysicalPoint(*map(float, ijk), out)
-        world = np.array([*out, 1.0])
-        placed = np.array([sum(m.GetElement(r, c) * world[c] for c in range(4)) for r in range(3)])
-        assert np.allclose(placed, sheared.index_to_lps(ijk), atol=1e-6)
+    _assert_placed(vr, img, sheared)
 
 
 def test_left_handed_volume_is_drawn_right_handed_and_placed_by_the_actor_matrix():
@@ -82,13 +76,7 @@ def test_left_handed_volume_is_drawn_right_handed_and_placed_by_the_actor_matrix
     direction = np.array([img.GetDirectionMatrix().GetElement(r, c) for r in range(3) for c in range(3)])
     assert np.linalg.det(direction.reshape(3, 3)) > 0 and vv.shares_memory()
     assert vr.actor.GetUserMatrix() is not None
-    m = vr.actor.GetMatrix()
-    for ijk in ([0, 0, 0], [29, 19, 11], [3, 17, 8]):
-        out = [0.0, 0.0, 0.0]
-        img.TransformContinuousIndexToPhysicalPoint(*map(float, ijk), out)
-        world = np.array([*out, 1.0])
-        placed = np.array([sum(m.GetElement(r, c) * world[c] for c in range(4)) for r in range(3)])
-        assert np.allclose(placed, vol.index_to_lps(ijk), atol=1e-6)
+    _assert_placed(vr, img, vol)
     # a right-handed volume keeps its direction and needs no matrix
     vv = VtkVolume(make_volume(affine=affine_from((0.8, 0.8, 6.5), (0, 0, 0), np.diag([1.0, -1.0, -1.0]))))
     assert VolumeRenderer(vv).actor.GetUserMatrix() is None
@@ -287,3 +275,14 @@ def test_the_refined_lung_frame_has_neither_wood_grain_nor_speckle():
     rms = float(np.sqrt(((refined - reference)[inner] ** 2).mean()))
     assert rms < 2.5, rms
     assert roughness(refined[inner]) < 1.5 * roughness(reference[inner]), (roughness(refined), roughness(reference))
+
+
+def _assert_placed(vr, img, vol):
+    """The image VTK draws, moved by the actor's matrix, puts voxels where ``vol``'s affine says."""
+    m = vr.actor.GetMatrix()
+    for ijk in ([0, 0, 0], [29, 19, 11], [3, 17, 8]):
+        out = [0.0, 0.0, 0.0]
+        img.TransformContinuousIndexToPhysicalPoint(*map(float, ijk), out)
+        world = np.array([*out, 1.0])
+        placed = np.array([sum(m.GetElement(r, c) * world[c] for c in range(4)) for r in range(3)])
+        assert np.allclose(placed, vol.index_to_lps(ijk), atol=1e-6)

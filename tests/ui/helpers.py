@@ -127,3 +127,14 @@ def chest_ct_with_gap(chest_ct_dir, folder, missing=range(60, 64)):
             shutil.copy(f, folder / f.name)
     return folder
 
+
+def open_chest_ct_with_gap(make_window, qtbot, chest_ct_dir, tmp_path, monkeypatch):
+    """A 2x2 window (its own data folder) with the chest CT missing four slices active."""
+    monkeypatch.setenv("HOUNSFIELD_DATA_DIR", str(tmp_path / "data"))
+    folder = chest_ct_with_gap(chest_ct_dir, tmp_path / "gap")
+    win = make_window("2x2")
+    win.open_path(str(folder))
+    wait_loaded(qtbot, win)
+    win.model.set_active(0)
+    return win
+

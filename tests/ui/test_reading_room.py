@@ -13,7 +13,7 @@ from PySide6.QtCore import QPoint, Qt
 from PySide6.QtWidgets import QApplication
 
 from tests.conftest import data_path
-from tests.ui.helpers import chest_ct_with_gap, qt_pos, ready_window, settle, wait_loaded
+from tests.ui.helpers import open_chest_ct_with_gap, qt_pos, ready_window, settle, wait_loaded
 
 pytestmark = pytest.mark.gui
 
@@ -184,12 +184,7 @@ def test_a_slice_missing_from_the_series_says_so_in_the_view(make_window, qtbot,
                                                              monkeypatch):
     """Four of the chest CT's files left out: their slots load blank, and scrolling onto one showed a
     black view with only 'Im: -' (the status bar's note had gone); the view now says why it is empty."""
-    monkeypatch.setenv("HOUNSFIELD_DATA_DIR", str(tmp_path / "data"))
-    folder = chest_ct_with_gap(chest_ct_dir, tmp_path / "gap")
-    win = make_window("2x2")
-    win.open_path(str(folder))
-    wait_loaded(qtbot, win)
-    win.model.set_active(0)
+    win = open_chest_ct_with_gap(make_window, qtbot, chest_ct_dir, tmp_path, monkeypatch)
     state = win.model.active_state
     blank = state.volume.source.blank_slices
     assert len(blank) == 4 and all(state.volume.array[k].max() == state.volume.array[k].min() for k in blank)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.ui.helpers import chest_ct_with_gap, settle, wait_loaded
+from tests.ui.helpers import open_chest_ct_with_gap, settle
 
 pytestmark = pytest.mark.gui
 
@@ -34,12 +34,7 @@ def test_the_crosshair_leaves_the_missing_slice_notice_clear(make_window, qtbot,
     all four sides of it, and the notice fits the view."""
     from viewer.render.overlays import text_box
 
-    monkeypatch.setenv("HOUNSFIELD_DATA_DIR", str(tmp_path / "data"))
-    folder = chest_ct_with_gap(chest_ct_dir, tmp_path / "gap")
-    win = make_window("2x2")
-    win.open_path(str(folder))
-    wait_loaded(qtbot, win)
-    win.model.set_active(0)
+    win = open_chest_ct_with_gap(make_window, qtbot, chest_ct_dir, tmp_path, monkeypatch)
     state = win.model.active_state
     k = state.volume.source.blank_slices[1]
     nk, nj, ni = state.volume.shape
