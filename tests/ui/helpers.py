@@ -138,3 +138,15 @@ def open_chest_ct_with_gap(make_window, qtbot, chest_ct_dir, tmp_path, monkeypat
     win.model.set_active(0)
     return win
 
+
+def open_brain_mr_1x3(make_window, qtbot, tmp_path, monkeypatch):
+    """The brain MR DICOM in the 1 x 3 layout of a 1400 x 900 window (panes of about 217 px)."""
+    from tests.conftest import data_path
+
+    monkeypatch.setenv("HOUNSFIELD_DATA_DIR", str(tmp_path / "data"))
+    win = make_window(layout="1x3", size=(1400, 900))
+    win.open_path(str(data_path("brain-mr-t1")))
+    wait_loaded(qtbot, win)
+    settle(qtbot)
+    return win
+

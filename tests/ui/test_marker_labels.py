@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.ui.helpers import settle, wait_loaded
+from tests.ui.helpers import open_brain_mr_1x3, settle, wait_loaded
 
 pytestmark = pytest.mark.gui
 
@@ -99,14 +99,9 @@ def test_a_long_study_description_is_shortened_not_cut_off_in_narrow_views(make_
     """The brain MR's study line '1994-09-04 Avanto RoutineImage Guidance' is 305 px wide: in the 1x3
     layout of a 1400 x 900 window (views of 217 px) it ran off the view's edge mid-word.  Lines too
     wide end in '...' and keep their beginning (the date); every corner block stays inside its view."""
-    from tests.conftest import data_path
     from viewer.render.overlays import text_box
 
-    monkeypatch.setenv("HOUNSFIELD_DATA_DIR", str(tmp_path / "data"))
-    win = make_window(layout="1x3", size=(1400, 900))
-    win.open_path(str(data_path("brain-mr-t1")))
-    wait_loaded(qtbot, win)
-    settle(qtbot)
+    win = open_brain_mr_1x3(make_window, qtbot, tmp_path, monkeypatch)
     shortened = 0
     for view in win.grid.visible_views():
         view.update_scene()

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import data_path
-from tests.ui.helpers import settle, wait_loaded
+from tests.ui.helpers import open_brain_mr_1x3
 
 pytestmark = pytest.mark.gui
 
@@ -16,11 +15,7 @@ def test_the_brain_mr_s_scale_bar_is_not_a_stub_in_the_1x3_panes(make_window, qt
     its pane and is at least as long as its label is wide."""
     from viewer.render.overlays import text_box
 
-    monkeypatch.setenv("HOUNSFIELD_DATA_DIR", str(tmp_path / "data"))
-    win = make_window(layout="1x3", size=(1400, 900))
-    win.open_path(str(data_path("brain-mr-t1")))
-    wait_loaded(qtbot, win)
-    settle(qtbot)
+    win = open_brain_mr_1x3(make_window, qtbot, tmp_path, monkeypatch)
     seen = 0
     for view in win.grid.visible_views():
         view.update_scene()
